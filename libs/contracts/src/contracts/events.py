@@ -1,0 +1,184 @@
+"""Event schemas for every topic Pulse's services write.
+
+Events are past-tense nouns. Decimals travel as strings, times as ISO-8601 UTC.
+Adding an optional field is a compatible change; removing or retyping one needs a new topic
+version (`.v2`).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts.rows import AssetClass
+from contracts.types import ExactDecimal, UtcDatetime
+
+
+class Event(BaseModel):
+    """Base of every event: immutable, unknown fields ignored so producers can add fields."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+# --- crawler → reviews.crawled.v1, market.quotes.v1 -------------------------------------
+
+
+class ReviewCrawled(Event):
+    """A review found on a third-party site. Key: `source:external_id`."""
+
+    source: str  # the configured site name
+    external_id: str  # from the page, or a stable content hash
+    url: str
+    product_sku: str | None = None  # our SKU, when the page maps to one
+    product_ref: str | None = None  # the gtin/mpn/sku the page itself states
+    rating: Annotated[float, Field(ge=1.0, le=5.0)] | None = None  # normalized to 1–5
+    title: str | None = None
+    body: str
+    author_name: str | None = None
+    published_at: UtcDatetime | None = None
+    language: str | None = None
+    crawled_at: UtcDatetime
+
+    @property
+    def key(self) -> str:
+        return f"{self.source}:{self.external_id}"
+
+
+class QuotePolled(Event):
+    """A quote read from a polled feed. Key: symbol."""
+
+    symbol: str
+    asset_class: AssetClass
+    price: ExactDecimal
+    size: ExactDecimal
+    event_time: UtcDatetime
+    source: str
+    polled_at: UtcDatetime
+
+
+# --- cdc_processor → reviews.enriched.v1 ------------------------------------------------
+
+
+class ReviewOp(StrEnum):
+    UPSERT = "upsert"
+    DELETE = "delete"
+
+
+class SentimentLabel(StrEnum):
+    NEGATIVE = "negative"
+    NEUTRAL = "neutral"
+    POSITIVE = "positive"
+
+
+class ReviewEnriched(Event):
+    """A scrubbed, scored, product-joined review. Key: review_id.
+
+    `op=delete` records carry the id and times only: the archive keeps them so that a
+    latest-state query can hide the review.
+    """
+
+    review_id: str  # the app's UUID, or `crawl:<source>:<external_id>`
+    op: ReviewOp
+    source: str  # "app" or "crawl:<site>"
+    dedup_key: str  # equal for the same review seen twice (retry, app and crawl)
+    product_id: int | None = None
+    product_sku: str | None = None
+    product_name: str | None = None
+    product_brand: str | None = None
+    product_category: str | None = None
+    product_known: bool = False
+    rating: Annotated[int, Field(ge=1, le=5)] | None = None
+    title: str | None = None  # scrubbed
+    body: str | None = None  # scrubbed
+    pii_counts: dict[str, int] = Field(default_factory=dict)
+    author_pseudonym: str | None = None  # HMAC of the author's identity, never the identity
+    language: str | None = None
+    sentiment_score: float | None = None  # -1 … 1
+    sentiment_label: SentimentLabel | None = None
+    event_time: UtcDatetime  # when the review was written or changed at its source
+    source_lsn: int | None = None  # PostgreSQL LSN of the change, for CDC reviews
+    enriched_at: UtcDatetime
+
+
+# --- cdc_processor → market.candles.v1 --------------------------------------------------
+
+
+class CandleClosed(Event):
+    """A 1-minute OHLCV candle on event time, with indicators. Key: symbol."""
+
+    symbol: str
+    asset_class: AssetClass
+    window_start: UtcDatetime
+    window_end: UtcDatetime
+    open: ExactDecimal
+    high: ExactDecimal
+    low: ExactDecimal
+    close: ExactDecimal
+    volume: ExactDecimal
+    vwap: ExactDecimal
+    trade_count: int
+    sma: ExactDecimal | None = None  # simple moving average of closes over sma_period candles
+    sma_period: int
+    ema: ExactDecimal | None = None
+    ema_period: int
+    event_time: UtcDatetime  # = window_start: the archive partitions candles by it
+    emitted_at: UtcDatetime
+
+
+# --- cdc_processor → alerts.v1 ----------------------------------------------------------
+
+
+class AlertKind(StrEnum):
+    NEGATIVE_REVIEW = "negative_review"
+    NEGATIVE_BURST = "negative_burst"
+    PRICE_MOVE = "price_move"
+    STALE_FEED = "stale_feed"
+
+
+class AlertSeverity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class AlertRaised(Event):
+    """An alert. Key: subject (a product SKU or id, or a symbol).
+
+    `alert_id` is derived from kind, subject and the triggering window or record, so a replay
+    raises the same id and consumers can deduplicate.
+    """
+
+    alert_id: str
+    kind: AlertKind
+    subject: str
+    severity: AlertSeverity
+    message: str
+    event_time: UtcDatetime
+    window_start: UtcDatetime | None = None
+    window_end: UtcDatetime | None = None
+    details: dict[str, str] = Field(default_factory=dict)
+    raised_at: UtcDatetime
+
+
+# --- any consumer → pulse.dlq.v1 --------------------------------------------------------
+
+
+class DeadLettered(Event):
+    """A record a consumer could not process, with its original bytes. Key: original key."""
+
+    reason: str  # short machine-readable cause: undecodable, schema_invalid, late, duplicate…
+    detail: str  # human-readable explanation
+    service: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    original_key_b64: str | None = None
+    original_value_b64: str | None = None
+    failed_at: UtcDatetime
+
+
+EventName = Literal[
+    "ReviewCrawled", "QuotePolled", "ReviewEnriched", "CandleClosed", "AlertRaised", "DeadLettered"
+]

@@ -1,0 +1,1 @@
+"""How a Pulse service runs: settings, logging, metrics, health, Kafka serde and a clock."""

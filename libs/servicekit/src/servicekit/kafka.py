@@ -1,0 +1,102 @@
+"""aiokafka producer and consumer factories, orjson serde for contract events, DLQ records.
+
+Producers are idempotent (`enable_idempotence=True`, acks=all). Consumers never auto-commit:
+each service commits when its output is safe (Pulse is at-least-once everywhere).
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Any, TypeVar
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from pydantic import BaseModel
+
+from contracts import topics
+from contracts.events import DeadLettered
+from servicekit.settings import KafkaSettings
+
+E = TypeVar("E", bound=BaseModel)
+
+
+def encode_event(event: BaseModel) -> bytes:
+    """A contract event as compact JSON (decimals as strings, times as ISO-8601)."""
+    return orjson.dumps(event.model_dump(mode="json"))
+
+
+def decode_event(model: type[E], value: bytes) -> E:
+    """Parse bytes into a contract event; raises pydantic.ValidationError or orjson errors."""
+    return model.model_validate(orjson.loads(value))
+
+
+def encode_key(key: str | None) -> bytes | None:
+    return None if key is None else key.encode()
+
+
+def make_producer(
+    kafka: KafkaSettings, *, client_id: str, linger_ms: int = 5, **overrides: Any
+) -> AIOKafkaProducer:
+    options: dict[str, Any] = {
+        "bootstrap_servers": kafka.kafka_bootstrap_servers,
+        "client_id": f"{kafka.kafka_client_id_prefix}-{client_id}",
+        "enable_idempotence": True,
+        "acks": "all",
+        "linger_ms": linger_ms,
+        "compression_type": None,
+    }
+    options.update(overrides)
+    return AIOKafkaProducer(**options)
+
+
+def make_consumer(
+    kafka: KafkaSettings,
+    *topic_names: str,
+    group_id: str,
+    client_id: str,
+    **overrides: Any,
+) -> AIOKafkaConsumer:
+    options: dict[str, Any] = {
+        "bootstrap_servers": kafka.kafka_bootstrap_servers,
+        "client_id": f"{kafka.kafka_client_id_prefix}-{client_id}",
+        "group_id": group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "isolation_level": "read_committed",
+    }
+    options.update(overrides)
+    return AIOKafkaConsumer(*topic_names, **options)
+
+
+def dead_letter(
+    *,
+    service: str,
+    reason: str,
+    detail: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    now: datetime,
+) -> tuple[bytes | None, bytes]:
+    """The (key, value) to send to `pulse.dlq.v1` for a record that could not be processed.
+
+    The original key stays the DLQ record's key, so a partition's failures stay in order.
+    """
+    record = DeadLettered(
+        reason=reason,
+        detail=detail[:2000],
+        service=service,
+        source_topic=topic,
+        source_partition=partition,
+        source_offset=offset,
+        original_key_b64=None if key is None else base64.b64encode(key).decode(),
+        original_value_b64=None if value is None else base64.b64encode(value).decode(),
+        failed_at=now,
+    )
+    return key, encode_event(record)
+
+
+DLQ_TOPIC = topics.DLQ.name

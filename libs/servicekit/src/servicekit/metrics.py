@@ -1,0 +1,150 @@
+"""The metric catalogue: every Prometheus metric Pulse exports, defined once with its kind.
+
+Services import metrics from here; a name never appears twice. Each metric lives in the
+process-wide default registry, which `health.HealthServer` and ingest's `/metrics` expose.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+_LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+# --- every service ------------------------------------------------------------------------
+SERVICE_INFO = Gauge("pulse_service_up", "1 while the service runs", ["service"], registry=REGISTRY)
+EVENTS_IN = Counter(
+    "pulse_events_in_total", "Records consumed", ["service", "topic"], registry=REGISTRY
+)
+EVENTS_OUT = Counter(
+    "pulse_events_out_total", "Records produced", ["service", "topic"], registry=REGISTRY
+)
+DLQ_RECORDS = Counter(
+    "pulse_dlq_records_total", "Records sent to the DLQ", ["service", "reason"], registry=REGISTRY
+)
+CONSUMER_LAG = Gauge(
+    "pulse_consumer_lag_records",
+    "High watermark minus committed/position offset",
+    ["service", "topic", "partition"],
+    registry=REGISTRY,
+)
+PROCESSING_LATENCY = Histogram(
+    "pulse_processing_latency_seconds",
+    "Time from a record's Kafka timestamp to its processing",
+    ["service", "topic"],
+    buckets=_LATENCY_BUCKETS_S,
+    registry=REGISTRY,
+)
+
+# --- ingest ----------------------------------------------------------------------------
+HTTP_REQUESTS = Counter(
+    "pulse_http_requests_total",
+    "HTTP requests answered",
+    ["service", "method", "route", "status"],
+    registry=REGISTRY,
+)
+HTTP_LATENCY = Histogram(
+    "pulse_http_request_duration_seconds",
+    "HTTP request handling time",
+    ["service", "method", "route"],
+    buckets=_LATENCY_BUCKETS_S,
+    registry=REGISTRY,
+)
+ROWS_WRITTEN = Counter(
+    "pulse_rows_written_total", "Rows written to PostgreSQL", ["table"], registry=REGISTRY
+)
+DB_UNAVAILABLE = Counter(
+    "pulse_db_unavailable_total", "Requests answered 503 because PostgreSQL was down or slow",
+    registry=REGISTRY,
+)
+
+# --- cdc_processor ---------------------------------------------------------------------
+REVIEWS_ENRICHED = Counter(
+    "pulse_reviews_enriched_total", "Enriched review records emitted", ["op"], registry=REGISTRY
+)
+PII_REDACTIONS = Counter(
+    "pulse_pii_redactions_total", "PII spans replaced by placeholders", ["kind"], registry=REGISTRY
+)
+CANDLES_EMITTED = Counter(
+    "pulse_candles_emitted_total", "Candles closed and emitted", ["symbol"], registry=REGISTRY
+)
+ALERTS_RAISED = Counter(
+    "pulse_alerts_raised_total", "Alerts raised", ["kind"], registry=REGISTRY
+)
+PARTITION_STALLED = Gauge(
+    "pulse_partition_stalled",
+    "1 when a partition's lag grows while its position does not advance",
+    ["service", "topic", "partition"],
+    registry=REGISTRY,
+)
+
+# --- s3_archiver -----------------------------------------------------------------------
+ARCHIVE_RECORDS = Counter(
+    "pulse_archive_records_total", "Rows written to the archive", ["dataset"], registry=REGISTRY
+)
+ARCHIVE_BYTES = Counter(
+    "pulse_archive_bytes_total", "Parquet bytes written to S3", ["dataset"], registry=REGISTRY
+)
+ARCHIVE_OBJECTS = Counter(
+    "pulse_archive_objects_total", "Objects written to S3", ["dataset"], registry=REGISTRY
+)
+ARCHIVE_OPEN_BUFFERS = Gauge(
+    "pulse_archive_open_buffers", "Buffers holding unwritten records", registry=REGISTRY
+)
+ARCHIVE_BUFFERED_BYTES = Gauge(
+    "pulse_archive_buffered_bytes", "Approximate bytes held in open buffers", registry=REGISTRY
+)
+ARCHIVE_OLDEST_UNFLUSHED_AGE = Gauge(
+    "pulse_archive_oldest_unflushed_seconds",
+    "Age of the oldest record not yet in S3",
+    registry=REGISTRY,
+)
+S3_ERRORS = Counter(
+    "pulse_s3_errors_total", "S3 calls that failed (before retry)", ["operation"], registry=REGISTRY
+)
+COMMIT_LAG = Gauge(
+    "pulse_archive_commit_lag_records",
+    "Records consumed but not yet committed",
+    ["topic", "partition"],
+    registry=REGISTRY,
+)
+
+# --- crawler ---------------------------------------------------------------------------
+PAGES_FETCHED = Counter(
+    "pulse_crawler_pages_fetched_total", "Pages fetched", ["site", "status"], registry=REGISTRY
+)
+ROBOTS_DENIALS = Counter(
+    "pulse_crawler_robots_denials_total", "URLs robots.txt disallowed", ["site"], registry=REGISTRY
+)
+BLOCKED_ADDRESSES = Counter(
+    "pulse_crawler_blocked_addresses_total",
+    "Requests refused because the address is not public",
+    ["reason"],
+    registry=REGISTRY,
+)
+CRAWLED_REVIEWS = Counter(
+    "pulse_crawler_reviews_total",
+    "Reviews extracted and published",
+    ["site", "stage"],  # stage: extracted | published
+    registry=REGISTRY,
+)
+SITE_LAG = Gauge(
+    "pulse_crawler_site_lag_seconds",
+    "Seconds since the site's last complete crawl",
+    ["site"],
+    registry=REGISTRY,
+)
+QUOTES_POLLED = Counter(
+    "pulse_crawler_quotes_total", "Quotes polled and published", ["feed"], registry=REGISTRY
+)
+
+# --- query -----------------------------------------------------------------------------
+QUERIES = Counter(
+    "pulse_queries_total", "SQL queries answered", ["outcome"], registry=REGISTRY
+)
+
+
+def render() -> tuple[bytes, str]:
+    """The registry in Prometheus text format, with its content type."""
+    return generate_latest(REGISTRY), "text/plain; version=0.0.4; charset=utf-8"
