@@ -2,10 +2,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from pydantic import ValidationError
-
 from contracts import datasets, topics
 from contracts.events import CandleClosed, QuotePolled
+from pydantic import ValidationError
 from servicekit.kafka import decode_event, encode_event
 
 NOW = datetime(2026, 11, 22, 17, 0, tzinfo=UTC)

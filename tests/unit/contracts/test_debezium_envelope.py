@@ -1,6 +1,5 @@
 import orjson
 import pytest
-
 from contracts.debezium import EnvelopeError, Op, decode_change_event, decode_change_key
 from contracts.rows import MarketTickRow, ReviewRow
 

@@ -5,7 +5,6 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import orjson
 import pytest
-
 from contracts.events import DeadLettered
 from servicekit.clock import FakeClock
 from servicekit.health import HealthServer

@@ -23,7 +23,9 @@ class Dataset:
         return f"archive/{self.name}/"
 
 
-REVIEWS_ENRICHED = Dataset("reviews_enriched", topics.REVIEWS_ENRICHED, ReviewEnriched, "event_time")
+REVIEWS_ENRICHED = Dataset(
+    "reviews_enriched", topics.REVIEWS_ENRICHED, ReviewEnriched, "event_time"
+)
 MARKET_CANDLES = Dataset("market_candles", topics.MARKET_CANDLES, CandleClosed, "event_time")
 ALERTS = Dataset("alerts", topics.ALERTS, AlertRaised, "event_time")
 

@@ -7,8 +7,8 @@ caller can dead-letter the original bytes with the reason.
 
 from __future__ import annotations
 
-from enum import StrEnum
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, TypeVar
 
 import orjson

@@ -36,11 +36,11 @@ REVIEWS_CDC = TopicSpec(f"{DEBEZIUM_PREFIX}.public.reviews", PARTITIONS, Produce
 MARKET_TICKS_CDC = TopicSpec(
     f"{DEBEZIUM_PREFIX}.public.market_ticks", PARTITIONS, Producer.DEBEZIUM, "id"
 )
-REVIEWS_CRAWLED = TopicSpec("reviews.crawled.v1", PARTITIONS, Producer.CRAWLER, "source:external_id")
-MARKET_QUOTES = TopicSpec("market.quotes.v1", PARTITIONS, Producer.CRAWLER, "symbol")
-REVIEWS_ENRICHED = TopicSpec(
-    "reviews.enriched.v1", PARTITIONS, Producer.CDC_PROCESSOR, "review id"
+REVIEWS_CRAWLED = TopicSpec(
+    "reviews.crawled.v1", PARTITIONS, Producer.CRAWLER, "source:external_id"
 )
+MARKET_QUOTES = TopicSpec("market.quotes.v1", PARTITIONS, Producer.CRAWLER, "symbol")
+REVIEWS_ENRICHED = TopicSpec("reviews.enriched.v1", PARTITIONS, Producer.CDC_PROCESSOR, "review id")
 MARKET_CANDLES = TopicSpec("market.candles.v1", PARTITIONS, Producer.CDC_PROCESSOR, "symbol")
 ALERTS = TopicSpec("alerts.v1", PARTITIONS, Producer.CDC_PROCESSOR, "alert subject")
 DLQ = TopicSpec(

@@ -15,7 +15,7 @@ DECIMAL_SCALE = 18
 
 def _parse_decimal(value: Any) -> Decimal:
     """Accept str/int/Decimal only: a float has already lost exactness."""
-    if isinstance(value, bool) or isinstance(value, float):
+    if isinstance(value, (bool, float)):
         raise ValueError("decimals must be sent as strings, not floats")
     if isinstance(value, Decimal):
         result = value
@@ -32,7 +32,7 @@ def _parse_decimal(value: Any) -> Decimal:
 
 
 def _fits_precision(value: Decimal) -> Decimal:
-    sign, digits, exponent = value.as_tuple()
+    _sign, digits, exponent = value.as_tuple()
     assert isinstance(exponent, int)  # finite, checked above
     integer_digits = len(digits) + exponent
     if integer_digits > DECIMAL_PRECISION - DECIMAL_SCALE:

@@ -12,10 +12,10 @@ from typing import Any, TypeVar
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from pydantic import BaseModel
-
 from contracts import topics
 from contracts.events import DeadLettered
+from pydantic import BaseModel
+
 from servicekit.settings import KafkaSettings
 
 E = TypeVar("E", bound=BaseModel)

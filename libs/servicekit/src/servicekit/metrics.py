@@ -55,7 +55,8 @@ ROWS_WRITTEN = Counter(
     "pulse_rows_written_total", "Rows written to PostgreSQL", ["table"], registry=REGISTRY
 )
 DB_UNAVAILABLE = Counter(
-    "pulse_db_unavailable_total", "Requests answered 503 because PostgreSQL was down or slow",
+    "pulse_db_unavailable_total",
+    "Requests answered 503 because PostgreSQL was down or slow",
     registry=REGISTRY,
 )
 
@@ -69,9 +70,7 @@ PII_REDACTIONS = Counter(
 CANDLES_EMITTED = Counter(
     "pulse_candles_emitted_total", "Candles closed and emitted", ["symbol"], registry=REGISTRY
 )
-ALERTS_RAISED = Counter(
-    "pulse_alerts_raised_total", "Alerts raised", ["kind"], registry=REGISTRY
-)
+ALERTS_RAISED = Counter("pulse_alerts_raised_total", "Alerts raised", ["kind"], registry=REGISTRY)
 PARTITION_STALLED = Gauge(
     "pulse_partition_stalled",
     "1 when a partition's lag grows while its position does not advance",
@@ -140,9 +139,7 @@ QUOTES_POLLED = Counter(
 )
 
 # --- query -----------------------------------------------------------------------------
-QUERIES = Counter(
-    "pulse_queries_total", "SQL queries answered", ["outcome"], registry=REGISTRY
-)
+QUERIES = Counter("pulse_queries_total", "SQL queries answered", ["outcome"], registry=REGISTRY)
 
 
 def render() -> tuple[bytes, str]:

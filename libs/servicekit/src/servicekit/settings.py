@@ -7,7 +7,7 @@ the environment variable, never a stack trace.
 from __future__ import annotations
 
 import sys
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -51,7 +51,7 @@ def describe_errors(cls: type[BaseSettings], exc: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def load_settings(cls: type[S], **overrides: object) -> S:
+def load_settings(cls: type[S], **overrides: Any) -> S:
     """Build settings from the environment; on error print which variable is wrong and exit 2."""
     try:
         return cls(**overrides)
