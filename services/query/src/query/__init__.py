@@ -1,0 +1,1 @@
+"""Pulse query layer: read-only SQL over the S3 archive."""

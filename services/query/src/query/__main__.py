@@ -1,0 +1,25 @@
+"""`python -m query`: the read-only SQL endpoint on QUERY_HTTP_HOST:QUERY_HTTP_PORT."""
+
+from __future__ import annotations
+
+import uvicorn
+from servicekit.logging import configure_logging
+
+from query.app import build_app
+
+
+def main() -> None:
+    app, settings = build_app()
+    configure_logging("query", level=settings.log_level, json=settings.log_json)
+    uvicorn.run(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_s),
+    )
+
+
+if __name__ == "__main__":
+    main()

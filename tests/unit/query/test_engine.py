@@ -1,0 +1,39 @@
+"""The engine runs guarded SQL with a row cap, a time limit and no file access."""
+
+from __future__ import annotations
+
+import pytest
+from query.engine import QueryEngine, QueryFailedError, QueryTimeoutError
+from query.guard import QueryRejectedError
+
+
+def test_row_limit_truncates(engine: QueryEngine) -> None:
+    result = engine.run("SELECT * FROM range(100)", max_rows=10)
+    assert len(result.rows) == 10
+    assert result.truncated
+
+
+def test_time_limit_interrupts(engine: QueryEngine) -> None:
+    engine.timeout_s = 0.3
+    with pytest.raises(QueryTimeoutError):
+        engine.run("SELECT count(*) FROM range(1000000000000) a, range(10) b")
+
+
+def test_unknown_column_is_a_failed_query(engine: QueryEngine) -> None:
+    with pytest.raises(QueryFailedError, match="nope"):
+        engine.run("SELECT nope FROM alerts")
+
+
+def test_file_access_is_refused(engine: QueryEngine, archive_dir: object) -> None:
+    with pytest.raises(QueryRejectedError):
+        engine.run(f"SELECT * FROM read_parquet('{archive_dir}/**/*.parquet')")
+
+
+def test_empty_archive_still_has_tables(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from query.archive import ArchiveCatalog, local_location
+
+    empty = QueryEngine(ArchiveCatalog(local_location(Path(str(tmp_path))), ttl_s=0))
+    for table in ("reviews_enriched", "market_candles", "alerts", "reviews_latest"):
+        assert empty.run(f"SELECT count(*) FROM {table}").rows == [(0,)]
