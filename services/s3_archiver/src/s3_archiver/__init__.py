@@ -1,0 +1,1 @@
+"""Pulse s3_archiver: Kafka events to event-time-partitioned Parquet in S3."""

@@ -1,0 +1,132 @@
+"""Composition root: reads settings, builds the Kafka clients, the S3 store and the health server.
+
+`python -m s3_archiver` runs the archiver; `python -m s3_archiver athena-ddl [DIR]` regenerates
+`deploy/athena/<dataset>.sql` from the contracts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from contracts import datasets
+from servicekit import metrics
+from servicekit.clock import SystemClock
+from servicekit.health import HealthServer
+from servicekit.kafka import make_consumer, make_producer
+from servicekit.logging import configure_logging
+from servicekit.settings import KafkaSettings, load_settings
+
+from s3_archiver import catalog
+from s3_archiver.archiver import SERVICE, Archiver, routes_for
+from s3_archiver.object_store import ObjectStore, ensure_bucket, make_store, s3_client
+from s3_archiver.settings import ArchiverSettings, S3Settings
+
+log = logging.getLogger(__name__)
+
+LIVENESS_STALL_S = 120.0
+
+
+async def write_catalog(store: ObjectStore, settings: ArchiverSettings, bucket: str) -> None:
+    """The catalog next to the data: JSON per dataset, plus the Athena and DuckDB SQL."""
+    root = settings.root_prefix.strip("/")
+    for name in sorted(set(settings.topic_datasets.values())):
+        dataset = datasets.BY_NAME[name]
+        await store.put(
+            catalog.catalog_key(dataset, root=root),
+            catalog.catalog_json(dataset, bucket=bucket, root=root),
+        )
+        await store.put(
+            f"{root}/_catalog/{name}.athena.sql",
+            catalog.athena_ddl(dataset, bucket=bucket, root=root).encode(),
+        )
+        await store.put(
+            f"{root}/_catalog/{name}.duckdb.sql",
+            (catalog.duckdb_view_sql(dataset, bucket=bucket, root=root) + ";\n").encode(),
+        )
+
+
+async def serve(settings: ArchiverSettings, s3: S3Settings, kafka: KafkaSettings) -> None:
+    clock = SystemClock()
+    routes = routes_for({t: datasets.BY_NAME[d] for t, d in settings.topic_datasets.items()})
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    async with s3_client(s3, timeout_s=settings.s3_timeout_s) as client:
+        await ensure_bucket(client, s3.s3_bucket)
+        store = make_store(client, s3, settings, clock)
+        if settings.write_catalog:
+            await write_catalog(store, settings, s3.s3_bucket)
+        consumer = make_consumer(
+            kafka,
+            group_id=settings.group_id,
+            client_id=SERVICE,
+            max_poll_interval_ms=300_000,
+            fetch_max_bytes=16 * 1024 * 1024,
+        )
+        producer = make_producer(kafka, client_id=f"{SERVICE}-dlq")
+        archiver = Archiver(
+            settings=settings,
+            consumer=consumer,
+            producer=producer,
+            store=store,
+            routes=routes,
+            clock=clock,
+        )
+        consumer.subscribe(sorted(routes), listener=archiver.listener)
+        health = HealthServer(host=settings.http_host, port=settings.http_port)
+
+        async def alive() -> tuple[bool, str]:
+            stalled = clock.monotonic() - archiver.last_loop_mono
+            return stalled < LIVENESS_STALL_S, f"last loop {stalled:.1f}s ago"
+
+        async def ready() -> tuple[bool, str]:
+            state = archiver.health()
+            return not state["store_down"], str(state)
+
+        health.liveness["loop"] = alive
+        health.readiness["store"] = ready
+        await producer.start()
+        await consumer.start()
+        if settings.http_port:
+            await health.start()
+        metrics.SERVICE_INFO.labels(SERVICE).set(1)
+        log.info(
+            "archiving %s under s3://%s/%s/", sorted(routes), s3.s3_bucket, settings.root_prefix
+        )
+        try:
+            await archiver.run(stop)
+        finally:
+            metrics.SERVICE_INFO.labels(SERVICE).set(0)
+            await consumer.stop()
+            await producer.stop()
+            await health.stop()
+
+
+def generate_athena(out_dir: Path) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for dataset in datasets.ALL:
+        path = out_dir / f"{dataset.name}.sql"
+        path.write_text(catalog.athena_ddl(dataset), encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] == "athena-ddl":
+        out = Path(args[1]) if len(args) > 1 else Path("deploy/athena")
+        for path in generate_athena(out):
+            print(path)
+        return
+    settings = load_settings(ArchiverSettings)
+    s3 = load_settings(S3Settings)
+    kafka = load_settings(KafkaSettings)
+    configure_logging(SERVICE, level=settings.log_level, json=settings.log_json)
+    asyncio.run(serve(settings, s3, kafka))
