@@ -1,0 +1,414 @@
+"""Composition root: builds the FastAPI app from settings, a Database and a clock.
+
+Routes stay thin (authorize → decode → call the repository → answer). Bodies are decoded by
+pydantic straight from bytes (`model_validate_json`), not by FastAPI's body machinery: it is
+faster, keeps the models strict (ISO strings for datetimes), and lets us answer 415 and 422
+exactly. The request schemas are still published in the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, TypeVar
+
+import asyncpg
+import orjson
+from fastapi import FastAPI, Header, Request, Response
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel, ValidationError
+from pydantic.json_schema import models_json_schema
+from servicekit import metrics
+from servicekit.clock import Clock, SystemClock
+
+from ingest import schemas
+from ingest.auth import ApiKey, ForbiddenError, Scope, UnauthenticatedError
+from ingest.idempotency import (
+    IdempotencyInFlightError,
+    IdempotencyKeyInvalidError,
+    IdempotencyKeyMissingError,
+    IdempotencyMismatchError,
+    StoredResponse,
+    check_key,
+    fingerprint,
+)
+from ingest.keystore import KeyStore
+from ingest.middleware import BodyLimit, RequestContext
+from ingest.repository import (
+    Database,
+    DatabaseConfig,
+    DatabaseUnavailableError,
+    ProductNotFoundError,
+)
+from ingest.settings import IngestSettings
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+
+_JSON = "application/json"
+_BODY_MODELS: tuple[type[BaseModel], ...] = (
+    schemas.ProductIn,
+    schemas.ReviewIn,
+    schemas.ReviewPatch,
+    schemas.ReviewBatchIn,
+    schemas.TickBatchIn,
+)
+
+
+class UnsupportedMediaTypeError(Exception):
+    pass
+
+
+class InvalidBodyError(Exception):
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__("invalid body")
+        self.errors = errors
+
+
+class NotFoundError(Exception):
+    pass
+
+
+def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(payload), status_code=status, media_type=_JSON, headers=headers)
+
+
+def _stored(result: StoredResponse) -> Response:
+    return Response(result.body, status_code=result.status_code, media_type=_JSON)
+
+
+def _problem(status: int, detail: str) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": schemas.Problem, "description": detail}}
+
+
+_COMMON = {
+    **_problem(401, "missing or unknown X-API-Key"),
+    **_problem(403, "the key lacks the operation's scope"),
+    **_problem(413, "body too large"),
+    **_problem(415, "Content-Type is not application/json"),
+    **_problem(422, "invalid body"),
+    **_problem(503, "database unavailable; see Retry-After"),
+}
+_POST = {**_COMMON, **_problem(400, "missing or invalid Idempotency-Key")}
+
+
+async def decode(request: Request, model: type[M]) -> M:
+    """415 unless JSON; 422 (with pydantic's error list) for anything the model refuses."""
+    ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if ctype not in (_JSON, "application/merge-patch+json"):
+        raise UnsupportedMediaTypeError(f"Content-Type must be {_JSON}")
+    body = await request.body()
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_context=False, include_input=False)
+        raise InvalidBodyError([dict(e) for e in errors]) from exc
+
+
+def review_payload(review_id: uuid.UUID, review: schemas.ReviewIn, now: Any) -> dict[str, Any]:
+    return {"id": review_id, **review.model_dump(), "created_at": now, "updated_at": now}
+
+
+def _review_record(row: asyncpg.Record) -> dict[str, Any]:
+    return {k: row[k] for k in schemas.ReviewOut.model_fields}
+
+
+def create_app(
+    settings: IngestSettings, *, database: Database | None = None, clock: Clock | None = None
+) -> FastAPI:
+    clock = clock or SystemClock()
+    db = database or Database(_db_config(settings))
+    keys = KeyStore(db.load_api_keys, clock=clock, refresh_s=settings.api_key_refresh_s)
+    retry_after = {"Retry-After": str(settings.retry_after_s)}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await db.start()
+        metrics.SERVICE_INFO.labels("ingest").set(1)
+        try:
+            yield
+        finally:
+            await db.close()
+
+    app = FastAPI(
+        title="Pulse ingest",
+        version="1.0.0",
+        description="Writes products, reviews and market ticks to PostgreSQL. "
+        "Every POST needs an Idempotency-Key.",
+        lifespan=lifespan,
+    )
+    IdemKey = Annotated[str | None, Header(alias="Idempotency-Key")]  # noqa: N806
+    ApiKeyHeader = Annotated[str | None, Header(alias="X-API-Key")]  # noqa: N806
+
+    async def guard(presented: str | None, scope: Scope) -> ApiKey:
+        return await keys.authorize(presented, scope)
+
+    # --- errors: every one a JSON body with `detail`, never a stack trace ---------------
+    @app.exception_handler(UnauthenticatedError)
+    async def _401(_: Request, exc: UnauthenticatedError) -> Response:
+        return _json(401, {"detail": str(exc)}, {"WWW-Authenticate": "ApiKey"})
+
+    @app.exception_handler(ForbiddenError)
+    async def _403(_: Request, exc: ForbiddenError) -> Response:
+        return _json(403, {"detail": str(exc)})
+
+    @app.exception_handler(UnsupportedMediaTypeError)
+    async def _415(_: Request, exc: UnsupportedMediaTypeError) -> Response:
+        return _json(415, {"detail": str(exc)})
+
+    @app.exception_handler(InvalidBodyError)
+    async def _422(_: Request, exc: InvalidBodyError) -> Response:
+        return Response(
+            orjson.dumps({"detail": exc.errors}, default=str), status_code=422, media_type=_JSON
+        )
+
+    @app.exception_handler(IdempotencyKeyMissingError)
+    @app.exception_handler(IdempotencyKeyInvalidError)
+    async def _400(_: Request, exc: Exception) -> Response:
+        return _json(400, {"detail": str(exc)})
+
+    @app.exception_handler(IdempotencyMismatchError)
+    async def _422_idem(_: Request, exc: IdempotencyMismatchError) -> Response:
+        return _json(422, {"detail": str(exc)})
+
+    @app.exception_handler(IdempotencyInFlightError)
+    async def _409(_: Request, exc: IdempotencyInFlightError) -> Response:
+        return _json(409, {"detail": str(exc)}, retry_after)
+
+    @app.exception_handler(ProductNotFoundError)
+    async def _404_product(_: Request, exc: ProductNotFoundError) -> Response:
+        return _json(404, {"detail": str(exc), "skus": exc.skus})
+
+    @app.exception_handler(NotFoundError)
+    async def _404(_: Request, exc: NotFoundError) -> Response:
+        return _json(404, {"detail": str(exc)})
+
+    @app.exception_handler(DatabaseUnavailableError)
+    async def _503(_: Request, exc: DatabaseUnavailableError) -> Response:
+        metrics.DB_UNAVAILABLE.inc()
+        return _json(503, {"detail": "database unavailable, retry later"}, retry_after)
+
+    # --- operations ----------------------------------------------------------------
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"], responses=_problem(503, "database unreachable"))
+    async def readyz() -> Response:
+        await db.ping()
+        return _json(200, {"status": "ok", "database": "ok"})
+
+    @app.get("/metrics", tags=["ops"], response_class=Response)
+    async def prometheus() -> Response:
+        body, ctype = metrics.render()
+        return Response(body, media_type=ctype)
+
+    def body_doc(model: type[BaseModel]) -> dict[str, Any]:
+        ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+        return {"requestBody": {"required": True, "content": {_JSON: {"schema": ref}}}}
+
+    @app.post(
+        "/v1/products",
+        tags=["products"],
+        status_code=201,
+        responses={**_POST, 200: {"model": schemas.ProductOut}, 201: {"model": schemas.ProductOut}},
+        openapi_extra=body_doc(schemas.ProductIn),
+    )
+    async def upsert_product(
+        request: Request, idempotency_key: IdemKey = None, x_api_key: ApiKeyHeader = None
+    ) -> Response:
+        """Create the product, or update it by `sku` (201 created, 200 updated/unchanged)."""
+        key = await guard(x_api_key, Scope.PRODUCTS_WRITE)
+        idem = check_key(idempotency_key)
+        product = await decode(request, schemas.ProductIn)
+        now = clock.now()
+
+        def render(row: asyncpg.Record, created: bool) -> bytes:
+            return orjson.dumps({k: row[k] for k in schemas.ProductOut.model_fields})
+
+        result = await db.upsert_product(
+            api_key_id=key.id,
+            key=idem,
+            fingerprint=fingerprint("POST", "/v1/products", product.model_dump(mode="json")),
+            now=now,
+            product=product,
+            render=render,
+        )
+        metrics.ROWS_WRITTEN.labels("products").inc()
+        return _stored(result)
+
+    @app.post(
+        "/v1/reviews",
+        tags=["reviews"],
+        status_code=201,
+        responses={**_POST, 201: {"model": schemas.ReviewOut}, **_problem(404, "unknown sku")},
+        openapi_extra=body_doc(schemas.ReviewIn),
+    )
+    async def create_review(
+        request: Request, idempotency_key: IdemKey = None, x_api_key: ApiKeyHeader = None
+    ) -> Response:
+        """Store one review for an existing product (404 if `product_sku` is unknown)."""
+        key = await guard(x_api_key, Scope.REVIEWS_WRITE)
+        idem = check_key(idempotency_key)
+        review = await decode(request, schemas.ReviewIn)
+        now, review_id = clock.now(), uuid.uuid4()
+        result = await db.insert_review(
+            api_key_id=key.id,
+            key=idem,
+            fingerprint=fingerprint("POST", "/v1/reviews", review.model_dump(mode="json")),
+            now=now,
+            review_id=review_id,
+            review=review,
+            response=orjson.dumps(review_payload(review_id, review, now)),
+        )
+        metrics.ROWS_WRITTEN.labels("reviews").inc()
+        return _stored(result)
+
+    @app.post(
+        "/v1/reviews/batch",
+        tags=["reviews"],
+        status_code=201,
+        responses={**_POST, 201: {"model": schemas.ReviewBatchOut}, **_problem(404, "unknown sku")},
+        openapi_extra=body_doc(schemas.ReviewBatchIn),
+    )
+    async def create_reviews(
+        request: Request, idempotency_key: IdemKey = None, x_api_key: ApiKeyHeader = None
+    ) -> Response:
+        """Up to 1,000 reviews in one COPY; all or nothing (404 lists unknown skus)."""
+        key = await guard(x_api_key, Scope.REVIEWS_WRITE)
+        idem = check_key(idempotency_key)
+        batch = await decode(request, schemas.ReviewBatchIn)
+        now = clock.now()
+        items = [(uuid.uuid4(), r) for r in batch.reviews]
+        result = await db.insert_reviews(
+            api_key_id=key.id,
+            key=idem,
+            fingerprint=fingerprint("POST", "/v1/reviews/batch", batch.model_dump(mode="json")),
+            now=now,
+            reviews=items,
+            response=orjson.dumps({"inserted": len(items), "ids": [i for i, _ in items]}),
+        )
+        metrics.ROWS_WRITTEN.labels("reviews").inc(len(items))
+        return _stored(result)
+
+    @app.get(
+        "/v1/reviews/{review_id}",
+        tags=["reviews"],
+        responses={**_COMMON, 200: {"model": schemas.ReviewOut}, **_problem(404, "no such review")},
+    )
+    async def get_review(review_id: uuid.UUID, x_api_key: ApiKeyHeader = None) -> Response:
+        await guard(x_api_key, Scope.REVIEWS_READ)
+        row = await db.get_review(review_id)
+        if row is None:
+            raise NotFoundError(f"review {review_id} not found")
+        return _json(200, _review_record(row))
+
+    @app.patch(
+        "/v1/reviews/{review_id}",
+        tags=["reviews"],
+        responses={**_COMMON, 200: {"model": schemas.ReviewOut}, **_problem(404, "no such review")},
+        openapi_extra=body_doc(schemas.ReviewPatch),
+    )
+    async def patch_review(
+        review_id: uuid.UUID, request: Request, x_api_key: ApiKeyHeader = None
+    ) -> Response:
+        """Edit title, body and/or rating; `updated_at` moves to now."""
+        await guard(x_api_key, Scope.REVIEWS_WRITE)
+        patch = await decode(request, schemas.ReviewPatch)
+        changes = patch.model_dump(include=patch.model_fields_set)
+        row = await db.update_review(review_id, changes=changes, now=clock.now())
+        if row is None:
+            raise NotFoundError(f"review {review_id} not found")
+        return _json(200, _review_record(row))
+
+    @app.delete(
+        "/v1/reviews/{review_id}",
+        tags=["reviews"],
+        status_code=204,
+        responses={**_COMMON, **_problem(404, "no such review")},
+    )
+    async def delete_review(review_id: uuid.UUID, x_api_key: ApiKeyHeader = None) -> Response:
+        await guard(x_api_key, Scope.REVIEWS_DELETE)
+        if not await db.delete_review(review_id):
+            raise NotFoundError(f"review {review_id} not found")
+        return Response(status_code=204)
+
+    @app.post(
+        "/v1/ticks/batch",
+        tags=["market"],
+        status_code=201,
+        responses={**_POST, 201: {"model": schemas.TickBatchOut}},
+        openapi_extra=body_doc(schemas.TickBatchIn),
+    )
+    async def create_ticks(
+        request: Request, idempotency_key: IdemKey = None, x_api_key: ApiKeyHeader = None
+    ) -> Response:
+        """Up to 10,000 ticks in one COPY; prices exact decimals as strings."""
+        key = await guard(x_api_key, Scope.TICKS_WRITE)
+        idem = check_key(idempotency_key)
+        batch = await decode(request, schemas.TickBatchIn)
+        result = await db.insert_ticks(
+            api_key_id=key.id,
+            key=idem,
+            fingerprint=fingerprint("POST", "/v1/ticks/batch", batch.model_dump(mode="json")),
+            now=clock.now(),
+            ticks=batch.ticks,
+            response=orjson.dumps({"inserted": len(batch.ticks)}),
+        )
+        metrics.ROWS_WRITTEN.labels("market_ticks").inc(len(batch.ticks))
+        return _stored(result)
+
+    app.openapi = _openapi_with_bodies(app)  # type: ignore[method-assign]  # FastAPI's documented override
+    app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContext, access_log=settings.access_log)
+    return app
+
+
+def _openapi_with_bodies(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """FastAPI's schema plus the request-body models referenced by `openapi_extra`."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        document = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        _, defs = models_json_schema(
+            [(m, "validation") for m in _BODY_MODELS],
+            ref_template="#/components/schemas/{model}",
+        )
+        document.setdefault("components", {}).setdefault("schemas", {}).update(
+            defs.get("$defs", {})
+        )
+        app.openapi_schema = document
+        return document
+
+    return openapi
+
+
+def _db_config(settings: IngestSettings) -> DatabaseConfig:
+    return DatabaseConfig(
+        dsn=settings.database_url.get_secret_value(),
+        min_size=settings.db_pool_min_size,
+        max_size=settings.db_pool_max_size,
+        acquire_timeout_s=settings.db_acquire_timeout_s,
+        statement_timeout_s=settings.db_statement_timeout_s,
+        connect_timeout_s=settings.db_connect_timeout_s,
+    )
+
+
+def build_app() -> FastAPI:
+    """uvicorn's factory (`ingest.app:build_app`): each worker reads the environment itself."""
+    from servicekit.logging import configure_logging
+    from servicekit.settings import load_settings
+
+    from ingest.middleware import RequestIdFilter
+
+    settings = load_settings(IngestSettings)
+    configure_logging("ingest", level=settings.log_level, json=settings.log_json)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RequestIdFilter())
+    return create_app(settings)

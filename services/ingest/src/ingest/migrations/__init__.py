@@ -1,0 +1,1 @@
+"""Alembic migrations of ingest's tables; applied by `python -m ingest migrate`."""

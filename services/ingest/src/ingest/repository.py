@@ -1,0 +1,416 @@
+"""PostgreSQL adapter on a raw asyncpg pool (the hot path: one round trip per single review).
+
+Every public method runs under a deadline. Connection loss, refusal, shutdown, pool
+exhaustion and timeouts all surface as `DatabaseUnavailableError`, which the API answers with 503
+and Retry-After; the pool reconnects by itself once PostgreSQL is back.
+
+Idempotency is stored in the same transaction as the write it guards, so a write is
+acknowledged exactly when its idempotency record (with the response to replay) is committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from ingest.auth import ApiKey, parse_scopes
+from ingest.idempotency import StoredResponse, replay
+from ingest.schemas import ProductIn, ReviewIn, TickIn
+
+log = logging.getLogger(__name__)
+
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.exceptions.InterfaceError,  # includes "connection is closed"
+    asyncpg.exceptions.PostgresConnectionError,  # 08xxx
+    asyncpg.exceptions.OperatorInterventionError,  # 57xxx: shutdown, starting up, canceled
+    asyncpg.exceptions.InsufficientResourcesError,  # 53xxx: too many connections, disk full
+)
+
+
+class DatabaseUnavailableError(Exception):
+    """PostgreSQL is down, restarting, or too slow to answer within the deadline."""
+
+
+class ProductNotFoundError(Exception):
+    def __init__(self, skus: Sequence[str]) -> None:
+        super().__init__(f"unknown product sku: {', '.join(skus)}")
+        self.skus = list(skus)
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseConfig:
+    dsn: str
+    min_size: int
+    max_size: int
+    acquire_timeout_s: float
+    statement_timeout_s: float
+    connect_timeout_s: float
+
+
+REVIEW_COLUMNS = (
+    "id, product_id, rating, title, body, author_name, author_email, locale, source, "
+    "external_id, created_at, updated_at"
+)
+
+_INSERT_REVIEW = """
+WITH p AS (SELECT id FROM products WHERE sku = $1),
+idem AS (
+    INSERT INTO idempotency_keys (api_key_id, key, fingerprint, status_code, response, created_at)
+    SELECT $2, $3, $4, 201, $5, $6 FROM p
+    ON CONFLICT (api_key_id, key) DO NOTHING
+    RETURNING 1
+),
+ins AS (
+    INSERT INTO reviews (id, product_id, rating, title, body, author_name, author_email,
+                         locale, source, external_id, created_at, updated_at)
+    SELECT $7, p.id, $8, $9, $10, $11, $12, $13, $14, $15, $6, $6 FROM p, idem
+    RETURNING 1
+)
+SELECT EXISTS (SELECT 1 FROM p) AS product_found,
+       EXISTS (SELECT 1 FROM ins) AS inserted,
+       k.fingerprint, k.status_code, k.response
+FROM (SELECT 1) AS one
+LEFT JOIN idempotency_keys k ON k.api_key_id = $2 AND k.key = $3
+"""
+
+_SELECT_REVIEW = """
+SELECT r.id, r.product_id, r.rating, r.title, r.body, r.author_name, r.author_email, r.locale,
+       r.source, r.external_id, r.created_at, r.updated_at, p.sku AS product_sku
+FROM reviews r JOIN products p ON p.id = r.product_id WHERE r.id = $1
+"""
+
+
+class Database:
+    def __init__(self, config: DatabaseConfig) -> None:
+        self._config = config
+        self._pool: asyncpg.Pool | None = None
+        # A whole operation (acquire + statements) must finish within this.
+        self._deadline_s = config.acquire_timeout_s + config.statement_timeout_s
+
+    async def start(self) -> None:
+        """Create the pool without connecting: the app starts even while PostgreSQL is down."""
+        self._pool = await asyncpg.create_pool(
+            self._config.dsn,
+            min_size=self._config.min_size,
+            max_size=self._config.max_size,
+            timeout=self._config.connect_timeout_s,
+            command_timeout=self._config.statement_timeout_s,
+            max_inactive_connection_lifetime=60.0,
+            server_settings={
+                "statement_timeout": str(int(self._config.statement_timeout_s * 1000)),
+                "idle_in_transaction_session_timeout": "5000",
+                "application_name": "pulse-ingest",
+            },
+        )
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            try:
+                await asyncio.wait_for(self._pool.close(), timeout=5.0)
+            except TimeoutError:
+                self._pool.terminate()
+            self._pool = None
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+        if self._pool is None:
+            raise DatabaseUnavailableError("pool not started")
+        try:
+            async with asyncio.timeout(self._deadline_s):
+                async with self._pool.acquire(timeout=self._config.acquire_timeout_s) as conn:
+                    yield conn
+        except _UNAVAILABLE as exc:
+            log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
+            raise DatabaseUnavailableError(f"{type(exc).__name__}: {exc}") from exc
+
+    async def ping(self) -> None:
+        async with self._connection() as conn:
+            await conn.fetchval("SELECT 1")
+
+    # --- api keys -------------------------------------------------------------------
+    async def load_api_keys(self) -> dict[bytes, ApiKey]:
+        async with self._connection() as conn:
+            rows = await conn.fetch(
+                "SELECT id, name, key_hash, scopes FROM api_keys WHERE disabled_at IS NULL"
+            )
+        return {
+            bytes(r["key_hash"]): ApiKey(
+                id=r["id"],
+                name=r["name"],
+                key_hash=bytes(r["key_hash"]),
+                scopes=parse_scopes(r["scopes"]),
+            )
+            for r in rows
+        }
+
+    async def upsert_api_key(self, *, name: str, key_hash: bytes, scopes: Sequence[str]) -> int:
+        async with self._connection() as conn:
+            key_id: int = await conn.fetchval(
+                """
+                INSERT INTO api_keys (name, key_hash, scopes) VALUES ($1, $2, $3)
+                ON CONFLICT (name) DO UPDATE
+                    SET key_hash = EXCLUDED.key_hash, scopes = EXCLUDED.scopes, disabled_at = NULL
+                RETURNING id
+                """,
+                name,
+                key_hash,
+                list(scopes),
+            )
+        return key_id
+
+    # --- idempotent writes ------------------------------------------------------------
+    async def _idempotent(
+        self,
+        *,
+        api_key_id: int,
+        key: str,
+        fingerprint: bytes,
+        now: datetime,
+        write: Callable[[asyncpg.Connection], Awaitable[StoredResponse]],
+    ) -> StoredResponse:
+        """1. claim the key  2. write  3. store the response — all in one transaction.
+
+        A concurrent request with the same key blocks on the claim until the first commits,
+        then replays its stored response. A rollback (bad input, crash) frees the key.
+        """
+        async with self._connection() as conn, conn.transaction():
+            claimed = await conn.fetchval(
+                """
+                INSERT INTO idempotency_keys (api_key_id, key, fingerprint, created_at)
+                VALUES ($1, $2, $3, $4) ON CONFLICT (api_key_id, key) DO NOTHING RETURNING true
+                """,
+                api_key_id,
+                key,
+                fingerprint,
+                now,
+            )
+            if not claimed:
+                return await self._replay(conn, api_key_id, key, fingerprint)
+            result = await write(conn)
+            await conn.execute(
+                "UPDATE idempotency_keys SET status_code = $3, response = $4 "
+                "WHERE api_key_id = $1 AND key = $2",
+                api_key_id,
+                key,
+                result.status_code,
+                result.body,
+            )
+            return result
+
+    @staticmethod
+    async def _replay(
+        conn: asyncpg.Connection, api_key_id: int, key: str, fingerprint: bytes
+    ) -> StoredResponse:
+        row = await conn.fetchrow(
+            "SELECT fingerprint, status_code, response FROM idempotency_keys "
+            "WHERE api_key_id = $1 AND key = $2",
+            api_key_id,
+            key,
+        )
+        return _replay_row(row, fingerprint)
+
+    async def upsert_product(
+        self,
+        *,
+        api_key_id: int,
+        key: str,
+        fingerprint: bytes,
+        now: datetime,
+        product: ProductIn,
+        render: Callable[[asyncpg.Record, bool], bytes],
+    ) -> StoredResponse:
+        async def write(conn: asyncpg.Connection) -> StoredResponse:
+            # The WHERE skips no-op updates, so an unchanged product emits no change event.
+            row = await conn.fetchrow(
+                """
+                INSERT INTO products (sku, name, brand, category, created_at, updated_at)
+                VALUES ($1, $2, $3, $4, $5, $5)
+                ON CONFLICT (sku) DO UPDATE
+                    SET name = EXCLUDED.name, brand = EXCLUDED.brand,
+                        category = EXCLUDED.category, updated_at = EXCLUDED.updated_at
+                    WHERE (products.name, products.brand, products.category)
+                          IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.brand, EXCLUDED.category)
+                RETURNING id, sku, name, brand, category, created_at, updated_at,
+                          (xmax = 0) AS created
+                """,
+                product.sku,
+                product.name,
+                product.brand,
+                product.category,
+                now,
+            )
+            if row is None:
+                row = await conn.fetchrow(
+                    "SELECT id, sku, name, brand, category, created_at, updated_at, "
+                    "false AS created FROM products WHERE sku = $1",
+                    product.sku,
+                )
+            assert row is not None
+            created = bool(row["created"])
+            return StoredResponse(201 if created else 200, render(row, created))
+
+        return await self._idempotent(
+            api_key_id=api_key_id, key=key, fingerprint=fingerprint, now=now, write=write
+        )
+
+    async def insert_review(
+        self,
+        *,
+        api_key_id: int,
+        key: str,
+        fingerprint: bytes,
+        now: datetime,
+        review_id: UUID,
+        review: ReviewIn,
+        response: bytes,
+    ) -> StoredResponse:
+        """One statement: resolve the product, claim the key with its response, insert."""
+        async with self._connection() as conn:
+            row = await conn.fetchrow(
+                _INSERT_REVIEW,
+                review.product_sku,
+                api_key_id,
+                key,
+                fingerprint,
+                response,
+                now,
+                review_id,
+                review.rating,
+                review.title,
+                review.body,
+                review.author_name,
+                review.author_email,
+                review.locale,
+                review.source,
+                review.external_id,
+            )
+        assert row is not None
+        if row["inserted"]:
+            return StoredResponse(201, response)
+        if row["fingerprint"] is not None or row["product_found"]:
+            return _replay_row(row, fingerprint)
+        raise ProductNotFoundError([review.product_sku])
+
+    async def insert_reviews(
+        self,
+        *,
+        api_key_id: int,
+        key: str,
+        fingerprint: bytes,
+        now: datetime,
+        reviews: Sequence[tuple[UUID, ReviewIn]],
+        response: bytes,
+    ) -> StoredResponse:
+        async def write(conn: asyncpg.Connection) -> StoredResponse:
+            skus = sorted({r.product_sku for _, r in reviews})
+            found = dict(
+                await conn.fetch("SELECT sku, id FROM products WHERE sku = ANY($1::text[])", skus)
+            )
+            missing = [s for s in skus if s not in found]
+            if missing:
+                raise ProductNotFoundError(missing)
+            records = [
+                (
+                    rid, found[r.product_sku], r.rating, r.title, r.body, r.author_name,
+                    r.author_email, r.locale, r.source, r.external_id, now, now,
+                )
+                for rid, r in reviews
+            ]  # fmt: skip
+            await conn.copy_records_to_table(
+                "reviews", records=records, columns=REVIEW_COLUMNS.split(", ")
+            )
+            return StoredResponse(201, response)
+
+        return await self._idempotent(
+            api_key_id=api_key_id, key=key, fingerprint=fingerprint, now=now, write=write
+        )
+
+    async def insert_ticks(
+        self,
+        *,
+        api_key_id: int,
+        key: str,
+        fingerprint: bytes,
+        now: datetime,
+        ticks: Sequence[TickIn],
+        response: bytes,
+    ) -> StoredResponse:
+        async def write(conn: asyncpg.Connection) -> StoredResponse:
+            records = [
+                (t.symbol, t.asset_class.value, t.price, t.size, t.event_time, t.venue, now)
+                for t in ticks
+            ]
+            await conn.copy_records_to_table(
+                "market_ticks",
+                records=records,
+                columns=["symbol", "asset_class", "price", "size", "event_time", "venue",
+                         "ingested_at"],
+            )  # fmt: skip
+            return StoredResponse(201, response)
+
+        return await self._idempotent(
+            api_key_id=api_key_id, key=key, fingerprint=fingerprint, now=now, write=write
+        )
+
+    # --- single-review reads and edits -----------------------------------------------
+    async def get_review(self, review_id: UUID) -> asyncpg.Record | None:
+        async with self._connection() as conn:
+            row: asyncpg.Record | None = await conn.fetchrow(_SELECT_REVIEW, review_id)
+        return row
+
+    async def update_review(
+        self, review_id: UUID, *, changes: dict[str, Any], now: datetime
+    ) -> asyncpg.Record | None:
+        present = [name for name in ("title", "body", "rating") if name in changes]
+        sets = [f"{name} = ${i}" for i, name in enumerate(present, start=3)]
+        async with self._connection() as conn:
+            row: asyncpg.Record | None = await conn.fetchrow(
+                f"""
+                WITH u AS (
+                    UPDATE reviews SET {", ".join([*sets, "updated_at = $2"])}
+                    WHERE id = $1 RETURNING *
+                )
+                SELECT u.{REVIEW_COLUMNS.replace(", ", ", u.")}, p.sku AS product_sku
+                FROM u JOIN products p ON p.id = u.product_id
+                """,  # noqa: S608  # column names come from a fixed tuple
+                review_id,
+                now,
+                *[changes[name] for name in present],
+            )
+        return row
+
+    async def delete_review(self, review_id: UUID) -> bool:
+        async with self._connection() as conn:
+            status: str = await conn.execute("DELETE FROM reviews WHERE id = $1", review_id)
+        return status.endswith(" 1")
+
+    async def purge_idempotency_keys(self, *, older_than: datetime) -> int:
+        async with self._connection() as conn:
+            status: str = await conn.execute(
+                "DELETE FROM idempotency_keys WHERE created_at < $1", older_than
+            )
+        return int(status.rsplit(" ", 1)[-1])
+
+
+def _replay_row(row: asyncpg.Record | None, fingerprint: bytes) -> StoredResponse:
+    if row is None or row["fingerprint"] is None:
+        # The claim vanished (its transaction rolled back) between our two statements.
+        return replay(stored_fingerprint=fingerprint, stored=None, request_fingerprint=fingerprint)
+    stored = (
+        StoredResponse(int(row["status_code"]), bytes(row["response"]))
+        if row["status_code"] is not None
+        else None
+    )
+    return replay(
+        stored_fingerprint=bytes(row["fingerprint"]), stored=stored, request_fingerprint=fingerprint
+    )

@@ -1,0 +1,38 @@
+"""Typed, frozen settings of the ingest service (`INGEST_` prefix; DATABASE_URL and PULSE_API_KEY
+are read unprefixed because `.stack/env` and every other service share those names)."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+from servicekit.settings import ServiceSettings
+
+
+class IngestSettings(ServiceSettings):
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", env_prefix="INGEST_")
+
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=58001, ge=0, le=65535)
+    workers: int = Field(default=2, ge=1, le=64)
+
+    database_url: SecretStr = Field(
+        default=SecretStr("postgresql://pulse@127.0.0.1:55432/pulse"),
+        validation_alias=AliasChoices("DATABASE_URL", "INGEST_DATABASE_URL"),
+    )
+    # The local dev key, seeded into api_keys with every scope; unset in production.
+    pulse_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("PULSE_API_KEY", "INGEST_PULSE_API_KEY")
+    )
+
+    db_pool_min_size: int = Field(default=0, ge=0)
+    db_pool_max_size: int = Field(default=16, ge=1)
+    # A request never waits longer than this for the database; then 503 + Retry-After.
+    db_acquire_timeout_s: float = Field(default=0.4, gt=0)
+    db_statement_timeout_s: float = Field(default=0.8, gt=0)
+    db_connect_timeout_s: float = Field(default=0.5, gt=0)
+    retry_after_s: int = Field(default=1, ge=1)
+
+    max_body_bytes: int = Field(default=2 * 1024 * 1024, gt=0)
+    api_key_refresh_s: float = Field(default=5.0, gt=0)
+    idempotency_ttl_h: int = Field(default=24, gt=0)
+    access_log: bool = False
