@@ -1,0 +1,35 @@
+"""`python -m cdc_processor`: run the Faust worker (SIGTERM stops it cleanly)."""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+
+from servicekit.logging import configure_logging
+from servicekit.settings import KafkaSettings, load_settings
+
+from cdc_processor.app import SERVICE, create_app
+from cdc_processor.settings import CdcSettings
+
+log = logging.getLogger(__name__)
+
+
+def main() -> None:
+    settings = load_settings(CdcSettings)
+    kafka = load_settings(KafkaSettings)
+    configure_logging(SERVICE, level=settings.log_level, json=settings.log_json)
+    if settings.uses_dev_pseudonym_key:
+        log.warning("CDC_PSEUDONYM_KEY is not set: using the public DEV-ONLY key")
+    processor = create_app(settings, kafka)
+    worker = faust.Worker(
+        processor.app,
+        loglevel=settings.log_level,
+        override_logging=False,
+        redirect_stdouts=False,
+    )
+    worker.execute_from_commandline()
+
+
+if __name__ == "__main__":
+    main()

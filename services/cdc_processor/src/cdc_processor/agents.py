@@ -1,0 +1,187 @@
+"""Faust agents, thin: decode → call the pure flow → emit. One agent per source topic, each
+with concurrency 1 (more can commit past an unfinished message; faust issue #606).
+
+Every record is either emitted from, skipped (a tombstone, a redelivery) or dead-lettered
+with its original bytes, reason and topic/partition/offset; processing always goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from contracts import topics
+from servicekit import metrics
+from servicekit.health import HealthServer
+from servicekit.kafka import dead_letter
+
+from cdc_processor import decoding
+from cdc_processor.app import SERVICE, Processor
+from cdc_processor.pipeline import Output, Rejected
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Any], tuple[list[Output], Rejected | None]]
+
+# (topic, partition) → next offset to process; lag = high watermark - this.
+POSITIONS: dict[tuple[str, int], int] = {}
+
+
+async def emit(processor: Processor, message: Any, handle: Handler) -> None:
+    """Process one Kafka message: handle, dead-letter on rejection, send every output."""
+    metrics.EVENTS_IN.labels(SERVICE, message.topic).inc()
+    try:
+        outputs, rejected = handle(message)
+    except decoding.DecodeError as exc:
+        outputs, rejected = [], Rejected(exc.reason, exc.detail)
+    if rejected is not None:
+        log.warning(
+            "dead-lettering %s[%d]@%d: %s",
+            message.topic,
+            message.partition,
+            message.offset,
+            rejected.reason,
+        )
+        metrics.DLQ_RECORDS.labels(SERVICE, rejected.reason).inc()
+        key, value = dead_letter(
+            service=SERVICE,
+            reason=rejected.reason,
+            detail=rejected.detail,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            key=message.key,
+            value=message.value,
+            now=processor.clock.now(),
+        )
+        outputs = [*outputs, Output(topics.DLQ.name, key, value)]
+    for out in outputs:
+        await processor.topics[out.topic].send(key=out.key, value=out.value)
+        metrics.EVENTS_OUT.labels(SERVICE, out.topic).inc()
+    if message.timestamp:
+        metrics.PROCESSING_LATENCY.labels(SERVICE, message.topic).observe(
+            max(0.0, time.time() - message.timestamp)
+        )
+    POSITIONS[(message.topic, message.partition)] = message.offset + 1
+
+
+async def _events(stream: Any) -> AsyncIterator[Any]:
+    async for event in stream.events():
+        yield event.message
+
+
+def register(p: Processor) -> None:
+    app = p.app
+    p.topics[p.ticks_by_symbol.get_topic_name()] = p.ticks_by_symbol
+
+    def product(message: Any) -> tuple[list[Output], Rejected | None]:
+        change = decoding.decode_product(message.value)
+        return ([] if change is None else p.reviews.on_product(change)), None
+
+    def review_cdc(message: Any) -> tuple[list[Output], Rejected | None]:
+        review = decoding.decode_review_cdc(message.value)
+        return ([] if review is None else p.reviews.on_review(review)), None
+
+    def review_crawled(message: Any) -> tuple[list[Output], Rejected | None]:
+        review = decoding.decode_review_crawled(message.value)
+        return ([] if review is None else p.reviews.on_review(review)), None
+
+    def tick_cdc(message: Any) -> tuple[list[Output], Rejected | None]:
+        # Repartition by symbol; the source position travels along for redelivery checks.
+        tick = decoding.decode_tick_cdc(message.value)
+        if tick is None:
+            return [], None
+        source = (message.topic, message.partition, message.offset)
+        value = decoding.tick_to_json(tick, source=source)
+        return [Output(p.ticks_by_symbol.get_topic_name(), tick.symbol.encode(), value)], None
+
+    def quote(message: Any) -> tuple[list[Output], Rejected | None]:
+        tick = decoding.decode_quote(message.value)
+        if tick is None:
+            return [], None
+        return p.ticks.on_tick(tick, position=(message.topic, message.partition, message.offset))
+
+    def repartitioned_tick(message: Any) -> tuple[list[Output], Rejected | None]:
+        decoded = decoding.tick_from_json(message.value)
+        if decoded is None:
+            return [], None
+        tick, source = decoded
+        return p.ticks.on_tick(tick, position=source)
+
+    routes: list[tuple[Any, str, Handler]] = [
+        (p.topics[topics.PRODUCTS_CDC.name], "products", product),
+        (p.topics[topics.REVIEWS_CDC.name], "reviews-cdc", review_cdc),
+        (p.topics[topics.REVIEWS_CRAWLED.name], "reviews-crawled", review_crawled),
+        (p.topics[topics.MARKET_TICKS_CDC.name], "ticks-cdc", tick_cdc),
+        (p.topics[topics.MARKET_QUOTES.name], "quotes", quote),
+        (p.ticks_by_symbol, "ticks-by-symbol", repartitioned_tick),
+    ]
+    for channel, name, handle in routes:
+        app.agent(channel, name=name, concurrency=1)(_make_agent(p, handle))
+
+    @app.timer(p.settings.stale_check_interval_s)
+    async def stale_feeds() -> None:
+        # Timers run outside any stream event: they may send, never write tables.
+        for out in p.ticks.stale_alerts():
+            await p.topics[out.topic].send(key=out.key, value=out.value)
+            metrics.EVENTS_OUT.labels(SERVICE, out.topic).inc()
+
+    @app.timer(5.0)
+    async def sample_lag() -> None:
+        sample_partitions(p)
+
+    @app.task
+    async def serve_health() -> None:
+        server = HealthServer(host=p.settings.http_host, port=p.settings.http_port)
+        server.liveness["partitions"] = _partitions_check(p)
+        server.readiness["assigned"] = _assigned_check(p)
+        await server.start()
+        metrics.SERVICE_INFO.labels(SERVICE).set(1)
+        p.health_port = server.bound_port
+
+
+def _make_agent(p: Processor, handle: Handler) -> Callable[[Any], Any]:
+    async def agent(stream: Any) -> None:
+        async for message in _events(stream):
+            await emit(p, message, handle)
+
+    return agent
+
+
+def sample_partitions(p: Processor) -> None:
+    """Lag per assigned partition, and the stall detector's view of it."""
+    consumer = p.app.consumer
+    now = p.clock.monotonic()
+    for tp in consumer.assignment():
+        highwater = consumer.highwater(tp)
+        position = POSITIONS.get((tp.topic, tp.partition))
+        if highwater is None or position is None:
+            continue
+        metrics.CONSUMER_LAG.labels(SERVICE, tp.topic, str(tp.partition)).set(
+            max(0, highwater - position)
+        )
+        stalled = p.stalls.sample(
+            tp.topic, tp.partition, position=position, highwater=highwater, now=now
+        )
+        metrics.PARTITION_STALLED.labels(SERVICE, tp.topic, str(tp.partition)).set(int(stalled))
+
+
+def _partitions_check(p: Processor) -> Any:
+    async def check() -> tuple[bool, str]:
+        stalled = p.stalls.stalled(now=p.clock.monotonic())
+        if stalled:
+            return False, "stalled: " + ", ".join(f"{t}[{n}]" for t, n in stalled)
+        return True, "advancing"
+
+    return check
+
+
+def _assigned_check(p: Processor) -> Any:
+    async def check() -> tuple[bool, str]:
+        if p.app.rebalancing:
+            return False, "rebalancing"
+        return True, f"{len(p.app.consumer.assignment())} partitions"
+
+    return check

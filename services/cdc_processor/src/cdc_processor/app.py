@@ -1,0 +1,174 @@
+"""Composition root: reads settings, builds the Faust app, its topics and tables, and wires the
+pure cores into the agents. The only module that picks concrete classes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import faust
+
+from contracts import topics
+from servicekit.clock import Clock, SystemClock
+from servicekit.settings import KafkaSettings
+
+from cdc_processor import alerts, candles
+from cdc_processor.enrichment import Enricher
+from cdc_processor.language import LanguageDetector
+from cdc_processor.liveness import StallDetector
+from cdc_processor.pii import Scrubber
+from cdc_processor.pipeline import ReviewFlow, TickFlow
+from cdc_processor.sentiment import SentimentScorer
+from cdc_processor.settings import CdcSettings
+
+log = logging.getLogger(__name__)
+
+SERVICE = "cdc_processor"
+
+
+def faust_broker(bootstrap_servers: str) -> str:
+    """`host:port,host2:port` → `kafka://host:port;kafka://host2:port` (Faust's URL form)."""
+    urls = []
+    for server in bootstrap_servers.split(","):
+        server = server.strip()
+        if server:
+            urls.append(server if "://" in server else f"kafka://{server}")
+    return ";".join(urls)
+
+
+@dataclass(slots=True)
+class Processor:
+    """Everything the agents use: the app, its topics and tables, and the pure flows."""
+
+    settings: CdcSettings
+    app: faust.App
+    topics: dict[str, Any]  # topic name → faust topic
+    ticks_by_symbol: Any
+    reviews: ReviewFlow
+    ticks: TickFlow
+    stalls: StallDetector
+    clock: Clock
+    health_port: int | None = None
+
+
+def _raw_topic(app: faust.App, name: str, *, partitions: int, internal: bool = False) -> Any:
+    # Raw bytes in and out: tombstones (allow_empty) and undecodable values reach the agent,
+    # which decodes them itself and dead-letters what it cannot use.
+    return app.topic(
+        name,
+        key_serializer="raw",
+        value_serializer="raw",
+        allow_empty=True,
+        partitions=partitions,
+        internal=internal,
+    )
+
+
+def _json_schema() -> Any:
+    # JSON keys so string keys come back as strings after changelog recovery.
+    return faust.Schema(key_serializer="json", value_serializer="json")
+
+
+def create_app(
+    settings: CdcSettings,
+    kafka: KafkaSettings,
+    *,
+    clock: Clock | None = None,
+) -> Processor:
+    clock = clock or SystemClock()
+    app = faust.App(
+        settings.app_id,
+        broker=faust_broker(kafka.kafka_bootstrap_servers),
+        store="memory://",  # tables recover from their changelog topics on start
+        web_enabled=False,  # servicekit's HealthServer serves /healthz and /metrics
+        topic_partitions=topics.PARTITIONS,
+        topic_replication_factor=settings.topic_replication_factor,
+        processing_guarantee="at_least_once",
+        consumer_auto_offset_reset="earliest",
+        stream_wait_empty=False,
+        table_standby_replicas=0,
+        producer_acks=-1,
+        broker_commit_interval=1.0,
+        autodiscover=False,
+    )
+    named = {
+        spec.name: _raw_topic(app, spec.name, partitions=spec.partitions) for spec in topics.ALL
+    }
+    ticks_by_symbol = _raw_topic(
+        app, f"{settings.app_id}-ticks-by-symbol", partitions=topics.PARTITIONS, internal=True
+    )
+
+    # Review-side state is keyed by product, dedup key or subject, not by the review's
+    # partition key: global tables give every worker the whole state without a repartition.
+    # One changelog partition each (faust's advice for GlobalTable with several workers).
+    def global_table(name: str) -> Any:
+        return app.GlobalTable(
+            name,
+            default=None,
+            schema=_json_schema(),
+            partitions=1,
+            recovery_buffer_size=1,
+            use_partitioner=True,
+        )
+
+    # Candle state is keyed by symbol, the key of both tick topics it is written from.
+    candle_states = app.Table(
+        "candles",
+        default=None,
+        schema=_json_schema(),
+        partitions=topics.PARTITIONS,
+    )
+
+    enricher = Enricher(
+        scrubber=Scrubber(),
+        scorer=SentimentScorer(),
+        detector=LanguageDetector(expected=settings.languages),
+        pseudonym_key=settings.pseudonym_key.get_secret_value().encode(),
+    )
+    reviews = ReviewFlow(
+        enricher=enricher,
+        alert_config=alerts.ReviewAlertConfig(
+            negative_rating_max=settings.negative_rating_max,
+            negative_text_score=settings.negative_text_score,
+            burst_window=timedelta(seconds=settings.burst_window_s),
+            burst_threshold=settings.burst_threshold,
+        ),
+        orphan_max=settings.orphan_reviews_per_product_max,
+        products=global_table("products"),
+        orphans=global_table("orphan-reviews"),
+        dedup=global_table("review-dedup"),
+        bursts=global_table("negative-bursts"),
+        clock=clock,
+    )
+    ticks = TickFlow(
+        candle_config=candles.CandleConfig(
+            grace=timedelta(seconds=settings.candle_grace_s),
+            sma_period=settings.sma_period,
+            ema_period=settings.ema_period,
+        ),
+        market_config=alerts.MarketAlertConfig(
+            move_pct=settings.price_move_pct,
+            move_window=timedelta(minutes=settings.price_move_window_min),
+            stale_after=timedelta(seconds=settings.stale_after_s),
+        ),
+        states=candle_states,
+        stale=alerts.StaleFeedWatch(stale_after=timedelta(seconds=settings.stale_after_s)),
+        clock=clock,
+    )
+    processor = Processor(
+        settings=settings,
+        app=app,
+        topics=named,
+        ticks_by_symbol=ticks_by_symbol,
+        reviews=reviews,
+        ticks=ticks,
+        stalls=StallDetector(stall_after_s=settings.stall_after_s),
+        clock=clock,
+    )
+    from cdc_processor import agents  # agents register on the app they are given
+
+    agents.register(processor)
+    return processor

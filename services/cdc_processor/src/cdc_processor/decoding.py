@@ -1,0 +1,255 @@
+"""Raw Kafka bytes → typed inputs for the pure cores. No I/O.
+
+Every decoder returns None for a record that carries nothing to do (a tombstone, a truncate)
+and raises `DecodeError` with a machine-readable reason for bytes that must be dead-lettered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import TypeVar
+
+import orjson
+from pydantic import ValidationError
+
+from contracts.debezium import ChangeEvent, EnvelopeError, Op, decode_change_event
+from contracts.events import QuotePolled, ReviewCrawled
+from contracts.rows import AssetClass, MarketTickRow, ProductRow, ReviewRow
+
+RowT = TypeVar("RowT", ProductRow, ReviewRow, MarketTickRow)
+
+MAX_VALUE_BYTES = 1_000_000  # larger values are dead-lettered as `oversized`, never parsed
+
+
+class DecodeError(ValueError):
+    """Bytes Pulse cannot use; `reason` is the DLQ reason (undecodable, schema_invalid…)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class ProductChange:
+    product: ProductRow
+    deleted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewInput:
+    """A review from either source, before enrichment."""
+
+    review_id: str
+    source: str  # "app" or "crawl:<site>"
+    deleted: bool
+    product_id: int | None
+    product_sku: str | None
+    rating: float | None
+    title: str | None
+    body: str
+    author_name: str | None
+    author_email: str | None
+    locale: str | None
+    event_time: datetime
+    source_lsn: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """A trade or quote, normalized; `tick_id` identifies it across redeliveries."""
+
+    tick_id: str
+    symbol: str
+    asset_class: AssetClass
+    price: Decimal
+    size: Decimal
+    event_time: datetime
+
+
+def _change(value: bytes | None) -> ChangeEvent | None:
+    if value is not None and len(value) > MAX_VALUE_BYTES:
+        raise DecodeError("oversized", f"{len(value)} bytes > {MAX_VALUE_BYTES}")
+    try:
+        change = decode_change_event(value)
+    except EnvelopeError as exc:
+        raise DecodeError(exc.reason, exc.detail) from exc
+    if change is None or change.op in (Op.TRUNCATE, Op.MESSAGE):
+        return None
+    return change
+
+
+def _row(change: ChangeEvent, model: type[RowT]) -> RowT:
+    try:
+        return change.row(model)
+    except EnvelopeError as exc:
+        raise DecodeError(exc.reason, exc.detail) from exc
+
+
+def decode_product(value: bytes | None) -> ProductChange | None:
+    change = _change(value)
+    if change is None:
+        return None
+    return ProductChange(_row(change, ProductRow), deleted=change.op is Op.DELETE)
+
+
+def decode_review_cdc(value: bytes | None) -> ReviewInput | None:
+    change = _change(value)
+    if change is None:
+        return None
+    deleted = change.op is Op.DELETE
+    if deleted:
+        # With REPLICA IDENTITY DEFAULT the before image holds the key only: keep the id.
+        image = change.before or {}
+        if "id" not in image:
+            raise DecodeError("schema_invalid", "delete without the review id")
+        return ReviewInput(
+            review_id=str(image["id"]),
+            source="app",
+            deleted=True,
+            product_id=_int_or_none(image.get("product_id")),
+            product_sku=None,
+            rating=None,
+            title=None,
+            body="",
+            author_name=None,
+            author_email=None,
+            locale=None,
+            event_time=change.source_time,
+            source_lsn=change.source.lsn,
+        )
+    row = _row(change, ReviewRow)
+    return ReviewInput(
+        review_id=str(row.id),
+        source=row.source,
+        deleted=False,
+        product_id=row.product_id,
+        product_sku=None,
+        rating=float(row.rating),
+        title=row.title,
+        body=row.body,
+        author_name=row.author_name,
+        author_email=row.author_email,
+        locale=row.locale,
+        event_time=row.updated_at,
+        source_lsn=change.source.lsn,
+    )
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _json(value: bytes | None) -> object:
+    if value is None or value == b"":
+        return None
+    if len(value) > MAX_VALUE_BYTES:
+        raise DecodeError("oversized", f"{len(value)} bytes > {MAX_VALUE_BYTES}")
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError("undecodable", f"not JSON: {exc}") from exc
+
+
+def _short(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    loc = ".".join(str(p) for p in first.get("loc", ()))
+    return f"{loc}: {first.get('msg', 'invalid')} ({exc.error_count()} error(s))"
+
+
+def decode_review_crawled(value: bytes | None) -> ReviewInput | None:
+    document = _json(value)
+    if document is None:
+        return None
+    try:
+        crawled = ReviewCrawled.model_validate(document)
+    except ValidationError as exc:
+        raise DecodeError("schema_invalid", _short(exc)) from exc
+    return ReviewInput(
+        review_id=f"crawl:{crawled.source}:{crawled.external_id}",
+        source=f"crawl:{crawled.source}",
+        deleted=False,
+        product_id=None,
+        product_sku=crawled.product_sku,
+        rating=crawled.rating,
+        title=crawled.title,
+        body=crawled.body,
+        author_name=crawled.author_name,
+        author_email=None,
+        locale=crawled.language,
+        event_time=crawled.published_at or crawled.crawled_at,
+    )
+
+
+def decode_tick_cdc(value: bytes | None) -> Tick | None:
+    change = _change(value)
+    if change is None or change.op is Op.DELETE:
+        return None  # a deleted tick does not un-trade: candles keep it
+    row = _row(change, MarketTickRow)
+    return Tick(
+        tick_id=f"db:{row.id}",
+        symbol=row.symbol,
+        asset_class=row.asset_class,
+        price=row.price,
+        size=row.size,
+        event_time=row.event_time,
+    )
+
+
+def decode_quote(value: bytes | None) -> Tick | None:
+    document = _json(value)
+    if document is None:
+        return None
+    try:
+        quote = QuotePolled.model_validate(document)
+    except ValidationError as exc:
+        raise DecodeError("schema_invalid", _short(exc)) from exc
+    return Tick(
+        tick_id=f"quote:{quote.source}:{quote.symbol}:{quote.event_time.isoformat()}",
+        symbol=quote.symbol,
+        asset_class=quote.asset_class,
+        price=quote.price,
+        size=quote.size,
+        event_time=quote.event_time,
+    )
+
+
+Position = tuple[str, int, int]  # (topic, partition, offset) a record was read from
+
+
+def tick_to_json(tick: Tick, *, source: Position) -> bytes:
+    """The repartitioned tick (internal topic keyed by symbol), with where it was read from."""
+    return orjson.dumps(
+        {
+            "src": list(source),
+            "tick_id": tick.tick_id,
+            "symbol": tick.symbol,
+            "asset_class": tick.asset_class.value,
+            "price": format(tick.price, "f"),
+            "size": format(tick.size, "f"),
+            "event_time": tick.event_time.isoformat(),
+        }
+    )
+
+
+def tick_from_json(value: bytes | None) -> tuple[Tick, Position] | None:
+    document = _json(value)
+    if document is None:
+        return None
+    if not isinstance(document, dict):
+        raise DecodeError("schema_invalid", "tick is not an object")
+    try:
+        topic, partition, offset = document["src"]
+        source = (str(topic), int(partition), int(offset))
+        return Tick(
+            tick_id=str(document["tick_id"]),
+            symbol=str(document["symbol"]),
+            asset_class=AssetClass(document["asset_class"]),
+            price=Decimal(document["price"]),
+            size=Decimal(document["size"]),
+            event_time=datetime.fromisoformat(document["event_time"]),
+        ), source
+    except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+        raise DecodeError("schema_invalid", f"tick: {exc!r}") from exc

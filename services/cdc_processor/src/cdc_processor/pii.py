@@ -1,0 +1,214 @@
+"""PII scrubber: typed placeholders for emails, phones, cards, IBANs, IPs, credentialed URLs
+and names. Pure and regex-based (one combined pass, then validators); no I/O, no models.
+
+Person names: no library installable without a model download finds names well in en/fr/de
+text (spaCy/Presidio/flair fetch weights; gazetteers misfire on German capitalized nouns), so
+the scrubber removes the *author's own* name wherever it appears and names introduced by a cue
+("my name is", "je m'appelle", "ich heiße", signatures like "Regards, X"). Other names pass.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class PiiKind(StrEnum):
+    EMAIL = "email"
+    PHONE = "phone"
+    CARD = "card"
+    IBAN = "iban"
+    IP = "ip"
+    URL_CREDENTIALS = "url_credentials"
+    NAME = "name"
+
+
+PLACEHOLDER = {kind: f"[{kind.value.upper()}]" for kind in PiiKind}
+
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_PATTERN = re.compile(
+    r"""
+    (?P<url_credentials>\b[a-z][a-z0-9+.\-]*://[^\s/:@]+:[^\s/@]+@[^\s<>"']+)
+  | (?P<email>(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})
+  | (?P<iban>\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,3})?\b)
+  | (?P<card>(?<![\d.,])\d{4}(?:[ -]?\d{2,4}){2,4}(?:[ -]?\d{1,3})?(?![\d.,]\d))
+  | (?P<ipv4>(?<![\d.])"""
+    + _OCTET
+    + r"(?:\." + _OCTET + r""")(?:\."""
+    + _OCTET
+    + r""")(?:\."""
+    + _OCTET
+    + r"""(?![\d]|\.\d)))
+  | (?P<ipv6>(?<![\w:])(?:[0-9A-Fa-f]{1,4}:){1,7}:?(?:[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4})*)?(?![\w:]))
+  | (?P<phone>(?<![\w+])(?:
+        \+\d{1,3}[ .\-]?(?:\(0\)[ .\-]?)?\(?\d{1,4}\)?(?:[ .\-/]?\d{2,4}){2,5}
+      | 00\d{2}[ .\-]?\d{1,4}(?:[ .\-]?\d{2,4}){2,5}
+      | 0[1-9](?:[ .\-]?\d{2}){4}
+      | 0\d{2,4}[ /\-]\d{3,4}[ \-]?\d{2,5}
+      | \(\d{3}\)[ ]?\d{3}[ .\-]\d{4}
+      | \d{3}[.\-]\d{3}[.\-]\d{4}
+    )(?!\d))
+  | (?P<name_cue>(?:\b(?:[Mm]y\ name\ is|I\ am|I'm|[Jj]e\ m'appelle|[Jj]e\ suis|[Mm]oi\ c'est|
+        [Ii]ch\ heiße|[Ii]ch\ heisse|[Mm]ein\ Name\ ist|[Rr]egards,|[Cc]heers,|[Tt]hanks,|
+        [Cc]ordialement,|[Mm]erci,|[Gg]rüße,|[Gg]ruß,|Viele\ Grüße,|LG,|MfG,)\s+)
+        (?P<name>[A-ZÀ-ÖØ-Þ][a-zà-öø-ÿ]+(?:[\ \-][A-ZÀ-ÖØ-Þ][a-zà-öø-ÿ]+)?(?:\ [A-Z]\.)?))
+    """,
+    re.VERBOSE,
+)
+
+# Words before a number that make it an order, invoice, SKU or tracking number, not a phone/card.
+_NOT_PII_CONTEXT = re.compile(
+    r"(?:order|commande|bestell\w*|auftrag\w*|invoice|facture|rechnung\w*|ref\w*|sku|"
+    r"tracking|suivi|sendung\w*|n°|nr\.?|no\.|#|colis|paket\w*|ticket|case|dossier|"
+    r"serial|série|serie\w*|model|modèle|modell)\s*[:#]?\s*$",
+    re.IGNORECASE,
+)
+# After a cue, these capitalized words are not names ("I am Very happy" is still not a name).
+_NOT_NAMES = frozenset(
+    """Very Really So Not Happy Sad Disappointed Satisfied Pleased Sure Glad Sorry Quite Also
+    Still Just Totally Completely Déçu Déçue Ravi Ravie Content Contente Très Vraiment Pas Sehr
+    Nicht Total Enttäuscht Zufrieden Froh Leider Ganz The This That It Le La Les Un Une Der Die
+    Das Ein Eine Customer Client Kunde Kundin Buyer Mother Father Mom Dad""".split()
+)
+_CUE_CASUAL = frozenset({"I am", "I'm", "Je suis", "je suis"})
+
+
+@dataclass(frozen=True, slots=True)
+class Scrubbed:
+    text: str
+    counts: dict[str, int]
+
+
+def luhn_valid(digits: str) -> bool:
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = ord(char) - 48
+        if index % 2 == 1:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return total % 10 == 0
+
+
+def iban_valid(candidate: str) -> bool:
+    compact = candidate.replace(" ", "")
+    if not 15 <= len(compact) <= 34:
+        return False
+    rearranged = compact[4:] + compact[:4]
+    try:
+        number = int("".join(str(int(ch, 36)) for ch in rearranged))
+    except ValueError:
+        return False
+    return number % 97 == 1
+
+
+def _digits(text: str) -> str:
+    return "".join(ch for ch in text if ch.isdigit())
+
+
+def _has_not_pii_context(text: str, start: int) -> bool:
+    return _NOT_PII_CONTEXT.search(text, max(0, start - 24), start) is not None
+
+
+def _classify(match: re.Match[str], text: str) -> tuple[PiiKind, int, int] | None:
+    """The kind and span to replace for one candidate, or None when it is not PII."""
+    group = match.lastgroup
+    start, end = match.span()
+    value = match.group()
+    if group == "url_credentials":
+        return PiiKind.URL_CREDENTIALS, start, end
+    if group == "email":
+        return PiiKind.EMAIL, start, end
+    if group == "iban":
+        return (PiiKind.IBAN, start, end) if iban_valid(value) else None
+    if group == "card":
+        digits = _digits(value)
+        if (
+            13 <= len(digits) <= 19
+            and digits[0] in "23456"
+            and luhn_valid(digits)
+            and not _has_not_pii_context(text, start)
+        ):
+            return PiiKind.CARD, start, end
+        return _phone_fallback(value, text, start, end)
+    if group == "ipv4":
+        return PiiKind.IP, start, end
+    if group == "ipv6":
+        try:
+            ipaddress.IPv6Address(value)
+        except ValueError:
+            return None
+        return PiiKind.IP, start, end
+    if group == "phone":
+        return _phone_fallback(value, text, start, end)
+    if group == "name_cue":
+        name = match.group("name")
+        first = name.split()[0].split("-")[0]
+        cue = value[: match.start("name") - start].strip()
+        if first in _NOT_NAMES or (cue in _CUE_CASUAL and " " not in name):
+            return None
+        return PiiKind.NAME, match.start("name"), match.end("name")
+    return None
+
+
+def _phone_fallback(value: str, text: str, start: int, end: int) -> tuple[PiiKind, int, int] | None:
+    digits = _digits(value)
+    stripped = value.lstrip()
+    international = stripped.startswith(("+", "00"))
+    if not 9 <= len(digits) <= 15:
+        return None
+    if not international and not (stripped.startswith(("0", "(")) or "-" in value or "." in value):
+        return None
+    if _has_not_pii_context(text, start):
+        return None
+    return PiiKind.PHONE, start, end
+
+
+class Scrubber:
+    """Replaces PII spans with typed placeholders and counts them per kind."""
+
+    def scrub(self, text: str | None, *, author_names: tuple[str, ...] = ()) -> Scrubbed:
+        if not text:
+            return Scrubbed(text or "", {})
+        counts: dict[str, int] = {}
+        pieces: list[str] = []
+        cursor = 0
+        for match in _PATTERN.finditer(text):
+            found = _classify(match, text)
+            if found is None:
+                continue
+            kind, start, end = found
+            pieces.append(text[cursor:start])
+            pieces.append(PLACEHOLDER[kind])
+            cursor = end
+            counts[kind.value] = counts.get(kind.value, 0) + 1
+        if not counts and not author_names:
+            return Scrubbed(text, {})
+        pieces.append(text[cursor:])
+        scrubbed = "".join(pieces)
+        if author_names:
+            scrubbed = self._scrub_author(scrubbed, author_names, counts)
+        return Scrubbed(scrubbed, counts)
+
+    @staticmethod
+    def _scrub_author(text: str, author_names: tuple[str, ...], counts: dict[str, int]) -> str:
+        """Replace the author's own name (full, or any part of 3+ letters) as whole words."""
+        parts: set[str] = set()
+        for name in author_names:
+            name = name.strip()
+            if not name:
+                continue
+            parts.add(name)
+            parts.update(p for p in re.split(r"[\s\-]+", name) if len(p) >= 3)
+        if not parts:
+            return text
+        alternation = "|".join(re.escape(p) for p in sorted(parts, key=len, reverse=True))
+        pattern = re.compile(rf"(?<!\w)(?:{alternation})(?!\w)", re.IGNORECASE)
+        result, replaced = pattern.subn(PLACEHOLDER[PiiKind.NAME], text)
+        if replaced:
+            counts[PiiKind.NAME.value] = counts.get(PiiKind.NAME.value, 0) + replaced
+        # "[NAME] [NAME]" (first + last matched separately) reads as one name.
+        return re.sub(r"\[NAME\](?:[ \-]\[NAME\])+", PLACEHOLDER[PiiKind.NAME], result)

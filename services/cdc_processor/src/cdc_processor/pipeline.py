@@ -1,0 +1,205 @@
+"""The processor's logic between decode and emit: joins, dedup, orphans, candles, alerts.
+
+State lives in mappings the caller provides (Faust tables in the worker, dicts in tests); a
+state value is always re-assigned after it changes so a table writes its changelog. Each call
+returns the records to emit; nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+from contracts import topics
+from contracts.events import AlertRaised, ReviewEnriched, ReviewOp
+from servicekit import metrics
+from servicekit.clock import Clock
+from servicekit.kafka import encode_event
+
+from cdc_processor import alerts, candles
+from cdc_processor.decoding import Position, ProductChange, ReviewInput, Tick
+from cdc_processor.enrichment import Enricher, ProductInfo, normalized_text, with_product
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    topic: str
+    key: bytes | None
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A record to dead-letter with its original bytes."""
+
+    reason: str
+    detail: str
+
+
+def _enriched(record: ReviewEnriched) -> Output:
+    return Output(topics.REVIEWS_ENRICHED.name, record.review_id.encode(), encode_event(record))
+
+
+def _alert(alert: AlertRaised) -> Output:
+    metrics.ALERTS_RAISED.labels(alert.kind.value).inc()
+    return Output(topics.ALERTS.name, alert.subject.encode(), encode_event(alert))
+
+
+class ReviewFlow:
+    """Products → table; reviews → enriched record, alerts, orphan bookkeeping.
+
+    Reviews whose product is not yet known are emitted at once with `product_known=False`
+    and kept (bounded per product) in `orphans`; when the product arrives they are re-emitted
+    joined, under the same key, so the latest record per review id is the joined one.
+    """
+
+    def __init__(
+        self,
+        *,
+        enricher: Enricher,
+        alert_config: alerts.ReviewAlertConfig,
+        orphan_max: int,
+        products: MutableMapping[str, Any],
+        orphans: MutableMapping[str, Any],
+        dedup: MutableMapping[str, Any],
+        bursts: MutableMapping[str, Any],
+        clock: Clock,
+    ) -> None:
+        self.enricher = enricher
+        self.alert_config = alert_config
+        self.orphan_max = orphan_max
+        self.products = products
+        self.orphans = orphans
+        self.dedup = dedup
+        self.bursts = bursts
+        self.clock = clock
+
+    def on_product(self, change: ProductChange) -> list[Output]:
+        row = change.product
+        if change.deleted:
+            # Reviews keep the name they were joined with; new ones for this id become orphans.
+            for key in (f"id:{row.id}", f"sku:{row.sku}"):
+                if key in self.products:
+                    del self.products[key]
+            return []
+        info = ProductInfo(row.id, row.sku, row.name, row.brand, row.category)
+        self.products[f"id:{row.id}"] = info.to_json()
+        self.products[f"sku:{row.sku}"] = info.to_json()
+        outputs: list[Output] = []
+        now = self.clock.now()
+        for key in (f"id:{row.id}", f"sku:{row.sku}"):
+            pending = self.orphans.get(key)
+            if not pending:
+                continue
+            del self.orphans[key]
+            for held in pending.values():
+                record = ReviewEnriched.model_validate(held["enriched"])
+                joined = with_product(record, info, text=held["text"])
+                outputs.append(_enriched(joined.model_copy(update={"enriched_at": now})))
+                metrics.REVIEWS_ENRICHED.labels("rejoin").inc()
+        return outputs
+
+    def _product_for(self, review: ReviewInput) -> ProductInfo | None:
+        data = None
+        if review.product_id is not None:
+            data = self.products.get(f"id:{review.product_id}")
+        if data is None and review.product_sku:
+            data = self.products.get(f"sku:{review.product_sku}")
+        return None if data is None else ProductInfo.from_json(data)
+
+    def on_review(self, review: ReviewInput) -> list[Output]:
+        product = self._product_for(review)
+        record = self.enricher.enrich(review, product, now=self.clock.now())
+        metrics.REVIEWS_ENRICHED.labels(record.op.value).inc()
+        if record.op is ReviewOp.DELETE:
+            return [_enriched(record)]
+        claimed = self.dedup.get(record.dedup_key)
+        if claimed is not None and claimed != record.review_id:
+            log.info("review %s duplicates %s; not enriched again", record.review_id, claimed)
+            return []
+        if claimed is None:
+            self.dedup[record.dedup_key] = record.review_id
+        for kind, count in record.pii_counts.items():
+            metrics.PII_REDACTIONS.labels(kind).inc(count)
+        if product is None:
+            self._hold(review, record)
+        outputs = [_enriched(record)]
+        negative = alerts.negative_review_alert(record, self.alert_config, now=self.clock.now())
+        if negative is not None:
+            outputs.append(_alert(negative))
+            subject = alerts.review_subject(record)
+            state = self.bursts.get(subject) or alerts.new_burst_state()
+            burst = alerts.observe_negative(state, record, self.alert_config, now=self.clock.now())
+            self.bursts[subject] = state
+            if burst is not None:
+                outputs.append(_alert(burst))
+        return outputs
+
+    def _hold(self, review: ReviewInput, record: ReviewEnriched) -> None:
+        key = f"id:{review.product_id}" if review.product_id is not None else None
+        if key is None and review.product_sku:
+            key = f"sku:{review.product_sku}"
+        if key is None:
+            return  # a crawled review naming no product of ours: nothing to join, ever
+        pending = dict(self.orphans.get(key) or {})
+        if review.review_id not in pending and len(pending) >= self.orphan_max:
+            log.warning("orphan reviews for %s over %d; not held", key, self.orphan_max)
+            return
+        pending[review.review_id] = {
+            "enriched": record.model_dump(mode="json"),
+            "text": normalized_text(review.body),
+        }
+        self.orphans[key] = pending
+
+
+class TickFlow:
+    """Ticks → per-symbol candle state → closed candles, price-move and stale-feed alerts."""
+
+    def __init__(
+        self,
+        *,
+        candle_config: candles.CandleConfig,
+        market_config: alerts.MarketAlertConfig,
+        states: MutableMapping[str, Any],
+        stale: alerts.StaleFeedWatch,
+        clock: Clock,
+    ) -> None:
+        self.candle_config = candle_config
+        self.market_config = market_config
+        self.states = states
+        self.stale = stale
+        self.clock = clock
+
+    def on_tick(self, tick: Tick, *, position: Position) -> tuple[list[Output], Rejected | None]:
+        state = self.states.get(tick.symbol) or candles.new_state()
+        now = self.clock.now()
+        result = candles.apply_tick(
+            state, tick, position=position, config=self.candle_config, now=now
+        )
+        if result.verdict is candles.Verdict.REDELIVERED:
+            return [], None
+        outputs: list[Output] = []
+        for candle in result.closed:
+            metrics.CANDLES_EMITTED.labels(candle.symbol).inc()
+            outputs.append(
+                Output(topics.MARKET_CANDLES.name, candle.symbol.encode(), encode_event(candle))
+            )
+            move = alerts.observe_candle(state, candle, self.market_config, now=now)
+            if move is not None:
+                outputs.append(_alert(move))
+        self.states[tick.symbol] = state  # also records the consumed position
+        if result.verdict is not candles.Verdict.ACCEPTED:
+            return outputs, Rejected(result.verdict.value, result.detail)
+        self.stale.seen(tick.symbol, event_time=tick.event_time, monotonic=self.clock.monotonic())
+        return outputs, None
+
+    def stale_alerts(self) -> list[Output]:
+        return [
+            _alert(alert)
+            for alert in self.stale.due(monotonic=self.clock.monotonic(), now=self.clock.now())
+        ]
+

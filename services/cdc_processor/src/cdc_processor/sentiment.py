@@ -1,0 +1,43 @@
+"""Sentiment from the VADER lexicon (ships with its package; no download).
+
+VADER is an English lexicon: French and German reviews score mostly on shared words, emoji
+and punctuation, so their scores lean neutral. Text beyond `max_chars` is not scored: the
+cost per review stays bounded (VADER is ~13k short texts/s on one core).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+from contracts.events import SentimentLabel
+
+# VADER's own recommended thresholds on the compound score.
+POSITIVE_FROM = 0.05
+NEGATIVE_TO = -0.05
+
+
+@dataclass(frozen=True, slots=True)
+class Sentiment:
+    score: float  # -1 … 1
+    label: SentimentLabel
+
+
+class SentimentScorer:
+    def __init__(self, *, max_chars: int = 1000) -> None:
+        self._analyzer = SentimentIntensityAnalyzer()
+        self._max_chars = max_chars
+
+    def score(self, text: str) -> Sentiment:
+        if not text.strip():
+            return Sentiment(0.0, SentimentLabel.NEUTRAL)
+        compound = float(self._analyzer.polarity_scores(text[: self._max_chars])["compound"])
+        compound = round(max(-1.0, min(1.0, compound)), 4)
+        if compound >= POSITIVE_FROM:
+            label = SentimentLabel.POSITIVE
+        elif compound <= NEGATIVE_TO:
+            label = SentimentLabel.NEGATIVE
+        else:
+            label = SentimentLabel.NEUTRAL
+        return Sentiment(compound, label)

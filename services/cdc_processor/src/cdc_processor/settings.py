@@ -1,0 +1,54 @@
+"""Typed, frozen settings of the cdc_processor (`CDC_` prefix), validated at start-up."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from servicekit.settings import ServiceSettings
+
+# DEV ONLY: this key is public (it is in the repository), so its pseudonyms can be reversed by
+# anyone holding a list of candidate authors. Every real deployment sets CDC_PSEUDONYM_KEY; the
+# worker logs a warning at start-up while this default is in use.
+DEV_ONLY_PSEUDONYM_KEY = "dev-only-insecure-pseudonym-key-set-CDC_PSEUDONYM_KEY"  # noqa: S105
+
+
+class CdcSettings(ServiceSettings):
+    """Everything the processor needs besides `KAFKA_BOOTSTRAP_SERVERS` (read unprefixed)."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", env_prefix="CDC_")
+
+    app_id: str = Field(default="pulse-cdc-processor", min_length=1)  # consumer group + tables
+    http_port: int = Field(default=58011, ge=0, le=65535)
+    pseudonym_key: SecretStr = SecretStr(DEV_ONLY_PSEUDONYM_KEY)
+    expected_languages: str = Field(default="en,fr,de", pattern=r"^[a-z]{2}(,[a-z]{2})*$")
+    topic_replication_factor: int = Field(default=1, ge=1)
+
+    # reviews
+    negative_rating_max: int = Field(default=2, ge=1, le=5)
+    negative_text_score: float = Field(default=-0.5, ge=-1.0, le=0.0)
+    burst_window_s: float = Field(default=600.0, gt=0)
+    burst_threshold: int = Field(default=3, ge=2)
+    orphan_reviews_per_product_max: int = Field(default=1000, ge=1)
+
+    # market data
+    candle_grace_s: float = Field(default=5.0, ge=0)
+    sma_period: int = Field(default=5, ge=1)
+    ema_period: int = Field(default=9, ge=1)
+    price_move_pct: Decimal = Field(default=Decimal("5"), gt=0)
+    price_move_window_min: int = Field(default=5, ge=1)
+    stale_after_s: float = Field(default=120.0, gt=0)
+    stale_check_interval_s: float = Field(default=5.0, gt=0)
+
+    # liveness
+    stall_after_s: float = Field(default=60.0, gt=0)
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        return tuple(self.expected_languages.split(","))
+
+    @property
+    def uses_dev_pseudonym_key(self) -> bool:
+        return self.pseudonym_key.get_secret_value() == DEV_ONLY_PSEUDONYM_KEY
