@@ -1,0 +1,46 @@
+"""Fixtures for the stack's own tests: the stack.py module and a way to run its CLI."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+STACK_PY = REPO / "deploy" / "local" / "stack.py"
+
+RunStack = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture(scope="session")
+def stack_module() -> ModuleType:
+    """deploy/local/stack.py imported as a module (it is a script, not a package)."""
+    spec = importlib.util.spec_from_file_location("pulse_local_stack", STACK_PY)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def run_stack() -> RunStack:
+    """Run `python3 deploy/local/stack.py ARGS` with extra environment; never raises on exit code."""
+
+    def run(*args: str, env: dict[str, str] | None = None, timeout_s: float = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["python3", str(STACK_PY), *args],
+            env={**os.environ, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            cwd=REPO,
+        )
+
+    return run

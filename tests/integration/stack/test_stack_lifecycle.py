@@ -1,0 +1,114 @@
+"""stack.py's process lifecycle, on a private mini stack (PostgreSQL + S3Proxy, own state dir
+and ports) so the shared stack is untouched: up is idempotent, down leaves no process behind,
+data persists across down/up, and a taken port is a clear error."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+pytestmark = pytest.mark.integration
+
+RunStack = Callable[..., subprocess.CompletedProcess[str]]
+REPO = Path(__file__).resolve().parents[3]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _read_env(path: Path) -> dict[str, str]:
+    pairs = (line.partition("=") for line in path.read_text().splitlines() if line and not line.startswith("#"))
+    return {key: value for key, _, value in pairs}
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmd:
+            found.append(f"{proc.name}: {cmd}")
+    return found
+
+
+@pytest.fixture
+def mini_env(stack_env: dict[str, str]) -> Iterator[dict[str, str]]:
+    # short path (unix socket length) that the `postgres` user can traverse
+    state = Path(tempfile.mkdtemp(prefix="pulse-mini-", dir="/tmp"))
+    state.chmod(0o755)
+    env = {
+        "PULSE_STACK_DIR": str(state),
+        # reuse the shared stack's resolved jars: no Maven run in tests
+        "PULSE_STACK_CACHE_DIR": stack_env["PULSE_STACK_DIR"],
+        "PULSE_PG_PORT": str(_free_port()),
+        "PULSE_S3_PORT": str(_free_port()),
+    }
+    yield env
+    subprocess.run(["python3", str(REPO / "deploy/local/stack.py"), "down"], env={**os.environ, **env}, capture_output=True)
+    shutil.rmtree(state, ignore_errors=True)
+
+
+async def test_mini_stack_up_down_leaves_nothing_and_keeps_data(mini_env: dict[str, str], run_stack: RunStack) -> None:
+    state = mini_env["PULSE_STACK_DIR"]
+    up = run_stack("up", "postgres", "s3proxy", env=mini_env)
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert "started, healthy" in up.stdout
+
+    again = run_stack("up", "postgres", "s3proxy", env=mini_env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.count("already running") == 2
+
+    env = _read_env(Path(state) / "env")
+    assert env["DATABASE_URL"].endswith(f"@127.0.0.1:{mini_env['PULSE_PG_PORT']}/pulse")
+    conn = await asyncpg.connect(env["DATABASE_URL"])
+    try:
+        await conn.execute("CREATE TABLE kept (id int PRIMARY KEY)")
+        await conn.execute("INSERT INTO kept VALUES (42)")
+        is_replication = await conn.fetchval("SELECT rolreplication FROM pg_roles WHERE rolname = current_user")
+        assert is_replication
+    finally:
+        await conn.close()
+    assert _processes_mentioning(f"{state}/"), "the mini stack should be running"
+
+    down = run_stack("down", env=mini_env)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert _processes_mentioning(f"{state}/") == []
+    status = run_stack("status", env=mini_env)
+    assert status.returncode == 1 and "up   pid" not in status.stdout
+
+    up = run_stack("up", "postgres", "s3proxy", env=mini_env)
+    assert up.returncode == 0, up.stdout + up.stderr
+    conn = await asyncpg.connect(env["DATABASE_URL"])  # same generated password
+    try:
+        assert await conn.fetchval("SELECT id FROM kept") == 42
+    finally:
+        await conn.close()
+    down = run_stack("down", env=mini_env)
+    assert down.returncode == 0
+    assert _processes_mentioning(f"{state}/") == []
+
+
+def test_taken_port_is_a_clear_error(mini_env: dict[str, str], run_stack: RunStack) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", int(mini_env["PULSE_S3_PORT"])))
+        squatter.listen()
+        result = run_stack("up", "s3proxy", env=mini_env)
+    assert result.returncode == 1
+    assert "already in use" in result.stderr
+    assert "PULSE_S3_PORT=" in result.stderr
+    assert _processes_mentioning(f"{mini_env['PULSE_STACK_DIR']}/") == []
