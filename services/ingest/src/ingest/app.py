@@ -58,6 +58,13 @@ _BODY_MODELS: tuple[type[BaseModel], ...] = (
 )
 
 
+# Module level: with postponed annotations FastAPI resolves these names in module globals.
+IdemKey = Annotated[
+    str | None, Header(alias="Idempotency-Key", description="required on every POST")
+]
+ApiKeyHeader = Annotated[str | None, Header(alias="X-API-Key", description="your API key")]
+
+
 class UnsupportedMediaTypeError(Exception):
     pass
 
@@ -113,7 +120,9 @@ def review_payload(review_id: uuid.UUID, review: schemas.ReviewIn, now: Any) -> 
 
 
 def _review_record(row: asyncpg.Record) -> dict[str, Any]:
-    return {k: row[k] for k in schemas.ReviewOut.model_fields}
+    record = {k: row[k] for k in schemas.ReviewOut.model_fields}
+    record["id"] = str(record["id"])  # asyncpg's UUID type is not orjson's uuid.UUID
+    return record
 
 
 def create_app(
@@ -140,8 +149,6 @@ def create_app(
         "Every POST needs an Idempotency-Key.",
         lifespan=lifespan,
     )
-    IdemKey = Annotated[str | None, Header(alias="Idempotency-Key")]  # noqa: N806
-    ApiKeyHeader = Annotated[str | None, Header(alias="X-API-Key")]  # noqa: N806
 
     async def guard(presented: str | None, scope: Scope) -> ApiKey:
         return await keys.authorize(presented, scope)

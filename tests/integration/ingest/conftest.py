@@ -1,0 +1,131 @@
+"""Fixtures for ingest's integration tests: the real stack, and YOUR app on 127.0.0.1:58001.
+
+`ingest_api` runs `python -m ingest migrate`, then starts `python -m ingest` on 58001 unless
+something healthy already answers there (and stops it afterwards only if it started it).
+Tests talk to nginx at PULSE_API_URL, which proxies to 58001.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+APP_URL = "http://127.0.0.1:58001"
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def ingest_env(stack_env: dict[str, str]) -> dict[str, str]:
+    return {**os.environ, **stack_env, "INGEST_LOG_LEVEL": "WARNING"}
+
+
+@pytest.fixture(scope="session")
+def ingest_api(ingest_env: dict[str, str]) -> Iterator[str]:
+    subprocess.run(
+        [sys.executable, "-m", "ingest", "migrate"],
+        env=ingest_env,
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
+    process: subprocess.Popen[bytes] | None = None
+    if not _healthy(APP_URL):
+        log = (REPO / ".stack" / "logs").joinpath("ingest-tests.log")
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("ab") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "ingest"], env=ingest_env, stdout=out, stderr=out
+            )
+        deadline = time.monotonic() + 30
+        while not _healthy(APP_URL):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"ingest did not start on {APP_URL}; see {log}", pytrace=False)
+            time.sleep(0.2)
+    base = ingest_env["PULSE_API_URL"].rstrip("/")
+    deadline = time.monotonic() + 15  # nginx may hold dead keepalive connections for a moment
+    while not _healthy(base) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    yield base
+    if process is not None:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture(scope="session")
+def api_key(stack_env: dict[str, str]) -> str:
+    return stack_env["PULSE_API_KEY"]
+
+
+@pytest.fixture
+def client(ingest_api: str, api_key: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=ingest_api, headers={"X-API-Key": api_key}, timeout=10) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def create_key(ingest_api: str, ingest_env: dict[str, str]) -> Callable[..., str]:
+    """Creates (or rotates) a named key with the given scopes; returns the plaintext key."""
+
+    def create(*scopes: str, name: str | None = None) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "ingest", "create-key", name or f"test-{uuid.uuid4().hex[:8]}"]
+            + list(scopes),
+            env=ingest_env,
+            check=True,
+            timeout=60,
+            capture_output=True,
+            text=True,
+        )
+        return done.stdout.strip().splitlines()[-1]
+
+    return create
+
+
+@pytest.fixture(scope="session")
+def sql(stack_env: dict[str, str]) -> Callable[..., list[Any]]:
+    """Runs one query on the real PostgreSQL and returns its rows."""
+
+    async def run(query: str, *args: Any) -> list[Any]:
+        conn = await asyncpg.connect(stack_env["DATABASE_URL"], timeout=10)
+        try:
+            return list(await conn.fetch(query, *args))
+        finally:
+            await conn.close()
+
+    def call(query: str, *args: Any) -> list[Any]:
+        return asyncio.run(run(query, *args))
+
+    return call
+
+
+@pytest.fixture
+def product(client: httpx.Client) -> dict[str, Any]:
+    sku = f"T-{uuid.uuid4().hex[:12]}"
+    r = client.post(
+        "/v1/products",
+        json={"sku": sku, "name": "Test kettle", "brand": "Acme", "category": "kitchen"},
+        headers={"Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert r.status_code == 201, r.text
+    return dict(r.json())
