@@ -140,7 +140,12 @@ def check_address(address: IPAddress, *, allow: Sequence[IPNetwork] = ()) -> Ver
             return Verdict(False, "metadata")
     if any(address in network for network in allow if network.version == address.version):
         return Verdict(True, "allowlisted")
-    for candidate in candidates:
+    if address.is_loopback or address.is_unspecified:
+        return Verdict(False, "loopback" if address.is_loopback else "unspecified")
+    # An embedded IPv4 address is where the packets really go: judge it first. NAT64's
+    # well-known prefix is "reserved" in itself, so only its embedded address counts.
+    ordered = candidates[1:] + ([] if address in _NAT64_WELL_KNOWN else candidates[:1])
+    for candidate in ordered:
         reason = _refusal(candidate)
         if reason is not None:
             return Verdict(False, reason)

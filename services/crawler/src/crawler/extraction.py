@@ -500,7 +500,8 @@ def map_product(refs: dict[str, str], url: str, mapping: ProductMapping) -> str 
             if rule.sku:
                 return rule.sku
             if "sku" in match.groupdict() and match.group("sku"):
-                return match.group("sku")
+                sku = match.group("sku")
+                return sku.upper() if rule.uppercase else sku
     return None
 
 

@@ -79,7 +79,10 @@ def parse_feed(body: bytes, feed: QuoteFeedConfig, *, polled_at: datetime) -> Pa
             quotes.append(
                 QuotePolled(
                     symbol=str(symbol) if symbol is not None else "",
-                    asset_class=feed.asset_class,
+                    asset_class=(
+                        _path(item, feed.fields.asset_class) if feed.fields.asset_class else None
+                    )
+                    or feed.asset_class,
                     price=_as_decimal(_path(item, feed.fields.price)),
                     size=_as_decimal(size) if size is not None else Decimal(0),
                     event_time=_time(_path(item, feed.fields.time), feed.time_format),

@@ -7,15 +7,16 @@ them. Everything is validated at start-up.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from contracts import topics
 from contracts.rows import AssetClass
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 from servicekit.settings import ServiceSettings
 
 from crawler.addresses import IPNetwork, parse_networks
@@ -30,6 +31,7 @@ class UrlSkuRule(_Frozen):
 
     pattern: str
     sku: str | None = None
+    uppercase: bool = True  # SKUs in URLs are often lowercased (`/ktl-100.html` → KTL-100)
 
     @field_validator("pattern")
     @classmethod
@@ -101,6 +103,7 @@ class QuoteFields(_Frozen):
     price: str = "price"
     size: str = "size"
     time: str = "time"
+    asset_class: str | None = None  # path to "equity"/"crypto"; else the feed's asset_class
 
 
 class QuoteFeedConfig(_Frozen):
@@ -129,7 +132,9 @@ class CrawlerSettings(ServiceSettings):
     user_agent: str = "PulseCrawler/0.1 (+https://pulse.example/crawler)"
     robots_agent: str = "PulseCrawler"  # the product token matched in robots.txt groups
 
-    allow_private_networks: tuple[str, ...] = ()  # CIDRs opened explicitly (tests: 127.0.0.0/8)
+    # CIDRs opened explicitly, comma-separated or a JSON list (tests: 127.0.0.1/32)
+    # CIDRs opened explicitly, comma-separated or a JSON list (tests: 127.0.0.1/32).
+    allow_private_networks: Annotated[tuple[str, ...], NoDecode] = ()
     global_concurrency: int = Field(default=8, ge=1)
     per_host_concurrency: int = Field(default=1, ge=1)
     min_delay_s: float = Field(default=1.0, ge=0)
@@ -159,8 +164,10 @@ class CrawlerSettings(ServiceSettings):
     @field_validator("allow_private_networks", mode="before")
     @classmethod
     def _split_cidrs(cls, value: Any) -> Any:
-        if isinstance(value, str) and not value.strip().startswith("["):
-            return tuple(part for part in value.split(",") if part.strip())
+        if isinstance(value, str):
+            if value.strip().startswith("["):
+                return tuple(json.loads(value))
+            return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
     @field_validator("allow_private_networks")
