@@ -31,9 +31,10 @@ from query.settings import ArchiveSettings
 
 log = logging.getLogger(__name__)
 
-# Hive partition columns are kept as strings: `dt=2026-11-22/hour=17`.
+# Hive partition columns `dt=2026-11-22/hour=17`, typed as the archiver's catalog declares
+# them for DuckDB (dt DATE, hour INTEGER).
 PARTITIONING = ds.partitioning(
-    pa.schema([("dt", pa.string()), ("hour", pa.string())]), flavor="hive"
+    pa.schema([("dt", pa.date32()), ("hour", pa.int32())]), flavor="hive"
 )
 
 
@@ -124,8 +125,8 @@ def empty_table(model: type[BaseModel]) -> pa.Table:
         pa.field("_partition", pa.int32()),
         pa.field("_offset", pa.int64()),
         pa.field("_archived_at", pa.timestamp("us", tz="UTC")),
-        pa.field("dt", pa.string()),
-        pa.field("hour", pa.string()),
+        pa.field("dt", pa.date32()),
+        pa.field("hour", pa.int32()),
     ]
     return pa.schema(fields).empty_table()
 

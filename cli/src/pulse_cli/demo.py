@@ -1,0 +1,589 @@
+"""The demo flow: drive the API, crawl the sample site, stream ticks, wait for the archive,
+show the insights, and compare what went in with what came out, for this run only.
+
+`run_demo` is what `pulse demo` calls; the e2e test calls the same function at a smaller
+scale and asserts on the returned `DemoReport`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from contracts import topics
+from query import insights
+from query.app import build_engine
+from query.engine import QueryEngine
+from query.insights import sql_literal
+from query.settings import ArchiveSettings, QuerySettings
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from pulse_cli import kafka_scan, scenario
+from pulse_cli.render import result_table
+
+log = logging.getLogger(__name__)
+
+FIXTURE_SITE = Path("tests/fixtures/crawler_site/crawler_fixture_site.py")
+FIXTURE_SKUS = {
+    "KTL-100": "Electric Kettle",
+    "TST-200": "Toaster",
+    "BLN-300": "Blender",
+    "GRL-400": "Grill",
+    "MXR-500": "Mixer",
+    "CFM-600": "Coffee Maker",
+}
+
+
+@dataclass(slots=True)
+class Stage:
+    name: str
+    expected: int
+    actual: int
+    note: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.actual == self.expected
+
+
+@dataclass(slots=True)
+class ApiOutcome:
+    review_ids: dict[str, str] = field(default_factory=dict)  # scenario ref → API id
+    products_ok: int = 0
+    edits_ok: int = 0
+    deletes_ok: int = 0
+    ticks_ok: int = 0
+    bad_refused: dict[str, int] = field(default_factory=dict)  # why → status
+    failures: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class DemoReport:
+    run_id: str
+    scenario: scenario.Scenario
+    api: ApiOutcome
+    crawled_ids: set[str]
+    stages: list[Stage]
+    archive_location: str
+    waited_s: float
+
+    @property
+    def passed(self) -> bool:
+        return all(stage.ok for stage in self.stages) and not self.api.failures
+
+    def app_ids(self) -> list[str]:
+        return sorted(self.api.review_ids.values())
+
+    def deleted_ids(self) -> list[str]:
+        return sorted(self.api.review_ids[ref] for ref in self.scenario.deletes)
+
+
+# --- sizes ------------------------------------------------------------------------------
+
+
+def demo_scenario(run_id: str, *, scale: float, start: datetime) -> scenario.Scenario:
+    def scaled(n: int, low: int) -> int:
+        return max(low, round(n * scale))
+
+    return scenario.build(
+        run_id,
+        products=scaled(8, 3),
+        reviews_per_product=scaled(12, 4),
+        burst=scaled(6, 4),
+        edits=scaled(10, 2),
+        deletes=scaled(6, 2),
+        minutes=max(6, round(8 * min(scale, 1.5))),
+        ticks_per_minute=scaled(6, 3),
+        start=start,
+    )
+
+
+def tick_start(root: Path, *, minutes: int, now: datetime) -> datetime:
+    """A tick timeline in the recent past that never overlaps an earlier run's.
+
+    Candles close on event time, so a re-run whose ticks fell before the previous run's
+    would be refused as late for BTC-USD/ETH-USD; the last end is kept in .stack/demo.
+    """
+    state = root / ".stack" / "demo" / "ticks.json"
+    start = scenario.minute_floor(now) - timedelta(minutes=minutes + 2)
+    try:
+        last_end = datetime.fromisoformat(json.loads(state.read_text())["last_end"])
+        start = max(start, scenario.minute_floor(last_end) + timedelta(minutes=2))
+    except (OSError, ValueError, KeyError):
+        pass
+    state.parent.mkdir(parents=True, exist_ok=True)
+    end = start + timedelta(minutes=minutes + 1)
+    state.write_text(json.dumps({"last_end": end.isoformat()}))
+    return start
+
+
+# --- API --------------------------------------------------------------------------------
+
+
+async def drive_api(
+    sc: scenario.Scenario, *, api_url: str, api_key: str, progress: Progress | None = None
+) -> ApiOutcome:
+    """Seed products, post reviews, edit and delete some, stream ticks, send bad requests."""
+    outcome = ApiOutcome()
+    headers = {"X-API-Key": api_key}
+    limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
+    gate = asyncio.Semaphore(24)
+    async with httpx.AsyncClient(
+        base_url=api_url, headers=headers, timeout=30.0, limits=limits
+    ) as client:
+
+        async def send(
+            method: str, path: str, *, key: str | None = None, body: Any = None
+        ) -> httpx.Response:
+            extra = {"Idempotency-Key": key} if key else {}
+            async with gate:
+                for attempt in range(5):
+                    response = await client.request(method, path, json=body, headers=extra)
+                    if response.status_code not in (429, 503):
+                        return response
+                    await asyncio.sleep(0.2 * (attempt + 1))
+                return response
+
+        task = None
+        if progress is not None:
+            total = (
+                len(sc.products)
+                + len(FIXTURE_SKUS)
+                + len(sc.reviews)
+                + len(sc.edits)
+                + len(sc.deletes)
+                + len(sc.ticks)
+                + len(sc.bad_requests)
+            )
+            task = progress.add_task("API requests", total=total)
+
+        def advance(n: int = 1) -> None:
+            if progress is not None and task is not None:
+                progress.advance(task, n)
+
+        async def product(body: dict[str, str], key: str) -> None:
+            response = await send("POST", "/v1/products", key=key, body=body)
+            if response.status_code in (200, 201, 409):
+                outcome.products_ok += 1
+            else:
+                outcome.failures.append(f"product {body['sku']}: {response.status_code}")
+            advance()
+
+        fixture_products = [
+            {"sku": sku, "name": name, "brand": "HomeGear", "category": "kitchen"}
+            for sku, name in FIXTURE_SKUS.items()
+        ]
+        await asyncio.gather(
+            *(product(p.body(), f"{sc.run_id}-p-{p.sku}") for p in sc.products),
+            *(product(p, f"fixture-p-{p['sku']}") for p in fixture_products),
+        )
+
+        async def review(item: scenario.ReviewInput) -> None:
+            response = await send("POST", "/v1/reviews", key=item.ref, body=item.request())
+            if response.status_code in (200, 201):
+                outcome.review_ids[item.ref] = str(response.json()["id"])
+            else:
+                outcome.failures.append(
+                    f"review {item.ref}: {response.status_code} {response.text[:200]}"
+                )
+            advance()
+
+        await asyncio.gather(*(review(r) for r in sc.reviews))
+
+        async def edit(item: scenario.Edit) -> None:
+            rid = outcome.review_ids.get(item.ref)
+            if rid is None:
+                return
+            response = await send(
+                "PATCH",
+                f"/v1/reviews/{rid}",
+                key=f"{item.ref}-edit",
+                body={"rating": item.rating, "body": item.body},
+            )
+            if response.status_code == 200:
+                outcome.edits_ok += 1
+            else:
+                outcome.failures.append(f"edit {item.ref}: {response.status_code}")
+            advance()
+
+        async def delete(ref: str) -> None:
+            rid = outcome.review_ids.get(ref)
+            if rid is None:
+                return
+            response = await send("DELETE", f"/v1/reviews/{rid}", key=f"{ref}-delete")
+            if response.status_code in (200, 202, 204):
+                outcome.deletes_ok += 1
+            else:
+                outcome.failures.append(f"delete {ref}: {response.status_code}")
+            advance()
+
+        await asyncio.gather(*(edit(e) for e in sc.edits), *(delete(d) for d in sc.deletes))
+
+        # Ticks in event-time order, in batches, so candles close as they would live.
+        batch = 30
+        for n in range(0, len(sc.ticks), batch):
+            chunk = sc.ticks[n : n + batch]
+            response = await send(
+                "POST",
+                "/v1/ticks/batch",
+                key=f"{sc.run_id}-ticks-{n}",
+                body={"ticks": [t.request() for t in chunk]},
+            )
+            if response.status_code in (200, 201, 202):
+                outcome.ticks_ok += len(chunk)
+            else:
+                outcome.failures.append(f"ticks {n}: {response.status_code} {response.text[:200]}")
+            advance(len(chunk))
+
+        for bad in sc.bad_requests:
+            request_headers = {} if bad.authenticated else {"X-API-Key": ""}
+            content = bad.body if isinstance(bad.body, str) else orjson.dumps(bad.body)
+            response = await client.request(
+                bad.method,
+                bad.path,
+                content=content,
+                headers={"Content-Type": "application/json", **request_headers},
+            )
+            outcome.bad_refused[bad.why] = response.status_code
+            advance()
+    return outcome
+
+
+# --- crawler ----------------------------------------------------------------------------
+
+
+@contextmanager
+def fixture_site(root: Path) -> Iterator[Any]:
+    """The crawler engineer's sample review site, served on loopback for the run."""
+    path = root / FIXTURE_SITE
+    spec = importlib.util.spec_from_file_location("crawler_fixture_site", path)
+    if spec is None or spec.loader is None:
+        raise FileNotFoundError(path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("crawler_fixture_site", module)
+    spec.loader.exec_module(module)
+    with module.FixtureSite(crawl_delay_s=0.0) as site:
+        yield site
+
+
+def crawl_once(
+    root: Path, env: dict[str, str], site_name: str, origin: str, *, timeout_s: float = 180.0
+) -> int:
+    """`python -m crawler --once` over the sample site; its own state dir and HTTP port."""
+    config = {
+        "sites": [
+            {
+                "name": site_name,
+                "sitemaps": [f"{origin}/sitemap.xml"],
+                "start_urls": [f"{origin}/index.html"],
+                "allowed_patterns": ["/products/", "/index\\.html$"],
+                "min_delay_s": 0.0,
+                "product": {
+                    "sku_is_ours": True,
+                    "refs": {"gtin13:4006381400008": "GRL-400"},
+                    "url_rules": [{"pattern": "/products/(?P<sku>[a-z]{3}-\\d{3})\\.html"}],
+                },
+            }
+        ],
+    }
+    with tempfile.TemporaryDirectory(prefix="pulse-demo-crawl-") as tmp:
+        sites_file = Path(tmp) / "sites.yaml"
+        sites_file.write_text(json.dumps(config))  # JSON is YAML
+        child_env = {
+            **os.environ,
+            **env,
+            "PYTHONUNBUFFERED": "1",
+            "CRAWLER_SITES_FILE": str(sites_file),
+            "CRAWLER_STATE_DIR": tmp,
+            "CRAWLER_ALLOW_PRIVATE_NETWORKS": "127.0.0.0/8",
+            "CRAWLER_HTTP_HOST": "127.0.0.1",
+            "CRAWLER_HTTP_PORT": "0",
+            "CRAWLER_MIN_DELAY_S": "0",
+            "CRAWLER_BACKOFF_MAX_S": "2",
+            "CRAWLER_MAX_RETRY_AFTER_S": "2",
+            "CRAWLER_REQUEST_DEADLINE_S": "10",
+        }
+        child_env.pop("CRAWLER_SITES", None)
+        logs = root / ".stack" / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        with (logs / "crawler-once.log").open("ab") as out:
+            done = subprocess.run(  # our interpreter and the crawler module
+                [sys.executable, "-m", "crawler", "--once"],
+                cwd=root,
+                env=child_env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=timeout_s,
+                check=False,
+            )
+    return done.returncode
+
+
+# --- counting ---------------------------------------------------------------------------
+
+
+def _in(values: list[str]) -> str:
+    return "(" + ", ".join(sql_literal(v) for v in values) + ")" if values else "('')"
+
+
+def archive_counts(engine: QueryEngine, report: DemoReport) -> dict[str, int]:
+    """This run's rows in the archive, per kind."""
+    sc = report.scenario
+    ids = _in(report.app_ids())
+    site = sql_literal(f"crawl:{sc.crawl_site}:%")
+    start = sc.candle_minutes[0].isoformat()
+    end = (sc.candle_minutes[-1] + timedelta(minutes=1)).isoformat()
+    symbols = _in(list(sc.symbols))
+    sql = f"""
+SELECT
+ (SELECT count(DISTINCT review_id) FROM reviews_enriched WHERE review_id IN {ids}),
+ (SELECT count(DISTINCT review_id) FROM reviews_enriched
+   WHERE review_id IN {ids} AND op = 'delete'),
+ (SELECT count(DISTINCT review_id) FROM reviews_enriched WHERE review_id LIKE {site}),
+ (SELECT count(*) FROM reviews_latest WHERE review_id IN {ids}),
+ (SELECT count(DISTINCT symbol || '@' || CAST(window_start AS VARCHAR)) FROM market_candles
+   WHERE symbol IN {symbols} AND window_start >= TIMESTAMPTZ '{start}'
+     AND window_start < TIMESTAMPTZ '{end}'),
+ (SELECT count(DISTINCT alert_id) FROM alerts
+   WHERE kind = 'negative_burst' AND subject = {sql_literal(sc.burst_sku)}),
+ (SELECT count(DISTINCT alert_id) FROM alerts
+   WHERE kind = 'price_move' AND subject = {sql_literal(sc.equity)}),
+ (SELECT count(DISTINCT alert_id) FROM alerts
+   WHERE kind = 'negative_review' AND subject = {sql_literal(sc.burst_sku)})
+"""  # noqa: S608  # literals quoted by sql_literal; ids come from the API
+    row = engine.run(sql).rows[0]
+    keys = ("reviews", "deletes", "crawled", "latest", "candles", "bursts", "moves", "negatives")
+    return dict(zip(keys, (int(v or 0) for v in row), strict=True))
+
+
+def pii_hits(engine: QueryEngine, report: DemoReport) -> int:
+    """Rows of this run whose text still holds an email or phone number that was sent."""
+    strings = list(report.scenario.pii_strings)
+    values = ", ".join(f"({sql_literal(s)})" for s in strings)
+    sql = f"""
+SELECT count(*) FROM reviews_enriched r, (VALUES {values}) AS p(s)
+WHERE r.review_id IN {_in(report.app_ids())}
+  AND strpos(coalesce(r.title, '') || ' ' || coalesce(r.body, '') || ' '
+             || coalesce(r.author_pseudonym, ''), p.s) > 0"""  # noqa: S608  # quoted literals
+    return int(engine.run(sql).rows[0][0])
+
+
+async def topic_counts(bootstrap: str, report: DemoReport) -> dict[str, int]:
+    """This run's records on the CDC and enriched topics (distinct ids)."""
+    ours = set(report.api.review_ids.values())
+    crawl_prefix = f"{report.scenario.crawl_site}:"
+    enriched_prefix = f"crawl:{report.scenario.crawl_site}:"
+
+    def cdc_review(key: bytes | None, _: bytes | None) -> str | None:
+        try:
+            rid = str(orjson.loads(key or b"{}").get("id"))
+        except (orjson.JSONDecodeError, AttributeError):
+            return None
+        return rid if rid in ours else None
+
+    def enriched(key: bytes | None, _: bytes | None) -> str | None:
+        text = (key or b"").decode(errors="replace")
+        return text if text in ours or text.startswith(enriched_prefix) else None
+
+    def crawled(key: bytes | None, _: bytes | None) -> str | None:
+        text = (key or b"").decode(errors="replace")
+        return text if text.startswith(crawl_prefix) else None
+
+    cdc, out, crawl = await asyncio.gather(
+        kafka_scan.scan(bootstrap, topics.REVIEWS_CDC.name, cdc_review),
+        kafka_scan.scan(bootstrap, topics.REVIEWS_ENRICHED.name, enriched),
+        kafka_scan.scan(bootstrap, topics.REVIEWS_CRAWLED.name, crawled),
+    )
+    return {
+        "cdc": len(cdc),
+        "enriched_app": len([k for k in out if k in ours]),
+        "enriched_crawl": len([k for k in out if k.startswith(enriched_prefix)]),
+        "crawled": len(crawl),
+    }
+
+
+def make_engine(env: dict[str, str]) -> QueryEngine:
+    values = {k.lower(): v for k, v in env.items() if k.lower() in ArchiveSettings.model_fields}
+    archive = ArchiveSettings.model_validate(values)
+    engine = build_engine(QuerySettings(), archive)
+    engine.max_sql_chars = 1_000_000  # the demo's own checks list every id of the run
+    return engine
+
+
+# --- the flow ---------------------------------------------------------------------------
+
+
+def run_demo(
+    root: Path,
+    env: dict[str, str],
+    *,
+    console: Console,
+    scale: float = 1.0,
+    timeout_s: float = 240.0,
+    show_insights: bool = True,
+) -> DemoReport:
+    run_id = uuid.uuid4().hex[:8]
+    now = datetime.now(UTC)
+    probe = demo_scenario(run_id, scale=scale, start=scenario.minute_floor(now))
+    sc = demo_scenario(
+        run_id, scale=scale, start=tick_start(root, minutes=len(probe.candle_minutes), now=now)
+    )
+    console.rule(f"[bold]Pulse demo, run {run_id}[/bold]")
+    console.print(
+        f"{len(sc.products)} products, {len(sc.reviews)} reviews "
+        f"({len(sc.edits)} edits, {len(sc.deletes)} deletes, a burst of "
+        f"{sum(r.negative for r in sc.reviews)} negative reviews on {sc.burst_sku}), "
+        f"{len(sc.ticks)} ticks ({sc.equity} jumps ~8 % at "
+        f"{sc.move_minute:%H:%M} UTC), {len(sc.bad_requests)} bad requests"
+    )
+    api_url = env.get("PULSE_API_URL", "http://127.0.0.1:58000")
+    engine = make_engine(env)
+    with _progress(console) as progress:
+        api = asyncio.run(
+            drive_api(sc, api_url=api_url, api_key=env["PULSE_API_KEY"], progress=progress)
+        )
+        task = progress.add_task("crawler --once over the sample site", total=1)
+        with fixture_site(root) as site:
+            code = crawl_once(root, env, sc.crawl_site, site.origin)
+        progress.advance(task)
+    if code != 0:
+        api.failures.append(f"crawler --once exited {code} (see .stack/logs/crawler-once.log)")
+    bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:59092")
+    crawled = asyncio.run(
+        kafka_scan.scan(
+            bootstrap,
+            topics.REVIEWS_CRAWLED.name,
+            lambda k, _: (
+                (k or b"").decode() if (k or b"").decode().startswith(f"{sc.crawl_site}:") else None
+            ),
+        )
+    )
+    report = DemoReport(run_id, sc, api, crawled, [], engine.catalog.location.display, 0.0)
+
+    expected = {
+        "reviews": len(api.review_ids),
+        "deletes": api.deletes_ok,
+        "crawled": len(crawled),
+        "latest": len(api.review_ids) - api.deletes_ok,
+        "candles": len(sc.candle_minutes) * len(sc.symbols),
+        "bursts": 1,
+        "moves": 1,
+        "negatives": sum(1 for r in sc.reviews if r.negative),
+    }
+    started = time.monotonic()
+    counts: dict[str, int] = dict.fromkeys(expected, 0)
+    with _progress(console) as progress:
+        task = progress.add_task("waiting for the archive", total=sum(expected.values()))
+        while time.monotonic() - started < timeout_s:
+            try:
+                counts = archive_counts(engine, report)
+            except Exception as exc:  # the archive may be empty or mid-write; retry
+                log.debug("archive not readable yet: %s", exc)
+            progress.update(task, completed=sum(min(counts[k], v) for k, v in expected.items()))
+            if all(counts[k] >= v for k, v in expected.items()):
+                break
+            time.sleep(3.0)
+    report.waited_s = round(time.monotonic() - started, 1)
+    topic = asyncio.run(topic_counts(bootstrap, report))
+    hits = pii_hits(engine, report)
+
+    s = report.stages
+    s.append(Stage("API: reviews accepted (201)", len(sc.reviews), len(api.review_ids)))
+    s.append(Stage("API: edits accepted", len(sc.edits), api.edits_ok))
+    s.append(Stage("API: deletes accepted", len(sc.deletes), api.deletes_ok))
+    s.append(Stage("API: ticks accepted", len(sc.ticks), api.ticks_ok))
+    refused = sum(1 for status in api.bad_refused.values() if 400 <= status < 500)
+    s.append(
+        Stage(
+            "API: bad requests refused (4xx)",
+            len(sc.bad_requests),
+            refused,
+            ", ".join(f"{k}={v}" for k, v in api.bad_refused.items()),
+        )
+    )
+    s.append(Stage("CDC: reviews on pulse.public.reviews", len(api.review_ids), topic["cdc"]))
+    s.append(
+        Stage(
+            "crawler: reviews published",
+            max(1, len(crawled)),
+            len(crawled),
+            "at least one expected from the sample site",
+        )
+    )
+    s.append(Stage("enriched: app reviews", len(api.review_ids), topic["enriched_app"]))
+    s.append(Stage("enriched: crawled reviews", len(crawled), topic["enriched_crawl"]))
+    s.append(Stage("archive: app reviews", expected["reviews"], counts["reviews"]))
+    s.append(Stage("archive: delete records", expected["deletes"], counts["deletes"]))
+    s.append(Stage("archive: crawled reviews", expected["crawled"], counts["crawled"]))
+    s.append(Stage("query: latest state (deletes hidden)", expected["latest"], counts["latest"]))
+    s.append(Stage("archive: 1-minute candles", expected["candles"], counts["candles"]))
+    s.append(Stage("alerts: negative burst", 1, counts["bursts"]))
+    s.append(Stage("alerts: price move", 1, counts["moves"]))
+    s.append(Stage("alerts: negative reviews", expected["negatives"], counts["negatives"]))
+    s.append(Stage("archive: personal data found", 0, hits, "emails and phones sent"))
+
+    if show_insights:
+        print_insights(console, engine, equity=sc.equity)
+    console.print(
+        f"\nArchive: [bold]{report.archive_location}/<dataset>/dt=…/hour=…/*.parquet[/bold]"
+        f"  (S3 endpoint {env.get('S3_ENDPOINT_URL', 'AWS')}); logs in .stack/logs/"
+    )
+    print_summary(console, report)
+    return report
+
+
+def print_insights(console: Console, engine: QueryEngine, *, equity: str | None) -> None:
+    for insight in insights.all_insights(equity=equity):
+        try:
+            result = engine.run(insight.sql, max_rows=20)
+        except Exception as exc:  # one failing insight should not hide the others
+            console.print(f"[red]{insight.title}: {exc}[/red]")
+            continue
+        console.print(result_table(insight.title, result.columns, result.rows))
+
+
+def print_summary(console: Console, report: DemoReport) -> None:
+    table = Table(
+        title=f"Run {report.run_id}: in vs out (waited {report.waited_s} s)",
+        title_justify="left",
+        header_style="bold cyan",
+    )
+    for column in ("stage", "expected", "actual", "", "note"):
+        table.add_column(column)
+    for stage in report.stages:
+        mark = "[green]PASS[/green]" if stage.ok else "[red]FAIL[/red]"
+        table.add_row(stage.name, str(stage.expected), str(stage.actual), mark, stage.note)
+    console.print(table)
+    for failure in report.api.failures[:20]:
+        console.print(f"[red]  {failure}[/red]")
+    verdict = "[bold green]PASS[/bold green]" if report.passed else "[bold red]FAIL[/bold red]"
+    console.print(f"Demo {verdict}: nothing lost" if report.passed else f"Demo {verdict}")
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+    )

@@ -1,0 +1,212 @@
+"""`pulse`: bring the stack and services up or down, show their status, run the demo, query.
+
+Entry point of the console script; each command is a thin wrapper over the modules beside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from pulse_cli import kafka_scan, processes
+from pulse_cli.render import result_table
+from pulse_cli.stackenv import repo_root, stack_env
+
+if TYPE_CHECKING:
+    from query.engine import QueryEngine
+
+app = typer.Typer(
+    help="Pulse: real-time reviews and market data, end to end.", no_args_is_help=True
+)
+console = Console()
+
+CONSUMER_GROUPS = {"cdc_processor": "pulse-cdc-processor", "s3_archiver": "s3_archiver"}
+
+
+def _stack(root: Path, action: str) -> None:
+    result = subprocess.run(  # noqa: S603  # the repo's own stack script
+        [sys.executable, str(root / "deploy" / "local" / "stack.py"), action],
+        cwd=root,
+        check=False,
+    )
+    if result.returncode != 0:
+        console.print(f"[red]stack.py {action} failed (exit {result.returncode})[/red]")
+        raise typer.Exit(result.returncode)
+
+
+def bring_up(root: Path, *, wait_s: float = 120.0) -> dict[str, str]:
+    """Start the stack and the five services; wait until every one answers /healthz."""
+    console.print("[bold]Starting the local stack[/bold] (deploy/local/stack.py up)…")
+    _stack(root, "up")
+    env = stack_env(root)
+    supervisor = processes.Supervisor(root, env)
+    specs = processes.service_specs(root)
+    console.print("Applying database migrations (python -m ingest migrate)…")
+    if supervisor.run_once(specs[0], "migrate") != 0:
+        console.print(f"[red]migrations failed: see {supervisor.log_file('ingest')}[/red]")
+        raise typer.Exit(1)
+    with _progress() as progress:
+        task = progress.add_task("services healthy", total=len(specs))
+        for spec in specs:
+            supervisor.start(spec)
+        healthy: set[str] = set()
+        deadline = time.monotonic() + wait_s
+        while len(healthy) < len(specs) and time.monotonic() < deadline:
+            for spec in specs:
+                if spec.name in healthy:
+                    continue
+                if supervisor.pid(spec.name) is None:
+                    console.print(
+                        f"[red]{spec.name} exited: see {supervisor.log_file(spec.name)}[/red]"
+                    )
+                    raise typer.Exit(1)
+                if processes.health(spec.health_url)[0]:
+                    healthy.add(spec.name)
+                    progress.advance(task)
+            time.sleep(0.5)
+    missing = [s.name for s in specs if s.name not in healthy]
+    if missing:
+        console.print(f"[red]not healthy after {wait_s:.0f} s: {', '.join(missing)}[/red]")
+        raise typer.Exit(1)
+    console.print("[green]All services healthy.[/green] Logs: .stack/logs/<service>.log")
+    return env
+
+
+@app.command()
+def up(
+    wait_s: Annotated[float, typer.Option(help="How long to wait for health")] = 120.0,
+) -> None:
+    """Start the stack and the five services (logs in .stack/logs, pids in .stack/run)."""
+    bring_up(repo_root(), wait_s=wait_s)
+
+
+@app.command()
+def down(
+    services_only: Annotated[bool, typer.Option(help="Leave the stack running")] = False,
+) -> None:
+    """Stop the five services, then the stack."""
+    root = repo_root()
+    supervisor = processes.Supervisor(root, stack_env(root))
+    for spec in reversed(processes.service_specs(root)):
+        stopped = supervisor.stop(spec.name)
+        console.print(f"{spec.name}: {'stopped' if stopped else 'not running'}")
+    if not services_only:
+        _stack(root, "down")
+
+
+@app.command()
+def status() -> None:
+    """Each service with its pid, health and consumer lag; then the stack's own status."""
+    root = repo_root()
+    env = stack_env(root)
+    supervisor = processes.Supervisor(root, env)
+    table = Table(title="Pulse services", title_justify="left", header_style="bold cyan")
+    for column in ("service", "pid", "health", "consumer lag (records)", "log"):
+        table.add_column(column)
+    bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:59092")
+    for spec in processes.service_specs(root):
+        pid = supervisor.pid(spec.name)
+        ok, detail = processes.health(spec.health_url)
+        lag = "—"
+        if spec.name in CONSUMER_GROUPS:
+            value = asyncio.run(kafka_scan.group_lag(bootstrap, CONSUMER_GROUPS[spec.name]))
+            lag = "unknown" if value is None else str(value)
+        table.add_row(
+            spec.name,
+            str(pid) if pid else "[dim]not running[/dim]",
+            f"[green]ok[/green] ({detail})" if ok else f"[red]down[/red] ({detail})",
+            lag,
+            str(supervisor.log_file(spec.name).relative_to(root)),
+        )
+    console.print(table)
+    subprocess.run(  # noqa: S603  # the repo's own stack script
+        [sys.executable, str(root / "deploy" / "local" / "stack.py"), "status"],
+        cwd=root,
+        check=False,
+    )
+
+
+@app.command()
+def query(
+    sql: Annotated[
+        str,
+        typer.Argument(
+            help="One SELECT over reviews_enriched, reviews_latest, market_candles, alerts"
+        ),
+    ],
+    max_rows: Annotated[int, typer.Option(help="Row limit")] = 200,
+) -> None:
+    """Run read-only SQL over the archive (the same guard as the HTTP endpoint)."""
+    from query.engine import QueryFailedError, QueryTimeoutError
+    from query.guard import QueryRejectedError
+
+    engine = _engine()
+    try:
+        result = engine.run(sql, max_rows=max_rows)
+    except (QueryRejectedError, QueryFailedError, QueryTimeoutError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    console.print(result_table(f"{len(result.rows)} rows", result.columns, result.rows))
+    if result.truncated:
+        console.print(f"[yellow]truncated at {max_rows} rows[/yellow]")
+
+
+@app.command()
+def insights(
+    equity: Annotated[str | None, typer.Option(help="Equity for the correlation")] = None,
+) -> None:
+    """The analysts' questions over the archive."""
+    from query import insights as catalogue
+
+    engine = _engine()
+    for insight in catalogue.all_insights(equity=equity):
+        result = engine.run(insight.sql, max_rows=50)
+        console.print(result_table(insight.title, result.columns, result.rows))
+
+
+@app.command()
+def demo(
+    scale: Annotated[float, typer.Option(help="Multiply the input sizes")] = 1.0,
+    timeout_s: Annotated[
+        float, typer.Option(help="Wait at most this long for the archive")
+    ] = 240.0,
+    skip_up: Annotated[bool, typer.Option(help="Assume everything runs already")] = False,
+) -> None:
+    """Run the whole pipeline on generated data and check that nothing was lost."""
+    from pulse_cli import demo as flow
+
+    root = repo_root()
+    env = stack_env(root) if skip_up else bring_up(root)
+    report = flow.run_demo(root, env, console=console, scale=scale, timeout_s=timeout_s)
+    raise typer.Exit(0 if report.passed else 1)
+
+
+def _engine() -> QueryEngine:
+    from pulse_cli.demo import make_engine
+
+    return make_engine(stack_env(repo_root()))
+
+
+def _progress() -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,178 @@
+"""The five services as separate processes: start, stop, pid files, logs, health.
+
+Each service logs to `.stack/logs/<service>.log` and keeps its pid in
+`.stack/run/<service>.pid`. A pid file whose process is gone counts as stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSpec:
+    name: str
+    module: str
+    health_url: str
+    env: dict[str, str] = field(default_factory=dict)
+    args: tuple[str, ...] = ()
+    metrics_url: str | None = None
+
+
+def service_specs(root: Path) -> tuple[ServiceSpec, ...]:
+    """The services `pulse up` runs, with demo-friendly defaults the environment can override.
+
+    The archiver's window is shortened (30 s, 5 s idle grace) so the archive fills within
+    the demo; the crawler runs continuously with no sites unless CRAWLER_SITES_FILE is set
+    (the demo crawls its sample site with a one-shot `--once` run).
+    """
+    state = root / ".stack" / "crawler-state"
+    crawler_env = {
+        "CRAWLER_HTTP_HOST": "127.0.0.1",
+        "CRAWLER_STATE_DIR": str(state),
+    }
+    if "CRAWLER_SITES_FILE" not in os.environ:
+        crawler_env["CRAWLER_SITES"] = "[]"
+    return (
+        ServiceSpec("ingest", "ingest", "http://127.0.0.1:58001/healthz"),
+        ServiceSpec(
+            "cdc_processor",
+            "cdc_processor",
+            "http://127.0.0.1:58011/healthz",
+            metrics_url="http://127.0.0.1:58011/metrics",
+        ),
+        ServiceSpec(
+            "s3_archiver",
+            "s3_archiver",
+            "http://127.0.0.1:58012/healthz",
+            env={"ARCHIVER_WINDOW_S": "30", "ARCHIVER_IDLE_GRACE_S": "5"},
+            metrics_url="http://127.0.0.1:58012/metrics",
+        ),
+        ServiceSpec("crawler", "crawler", "http://127.0.0.1:58013/healthz", env=crawler_env),
+        ServiceSpec("query", "query", "http://127.0.0.1:58002/healthz"),
+    )
+
+
+class Supervisor:
+    def __init__(self, root: Path, stack_env: dict[str, str]) -> None:
+        self.root = root
+        self.stack_env = stack_env
+        self.log_dir = root / ".stack" / "logs"
+        self.run_dir = root / ".stack" / "run"
+
+    def pid_file(self, name: str) -> Path:
+        return self.run_dir / f"{name}.pid"
+
+    def log_file(self, name: str) -> Path:
+        return self.log_dir / f"{name}.log"
+
+    def pid(self, name: str) -> int | None:
+        """The service's pid if its process is alive."""
+        try:
+            pid = int(self.pid_file(name).read_text().strip())
+        except (OSError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            return pid
+        return pid
+
+    def environment(self, spec: ServiceSpec) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.stack_env)
+        for key, value in spec.env.items():
+            env.setdefault(key, value)  # the caller's environment wins over demo defaults
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def run_once(self, spec: ServiceSpec, *args: str, timeout_s: float = 120.0) -> int:
+        """Run `python -m <module> args…` to completion, appending to the service's log."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        with self.log_file(spec.name).open("ab") as log:
+            completed = subprocess.run(  # noqa: S603  # our own interpreter and module
+                [sys.executable, "-m", spec.module, *args],
+                cwd=self.root,
+                env=self.environment(spec),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=timeout_s,
+                check=False,
+            )
+        return completed.returncode
+
+    def start(self, spec: ServiceSpec) -> int:
+        """Start the service unless it runs already; returns its pid."""
+        running = self.pid(spec.name)
+        if running is not None:
+            return running
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        log = self.log_file(spec.name).open("ab")
+        process = subprocess.Popen(  # noqa: S603  # our own interpreter and module
+            [sys.executable, "-m", spec.module, *spec.args],
+            cwd=self.root,
+            env=self.environment(spec),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # survives the terminal; stopped by pid
+        )
+        log.close()
+        self.pid_file(spec.name).write_text(f"{process.pid}\n")
+        return process.pid
+
+    def stop(self, name: str, *, grace_s: float = 30.0) -> bool:
+        """SIGTERM the service's process group, SIGKILL after `grace_s`; True if it ran."""
+        pid = self.pid(name)
+        self.pid_file(name).unlink(missing_ok=True)
+        if pid is None:
+            return False
+        _signal_group(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline:
+            if not _alive(pid):
+                return True
+            time.sleep(0.2)
+        _signal_group(pid, signal.SIGKILL)
+        return True
+
+
+def health(url: str, *, timeout_s: float = 2.0) -> tuple[bool, str]:
+    try:
+        response = httpx.get(url, timeout=timeout_s)
+    except httpx.HTTPError as exc:
+        return False, type(exc).__name__
+    return response.status_code == 200, f"HTTP {response.status_code}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie child of ours counts as gone once reaped.
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return waited == 0
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pid, sig)  # the service's own session: itself and its children
+    except (ProcessLookupError, PermissionError):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)

@@ -1,0 +1,28 @@
+"""Rich tables for query results and summaries."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from query.app import jsonable
+from rich.table import Table
+
+
+def result_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
+    table = Table(title=title, title_justify="left", header_style="bold cyan")
+    for column in columns:
+        table.add_column(column, overflow="fold", max_width=60)
+    for row in rows:
+        table.add_row(*(_cell(v) for v in row))
+    return table
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "[dim]∅[/dim]"
+    rendered = jsonable(value)
+    if isinstance(rendered, float):
+        return f"{rendered:.4g}"
+    text = str(rendered)
+    return text if len(text) <= 120 else text[:117] + "…"
