@@ -89,8 +89,14 @@ def create_key(ingest_api: str, ingest_env: dict[str, str]) -> Callable[..., str
 
     def create(*scopes: str, name: str | None = None) -> str:
         done = subprocess.run(
-            [sys.executable, "-m", "ingest", "create-key", name or f"test-{uuid.uuid4().hex[:8]}"]
-            + list(scopes),
+            [
+                sys.executable,
+                "-m",
+                "ingest",
+                "create-key",
+                name or f"test-{uuid.uuid4().hex[:8]}",
+                *scopes,
+            ],
             env=ingest_env,
             check=True,
             timeout=60,
