@@ -12,9 +12,8 @@ import pytest
 FIXTURE_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "crawler_site"
 sys.path.insert(0, str(FIXTURE_DIR))
 
-from crawler_fixture_site import FixtureSite  # noqa: E402
-
 from crawler.settings import CrawlerSettings  # noqa: E402
+from crawler_fixture_site import FixtureSite  # noqa: E402
 
 
 @pytest.fixture
@@ -35,9 +34,15 @@ def site_config(origin: str, **overrides: Any) -> dict[str, Any]:
             "url_rules": [{"pattern": "/products/(?P<sku>[a-z]{3}-\\d{3})\\.html"}],
         },
         "selectors": {
-            "review": "div.avis", "body": "p.texte", "title": "h3.titre",
-            "author": "span.auteur", "date": "time", "rating": "span.note",
-            "rating_attr": "data-note", "best_rating": 10, "worst_rating": 0,
+            "review": "div.avis",
+            "body": "p.texte",
+            "title": "h3.titre",
+            "author": "span.auteur",
+            "date": "time",
+            "rating": "span.note",
+            "rating_attr": "data-note",
+            "best_rating": 10,
+            "worst_rating": 0,
             "review_id_attr": "data-avis-id",
         },
     }
@@ -51,8 +56,13 @@ def feed_config(origin: str) -> dict[str, Any]:
         "url": f"{origin}/api/quotes.json",
         "asset_class": "equity",
         "items_path": "data.quotes",
-        "fields": {"symbol": "ticker", "price": "last", "size": "qty", "time": "ts",
-                   "asset_class": "kind"},
+        "fields": {
+            "symbol": "ticker",
+            "price": "last",
+            "size": "qty",
+            "time": "ts",
+            "asset_class": "kind",
+        },
     }
 
 

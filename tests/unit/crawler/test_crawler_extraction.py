@@ -6,8 +6,6 @@ from datetime import UTC, datetime
 
 import pytest
 from conftest import FIXTURE_DIR, site_config
-from crawler_fixture_site import _ktl_page
-
 from crawler.extraction import (
     content_id,
     decode_html,
@@ -18,6 +16,7 @@ from crawler.extraction import (
     parse_sitemap,
 )
 from crawler.settings import ProductMapping, SiteConfig
+from crawler_fixture_site import _ktl_page
 
 PAGES = FIXTURE_DIR / "pages" / "products"
 BASE = "http://homegear.example/products/"
@@ -31,13 +30,22 @@ def page(name: str, charset: str | None = "utf-8") -> str:
 @pytest.mark.parametrize(
     ("value", "best", "worst", "expected"),
     [
-        ("4", None, None, 4.0), (5, 5, 1, 5.0), (1, None, None, 1.0),
-        ("8", "10", "0", 4.2), (10, 10, 0, 5.0), (0, 10, 0, 1.0), ("3,5", None, None, 3.5),
-        (75, 100, 0, 4.0), (7, 5, 1, 5.0), (-2, None, None, 1.0), ("4.5 stars", None, None, 4.5),
+        ("4", None, None, 4.0),
+        (5, 5, 1, 5.0),
+        (1, None, None, 1.0),
+        ("8", "10", "0", 4.2),
+        (10, 10, 0, 5.0),
+        (0, 10, 0, 1.0),
+        ("3,5", None, None, 3.5),
+        (75, 100, 0, 4.0),
+        (7, 5, 1, 5.0),
+        (-2, None, None, 1.0),
+        ("4.5 stars", None, None, 4.5),
     ],
 )
-def test_ratings_normalise_linearly_to_one_to_five(value: object, best: object, worst: object,
-                                                   expected: float) -> None:
+def test_ratings_normalise_linearly_to_one_to_five(
+    value: object, best: object, worst: object, expected: float
+) -> None:
     assert normalise_rating(value, best=best, worst=worst) == pytest.approx(expected)
 
 
@@ -69,7 +77,9 @@ def test_dates_become_timezone_aware_utc(raw: str, expected: datetime | None) ->
 def test_json_ld_nested_reviews_with_ids_and_aggregate() -> None:
     extract = extract_page(page("ktl-100.html"), BASE + "ktl-100.html")
     assert [r.external_id for r in extract.reviews] == [
-        "https://homegear.example/reviews/r-1001", "https://homegear.example/reviews/r-1002"]
+        "https://homegear.example/reviews/r-1001",
+        "https://homegear.example/reviews/r-1002",
+    ]
     first, second = extract.reviews
     assert first.rating == 4.0 and second.rating == 1.0
     assert first.author_name == "Jane D." and first.title == "Boils fast, lid feels cheap"
@@ -83,7 +93,9 @@ def test_json_ld_nested_reviews_with_ids_and_aggregate() -> None:
 def test_microdata_reviews() -> None:
     extract = extract_page(page("tst-200.html"), BASE + "tst-200.html")
     assert [(r.author_name, r.rating, r.via) for r in extract.reviews] == [
-        ("Priya K.", 5.0, "microdata"), ("Tom W.", 4.0, "microdata")]
+        ("Priya K.", 5.0, "microdata"),
+        ("Tom W.", 4.0, "microdata"),
+    ]
     assert extract.reviews[0].published_at == datetime(2026, 9, 20, 19, tzinfo=UTC)
     assert extract.reviews[0].product_refs == {"sku": "TST-200", "mpn": "ACM-TST200-EU"}
     assert extract.reviews[0].external_id.startswith("h")  # no id on the page: content hash
@@ -108,8 +120,10 @@ def test_graph_document_links_reviews_to_product_by_id() -> None:
     assert by_body["Excellent"].author_name == "Sam, Alex"
     assert by_body["Perfect p"].rating == 5.0
     assert all(r.product_refs == {"gtin13": "4006381400008"} for r in extract.reviews)
-    assert map_product(extract.reviews[0].product_refs, BASE + "grl-400.html",
-                       SITE.product) == "GRL-400"
+    assert (
+        map_product(extract.reviews[0].product_refs, BASE + "grl-400.html", SITE.product)
+        == "GRL-400"
+    )
 
 
 def test_selectors_read_plain_html_in_latin1_declared_by_meta() -> None:
@@ -133,8 +147,13 @@ def test_malformed_utf8_page_still_yields_its_review() -> None:
 
 
 def test_garbage_never_raises() -> None:
-    for junk in ["", "<<<>>>", "<script type='application/ld+json'>{not json</script>",
-                 "\x00\x01binary", "<html><body>" * 1000]:
+    for junk in [
+        "",
+        "<<<>>>",
+        "<script type='application/ld+json'>{not json</script>",
+        "\x00\x01binary",
+        "<html><body>" * 1000,
+    ]:
         assert extract_page(junk, BASE + "x.html").reviews == []
 
 
@@ -162,10 +181,16 @@ def test_content_id_is_stable_and_content_sensitive() -> None:
 
 
 def test_product_mapping_order() -> None:
-    mapping = ProductMapping.model_validate({
-        "refs": {"gtin13:1": "OURS-1"}, "sku_is_ours": True,
-        "url_rules": [{"pattern": "/p/(?P<sku>[a-z]+-\\d+)"}, {"pattern": "/kettle", "sku": "KTL-100"}],
-    })
+    mapping = ProductMapping.model_validate(
+        {
+            "refs": {"gtin13:1": "OURS-1"},
+            "sku_is_ours": True,
+            "url_rules": [
+                {"pattern": "/p/(?P<sku>[a-z]+-\\d+)"},
+                {"pattern": "/kettle", "sku": "KTL-100"},
+            ],
+        }
+    )
     assert map_product({"gtin13": "1", "sku": "THEIRS"}, "http://h/", mapping) == "OURS-1"
     assert map_product({"sku": "TST-200"}, "http://h/", mapping) == "TST-200"
     assert map_product({}, "http://h/p/abc-12", mapping) == "ABC-12"
@@ -178,6 +203,5 @@ def test_sitemap_and_index() -> None:
     pages, nested = parse_sitemap(text, "http://h.example/sitemap.xml")
     assert len(pages) == 6 and pages[0] == "http://h.example/products/ktl-100.html"
     assert nested == []
-    index = ("<sitemapindex><sitemap><loc>http://h.example/s1.xml</loc></sitemap>"
-             "</sitemapindex>")
+    index = "<sitemapindex><sitemap><loc>http://h.example/s1.xml</loc></sitemap></sitemapindex>"
     assert parse_sitemap(index, "http://h.example/") == ([], ["http://h.example/s1.xml"])

@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 from conftest import FIXTURE_DIR, feed_config
-from crawler_fixture_site import QUOTES_JSON
-
 from crawler.extraction import ExtractedReview
 from crawler.quotes import FeedError, parse_feed
 from crawler.settings import CrawlerSettings, QuoteFeedConfig
 from crawler.watermark import ProductMark, StateStore, advance, select_new
+from crawler_fixture_site import QUOTES_JSON
 from servicekit.settings import SettingsError, load_settings
 
 NOW = datetime(2026, 11, 22, 17, 5, tzinfo=UTC)
@@ -38,8 +37,14 @@ def test_quotes_keep_every_digit() -> None:
 
 
 def test_epoch_ms_times_and_single_object_feeds() -> None:
-    feed = QuoteFeedConfig(name="f", url="http://h/", asset_class="crypto", symbol="BTC-USD",
-                           time_format="epoch_ms", fields={"price": "p", "size": "q", "time": "t"})
+    feed = QuoteFeedConfig(
+        name="f",
+        url="http://h/",
+        asset_class="crypto",
+        symbol="BTC-USD",
+        time_format="epoch_ms",
+        fields={"price": "p", "size": "q", "time": "t"},
+    )
     parsed = parse_feed(b'{"p": 1.10, "q": 2, "t": 1795539600000}', feed, polled_at=NOW)
     [quote] = parsed.quotes
     assert quote.price == Decimal("1.10") and quote.symbol == "BTC-USD"
@@ -54,8 +59,17 @@ def test_non_json_feed_is_a_feed_error() -> None:
 
 
 def review(rid: str, when: datetime | None) -> ExtractedReview:
-    return ExtractedReview(external_id=rid, body="b", rating=None, title=None, author_name=None,
-                           published_at=when, language=None, product_refs={}, via="json-ld")
+    return ExtractedReview(
+        external_id=rid,
+        body="b",
+        rating=None,
+        title=None,
+        author_name=None,
+        published_at=when,
+        language=None,
+        product_refs={},
+        via="json-ld",
+    )
 
 
 def test_only_unseen_reviews_not_older_than_the_watermark_are_new() -> None:
@@ -64,8 +78,13 @@ def test_only_unseen_reviews_not_older_than_the_watermark_are_new() -> None:
     assert select_new(first, ProductMark()) == first
     mark = advance(ProductMark(), first, keep=100)
     assert mark.watermark == t + timedelta(days=1) and mark.seen_ids == ("a", "b", "c")
-    again = [*first, review("old", t - timedelta(days=5)), review("d", t + timedelta(days=2)),
-             review("e", None), review("d", t + timedelta(days=2))]
+    again = [
+        *first,
+        review("old", t - timedelta(days=5)),
+        review("d", t + timedelta(days=2)),
+        review("e", None),
+        review("d", t + timedelta(days=2)),
+    ]
     assert [r.external_id for r in select_new(again, mark)] == ["d", "e"]
 
 
@@ -94,7 +113,9 @@ def test_sites_come_from_yaml_and_env_overrides(monkeypatch: pytest.MonkeyPatch)
     assert settings.site_list[0].selectors is not None
     assert [f.name for f in settings.feed_list] == ["homegear-markets"]
     assert settings.min_delay_s == 2.5 and len(settings.allowed_networks) == 2
-    monkeypatch.setenv("CRAWLER_SITES", json.dumps([{"name": "other", "start_urls": ["http://o/"]}]))
+    monkeypatch.setenv(
+        "CRAWLER_SITES", json.dumps([{"name": "other", "start_urls": ["http://o/"]}])
+    )
     assert [s.name for s in CrawlerSettings().site_list] == ["other"]
 
 
@@ -107,8 +128,9 @@ def test_private_networks_are_closed_by_default(monkeypatch: pytest.MonkeyPatch)
     assert settings.http_port == 58013 and settings.max_redirects == 5
 
 
-def test_bad_settings_exit_naming_the_variable(monkeypatch: pytest.MonkeyPatch,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_settings_exit_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("CRAWLER_ALLOW_PRIVATE_NETWORKS", "not-a-cidr")
     with pytest.raises(SettingsError):
         load_settings(CrawlerSettings)

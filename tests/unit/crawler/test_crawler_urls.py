@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from crawler.urls import UnsupportedURLError, matches_any, normalise_url, origin_of
 
 
@@ -21,6 +20,10 @@ from crawler.urls import UnsupportedURLError, matches_any, normalise_url, origin
         ("http://[::FFFF:7f00:1]/", "http://[::ffff:7f00:1]/"),
         ("http://bücher.example/", "http://xn--bcher-kva.example/"),
         ("http://shop.example.com/p?b=&a=1", "http://shop.example.com/p?a=1&b="),
+        (
+            "http://shop.example.com/p?utm_source=x&page=2&gclid=1",
+            "http://shop.example.com/p?page=2",
+        ),
     ],
 )
 def test_normalises_equivalent_urls_to_one_form(raw: str, expected: str) -> None:
@@ -31,8 +34,17 @@ def test_relative_urls_join_their_base() -> None:
     assert normalise_url("../b?x=1#top", base="http://h.example/a/c") == "http://h.example/b?x=1"
 
 
-@pytest.mark.parametrize("raw", ["ftp://h.example/f", "file:///etc/passwd", "javascript:alert(1)",
-                                 "http://user:pw@h.example/", "http:///nohost", "gopher://h/"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "ftp://h.example/f",
+        "file:///etc/passwd",
+        "javascript:alert(1)",
+        "http://user:pw@h.example/",
+        "http:///nohost",
+        "gopher://h/",
+    ],
+)
 def test_refuses_non_http_and_credentialed_urls(raw: str) -> None:
     with pytest.raises(UnsupportedURLError):
         normalise_url(raw)

@@ -180,7 +180,8 @@ class HostGate:
         self._global = asyncio.Semaphore(global_concurrency)
         self._per_host = per_host_concurrency
         self._hosts: dict[str, asyncio.Semaphore] = {}
-        self._next_at: dict[str, float] = {}
+        self._next_at: dict[str, float] = {}  # Retry-After deadlines
+        self._last_at: dict[str, float] = {}  # when the host's last request ended
 
     def defer(self, host: str, seconds: float) -> None:
         """No request to `host` before `seconds` from now (Retry-After)."""
@@ -189,18 +190,19 @@ class HostGate:
 
     @contextlib.asynccontextmanager
     async def slot(self, host: str, *, delay_s: float) -> AsyncIterator[None]:
+        """Hold the host's turn: `delay_s` after its previous request and any Retry-After."""
         semaphore = self._hosts.setdefault(host, asyncio.Semaphore(self._per_host))
         async with semaphore:
-            wait = self._next_at.get(host, 0.0) - self._clock.monotonic()
+            last = self._last_at.get(host)
+            ready = max(self._next_at.get(host, 0.0), (last + delay_s) if last is not None else 0.0)
+            wait = ready - self._clock.monotonic()
             if wait > 0:
                 await self._clock.sleep(wait)
             async with self._global:
                 try:
                     yield
                 finally:
-                    self._next_at[host] = max(
-                        self._next_at.get(host, 0.0), self._clock.monotonic() + delay_s
-                    )
+                    self._last_at[host] = self._clock.monotonic()
 
 
 class _Decoder:

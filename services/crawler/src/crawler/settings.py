@@ -132,7 +132,6 @@ class CrawlerSettings(ServiceSettings):
     user_agent: str = "PulseCrawler/0.1 (+https://pulse.example/crawler)"
     robots_agent: str = "PulseCrawler"  # the product token matched in robots.txt groups
 
-    # CIDRs opened explicitly, comma-separated or a JSON list (tests: 127.0.0.1/32)
     # CIDRs opened explicitly, comma-separated or a JSON list (tests: 127.0.0.1/32).
     allow_private_networks: Annotated[tuple[str, ...], NoDecode] = ()
     global_concurrency: int = Field(default=8, ge=1)

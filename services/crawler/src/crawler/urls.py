@@ -1,7 +1,7 @@
 """URL normalisation for dedup (pure): equal pages get equal strings, so traps and loops end.
 
 Normalising strips the fragment, lowercases scheme and host (IDNA-encoded), drops default
-ports and empty query values' ordering differences (the query is sorted), and resolves `.`/`..`
+ports, drops tracking parameters (utm_*, gclid…) and sorts the query, and resolves `.`/`..`
 path segments. Only http and https survive.
 """
 
@@ -21,6 +21,15 @@ _SAFE_PATH = "/:@!$&'()*+,;=-._~%"
 
 class UnsupportedURLError(ValueError):
     """The URL is not http(s), has no host, or cannot be parsed."""
+
+
+_TRACKING = frozenset({"gclid", "fbclid", "msclkid", "mc_eid", "_ga"})
+
+
+def _is_tracking(name: str) -> bool:
+    """Parameters that mark where a visitor came from, never which page it is."""
+    lowered = name.lower()
+    return lowered.startswith("utm_") or lowered in _TRACKING
 
 
 def _normalise_host(host: str) -> str:
@@ -65,7 +74,8 @@ def normalise_url(url: str, *, base: str | None = None) -> str:
         raise UnsupportedURLError("URLs with credentials are refused")
     host = _normalise_host(parts.hostname or "")
     netloc = host if port is None or port == _DEFAULT_PORTS[scheme] else f"{host}:{port}"
-    query = urlencode(sorted(parse_qsl(parts.query, keep_blank_values=True)))
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    query = urlencode(sorted((k, v) for k, v in pairs if not _is_tracking(k)))
     return urlunsplit((scheme, netloc, _normalise_path(parts.path), query, ""))
 
 
