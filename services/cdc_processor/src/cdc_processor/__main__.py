@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import faust
 
+from contracts import topics
 from servicekit.logging import configure_logging
 from servicekit.settings import KafkaSettings, load_settings
 
 from cdc_processor.app import SERVICE, create_app
 from cdc_processor.settings import CdcSettings
+from cdc_processor.topic_admin import ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +24,13 @@ def main() -> None:
     configure_logging(SERVICE, level=settings.log_level, json=settings.log_json)
     if settings.uses_dev_pseudonym_key:
         log.warning("CDC_PSEUDONYM_KEY is not set: using the public DEV-ONLY key")
+    asyncio.run(
+        ensure_topics(
+            kafka.kafka_bootstrap_servers,
+            topics.ALL,
+            replication_factor=settings.topic_replication_factor,
+        )
+    )
     processor = create_app(settings, kafka)
     worker = faust.Worker(
         processor.app,

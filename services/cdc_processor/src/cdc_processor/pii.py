@@ -33,7 +33,7 @@ _PATTERN = re.compile(
     (?P<url_credentials>\b[a-z][a-z0-9+.\-]*://[^\s/:@]+:[^\s/@]+@[^\s<>"']+)
   | (?P<email>(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})
   | (?P<iban>\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,3})?\b)
-  | (?P<card>(?<![\d.,])\d{4}(?:[ -]?\d{2,4}){2,4}(?:[ -]?\d{1,3})?(?![\d.,]\d))
+  | (?P<card>(?<![\w.,])\d{4}(?:[ -]?\d{2,4}){2,4}(?:[ -]?\d{1,3})?(?![\d.,]\d))
   | (?P<ipv4>(?<![\d.])"""
     + _OCTET
     + r"(?:\." + _OCTET + r""")(?:\."""
@@ -51,16 +51,18 @@ _PATTERN = re.compile(
       | \d{3}[.\-]\d{3}[.\-]\d{4}
     )(?!\d))
   | (?P<name_cue>(?:\b(?:[Mm]y\ name\ is|I\ am|I'm|[Jj]e\ m'appelle|[Jj]e\ suis|[Mm]oi\ c'est|
-        [Ii]ch\ heiße|[Ii]ch\ heisse|[Mm]ein\ Name\ ist|[Rr]egards,|[Cc]heers,|[Tt]hanks,|
-        [Cc]ordialement,|[Mm]erci,|[Gg]rüße,|[Gg]ruß,|Viele\ Grüße,|LG,|MfG,)\s+)
-        (?P<name>[A-ZÀ-ÖØ-Þ][a-zà-öø-ÿ]+(?:[\ \-][A-ZÀ-ÖØ-Þ][a-zà-öø-ÿ]+)?(?:\ [A-Z]\.)?))
+        [Ii]ch\ heiße|[Ii]ch\ heisse|[Ii]ch\ bin|[Mm]ein\ Name\ ist|[Rr]egards,|[Cc]heers,|[Tt]hanks,|
+        [Cc]ordialement,|[Mm]erci,|[Gg]rüße,|[Gg]ruß,|Viele\ Grüße,|LG,|MfG,|
+        Mr\.?|Mrs\.?|Ms\.?|Dr\.?|Herrn?|Frau|Monsieur|Madame|Mme|M\.)\s+)
+        (?P<name>[A-ZÀ-ÖØ-Þ][a-zà-öø-ÿ]+(?:[\ \-][A-ZÀ-ÖØ-Þ][a-zà-öø-ÿ]+){0,2}(?:\ [A-Z]\.)?))
     """,
     re.VERBOSE,
 )
 
 # Words before a number that make it an order, invoice, SKU or tracking number, not a phone/card.
 _NOT_PII_CONTEXT = re.compile(
-    r"(?:order|commande|bestell\w*|auftrag\w*|invoice|facture|rechnung\w*|ref\w*|sku|"
+    r"(?:order|commande|bestell\w*|auftrag\w*|invoice|facture|rechnung\w*|r[eé]f\w*|sku|"
+    r"version|firmware|ver\.?|\bv|build|"
     r"tracking|suivi|sendung\w*|n°|nr\.?|no\.|#|colis|paket\w*|ticket|case|dossier|"
     r"serial|série|serie\w*|model|modèle|modell)\s*[:#]?\s*$",
     re.IGNORECASE,
@@ -72,7 +74,7 @@ _NOT_NAMES = frozenset(
     Nicht Total Enttäuscht Zufrieden Froh Leider Ganz The This That It Le La Les Un Une Der Die
     Das Ein Eine Customer Client Kunde Kundin Buyer Mother Father Mom Dad""".split()
 )
-_CUE_CASUAL = frozenset({"I am", "I'm", "Je suis", "je suis"})
+_CUE_CASUAL = frozenset({"I am", "I'm", "Je suis", "je suis", "Ich bin", "ich bin"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +137,7 @@ def _classify(match: re.Match[str], text: str) -> tuple[PiiKind, int, int] | Non
             return PiiKind.CARD, start, end
         return _phone_fallback(value, text, start, end)
     if group == "ipv4":
-        return PiiKind.IP, start, end
+        return None if _has_not_pii_context(text, start) else (PiiKind.IP, start, end)
     if group == "ipv6":
         try:
             ipaddress.IPv6Address(value)
@@ -167,6 +169,16 @@ def _phone_fallback(value: str, text: str, start: int, end: int) -> tuple[PiiKin
     return PiiKind.PHONE, start, end
 
 
+def detect(text: str) -> list[tuple[PiiKind, int, int]]:
+    """Every PII span in `text` (kind, start, end), left to right, not overlapping."""
+    found = []
+    for match in _PATTERN.finditer(text):
+        span = _classify(match, text)
+        if span is not None:
+            found.append(span)
+    return found
+
+
 class Scrubber:
     """Replaces PII spans with typed placeholders and counts them per kind."""
 
@@ -176,11 +188,7 @@ class Scrubber:
         counts: dict[str, int] = {}
         pieces: list[str] = []
         cursor = 0
-        for match in _PATTERN.finditer(text):
-            found = _classify(match, text)
-            if found is None:
-                continue
-            kind, start, end = found
+        for kind, start, end in detect(text):
             pieces.append(text[cursor:start])
             pieces.append(PLACEHOLDER[kind])
             cursor = end

@@ -1,0 +1,41 @@
+"""Adapter: create the contract topics this worker reads and writes, if missing (idempotent).
+
+Faust declares only its internal topics; consuming from a topic that does not exist yet would
+leave its partitions unassigned until the next rebalance.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from contracts.topics import TopicSpec
+
+log = logging.getLogger(__name__)
+
+
+async def ensure_topics(
+    bootstrap_servers: str, specs: tuple[TopicSpec, ...], *, replication_factor: int = 1
+) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [spec for spec in specs if spec.name not in existing]
+        for spec in missing:
+            config: dict[str, str] = {}
+            if spec.retention_ms is not None:
+                config["retention.ms"] = str(spec.retention_ms)
+            if spec.compacted:
+                config["cleanup.policy"] = "compact"
+            try:
+                await admin.create_topics(
+                    [NewTopic(spec.name, spec.partitions, replication_factor, topic_configs=config)]
+                )
+                log.info("created topic %s (%d partitions)", spec.name, spec.partitions)
+            except TopicAlreadyExistsError:
+                pass  # another worker won the race
+    finally:
+        await admin.close()

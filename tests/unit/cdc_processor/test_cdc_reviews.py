@@ -1,0 +1,155 @@
+"""ReviewFlow on plain dicts: scrubbing, pseudonyms, dedup, product join, orphans, alerts."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import orjson
+
+from cdc_fixtures import T0, envelope, golden, product_row, review_flow, review_row
+from cdc_processor import decoding
+from cdc_processor.decoding import ProductChange
+from cdc_processor.enrichment import normalize_rating
+from contracts import topics
+from contracts.rows import ProductRow
+from servicekit.clock import FakeClock
+
+
+def _records(outputs: list, topic: str) -> list[dict]:
+    return [orjson.loads(o.value) for o in outputs if o.topic == topic]
+
+
+def _product(flow, product_id: int = 1, sku: str = "KTL-100") -> list:
+    row = ProductRow.model_validate(product_row(product_id, sku))
+    return flow.on_product(ProductChange(row, deleted=False))
+
+
+def test_review_is_scrubbed_scored_pseudonymized_and_joined() -> None:
+    flow = review_flow()
+    _product(flow)
+    review = decoding.decode_review_cdc(golden("review_insert"))
+    outputs = flow.on_review(review)
+    [record] = _records(outputs, topics.REVIEWS_ENRICHED.name)
+    assert record["product_known"] is True and record["product_name"] == "Kettle"
+    assert "jane@example.com" not in orjson.dumps(record).decode()
+    assert "Jane" not in orjson.dumps(record).decode()
+    assert record["body"] == "It leaks everywhere. Call me on [PHONE] or [EMAIL]"
+    assert record["pii_counts"] == {"phone": 1, "email": 1}
+    assert len(record["author_pseudonym"]) == 32
+    assert record["language"] == "en"
+    assert record["sentiment_label"] in {"negative", "neutral"}
+    assert record["source_lsn"] == 23456784
+    assert outputs[0].key == b"7d3f2b1e-9c4a-4b7e-8f21-0a6c5d4e3b21"
+
+
+def test_same_author_gets_same_pseudonym_other_key_differs() -> None:
+    flow = review_flow()
+    first = flow.on_review(decoding.decode_review_cdc(envelope("c", after=review_row("00000000-0000-4000-8000-000000000001", body="A first long review text here"))))
+    second = flow.on_review(decoding.decode_review_cdc(envelope("c", after=review_row("00000000-0000-4000-8000-000000000002", body="A second long review text here"))))
+    a = _records(first, topics.REVIEWS_ENRICHED.name)[0]["author_pseudonym"]
+    b = _records(second, topics.REVIEWS_ENRICHED.name)[0]["author_pseudonym"]
+    assert a == b
+    from cdc_fixtures import make_enricher
+    other = make_enricher(b"other-key").pseudonym(decoding.decode_review_cdc(envelope("c", after=review_row("00000000-0000-4000-8000-000000000001"))))
+    assert other != a
+
+
+def test_update_re_emits_under_same_key_and_delete_emits_delete_record() -> None:
+    flow = review_flow()
+    _product(flow)
+    flow.on_review(decoding.decode_review_cdc(golden("review_insert")))
+    updated = flow.on_review(decoding.decode_review_cdc(golden("review_update")))
+    [record] = _records(updated, topics.REVIEWS_ENRICHED.name)
+    assert record["op"] == "upsert" and record["rating"] == 4
+    deleted = flow.on_review(decoding.decode_review_cdc(golden("review_delete")))
+    [gone] = _records(deleted, topics.REVIEWS_ENRICHED.name)
+    assert gone["op"] == "delete" and gone["body"] is None and gone["author_pseudonym"] is None
+    assert deleted[0].key == b"7d3f2b1e-9c4a-4b7e-8f21-0a6c5d4e3b21"
+
+
+def test_same_review_from_app_and_crawl_is_enriched_once() -> None:
+    flow = review_flow()
+    _product(flow)
+    body = "The lid cracked after a week of normal use, very disappointing."
+    app = flow.on_review(decoding.decode_review_cdc(envelope("c", after=review_row("00000000-0000-4000-8000-000000000003", body=body))))
+    crawled = orjson.dumps({"source": "shopx", "external_id": "9", "url": "https://shopx.example/9",
+                            "product_sku": "KTL-100", "rating": 2, "body": body.upper(), "crawled_at": T0.isoformat()})
+    again = flow.on_review(decoding.decode_review_crawled(crawled))
+    assert len(_records(app, topics.REVIEWS_ENRICHED.name)) == 1
+    assert again == []
+
+
+def test_short_identical_texts_are_not_merged() -> None:
+    flow = review_flow()
+    one = flow.on_review(decoding.decode_review_cdc(envelope("c", after=review_row("00000000-0000-4000-8000-000000000004", body="Great!"))))
+    two = flow.on_review(decoding.decode_review_cdc(envelope("c", after=review_row("00000000-0000-4000-8000-000000000005", body="Great!"))))
+    assert len(one) == 1 and len(two) == 1
+
+
+def test_review_before_product_is_emitted_unknown_then_re_emitted_joined() -> None:
+    flow = review_flow()
+    early = flow.on_review(decoding.decode_review_cdc(envelope("c", after=review_row("00000000-0000-4000-8000-000000000006", product_id=7, body="Arrived before the catalogue knew the product"))))
+    [first] = _records(early, topics.REVIEWS_ENRICHED.name)
+    assert first["product_known"] is False and first["product_id"] == 7
+    rejoined = _product(flow, 7, "BLD-7")
+    [second] = _records(rejoined, topics.REVIEWS_ENRICHED.name)
+    assert second["review_id"] == first["review_id"] and second["product_known"] is True
+    assert second["product_sku"] == "BLD-7" and second["body"] == first["body"]
+    assert _product(flow, 7, "BLD-7") == []  # re-emitted once
+
+
+def test_negative_review_raises_alert_with_deterministic_id() -> None:
+    flows = [review_flow(), review_flow()]
+    ids = []
+    for flow in flows:
+        _product(flow)
+        outputs = flow.on_review(decoding.decode_review_cdc(golden("review_insert")))
+        [alert] = _records(outputs, topics.ALERTS.name)
+        assert alert["kind"] == "negative_review" and alert["subject"] == "KTL-100"
+        ids.append(alert["alert_id"])
+    assert ids[0] == ids[1]
+
+
+def test_burst_of_negative_reviews_alerts_once_per_burst() -> None:
+    clock = FakeClock(T0)
+    flow = review_flow(clock)
+    _product(flow)
+    kinds = []
+    for i in range(6):
+        at = T0 + timedelta(minutes=i)
+        row = review_row(f"00000000-0000-4000-8000-00000000010{i}", rating=1, body=f"Broken again number {i}, awful", at=at)
+        outputs = flow.on_review(decoding.decode_review_cdc(envelope("c", after=row)))
+        kinds += [a["kind"] for a in _records(outputs, topics.ALERTS.name)]
+    assert kinds.count("negative_review") == 6
+    assert kinds.count("negative_burst") == 1
+    # After a quiet hour, a new burst alerts again.
+    for i in range(3):
+        at = T0 + timedelta(hours=2, minutes=i)
+        row = review_row(f"00000000-0000-4000-8000-00000000020{i}", rating=1, body=f"Second wave complaint {i} here", at=at)
+        outputs = flow.on_review(decoding.decode_review_cdc(envelope("c", after=row)))
+        kinds += [a["kind"] for a in _records(outputs, topics.ALERTS.name)]
+    assert kinds.count("negative_burst") == 2
+
+
+def test_redelivered_negative_review_counts_once_in_burst() -> None:
+    flow = review_flow()
+    _product(flow)
+    value = envelope("c", after=review_row("00000000-0000-4000-8000-000000000301", rating=1, body="Terrible, broke at once."))
+    bursts = []
+    for _ in range(5):
+        outputs = flow.on_review(decoding.decode_review_cdc(value))
+        bursts += [a for a in _records(outputs, topics.ALERTS.name) if a["kind"] == "negative_burst"]
+    assert bursts == []
+
+
+def test_rating_normalization() -> None:
+    assert [normalize_rating(r) for r in (0.2, 1, 2.5, 3.49, 4.5, 7)] == [1, 1, 3, 3, 5, 5]
+    assert normalize_rating(None) is None
+
+
+def test_french_text_language_detected_without_locale() -> None:
+    flow = review_flow()
+    row = review_row("00000000-0000-4000-8000-000000000401", locale=None,
+                     body="La bouilloire est très bruyante et le couvercle ne ferme pas bien.")
+    [record] = _records(flow.on_review(decoding.decode_review_cdc(envelope("c", after=row))), topics.REVIEWS_ENRICHED.name)
+    assert record["language"] == "fr"
