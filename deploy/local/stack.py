@@ -6,7 +6,7 @@ Stdlib only, on purpose: ``make stack-up`` runs it with the system ``python3`` b
 virtualenv exists.  Usage::
 
     python3 deploy/local/stack.py up [PART ...]       start what is not running, wait until healthy
-    python3 deploy/local/stack.py down [PART ...]     stop (a full down drops the Debezium slot first)
+    python3 deploy/local/stack.py down [PART ...]     stop (a full down drops the Debezium slot)
     python3 deploy/local/stack.py restart PART ...    stop then start the named parts
     python3 deploy/local/stack.py status              each part, its address, up/down
     python3 deploy/local/stack.py logs [PART] [-n N] [-f]
@@ -42,9 +42,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, NoReturn
+from typing import NoReturn
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY_LOCAL = REPO / "deploy" / "local"
@@ -76,7 +77,14 @@ AWS_REGION = "us-east-1"
 SLOT_NAME = "pulse_slot"
 
 # Health waits, in seconds.  Generous: two JVMs starting at once on 2 cores are slow.
-WAIT_S = {"postgres": 60, "kafka": 120, "connect": 180, "connector": 120, "s3proxy": 90, "nginx": 15}
+WAIT_S = {
+    "postgres": 60,
+    "kafka": 120,
+    "connect": 180,
+    "connector": 120,
+    "s3proxy": 90,
+    "nginx": 15,
+}
 STOP_WAIT_S = 45
 
 JVM_COMMON = [
@@ -86,7 +94,11 @@ JVM_COMMON = [
     "-Djava.awt.headless=true",
     "-Dfile.encoding=UTF-8",
 ]
-HEAP = {"kafka": ["-Xms256m", "-Xmx768m"], "connect": ["-Xms128m", "-Xmx512m"], "s3proxy": ["-Xms64m", "-Xmx256m"]}
+HEAP = {
+    "kafka": ["-Xms256m", "-Xmx768m"],
+    "connect": ["-Xms128m", "-Xmx512m"],
+    "s3proxy": ["-Xms64m", "-Xmx256m"],
+}
 
 
 class StackError(Exception):
@@ -177,7 +189,10 @@ class Stack:
         p = self.ports
         return {
             "postgres": [("PULSE_PG_PORT", p["pg"])],
-            "kafka": [("PULSE_KAFKA_PORT", p["kafka"]), ("PULSE_KAFKA_CONTROLLER_PORT", p["kafka_controller"])],
+            "kafka": [
+                ("PULSE_KAFKA_PORT", p["kafka"]),
+                ("PULSE_KAFKA_CONTROLLER_PORT", p["kafka_controller"]),
+            ],
             "connect": [("PULSE_CONNECT_PORT", p["connect"])],
             "s3proxy": [("PULSE_S3_PORT", p["s3"])],
             "nginx": [("PULSE_NGINX_PORT", p["nginx"])],
@@ -202,6 +217,10 @@ class Stack:
         }
 
 
+def now_iso() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
 def say(msg: str) -> None:
     print(msg, flush=True)
 
@@ -211,7 +230,9 @@ def render(template: Path, dest: Path, values: dict[str, str]) -> None:
     try:
         text = string.Template(template.read_text()).substitute(values)
     except (KeyError, ValueError) as err:
-        raise StackError(f"template {template}: bad or unknown placeholder ({err}); write a literal $ as $$") from None
+        raise StackError(
+            f"template {template}: bad or unknown placeholder ({err}); write a literal $ as $$"
+        ) from None
     write_if_changed(dest, text)
 
 
@@ -270,7 +291,9 @@ class Secrets:
         return cls(
             pg_admin_password=secret(stack, "pg_admin_password", lambda: secrets.token_hex(16)),
             pg_password=secret(stack, "pg_password", lambda: secrets.token_hex(16)),
-            s3_access_key=secret(stack, "s3_access_key", lambda: "PULSE" + secrets.token_hex(8).upper()),
+            s3_access_key=secret(
+                stack, "s3_access_key", lambda: "PULSE" + secrets.token_hex(8).upper()
+            ),
             s3_secret_key=secret(stack, "s3_secret_key", lambda: secrets.token_urlsafe(30)),
             api_key=secret(stack, "api_key", lambda: "pulse-local-" + secrets.token_hex(16)),
             # KRaft cluster ids are a UUID in URL-safe base64 without padding
@@ -319,7 +342,9 @@ def read_pid(path: Path) -> int | None:
 
 def cmdline(pid: int) -> str:
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        return (
+            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        )
     except OSError:
         return ""
 
@@ -375,17 +400,25 @@ def check_ports_free(stack: Stack, part: str) -> None:
     for var, port in stack.listen_ports(part):
         if port_in_use(port):
             raise StackError(
-                f"{part}: port {HOST}:{port} is already in use{port_owner(port)}, not by this stack "
-                f"({stack.dir}). Stop that process, or choose another port: {var}=<port>."
+                f"{part}: port {HOST}:{port} is already in use{port_owner(port)}, "
+                f"not by this stack ({stack.dir}). Stop that process, or choose another port: "
+                f"{var}=<port>."
             )
 
 
-def spawn(stack: Stack, part: str, argv: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None) -> int:
+def spawn(
+    stack: Stack,
+    part: str,
+    argv: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> int:
     """Start a long-running process in its own session, output appended to its log."""
     stack.logs.mkdir(parents=True, exist_ok=True)
     stack.run.mkdir(parents=True, exist_ok=True)
     with open(stack.log(part), "ab") as log:
-        log.write(f"\n==== {datetime.datetime.now().isoformat(timespec='seconds')} stack.py starts {part}\n".encode())
+        log.write(f"\n==== {now_iso()} stack.py starts {part}\n".encode())
         log.flush()
         proc = subprocess.Popen(
             argv,
@@ -429,14 +462,21 @@ def log_tail(path: Path, lines: int = 25) -> str:
         return "(no log yet)"
 
 
-def wait_for(stack: Stack, part: str, probe: Callable[[], str | None], timeout_s: float, *, pid: int | None = None) -> None:
+def wait_for(
+    stack: Stack,
+    part: str,
+    probe: Callable[[], str | None],
+    timeout_s: float,
+    *,
+    pid: int | None = None,
+) -> None:
     """Poll ``probe`` (returns None when healthy, else why not) until healthy or timed out."""
     deadline = time.monotonic() + timeout_s
     why = "not probed yet"
     while True:
         try:
             why = probe() or ""
-        except Exception as exc:  # noqa: BLE001  # any probe failure just means "not yet"
+        except Exception as exc:  # any probe failure just means "not yet"
             why = f"{type(exc).__name__}: {exc}"
         if not why:
             return
@@ -463,9 +503,13 @@ def apt_install(package: str, why: str) -> None:
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         raise StackError(f"{why} is missing. Install it: sudo sh -c '{fix}'")
     say(f"stack: {why} is missing; installing Debian package {package} ...")
-    r = subprocess.run(["sh", "-c", f"{fix} >/dev/null"], env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    r = subprocess.run(
+        ["sh", "-c", f"{fix} >/dev/null"], env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    )
     if r.returncode != 0:
-        raise StackError(f"{why} is missing and `{fix}` failed (exit {r.returncode}). Run it by hand.")
+        raise StackError(
+            f"{why} is missing and `{fix}` failed (exit {r.returncode}). Run it by hand."
+        )
 
 
 def java_bin() -> str:
@@ -473,19 +517,27 @@ def java_bin() -> str:
     java = str(Path(home) / "bin" / "java") if home else shutil.which("java")
     fix = "apt-get install -y openjdk-17-jre-headless (or set JAVA_HOME to a JDK/JRE 17+)"
     if not java or not Path(java).exists():
-        raise StackError(f"Java 17+ is required for Kafka, Kafka Connect/Debezium 3.x and S3Proxy 4.x and was not found. Fix: {fix}")
+        raise StackError(
+            "Java 17+ is required for Kafka, Kafka Connect/Debezium 3.x and S3Proxy 4.x "
+            f"and was not found. Fix: {fix}"
+        )
     out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
     m = re.search(r'version "(\d+)(?:\.(\d+))?', out)
     major = int(m.group(1)) if m else 0
     if major == 1 and m and m.group(2):
         major = int(m.group(2))
     if major < 17:
-        raise StackError(f"Java 17+ is required, found {java} reporting {out.splitlines()[0] if out else '?'}. Fix: {fix}")
+        raise StackError(
+            f"Java 17+ is required, found {java} reporting "
+            f"{out.splitlines()[0] if out else '?'}. Fix: {fix}"
+        )
     return java
 
 
 def nginx_bin() -> str:
-    found = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if Path(p).exists()), None)
+    found = shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if Path(p).exists()), None
+    )
     if not found:
         apt_install("nginx-light", "nginx")
         found = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -513,8 +565,11 @@ def ensure_jars(stack: Stack) -> None:
         return
     mvn = shutil.which("mvn")
     if not mvn:
-        raise StackError("Maven is required once to fetch the stack's jars from Maven Central and was not found. Fix: apt-get install -y maven")
-    say("jars: resolving Kafka, Connect, Debezium and S3Proxy from Maven Central (first run only) ...")
+        raise StackError(
+            "Maven is required once to fetch the stack's jars from Maven Central and was "
+            "not found. Fix: apt-get install -y maven"
+        )
+    say("jars: resolving Kafka, Connect, Debezium and S3Proxy from Maven Central (first run) ...")
     started = time.monotonic()
     # a changed pom may drop jars: start from empty directories
     for d in (stack.jars / "kafka", stack.jars / "s3proxy", stack.plugins):
@@ -522,13 +577,24 @@ def ensure_jars(stack: Stack) -> None:
     stack.logs.mkdir(parents=True, exist_ok=True)
     with open(stack.log("maven"), "ab") as log:
         r = subprocess.run(
-            [mvn, "-q", "-B", "-f", str(DEPLOY_LOCAL / "kafka" / "pom.xml"), f"-Dpulse.stack.dir={stack.cache_dir}", "generate-resources"],
+            [
+                mvn,
+                "-q",
+                "-B",
+                "-f",
+                str(DEPLOY_LOCAL / "kafka" / "pom.xml"),
+                f"-Dpulse.stack.dir={stack.cache_dir}",
+                "generate-resources",
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=REPO,
         )
     if r.returncode != 0:
-        raise StackError(f"jars: Maven failed (exit {r.returncode}).\n  log: {stack.log('maven')}\n--- last lines ---\n{log_tail(stack.log('maven'))}")
+        raise StackError(
+            f"jars: Maven failed (exit {r.returncode}).\n  log: {stack.log('maven')}\n"
+            f"--- last lines ---\n{log_tail(stack.log('maven'))}"
+        )
     marker.write_text(pom_digest() + "\n")
     say(f"jars: resolved in {time.monotonic() - started:.1f} s into {stack.jars}")
 
@@ -544,7 +610,9 @@ def pg_user() -> str | None:
     try:
         pwd.getpwnam("postgres")
     except KeyError:
-        raise StackError("running as root needs the `postgres` system user (created by the postgresql-15 package)") from None
+        raise StackError(
+            "running as root needs the `postgres` system user (from the postgresql-15 package)"
+        ) from None
     return "postgres"
 
 
@@ -566,8 +634,25 @@ def chown_pg(path: Path) -> None:
                 os.lchown(os.path.join(root, name), info.pw_uid, info.pw_gid)
 
 
-def psql(stack: Stack, *args: str, db: str = "postgres", sql: str | None = None) -> subprocess.CompletedProcess[str]:
-    argv = as_pg([str(stack.pg_bin / "psql"), "-X", "-q", "-h", str(stack.pg_socket_dir), "-p", str(stack.ports["pg"]), "-U", "postgres", "-d", db, *args])
+def psql(
+    stack: Stack, *args: str, db: str = "postgres", sql: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    argv = as_pg(
+        [
+            str(stack.pg_bin / "psql"),
+            "-X",
+            "-q",
+            "-h",
+            str(stack.pg_socket_dir),
+            "-p",
+            str(stack.ports["pg"]),
+            "-U",
+            "postgres",
+            "-d",
+            db,
+            *args,
+        ]
+    )
     return subprocess.run(argv, input=sql, capture_output=True, text=True, cwd="/")
 
 
@@ -579,7 +664,21 @@ def pg_initdb(stack: Stack, sec: Secrets) -> None:
     pwfile.chmod(0o600)
     chown_pg(stack.pg_dir)
     r = subprocess.run(
-        as_pg([str(stack.pg_bin / "initdb"), "-D", str(stack.pg_data), "-U", "postgres", f"--pwfile={pwfile}", "-E", "UTF8", "--no-locale", "--auth-local=trust", "--auth-host=scram-sha-256"]),
+        as_pg(
+            [
+                str(stack.pg_bin / "initdb"),
+                "-D",
+                str(stack.pg_data),
+                "-U",
+                "postgres",
+                f"--pwfile={pwfile}",
+                "-E",
+                "UTF8",
+                "--no-locale",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+            ]
+        ),
         capture_output=True,
         text=True,
         cwd="/",
@@ -589,16 +688,25 @@ def pg_initdb(stack: Stack, sec: Secrets) -> None:
         shutil.rmtree(stack.pg_data, ignore_errors=True)
         hint = ""
         if "Permission denied" in r.stderr:
-            hint = f"\n  hint: the `postgres` user must be able to reach {stack.dir} (every parent directory needs o+x)"
+            hint = (
+                f"\n  hint: the `postgres` user must be able to reach {stack.dir} "
+                "(every parent directory needs o+x)"
+            )
         raise StackError(f"postgres: initdb failed:\n{r.stdout}{r.stderr}{hint}")
     with open(stack.pg_data / "postgresql.conf", "a") as fh:
-        fh.write("\n# Pulse local stack settings (rewritten by stack.py on every up)\ninclude_if_exists = 'pulse.conf'\n")
+        fh.write(
+            "\n# Pulse local stack settings (rewritten by stack.py on every up)\n"
+            "include_if_exists = 'pulse.conf'\n"
+        )
 
 
 def start_postgres(stack: Stack, sec: Secrets) -> int | None:
     check_pg_bin(stack)
     if len(str(stack.pg_socket_dir)) > 90:
-        raise StackError(f"postgres: socket path {stack.pg_socket_dir} is too long for a unix socket; use a shorter PULSE_STACK_DIR")
+        raise StackError(
+            f"postgres: socket path {stack.pg_socket_dir} is too long for a unix socket; "
+            "use a shorter PULSE_STACK_DIR"
+        )
     if not (stack.pg_data / "PG_VERSION").exists():
         pg_initdb(stack, sec)
     values = stack.template_vars()
@@ -613,7 +721,19 @@ def start_postgres(stack: Stack, sec: Secrets) -> int | None:
     # pg_ctl waits for the postmaster to accept connections (a stale postmaster.pid left by
     # a killed cluster is detected and ignored by postgres itself)
     r = subprocess.run(
-        as_pg([str(stack.pg_bin / "pg_ctl"), "-D", str(stack.pg_data), "-l", str(stack.log("postgres")), "-w", "-t", str(WAIT_S["postgres"]), "start"]),
+        as_pg(
+            [
+                str(stack.pg_bin / "pg_ctl"),
+                "-D",
+                str(stack.pg_data),
+                "-l",
+                str(stack.log("postgres")),
+                "-w",
+                "-t",
+                str(WAIT_S["postgres"]),
+                "start",
+            ]
+        ),
         capture_output=True,
         text=True,
         cwd="/",
@@ -628,7 +748,16 @@ def start_postgres(stack: Stack, sec: Secrets) -> int | None:
 
 def probe_postgres(stack: Stack) -> str | None:
     r = subprocess.run(
-        [str(stack.pg_bin / "pg_isready"), "-q", "-h", HOST, "-p", str(stack.ports["pg"]), "-d", "postgres"],
+        [
+            str(stack.pg_bin / "pg_isready"),
+            "-q",
+            "-h",
+            HOST,
+            "-p",
+            str(stack.ports["pg"]),
+            "-d",
+            "postgres",
+        ],
         capture_output=True,
         text=True,
     )
@@ -659,7 +788,19 @@ def stop_postgres(stack: Stack) -> None:
     if not is_ours(pid, stack):
         return
     subprocess.run(
-        as_pg([str(stack.pg_bin / "pg_ctl"), "-D", str(stack.pg_data), "-m", "fast", "-w", "-t", str(STOP_WAIT_S), "stop"]),
+        as_pg(
+            [
+                str(stack.pg_bin / "pg_ctl"),
+                "-D",
+                str(stack.pg_data),
+                "-m",
+                "fast",
+                "-w",
+                "-t",
+                str(STOP_WAIT_S),
+                "stop",
+            ]
+        ),
         capture_output=True,
         text=True,
         cwd="/",
@@ -672,9 +813,11 @@ def drop_slot(stack: Stack) -> None:
     """Drop Debezium's slot so a stopped stack retains no WAL (Connect must be stopped first)."""
     if not is_running(stack, "postgres"):
         return
+    where = f"slot_name = '{SLOT_NAME}'"
     sql = (
-        "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = '%(s)s' AND active_pid IS NOT NULL;"
-        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '%(s)s';" % {"s": SLOT_NAME}
+        "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
+        f"WHERE {where} AND active_pid IS NOT NULL;"
+        f"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE {where};"
     )
     for _ in range(20):
         r = psql(stack, "-v", "ON_ERROR_STOP=1", "-c", sql)
@@ -712,11 +855,26 @@ def start_kafka(stack: Stack, sec: Secrets) -> int:
     shutil.copyfile(DEPLOY_LOCAL / "kafka" / "log4j2.properties", kdir / "log4j2.properties")
     if not (kdir / "data" / "meta.properties").exists():
         say("kafka: formatting KRaft storage (first run)")
-        argv = jvm_argv(stack, "kafka", ["kafka.tools.StorageTool", "format", "-t", sec.kafka_cluster_id, "-c", str(kdir / "server.properties"), "--standalone", "--ignore-formatted"])
+        argv = jvm_argv(
+            stack,
+            "kafka",
+            [
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                sec.kafka_cluster_id,
+                "-c",
+                str(kdir / "server.properties"),
+                "--standalone",
+                "--ignore-formatted",
+            ],
+        )
         r = subprocess.run(argv, capture_output=True, text=True)
         if r.returncode != 0:
             raise StackError(f"kafka: storage format failed:\n{r.stdout}{r.stderr}")
-    return spawn(stack, "kafka", jvm_argv(stack, "kafka", ["kafka.Kafka", str(kdir / "server.properties")]))
+    return spawn(
+        stack, "kafka", jvm_argv(stack, "kafka", ["kafka.Kafka", str(kdir / "server.properties")])
+    )
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes:
@@ -745,7 +903,10 @@ def probe_kafka(stack: Stack) -> str | None:
         if error:
             return f"ApiVersions error {error}"
         (n,) = struct.unpack(">i", resp[2:6])
-        versions = {k: (lo, hi) for k, lo, hi in (struct.unpack(">hhh", resp[6 + 6 * i : 12 + 6 * i]) for i in range(n))}
+        versions = {
+            k: (lo, hi)
+            for k, lo, hi in (struct.unpack(">hhh", resp[6 + 6 * i : 12 + 6 * i]) for i in range(n))
+        }
         lo, hi = versions.get(3, (0, -1))
         if not lo <= 4 <= hi:
             return None  # no non-flexible Metadata to ask: ApiVersions answering is enough
@@ -758,9 +919,15 @@ def probe_kafka(stack: Stack) -> str | None:
 def start_connect(stack: Stack, sec: Secrets) -> int:
     values = stack.template_vars()
     cdir = stack.dir / "connect"
-    render(DEPLOY_LOCAL / "kafka" / "connect-distributed.properties", cdir / "connect-distributed.properties", values)
+    render(
+        DEPLOY_LOCAL / "kafka" / "connect-distributed.properties",
+        cdir / "connect-distributed.properties",
+        values,
+    )
     (stack.dir / "kafka").mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(DEPLOY_LOCAL / "kafka" / "log4j2.properties", stack.dir / "kafka" / "log4j2.properties")
+    shutil.copyfile(
+        DEPLOY_LOCAL / "kafka" / "log4j2.properties", stack.dir / "kafka" / "log4j2.properties"
+    )
     # what deploy/debezium/pulse-postgres.json reads through ${env:...}
     env = {
         "PULSE_CDC_DB_HOST": HOST,
@@ -769,12 +936,31 @@ def start_connect(stack: Stack, sec: Secrets) -> int:
         "PULSE_CDC_DB_PASSWORD": sec.pg_password,
         "PULSE_CDC_DB_NAME": DB_NAME,
     }
-    return spawn(stack, "connect", jvm_argv(stack, "connect", ["org.apache.kafka.connect.cli.ConnectDistributed", str(cdir / "connect-distributed.properties")]), env=env)
+    return spawn(
+        stack,
+        "connect",
+        jvm_argv(
+            stack,
+            "connect",
+            [
+                "org.apache.kafka.connect.cli.ConnectDistributed",
+                str(cdir / "connect-distributed.properties"),
+            ],
+        ),
+        env=env,
+    )
 
 
-def http_json(method: str, url: str, body: object | None = None, timeout: float = 5) -> tuple[int, object]:
+def http_json(
+    method: str, url: str, body: object | None = None, timeout: float = 5
+) -> tuple[int, object]:
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json", "Accept": "application/json"})
+    req = urllib.request.Request(
+        url,
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/json", "Accept": "application/json"},
+    )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             raw = resp.read()
@@ -803,11 +989,15 @@ def connector_spec() -> tuple[str, dict[str, str]]:
 
 
 def register_connector(stack: Stack) -> str:
-    """PUT the config when it differs from what Connect holds (PUT of an unchanged config is skipped)."""
+    """PUT the config when it differs from what Connect holds; an unchanged one is left alone."""
     base = f"http://{HOST}:{stack.ports['connect']}"
     name, config = connector_spec()
     status, current = http_json("GET", f"{base}/connectors/{name}/config")
-    if status == 200 and isinstance(current, dict) and {k: v for k, v in current.items() if k != "name"} == config:
+    if (
+        status == 200
+        and isinstance(current, dict)
+        and {k: v for k, v in current.items() if k != "name"} == config
+    ):
         return "unchanged"
     deadline = time.monotonic() + WAIT_S["connector"]
     while True:
@@ -816,7 +1006,10 @@ def register_connector(stack: Stack) -> str:
             return "created" if status == 201 else "updated"
         # 409: a rebalance is in progress right after start-up; retry
         if status not in (409, 500, 503) or time.monotonic() > deadline:
-            raise StackError(f"connect: registering {name} failed: HTTP {status} {body}\n  log: {stack.log('connect')}")
+            raise StackError(
+                f"connect: registering {name} failed: HTTP {status} {body}\n"
+                f"  log: {stack.log('connect')}"
+            )
         time.sleep(1)
 
 
@@ -830,9 +1023,31 @@ def probe_connector(stack: Stack) -> str | None:
     if not body.get("tasks"):
         return f"connector {states[0]}, no task yet"
     if "FAILED" in states:
-        trace = next((t.get("trace", "") for t in [body["connector"], *body["tasks"]] if t.get("state") == "FAILED"), "")
-        raise StackError(f"connect: connector {name} FAILED:\n{trace[:3000]}\n  log: {stack.log('connect')}")
-    return None if set(states) == {"RUNNING"} else f"states {states}"
+        trace = next(
+            (
+                t.get("trace", "")
+                for t in [body["connector"], *body["tasks"]]
+                if t.get("state") == "FAILED"
+            ),
+            "",
+        )
+        raise StackError(
+            f"connect: connector {name} FAILED:\n{trace[:3000]}\n  log: {stack.log('connect')}"
+        )
+    if set(states) != {"RUNNING"}:
+        return f"states {states}"
+    # REST status can be stale right after a worker restart: the slot being streamed is not
+    return None if slot_active(stack) else f"connector RUNNING but slot {SLOT_NAME} not active yet"
+
+
+def slot_active(stack: Stack) -> bool:
+    r = psql(
+        stack,
+        "-At",
+        "-c",
+        f"SELECT active FROM pg_replication_slots WHERE slot_name = '{SLOT_NAME}'",
+    )
+    return r.returncode == 0 and r.stdout.strip() == "t"
 
 
 def restart_failed_connector(stack: Stack) -> None:
@@ -851,25 +1066,52 @@ def restart_failed_connector(stack: Stack) -> None:
 
 
 def start_s3proxy(stack: Stack, sec: Secrets) -> int:
-    values = {**stack.template_vars(), "S3_ACCESS_KEY": sec.s3_access_key, "S3_SECRET_KEY": sec.s3_secret_key}
+    values = {
+        **stack.template_vars(),
+        "S3_ACCESS_KEY": sec.s3_access_key,
+        "S3_SECRET_KEY": sec.s3_secret_key,
+    }
     props = stack.dir / "s3proxy" / "s3proxy.properties"
     render(DEPLOY_LOCAL / "s3proxy" / "s3proxy.properties", props, values)
     props.chmod(0o600)
     (stack.dir / "s3").mkdir(parents=True, exist_ok=True)
-    argv = [java_bin(), *HEAP["s3proxy"], *JVM_COMMON, "-Dpulse.stack.part=s3proxy", f"-Dpulse.stack.dir={stack.dir}/", "-jar", str(stack.jars / "s3proxy" / "s3proxy.jar"), "--properties", str(props)]
+    argv = [
+        java_bin(),
+        *HEAP["s3proxy"],
+        *JVM_COMMON,
+        "-Dpulse.stack.part=s3proxy",
+        f"-Dpulse.stack.dir={stack.dir}/",
+        "-jar",
+        str(stack.jars / "s3proxy" / "s3proxy.jar"),
+        "--properties",
+        str(props),
+    ]
     return spawn(stack, "s3proxy", argv)
 
 
-def s3_request(stack: Stack, sec: Secrets, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+def s3_request(
+    stack: Stack, sec: Secrets, method: str, path: str, body: bytes = b""
+) -> tuple[int, bytes]:
     """One SigV4-signed path-style request (enough for ListBuckets/HEAD/PUT bucket)."""
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     amz_date, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
     host = f"{HOST}:{stack.ports['s3']}"
     payload_hash = hashlib.sha256(body).hexdigest()
     signed = "host;x-amz-content-sha256;x-amz-date"
-    canonical = "\n".join([method, path, "", f"host:{host}\nx-amz-content-sha256:{payload_hash}\nx-amz-date:{amz_date}\n", signed, payload_hash])
+    canonical = "\n".join(
+        [
+            method,
+            path,
+            "",
+            f"host:{host}\nx-amz-content-sha256:{payload_hash}\nx-amz-date:{amz_date}\n",
+            signed,
+            payload_hash,
+        ]
+    )
     scope = f"{day}/{AWS_REGION}/s3/aws4_request"
-    to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+    to_sign = "\n".join(
+        ["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()]
+    )
     key = ("AWS4" + sec.s3_secret_key).encode()
     for part in (day, AWS_REGION, "s3", "aws4_request"):
         key = hmac.new(key, part.encode(), hashlib.sha256).digest()
@@ -878,7 +1120,10 @@ def s3_request(stack: Stack, sec: Secrets, method: str, path: str, body: bytes =
         "Host": host,
         "x-amz-date": amz_date,
         "x-amz-content-sha256": payload_hash,
-        "Authorization": f"AWS4-HMAC-SHA256 Credential={sec.s3_access_key}/{scope}, SignedHeaders={signed}, Signature={signature}",
+        "Authorization": (
+            f"AWS4-HMAC-SHA256 Credential={sec.s3_access_key}/{scope}, "
+            f"SignedHeaders={signed}, Signature={signature}"
+        ),
     }
     conn = http.client.HTTPConnection(HOST, stack.ports["s3"], timeout=5)
     try:
@@ -900,7 +1145,9 @@ def ensure_bucket(stack: Stack, sec: Secrets) -> None:
         return
     status, body = s3_request(stack, sec, "PUT", f"/{S3_BUCKET}")
     if status != 200:
-        raise StackError(f"s3proxy: creating bucket {S3_BUCKET} failed: HTTP {status} {body[:300]!r}")
+        raise StackError(
+            f"s3proxy: creating bucket {S3_BUCKET} failed: HTTP {status} {body[:300]!r}"
+        )
     say(f"s3proxy: bucket {S3_BUCKET} created")
 
 
@@ -908,7 +1155,14 @@ def ensure_bucket(stack: Stack, sec: Secrets) -> None:
 # nginx
 
 
-def render_nginx(prefix: Path, *, listen_port: int, ingest_port: int, query_port: int, conf_text: str | None = None) -> Path:
+def render_nginx(
+    prefix: Path,
+    *,
+    listen_port: int,
+    ingest_port: int,
+    query_port: int,
+    conf_text: str | None = None,
+) -> Path:
     """Lay out an nginx prefix: conf/ (shared nginx.conf + local env files) and its temp dirs.
 
     Also used by the tests to run a private nginx on other ports.  Returns the nginx.conf path.
@@ -917,14 +1171,23 @@ def render_nginx(prefix: Path, *, listen_port: int, ingest_port: int, query_port
     conf_dir.mkdir(parents=True, exist_ok=True)
     text = conf_text if conf_text is not None else (DEPLOY_NGINX / "nginx.conf").read_text()
     write_if_changed(conf_dir / "nginx.conf", text)
-    values = {"HOST": HOST, "NGINX_PORT": str(listen_port), "INGEST_PORT": str(ingest_port), "QUERY_PORT": str(query_port)}
+    values = {
+        "HOST": HOST,
+        "NGINX_PORT": str(listen_port),
+        "INGEST_PORT": str(ingest_port),
+        "QUERY_PORT": str(query_port),
+    }
     for name in ("listen.conf", "upstream-ingest.conf", "upstream-query.conf"):
         render(DEPLOY_NGINX / "env" / "local" / name, conf_dir / name, values)
     return conf_dir / "nginx.conf"
 
 
 def nginx_check(prefix: Path, conf: Path) -> None:
-    r = subprocess.run([nginx_bin(), "-t", "-q", "-p", f"{prefix}/", "-c", str(conf)], capture_output=True, text=True)
+    r = subprocess.run(
+        [nginx_bin(), "-t", "-q", "-p", f"{prefix}/", "-c", str(conf)],
+        capture_output=True,
+        text=True,
+    )
     if r.returncode != 0:
         raise StackError(f"nginx: configuration test failed:\n{r.stderr.strip()}")
 
@@ -932,9 +1195,13 @@ def nginx_check(prefix: Path, conf: Path) -> None:
 def start_nginx(stack: Stack, sec: Secrets) -> int:
     prefix = stack.dir / "nginx"
     p = stack.ports
-    conf = render_nginx(prefix, listen_port=p["nginx"], ingest_port=p["ingest"], query_port=p["query"])
+    conf = render_nginx(
+        prefix, listen_port=p["nginx"], ingest_port=p["ingest"], query_port=p["query"]
+    )
     nginx_check(prefix, conf)
-    return spawn(stack, "nginx", [nginx_bin(), "-p", f"{prefix}/", "-c", str(conf), "-g", "daemon off;"])
+    return spawn(
+        stack, "nginx", [nginx_bin(), "-p", f"{prefix}/", "-c", str(conf), "-g", "daemon off;"]
+    )
 
 
 def probe_http(url: str) -> str | None:
@@ -979,7 +1246,13 @@ def cmd_up(stack: Stack, names: list[str]) -> None:
     if "nginx" in parts:
         nginx_bin()
 
-    starts = {"postgres": start_postgres, "kafka": start_kafka, "s3proxy": start_s3proxy, "nginx": start_nginx, "connect": start_connect}
+    starts = {
+        "postgres": start_postgres,
+        "kafka": start_kafka,
+        "s3proxy": start_s3proxy,
+        "nginx": start_nginx,
+        "connect": start_connect,
+    }
     pids: dict[str, int | None] = {}
     timers: dict[str, Timer] = {}
 
@@ -1018,8 +1291,17 @@ def cmd_up(stack: Stack, names: list[str]) -> None:
         restart_failed_connector(stack)
         outcome = register_connector(stack)
         t = Timer()
-        wait_for(stack, "connect", lambda: probe_connector(stack), WAIT_S["connector"], pid=part_pid(stack, "connect"))
-        say(f"{'debezium':9} {'connector pulse-postgres, slot ' + SLOT_NAME:45} {outcome}, RUNNING after {t}")
+        wait_for(
+            stack,
+            "connect",
+            lambda: probe_connector(stack),
+            WAIT_S["connector"],
+            pid=part_pid(stack, "connect"),
+        )
+        say(
+            f"{'debezium':9} {'connector pulse-postgres, slot ' + SLOT_NAME:45} "
+            f"{outcome}, RUNNING after {t}"
+        )
 
     write_env(stack, sec)
     say(f"stack up in {total}; env: {stack.env_file}")
@@ -1076,8 +1358,11 @@ def cmd_status(stack: Stack) -> int:
             why = probe_connector(stack)
             say(f"  {'debezium':9} {'connector pulse-postgres':55} {why or 'RUNNING'}")
         except StackError as err:
-            say(f"  {'debezium':9} {'connector pulse-postgres':55} FAILED ({str(err).splitlines()[0]})")
-        except Exception as exc:  # noqa: BLE001  # status is informative only
+            say(
+                f"  {'debezium':9} {'connector pulse-postgres':55} "
+                f"FAILED ({str(err).splitlines()[0]})"
+            )
+        except Exception as exc:  # status is informative only
             say(f"  {'debezium':9} {'connector pulse-postgres':55} unknown ({exc})")
     say(f"  env: {stack.env_file if stack.env_file.exists() else '(not written yet: run up)'}")
     return 1 if down else 0
@@ -1100,13 +1385,21 @@ def cmd_env(stack: Stack) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="stack.py", description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="stack.py",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start what is not running and wait until healthy")
     up.add_argument("parts", nargs="*", metavar="PART")
-    down = sub.add_parser("down", help="stop; a full down drops the Debezium replication slot first")
+    down = sub.add_parser(
+        "down", help="stop; a full down drops the Debezium replication slot first"
+    )
     down.add_argument("parts", nargs="*", metavar="PART")
-    down.add_argument("--keep-slot", action="store_true", help="do not drop the Debezium replication slot")
+    down.add_argument(
+        "--keep-slot", action="store_true", help="do not drop the Debezium replication slot"
+    )
     restart = sub.add_parser("restart", help="stop then start the named parts")
     restart.add_argument("parts", nargs="+", metavar="PART")
     sub.add_parser("status", help="each part, its address, up/down (exit 1 if any is down)")

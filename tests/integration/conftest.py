@@ -42,7 +42,10 @@ def stack_env() -> dict[str, str]:
     """The stack's endpoints and credentials; fails (not skips) when the stack is not up."""
     path = stack_env_path()
     if not path.exists():
-        pytest.fail(f"{path} not found: the local stack is not up. Run `make stack-up` first.", pytrace=False)
+        pytest.fail(
+            f"{path} not found: the local stack is not up. Run `make stack-up` first.",
+            pytrace=False,
+        )
     env = parse_env_file(path)
     endpoints = {
         "Kafka": env["KAFKA_BOOTSTRAP_SERVERS"].split(",")[0],

@@ -31,9 +31,11 @@ def stack_module() -> ModuleType:
 
 @pytest.fixture(scope="session")
 def run_stack() -> RunStack:
-    """Run `python3 deploy/local/stack.py ARGS` with extra environment; never raises on exit code."""
+    """Run `python3 deploy/local/stack.py ARGS` with extra environment; never raises on exit."""
 
-    def run(*args: str, env: dict[str, str] | None = None, timeout_s: float = 300) -> subprocess.CompletedProcess[str]:
+    def run(
+        *args: str, env: dict[str, str] | None = None, timeout_s: float = 300
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             ["python3", str(STACK_PY), *args],
             env={**os.environ, **(env or {})},

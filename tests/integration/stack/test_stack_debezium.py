@@ -97,7 +97,9 @@ async def test_table_created_after_connector_start_is_captured(stack_env: dict[s
     assert created.partition == updated.partition == deleted.partition
 
     print(f"UPDATE commit -> Kafka consumer: {update_latency_s * 1000:.0f} ms")
-    assert update_latency_s < LATENCY_BUDGET_S, f"UPDATE took {update_latency_s:.2f} s to reach Kafka"
+    assert update_latency_s < LATENCY_BUDGET_S, (
+        f"UPDATE took {update_latency_s:.2f} s to reach Kafka"
+    )
 
 
 async def test_connector_and_task_are_running(stack_env: dict[str, str]) -> None:

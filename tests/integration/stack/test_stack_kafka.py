@@ -11,7 +11,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 pytestmark = pytest.mark.integration
 
 
-async def _consume(consumer: AIOKafkaConsumer, count: int, timeout_ms: int = 15_000) -> list[tuple[int, bytes]]:
+async def _consume(
+    consumer: AIOKafkaConsumer, count: int, timeout_ms: int = 15_000
+) -> list[tuple[int, bytes]]:
     received: list[tuple[int, bytes]] = []
     while len(received) < count:
         batch = await consumer.getmany(timeout_ms=timeout_ms, max_records=count - len(received))

@@ -28,7 +28,11 @@ def _free_port() -> int:
 
 
 def _read_env(path: Path) -> dict[str, str]:
-    pairs = (line.partition("=") for line in path.read_text().splitlines() if line and not line.startswith("#"))
+    pairs = (
+        line.partition("=")
+        for line in path.read_text().splitlines()
+        if line and not line.startswith("#")
+    )
     return {key: value for key, _, value in pairs}
 
 
@@ -59,11 +63,17 @@ def mini_env(stack_env: dict[str, str]) -> Iterator[dict[str, str]]:
         "PULSE_S3_PORT": str(_free_port()),
     }
     yield env
-    subprocess.run(["python3", str(REPO / "deploy/local/stack.py"), "down"], env={**os.environ, **env}, capture_output=True)
+    subprocess.run(
+        ["python3", str(REPO / "deploy/local/stack.py"), "down"],
+        env={**os.environ, **env},
+        capture_output=True,
+    )
     shutil.rmtree(state, ignore_errors=True)
 
 
-async def test_mini_stack_up_down_leaves_nothing_and_keeps_data(mini_env: dict[str, str], run_stack: RunStack) -> None:
+async def test_mini_stack_up_down_leaves_nothing_and_keeps_data(
+    mini_env: dict[str, str], run_stack: RunStack
+) -> None:
     state = mini_env["PULSE_STACK_DIR"]
     up = run_stack("up", "postgres", "s3proxy", env=mini_env)
     assert up.returncode == 0, up.stdout + up.stderr
@@ -79,7 +89,9 @@ async def test_mini_stack_up_down_leaves_nothing_and_keeps_data(mini_env: dict[s
     try:
         await conn.execute("CREATE TABLE kept (id int PRIMARY KEY)")
         await conn.execute("INSERT INTO kept VALUES (42)")
-        is_replication = await conn.fetchval("SELECT rolreplication FROM pg_roles WHERE rolname = current_user")
+        is_replication = await conn.fetchval(
+            "SELECT rolreplication FROM pg_roles WHERE rolname = current_user"
+        )
         assert is_replication
     finally:
         await conn.close()

@@ -55,9 +55,9 @@ class _Echo(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
-    do_GET = do_POST = _answer
+    do_GET = do_POST = _answer  # noqa: N815  # http.server's handler names
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002  # stdlib signature
+    def log_message(self, format: str, *args: object) -> None:  # stdlib signature
         pass
 
 
@@ -92,15 +92,23 @@ def _run_nginx(stack_module: ModuleType, *, rate_limit: str | None = None) -> It
         # test-only: a limit a test client can exceed (production: 5000r/s, burst 2000)
         assert "rate=5000r/s" in conf_text and "burst=2000" in conf_text
         rate, burst = rate_limit.split(",")
-        conf_text = conf_text.replace("rate=5000r/s", f"rate={rate}").replace("burst=2000", f"burst={burst}")
+        conf_text = conf_text.replace("rate=5000r/s", f"rate={rate}").replace(
+            "burst=2000", f"burst={burst}"
+        )
     conf = stack_module.render_nginx(
-        prefix, listen_port=listen_port, ingest_port=ingest_port, query_port=query_port, conf_text=conf_text
+        prefix,
+        listen_port=listen_port,
+        ingest_port=ingest_port,
+        query_port=query_port,
+        conf_text=conf_text,
     )
     nginx = stack_module.nginx_bin()
     log = open(prefix / "nginx.log", "wb")  # noqa: SIM115  # closed in the finally below
     proc = subprocess.Popen(
         [nginx, "-p", f"{prefix}/", "-c", str(conf), "-g", "daemon off;"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         url = f"http://127.0.0.1:{listen_port}"
@@ -157,7 +165,9 @@ def test_api_paths_reach_ingest_with_keepalive_and_request_id(proxy: Proxy) -> N
 
 def test_caller_request_id_is_kept(proxy: Proxy) -> None:
     rid = f"it-{uuid.uuid4()}"
-    resp = httpx.post(proxy.url + "/v1/reviews", json={"a": 1}, headers={"X-Request-ID": rid}, timeout=5)
+    resp = httpx.post(
+        proxy.url + "/v1/reviews", json={"a": 1}, headers={"X-Request-ID": rid}, timeout=5
+    )
     assert resp.headers["x-request-id"] == rid
     assert resp.json()["headers"]["x-request-id"] == rid
 
@@ -203,7 +213,9 @@ def test_single_key_flood_gets_429_with_retry_after(stack_module: ModuleType) ->
     proxy = next(gen)
     try:
         with httpx.Client(base_url=proxy.url, timeout=5) as client:
-            flooder = [client.get("/v1/reviews", headers={"X-API-Key": "flooder"}) for _ in range(20)]
+            flooder = [
+                client.get("/v1/reviews", headers={"X-API-Key": "flooder"}) for _ in range(20)
+            ]
             other = client.get("/v1/reviews", headers={"X-API-Key": "polite"})
     finally:
         gen.close()

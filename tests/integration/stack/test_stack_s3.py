@@ -44,7 +44,10 @@ async def test_put_list_get_delete(s3: Any, stack_env: dict[str, str]) -> None:
     await s3.put_object(Bucket=bucket, Key=prefix + "dt=2026-11-22/b.json", Body=b'{"x": 1}')
 
     listed = await s3.list_objects_v2(Bucket=bucket, Prefix=prefix)
-    assert sorted(o["Key"] for o in listed["Contents"]) == [prefix + "a.bin", prefix + "dt=2026-11-22/b.json"]
+    assert sorted(o["Key"] for o in listed["Contents"]) == [
+        prefix + "a.bin",
+        prefix + "dt=2026-11-22/b.json",
+    ]
     assert {o["Key"]: o["Size"] for o in listed["Contents"]}[prefix + "a.bin"] == len(body)
 
     got = await s3.get_object(Bucket=bucket, Key=prefix + "a.bin")
@@ -57,7 +60,9 @@ async def test_put_list_get_delete(s3: Any, stack_env: dict[str, str]) -> None:
     assert listed.get("KeyCount", 0) == 0
 
 
-async def test_objects_survive_s3proxy_restart(s3: Any, stack_env: dict[str, str], run_stack: RunStack) -> None:
+async def test_objects_survive_s3proxy_restart(
+    s3: Any, stack_env: dict[str, str], run_stack: RunStack
+) -> None:
     bucket, key = stack_env["S3_BUCKET"], f"it-stack/{uuid.uuid4().hex}/persisted.txt"
     await s3.put_object(Bucket=bucket, Key=key, Body=b"still here")
 
