@@ -115,8 +115,10 @@ def main() -> int:
     text = render()
     if args.check:
         if not OUTPUT.exists() or OUTPUT.read_text() != text:
-            print(f"{OUTPUT.relative_to(REPO)} is stale: python3 deploy/k8s/generate_topics.py",
-                  file=sys.stderr)
+            print(
+                f"{OUTPUT.relative_to(REPO)} is stale: python3 deploy/k8s/generate_topics.py",
+                file=sys.stderr,
+            )
             return 1
         return 0
     OUTPUT.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,123 @@
+"""Every service's Dockerfile passes hadolint and the image rules (pulse_dockerfile.py here).
+
+Services are discovered at collection time (`services/<name>/src/<name>/`), so a service that
+lands without a Dockerfile fails here. The reference Dockerfile in deploy/k8s/README.md is held
+to the same checks, which also proves the checks accept a correct file.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import K8S, REPO
+from pulse_dockerfile import check, command_argv, parse
+from pulse_settings_discovery import service_packages, service_settings
+
+SERVICES = sorted(service_packages())
+
+
+def listens(service: str) -> bool:
+    """True when the service's settings declare an HTTP port with a non-zero default."""
+    for spec in service_settings().get(service, []):
+        for field in spec.fields:
+            if field.name == "http_port" and field.default:
+                return True
+    return False
+
+
+def hadolint(tools_bin: Path, dockerfile: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(tools_bin / "hadolint"), "--config", str(K8S / "hadolint.yaml"), str(dockerfile)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def reference_dockerfile() -> str:
+    readme = (K8S / "README.md").read_text()
+    match = re.search(r"```dockerfile\n(.*?)```", readme, re.S)
+    assert match, "deploy/k8s/README.md lost its reference Dockerfile"
+    return match.group(1)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_service_has_a_dockerfile(service: str) -> None:
+    path = REPO / "services" / service / "Dockerfile"
+    assert path.exists(), (
+        f"services/{service}/Dockerfile is missing (pattern: deploy/k8s/README.md)"
+    )
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_dockerfile_passes_hadolint(service: str, tools_bin: Path) -> None:
+    path = REPO / "services" / service / "Dockerfile"
+    if not path.exists():
+        pytest.skip("no Dockerfile yet (test_service_has_a_dockerfile fails)")
+    result = hadolint(tools_bin, path)
+    assert result.returncode == 0, (
+        f"hadolint services/{service}/Dockerfile:\n{result.stdout}{result.stderr}"
+    )
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_dockerfile_follows_the_image_rules(service: str) -> None:
+    path = REPO / "services" / service / "Dockerfile"
+    if not path.exists():
+        pytest.skip("no Dockerfile yet (test_service_has_a_dockerfile fails)")
+    problems = check(path.read_text(), service=service, listens=listens(service))
+    assert not problems, f"services/{service}/Dockerfile:\n  " + "\n  ".join(problems)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_dockerfile_command_module_exists(service: str) -> None:
+    path = REPO / "services" / service / "Dockerfile"
+    if not path.exists():
+        pytest.skip("no Dockerfile yet (test_service_has_a_dockerfile fails)")
+    _, stages = parse(path.read_text())
+    argv = [
+        p
+        for i in stages[-1].instructions
+        if i.keyword in ("CMD", "ENTRYPOINT")
+        for p in command_argv(i.args)
+    ]
+    assert "-m" in argv, f"services/{service}/Dockerfile: no `python -m <module>` command"
+    module = argv[argv.index("-m") + 1]
+    main = REPO / "services" / module / "src" / module / "__main__.py"
+    assert main.exists(), f"services/{service}/Dockerfile runs `python -m {module}`: no {main}"
+
+
+def test_reference_dockerfile_passes_every_check(tools_bin: Path, tmp_path: Path) -> None:
+    text = reference_dockerfile()
+    assert check(text, service="ingest", listens=True) == []
+    path = tmp_path / "Dockerfile"
+    path.write_text(text)
+    result = hadolint(tools_bin, path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_checks_reject_a_naive_dockerfile(tools_bin: Path, tmp_path: Path) -> None:
+    naive = (
+        "FROM python:3.12\nCOPY . /app\nRUN pip install uv && cd /app && uv sync\n"
+        'CMD ["python", "/app/main.py"]\n'
+    )
+    assert check(naive, service="ingest", listens=True) == [
+        "use a multi-stage build: a builder stage with uv, a final stage with the venv only"
+    ]
+    two_stage = naive.replace(
+        "FROM python:3.12\n", "FROM python:3.12 AS build\nFROM python:3.12\n", 1
+    )
+    problems = "\n".join(check(two_stage, service="ingest", listens=True))
+    for expected in ("python:3.11-slim", "uv sync", "non-root USER", "python", "HEALTHCHECK"):
+        assert expected in problems, f"{expected!r} not reported in:\n{problems}"
+    code_first = reference_dockerfile().replace(
+        "COPY pyproject.toml uv.lock ./\n", "COPY pyproject.toml uv.lock ./\nCOPY libs/ libs/\n"
+    )
+    assert any("dependency layer" in p for p in check(code_first, service="ingest", listens=True))
+    path = tmp_path / "Dockerfile"
+    path.write_text(naive)
+    assert hadolint(tools_bin, path).returncode != 0

@@ -1,0 +1,335 @@
+"""The Kubernetes manifests render, validate offline and keep the issue's rules.
+
+Rendered with the pinned kustomize, validated with kubernetes-validate --strict against the
+Kubernetes version below; then the rules a schema cannot say (security context, probes,
+limits, replica bounds, secrets never committed) are checked on the rendered objects.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import K8S, OVERLAYS, REPO, objects, pod_spec
+from contracts import topics
+
+KUBERNETES_VERSION = "1.33.0"
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job", "CronJob")
+PULSE_SERVICES = ("ingest", "query", "cdc-processor", "s3-archiver", "crawler")
+SECRETS = ("pulse-db", "pulse-api", "pulse-s3", "pulse-cdc")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_validates_against_kubernetes_schemas(
+    overlay: str, rendered_text: dict[str, str], tools_bin: Path, tmp_path: Path
+) -> None:
+    manifest = tmp_path / f"{overlay}.yaml"
+    manifest.write_text(rendered_text[overlay])
+    result = subprocess.run(
+        [
+            str(tools_bin / "kubernetes-validate"),
+            "--strict",
+            "--quiet",
+            "-k",
+            KUBERNETES_VERSION,
+            str(manifest),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_validator_rejects_an_unknown_field(tools_bin: Path, tmp_path: Path) -> None:
+    """Guards the check above: a misspelt field must fail, not pass silently."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: v1\nkind: Service\nmetadata:\n  name: x\nspec:\n  prots: []\n")
+    result = subprocess.run(
+        [
+            str(tools_bin / "kubernetes-validate"),
+            "--strict",
+            "--quiet",
+            "-k",
+            KUBERNETES_VERSION,
+            str(bad),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode != 0
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_base_services_render_in_every_overlay(
+    overlay: str, rendered: dict[str, list[dict[str, Any]]]
+) -> None:
+    docs = rendered[overlay]
+    deployments = objects(docs, "Deployment")
+    for name in (*PULSE_SERVICES, "nginx"):
+        assert name in deployments, f"{overlay}: no Deployment {name}"
+        assert name in objects(docs, "ServiceAccount"), f"{overlay}: no ServiceAccount {name}"
+        assert name in objects(docs, "Service"), f"{overlay}: no Service {name}"
+        assert name in objects(docs, "PodDisruptionBudget"), f"{overlay}: no PDB {name}"
+    assert all(d["metadata"].get("namespace") == "pulse" for d in docs if d["kind"] != "Namespace")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_pod_runs_restricted(overlay: str, rendered: dict[str, list[dict[str, Any]]]) -> None:
+    problems = []
+    for obj in rendered[overlay]:
+        if obj["kind"] not in WORKLOAD_KINDS:
+            continue
+        spec = pod_spec(obj)
+        where = f"{obj['kind']}/{obj['metadata']['name']}"
+        pod_sc = spec.get("securityContext", {})
+        if pod_sc.get("seccompProfile", {}).get("type") != "RuntimeDefault":
+            problems.append(f"{where}: pod seccompProfile is not RuntimeDefault")
+        for c in spec.get("initContainers", []) + spec["containers"]:
+            sc = c.get("securityContext", {})
+            non_root = sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot"))
+            if non_root is not True:
+                problems.append(f"{where}/{c['name']}: runAsNonRoot is not true")
+            if sc.get("allowPrivilegeEscalation") is not False:
+                problems.append(f"{where}/{c['name']}: allowPrivilegeEscalation is not false")
+            if sc.get("capabilities", {}).get("drop") != ["ALL"]:
+                problems.append(f"{where}/{c['name']}: capabilities do not drop ALL")
+            if "limits" not in c.get("resources", {}) or "requests" not in c["resources"]:
+                problems.append(f"{where}/{c['name']}: no resource requests and limits")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_deployment_has_probes_and_a_read_only_root(
+    overlay: str, rendered: dict[str, list[dict[str, Any]]]
+) -> None:
+    problems = []
+    for name, dep in objects(rendered[overlay], "Deployment").items():
+        spec = pod_spec(dep)
+        tmp_volumes = {v["name"] for v in spec.get("volumes", []) if "emptyDir" in v}
+        for c in spec["containers"]:
+            where = f"Deployment/{name}/{c['name']}"
+            for probe in ("livenessProbe", "readinessProbe"):
+                if probe not in c:
+                    problems.append(f"{where}: no {probe}")
+            if name == "connect":
+                continue  # the Debezium image writes its config at start (see connect.yaml)
+            if c.get("securityContext", {}).get("readOnlyRootFilesystem") is not True:
+                problems.append(f"{where}: root filesystem is writable")
+            mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+            if mounts.get("/tmp") not in tmp_volumes:
+                problems.append(f"{where}: /tmp is not an emptyDir")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_kafka_consumers_never_outnumber_partitions(
+    overlay: str, rendered: dict[str, list[dict[str, Any]]]
+) -> None:
+    docs = rendered[overlay]
+    hpas = objects(docs, "HorizontalPodAutoscaler")
+    assert set(hpas) >= {"ingest", "cdc-processor"}
+    assert hpas["cdc-processor"]["spec"]["maxReplicas"] <= topics.PARTITIONS
+    assert (
+        hpas["cdc-processor"]["spec"]["minReplicas"] <= hpas["cdc-processor"]["spec"]["maxReplicas"]
+    )
+    assert objects(docs, "Deployment")["s3-archiver"]["spec"]["replicas"] <= topics.PARTITIONS
+
+
+def test_k3s_runs_one_replica_of_everything(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    docs = rendered["k3s"]
+    for name, obj in {**objects(docs, "Deployment"), **objects(docs, "StatefulSet")}.items():
+        assert obj["spec"].get("replicas", 1) == 1, name
+    for name, hpa in objects(docs, "HorizontalPodAutoscaler").items():
+        assert hpa["spec"]["minReplicas"] == 1, name
+
+
+def test_eks_runs_more_replicas_than_k3s(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    k3s, eks = (
+        objects(rendered["k3s"], "HorizontalPodAutoscaler"),
+        objects(rendered["eks"], "HorizontalPodAutoscaler"),
+    )
+    assert eks["ingest"]["spec"]["minReplicas"] > k3s["ingest"]["spec"]["minReplicas"]
+    assert objects(rendered["eks"], "Deployment")["nginx"]["spec"]["replicas"] > 1
+
+
+def test_k3s_uses_local_images_and_eks_one_registry(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    for overlay, docs in rendered.items():
+        registries = set()
+        for name in PULSE_SERVICES:
+            for c in pod_spec(objects(docs, "Deployment")[name])["containers"]:
+                if overlay == "k3s":
+                    assert c["image"] == f"pulse/{name}:dev", c["image"]
+                    assert c["imagePullPolicy"] in ("IfNotPresent", "Never")
+                else:
+                    registry, _, rest = c["image"].partition("/")
+                    registries.add(registry)
+                    assert rest.startswith(f"pulse/{name}:"), c["image"]
+        if overlay == "eks":
+            assert len(registries) == 1, registries
+
+
+def test_eks_uses_aws_services_and_irsa(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    docs = rendered["eks"]
+    kinds = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    for in_cluster in ("kafka", "postgres", "minio"):
+        assert ("StatefulSet", in_cluster) not in kinds, (
+            f"EKS must use the AWS service, not {in_cluster}"
+        )
+    common = next(
+        d
+        for d in docs
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("pulse-common")
+    )
+    assert "S3_ENDPOINT_URL" not in common["data"], "EKS talks to S3 itself"
+    accounts = objects(docs, "ServiceAccount")
+    for name in ("s3-archiver", "query"):
+        role = accounts[name]["metadata"].get("annotations", {}).get("eks.amazonaws.com/role-arn")
+        assert role and role.startswith("arn:aws:iam::"), f"{name}: no IRSA role"
+        spec = pod_spec(objects(docs, "Deployment")[name])
+        assert spec.get("automountServiceAccountToken") is True, f"{name}: IRSA needs the token"
+        for c in spec["containers"]:
+            for env in c.get("env", []):
+                ref = env.get("valueFrom", {}).get("secretKeyRef")
+                if ref and ref["name"] == "pulse-s3":
+                    assert ref.get("optional") is True, f"{name}: static S3 keys required on EKS"
+
+
+def test_archiver_outlives_its_flush_grace(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    from pulse_settings_discovery import service_settings
+
+    grace = 25.0  # servicekit.settings.ServiceSettings.shutdown_grace_s
+    for spec in service_settings().get("s3_archiver", []):
+        for field in spec.fields:
+            if field.name in ("shutdown_grace_s", "flush_grace_s") and field.default is not None:
+                grace = max(grace, float(field.default))
+    for overlay, docs in rendered.items():
+        dep = objects(docs, "Deployment")["s3-archiver"]
+        env = effective_env(docs, dep)
+        for key, value in env.items():
+            if key.endswith("SHUTDOWN_GRACE_S"):
+                grace = max(grace, float(value))
+        period = pod_spec(dep)["terminationGracePeriodSeconds"]
+        assert period > grace, f"{overlay}: {period}s does not exceed the {grace}s flush grace"
+
+
+def effective_env(docs: list[dict[str, Any]], dep: dict[str, Any]) -> dict[str, str]:
+    """Plain values a Deployment's first container gets from env and ConfigMap envFrom."""
+    maps = objects(docs, "ConfigMap")
+    out: dict[str, str] = {}
+    container = pod_spec(dep)["containers"][0]
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            out.update(maps[source["configMapRef"]["name"]].get("data", {}))
+    for env in container.get("env", []):
+        if "value" in env:
+            out[env["name"]] = env["value"]
+    return out
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_secrets_are_referenced_never_committed(
+    overlay: str, rendered: dict[str, list[dict[str, Any]]]
+) -> None:
+    docs = rendered[overlay]
+    assert not [d for d in docs if d["kind"] == "Secret"], "a Secret object is committed"
+    docs_text = (REPO / "docs" / "deploy.md").read_text()
+    for obj in docs:
+        if obj["kind"] not in WORKLOAD_KINDS:
+            continue
+        spec = pod_spec(obj)
+        for c in spec.get("initContainers", []) + spec["containers"]:
+            refs = [
+                e["valueFrom"]["secretKeyRef"]
+                for e in c.get("env", [])
+                if "secretKeyRef" in e.get("valueFrom", {})
+            ]
+            refs += [s["secretRef"] for s in c.get("envFrom", []) if "secretRef" in s]
+            for ref in refs:
+                assert ref["name"] in SECRETS, f"{obj['metadata']['name']}: unknown secret {ref}"
+                key = ref.get("key")
+                if key:  # docs/deploy.md must show how to create each key
+                    pattern = rf"create secret generic {ref['name']}\b[^\n]*(\\\n[^\n]*)*{key}="
+                    assert re.search(pattern, docs_text), (
+                        f"docs/deploy.md does not create {ref['name']}/{key}"
+                    )
+
+
+def test_nginx_upstreams_are_cluster_services(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    conf = K8S / "base" / "nginx" / "conf"
+    for overlay, docs in rendered.items():
+        services = objects(docs, "Service")
+        for upstream in sorted(conf.glob("upstream-*.conf")):
+            for host, port in re.findall(
+                r"^\s*server\s+([\w.-]+):(\d+)", upstream.read_text(), re.M
+            ):
+                name = host.split(".")[0]
+                assert name in services, f"{overlay}: nginx upstream {host} has no Service"
+                ports = [p["port"] for p in services[name]["spec"]["ports"]]
+                assert int(port) in ports, f"{overlay}: Service {name} has no port {port}"
+
+
+def test_copied_configuration_matches_its_source() -> None:
+    result = subprocess.run(
+        [sys.executable, str(K8S / "sync_files.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_topics_job_matches_the_contracts() -> None:
+    result = subprocess.run(
+        [sys.executable, str(K8S / "generate_topics.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    job = (K8S / "components" / "topics" / "topics-job.yaml").read_text()
+    for spec in topics.ALL:
+        assert f"create {spec.name} {spec.partitions}" in job
+
+
+def test_kustomizations_use_current_fields() -> None:
+    deprecated = (
+        "commonLabels",
+        "patchesStrategicMerge",
+        "patchesJson6902",
+        "bases",
+        "vars",
+        "imageTags",
+    )
+    for path in K8S.rglob("kustomization.yaml"):
+        doc = yaml.safe_load(path.read_text())
+        used = [key for key in deprecated if key in doc]
+        assert not used, f"{path.relative_to(REPO)} uses deprecated {used}"
+
+
+def test_k3s_isolates_pods_with_network_policies(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    policies = objects(rendered["k3s"], "NetworkPolicy")
+    deny = policies["default-deny"]["spec"]
+    assert deny["podSelector"] == {} and set(deny["policyTypes"]) == {"Ingress", "Egress"}
+    labelled = {
+        p["spec"]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/name")
+        for p in policies.values()
+    }
+    for obj in rendered["k3s"]:
+        if obj["kind"] in WORKLOAD_KINDS:
+            name = obj["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"]
+            assert name in labelled, f"{name} has no network policy of its own"
