@@ -27,7 +27,9 @@ async def group_lag(bootstrap: str, group: str, *, timeout_s: float = 5.0) -> in
             return None
         ends = await asyncio.wait_for(consumer.end_offsets(list(committed)), timeout_s)
         return sum(
-            max(0, int(ends[tp]) - int(meta.offset)) for tp, meta in committed.items() if meta.offset >= 0
+            max(0, int(ends[tp]) - int(meta.offset))
+            for tp, meta in committed.items()
+            if meta.offset >= 0
         )
     except Exception:  # lag is a nicety in a status line: unknown, not a crash
         return None

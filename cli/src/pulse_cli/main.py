@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 app = typer.Typer(
     help="Pulse: real-time reviews and market data, end to end.", no_args_is_help=True
 )
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 160)
 
 CONSUMER_GROUPS = {"cdc_processor": "pulse-cdc-processor", "s3_archiver": "s3_archiver"}
 

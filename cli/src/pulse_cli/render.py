@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from query.app import jsonable
@@ -12,7 +14,7 @@ from rich.table import Table
 def result_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
     table = Table(title=title, title_justify="left", header_style="bold cyan")
     for column in columns:
-        table.add_column(column, overflow="fold", max_width=60)
+        table.add_column(column, overflow="fold", max_width=60, no_wrap=column != "body")
     for row in rows:
         table.add_row(*(_cell(v) for v in row))
     return table
@@ -21,6 +23,12 @@ def result_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any
 def _cell(value: Any) -> str:
     if value is None:
         return "[dim]∅[/dim]"
+    if isinstance(value, Decimal):
+        shown = value.quantize(Decimal("0.0001")) if value.as_tuple().exponent < -4 else value
+        return format(shown.normalize(), "f")
+    if isinstance(value, datetime):
+        text = value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        return text.removesuffix(":00") + "Z"
     rendered = jsonable(value)
     if isinstance(rendered, float):
         return f"{rendered:.4g}"

@@ -275,8 +275,8 @@ def _ticks(
 ) -> tuple[tuple[Tick, ...], tuple[datetime, ...], datetime]:
     """Random walks of ±0.2 % a tick; the equity jumps ~8 % two-thirds of the way in.
 
-    One more tick per symbol lands in the minute after the last, so every minute before it
-    closes (candles close on event time); that last minute's candle stays open.
+    One more tick per symbol lands 30 s into the minute after the last (past the close grace),
+    so every minute before it closes (candles close on event time); its own stays open.
     """
     move_at = max(1, (minutes * 2) // 3)
     prices = {equity: Decimal("100"), "BTC-USD": Decimal("67000"), "ETH-USD": Decimal("3500")}
@@ -287,6 +287,8 @@ def _ticks(
         count = per_minute if minute < minutes else 1
         for n in range(count):
             at = start + timedelta(minutes=minute) + step * n + timedelta(milliseconds=137)
+            if minute == minutes:
+                at += timedelta(seconds=30)  # past the previous window's end + grace
             for symbol in prices:
                 drift = Decimal(str(round(rng.uniform(-0.002, 0.002), 5)))
                 if symbol == equity and minute == move_at and n == 0:

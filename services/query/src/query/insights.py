@@ -76,7 +76,7 @@ _CANDLE_CTES = """deduped_candles AS (
 candles AS (SELECT * FROM deduped_candles WHERE candle_rank = 1)"""
 
 CANDLES = f"""WITH {_CANDLE_CTES}
-SELECT symbol, window_start, open, high, low, close, volume, trade_count,
+SELECT symbol, window_start, open, high, low, close, volume, trade_count AS trades,
        vwap, sma, sma_period,
        AVG(CAST(close AS DOUBLE)) OVER (
            PARTITION BY symbol ORDER BY window_start ROWS BETWEEN 4 PRECEDING AND CURRENT ROW
