@@ -24,7 +24,9 @@ def _cell(value: Any) -> str:
     if value is None:
         return "[dim]∅[/dim]"
     if isinstance(value, Decimal):
-        shown = value.quantize(Decimal("0.0001")) if value.as_tuple().exponent < -4 else value
+        exponent = value.as_tuple().exponent
+        small = isinstance(exponent, int) and exponent < -4
+        shown = value.quantize(Decimal("0.0001")) if small else value
         return format(shown.normalize(), "f")
     if isinstance(value, datetime):
         text = value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
