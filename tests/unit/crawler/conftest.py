@@ -22,50 +22,6 @@ def site() -> Iterator[FixtureSite]:
         yield running
 
 
-def site_config(origin: str, **overrides: Any) -> dict[str, Any]:
-    config: dict[str, Any] = {
-        "name": "homegear",
-        "sitemaps": [f"{origin}/sitemap.xml"],
-        "start_urls": [f"{origin}/index.html"],
-        "allowed_patterns": ["/products/", "/index\\.html$", "/private/"],
-        "product": {
-            "sku_is_ours": True,
-            "refs": {"gtin13:4006381400008": "GRL-400"},
-            "url_rules": [{"pattern": "/products/(?P<sku>[a-z]{3}-\\d{3})\\.html"}],
-        },
-        "selectors": {
-            "review": "div.avis",
-            "body": "p.texte",
-            "title": "h3.titre",
-            "author": "span.auteur",
-            "date": "time",
-            "rating": "span.note",
-            "rating_attr": "data-note",
-            "best_rating": 10,
-            "worst_rating": 0,
-            "review_id_attr": "data-avis-id",
-        },
-    }
-    config.update(overrides)
-    return config
-
-
-def feed_config(origin: str) -> dict[str, Any]:
-    return {
-        "name": "homegear-markets",
-        "url": f"{origin}/api/quotes.json",
-        "asset_class": "equity",
-        "items_path": "data.quotes",
-        "fields": {
-            "symbol": "ticker",
-            "price": "last",
-            "size": "qty",
-            "time": "ts",
-            "asset_class": "kind",
-        },
-    }
-
-
 def make_settings(tmp_path: Path, **overrides: Any) -> CrawlerSettings:
     values: dict[str, Any] = {
         "state_dir": tmp_path / "state",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -90,7 +91,7 @@ async def test_crawl_delay_from_robots_is_honoured(tmp_path: Path) -> None:
         await crawl(tmp_path, MemoryPublisher(), sites=(config,))
         times = [t for p, t, _ in slow.state.requests]
     assert len(times) == 4
-    assert all(b - a >= 0.24 for a, b in zip(times, times[1:], strict=False))
+    assert all(b - a >= 0.24 for a, b in itertools.pairwise(times))
 
 
 async def test_robots_500_disallows_the_whole_host(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -154,7 +155,7 @@ async def test_minimum_delay_between_requests_to_one_host(
         *(fetcher.fetch(f"{site.origin}/about.html?n={i}", delay_s=0.3) for i in range(3))
     )
     times = sorted(t for _, t, _ in site.state.requests)
-    assert all(b - a >= 0.28 for a, b in zip(times, times[1:], strict=False))
+    assert all(b - a >= 0.28 for a, b in itertools.pairwise(times))
 
 
 async def test_connection_is_pinned_to_the_checked_address_keeping_host(
