@@ -301,7 +301,7 @@ class Archiver:
         """TEST ONLY (ARCHIVER_TEST_CRASH_POINT): die like kill -9 at a chosen step."""
         if (
             self.settings.test_crash_point == point
-            and self._uploads == self.settings.test_crash_at_flush
+            and self._uploads >= self.settings.test_crash_at_flush
         ):
             log.warning("ARCHIVER_TEST_CRASH_POINT=%s reached: exiting without cleanup", point)
             logging.shutdown()

@@ -67,6 +67,8 @@ async def serve(settings: ArchiverSettings, s3: S3Settings, kafka: KafkaSettings
             group_id=settings.group_id,
             client_id=SERVICE,
             max_poll_interval_ms=300_000,
+            session_timeout_ms=settings.session_timeout_ms,
+            heartbeat_interval_ms=max(300, settings.session_timeout_ms // 4),
             fetch_max_bytes=16 * 1024 * 1024,
         )
         producer = make_producer(kafka, client_id=f"{SERVICE}-dlq")

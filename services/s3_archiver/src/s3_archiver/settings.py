@@ -46,6 +46,8 @@ class ArchiverSettings(ServiceSettings):
     # buffer is written early). Accounted bytes are ~4x the raw record size: see README.
     max_buffered_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
 
+    # A member killed with SIGKILL holds its partitions until this expires (broker min 6000).
+    session_timeout_ms: int = Field(default=10_000, ge=1000)
     poll_timeout_ms: int = Field(default=500, ge=10)
     poll_max_records: int = Field(default=5000, ge=1)
     multipart_threshold_bytes: int = Field(default=32 * 1024 * 1024, ge=5 * 1024 * 1024)

@@ -90,6 +90,7 @@ class _PartitionState(Generic[T]):
     sealed: list[Buffer[T]] = field(default_factory=list)
     position: int | None = None  # next offset after the last record seen
     committed: int | None = None
+    first_offset: int | None = None  # first record seen since assignment
     last_record_mono: float = 0.0
 
 
@@ -225,7 +226,8 @@ class WindowBuffers(Generic[T]):
         out: dict[TopicPartition, int] = {}
         for tp, state in self._parts.items():
             if state.position is not None:
-                base = state.committed if state.committed is not None else state.position
+                base = state.committed if state.committed is not None else state.first_offset
+                base = state.position if base is None else base
                 out[tp] = max(0, state.position - base)
         return out
 
@@ -255,7 +257,7 @@ class WindowBuffers(Generic[T]):
     def _state(self, topic: str, partition: int, offset: int) -> _PartitionState[T]:
         state = self._parts.get((topic, partition))
         if state is None:
-            state = self._parts[(topic, partition)] = _PartitionState()
+            state = self._parts[(topic, partition)] = _PartitionState(first_offset=offset)
         elif state.position is not None and offset < state.position:
             raise ValueError(
                 f"{topic}[{partition}] went back from {state.position} to {offset}: "
