@@ -8,6 +8,7 @@ limits, replica bounds, secrets never committed) are checked on the rendered obj
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -333,3 +334,41 @@ def test_k3s_isolates_pods_with_network_policies(
         if obj["kind"] in WORKLOAD_KINDS:
             name = obj["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"]
             assert name in labelled, f"{name} has no network policy of its own"
+
+
+def test_crawler_cronjob_component_replaces_the_deployment(tools_bin: Path, tmp_path: Path) -> None:
+    """The opt-in component, added to the k3s overlay, yields a valid `--once` CronJob."""
+    from conftest import kustomize_build
+
+    tree = tmp_path / "k8s"
+    shutil.copytree(K8S, tree, ignore=shutil.ignore_patterns("__pycache__"))
+    overlay = tree / "overlays" / "k3s" / "kustomization.yaml"
+    doc = yaml.safe_load(overlay.read_text())
+    doc["components"].append("../../components/crawler-cronjob")
+    overlay.write_text(yaml.safe_dump(doc, sort_keys=False))
+    docs = [d for d in yaml.safe_load_all(kustomize_build(tools_bin, overlay.parent)) if d]
+    assert "crawler" not in objects(docs, "Deployment")
+    cron = objects(docs, "CronJob")["crawler"]
+    container = pod_spec(cron)["containers"][0]
+    assert container["image"] == "pulse/crawler:dev"
+    assert container["command"] == ["python", "-m", "crawler", "--once"]
+    maps = objects(docs, "ConfigMap")
+    for source in container["envFrom"]:
+        assert source["configMapRef"]["name"] in maps
+    manifest = tmp_path / "cron.yaml"
+    manifest.write_text(yaml.safe_dump_all(docs))
+    result = subprocess.run(
+        [
+            str(tools_bin / "kubernetes-validate"),
+            "--strict",
+            "--quiet",
+            "-k",
+            KUBERNETES_VERSION,
+            str(manifest),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
