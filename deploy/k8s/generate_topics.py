@@ -83,6 +83,9 @@ spec:
         env:
         - name: KAFKA_HEAP_OPTS
           value: -Xmx128m
+        # kafka-run-class.sh creates its log directory; the root filesystem is read-only.
+        - name: LOG_DIR
+          value: /tmp/kafka-logs
         resources:
           requests:
             cpu: 100m
