@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import dataclasses
 import datetime
 import fcntl
 import hashlib
@@ -386,24 +387,70 @@ def port_in_use(port: int) -> bool:
     return False
 
 
-def port_owner(port: int) -> str:
-    """Best effort: which process listens on the port (needs `ss`, present on Debian)."""
+def port_listener(port: int) -> tuple[str, int] | None:
+    """Best effort: (name, pid) of the process listening on the port (`ss`, as on Debian)."""
     ss = shutil.which("ss")
     if not ss:
-        return ""
+        return None
     out = subprocess.run([ss, "-Hltnp", f"sport = :{port}"], capture_output=True, text=True).stdout
     m = re.search(r'users:\(\("([^"]+)",pid=(\d+)', out)
-    return f" by {m.group(1)} (pid {m.group(2)})" if m else ""
+    return (m.group(1), int(m.group(2))) if m else None
+
+
+# How each part's command line names its state dir (see jvm_argv, pg_ctl -D, nginx -p).
+_STACK_DIR_IN_CMDLINE = (
+    r"-Dpulse\.stack\.dir=(/\S*?)/?(?:\s|$)",
+    r"\s-D\s*(/\S+)/pg/data(?:\s|$)",
+    r"\s-p\s+(/\S+)/nginx/(?:\s|$)",
+)
+
+
+def other_stack_dir(pid: int) -> Path | None:
+    cmd = cmdline(pid)
+    for pattern in _STACK_DIR_IN_CMDLINE:
+        m = re.search(pattern, cmd)
+        if m:
+            return Path(m.group(1))
+    return None
+
+
+def takeover_allowed() -> bool:
+    """CI owns its machine: a stack left running by an earlier checkout is stopped, not fatal."""
+    return os.environ.get("PULSE_STACK_TAKEOVER") == "1" or os.environ.get("CI") == "true"
+
+
+def stop_other_stack(stack: Stack, other: Path) -> None:
+    other_stack = dataclasses.replace(stack, dir=other)
+    for part in ("nginx", "connect", "kafka", "s3proxy", "postgres"):
+        stop_part(other_stack, part)
 
 
 def check_ports_free(stack: Stack, part: str) -> None:
     for var, port in stack.listen_ports(part):
-        if port_in_use(port):
+        if not port_in_use(port):
+            continue
+        listener = port_listener(port)
+        other = other_stack_dir(listener[1]) if listener else None
+        if other and other != stack.dir:
+            if takeover_allowed():
+                say(f"{part}: port {port} is held by another Pulse stack ({other}); stopping it")
+                stop_other_stack(stack, other)
+                deadline = time.monotonic() + 10
+                while port_in_use(port) and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                if not port_in_use(port):
+                    continue
             raise StackError(
-                f"{part}: port {HOST}:{port} is already in use{port_owner(port)}, "
-                f"not by this stack ({stack.dir}). Stop that process, or choose another port: "
+                f"{part}: port {HOST}:{port} is held by another Pulse stack ({other}). Stop it "
+                f"(PULSE_STACK_DIR={other} python3 deploy/local/stack.py down), rerun with "
+                f"PULSE_STACK_TAKEOVER=1 to stop it automatically, or choose another port: "
                 f"{var}=<port>."
             )
+        by = f" by {listener[0]} (pid {listener[1]})" if listener else ""
+        raise StackError(
+            f"{part}: port {HOST}:{port} is already in use{by}, not by this stack "
+            f"({stack.dir}). Stop that process, or choose another port: {var}=<port>."
+        )
 
 
 def spawn(
@@ -814,6 +861,9 @@ def drop_slot(stack: Stack) -> None:
     if not is_running(stack, "postgres"):
         return
     where = f"slot_name = '{SLOT_NAME}'"
+    exists = psql(stack, "-At", "-c", f"SELECT count(*) FROM pg_replication_slots WHERE {where}")
+    if exists.returncode == 0 and exists.stdout.strip() == "0":
+        return
     sql = (
         "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
         f"WHERE {where} AND active_pid IS NOT NULL;"

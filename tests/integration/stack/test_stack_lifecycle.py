@@ -124,3 +124,28 @@ def test_taken_port_is_a_clear_error(mini_env: dict[str, str], run_stack: RunSta
     assert "already in use" in result.stderr
     assert "PULSE_S3_PORT=" in result.stderr
     assert _processes_mentioning(f"{mini_env['PULSE_STACK_DIR']}/") == []
+
+
+def test_takeover_stops_another_stack_holding_the_ports(
+    mini_env: dict[str, str], run_stack: RunStack
+) -> None:
+    first = mini_env
+    second = {**mini_env, "PULSE_STACK_DIR": first["PULSE_STACK_DIR"] + "-second"}
+    try:
+        assert run_stack("up", "s3proxy", env=first).returncode == 0
+
+        # CI=true implies takeover: switch both off for this call
+        refused = run_stack(
+            "up", "s3proxy", env={**second, "CI": "false", "PULSE_STACK_TAKEOVER": "0"}
+        )
+        assert refused.returncode == 1
+        assert f"held by another Pulse stack ({first['PULSE_STACK_DIR']})" in refused.stderr
+
+        took = run_stack("up", "s3proxy", env={**second, "PULSE_STACK_TAKEOVER": "1"})
+        assert took.returncode == 0, took.stdout + took.stderr
+        assert _processes_mentioning(f"{first['PULSE_STACK_DIR']}/") == []
+        assert _processes_mentioning(f"{second['PULSE_STACK_DIR']}/")
+    finally:
+        run_stack("down", env=second)
+        shutil.rmtree(second["PULSE_STACK_DIR"], ignore_errors=True)
+    assert _processes_mentioning(f"{second['PULSE_STACK_DIR']}/") == []
