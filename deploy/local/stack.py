@@ -703,6 +703,22 @@ def psql(
     return subprocess.run(argv, input=sql, capture_output=True, text=True, cwd="/")
 
 
+def check_pg_can_reach(stack: Stack) -> None:
+    """As root the cluster runs as `postgres`, which must be able to traverse to .stack/pg."""
+    if not pg_user():
+        return
+    r = subprocess.run(as_pg(["test", "-x", str(stack.pg_dir)]), capture_output=True, cwd="/")
+    if r.returncode != 0:
+        blocked = [
+            str(p) for p in [*reversed(stack.pg_dir.parents)] if not os.stat(p).st_mode & 0o001
+        ]
+        raise StackError(
+            f"postgres: the `postgres` user cannot reach {stack.pg_dir} (not traversable: "
+            f"{', '.join(blocked) or '?'}). Fix: chmod o+x on those directories, or put the "
+            "state elsewhere with PULSE_STACK_DIR=<dir under /tmp or /work>."
+        )
+
+
 def pg_initdb(stack: Stack, sec: Secrets) -> None:
     say(f"postgres: initdb {stack.pg_data}")
     stack.pg_dir.mkdir(parents=True, exist_ok=True)
@@ -754,6 +770,8 @@ def start_postgres(stack: Stack, sec: Secrets) -> int | None:
             f"postgres: socket path {stack.pg_socket_dir} is too long for a unix socket; "
             "use a shorter PULSE_STACK_DIR"
         )
+    stack.pg_dir.mkdir(parents=True, exist_ok=True)
+    check_pg_can_reach(stack)
     if not (stack.pg_data / "PG_VERSION").exists():
         pg_initdb(stack, sec)
     values = stack.template_vars()
