@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -42,21 +42,37 @@ def candle(i: int, *, hours: int = 3) -> CandleClosed:
     when = BASE_TIME + timedelta(hours=(i // 3) % hours, seconds=i)
     return CandleClosed.model_validate(
         {
-            "symbol": f"SYM{i % 7}", "asset_class": "crypto",
-            "window_start": when, "window_end": when + timedelta(minutes=1),
-            "open": f"{i}.123456789012345678", "high": f"{i * 3}.5", "low": "0.000000000000000001",
-            "close": f"-{i}.25", "volume": "99999999999999999999.999999999999999999",
-            "vwap": f"{i}", "trade_count": i, "sma": None if i % 2 else f"{i}.1",
-            "sma_period": 20, "ema": "1", "ema_period": 12,
-            "event_time": when, "emitted_at": when,
+            "symbol": f"SYM{i % 7}",
+            "asset_class": "crypto",
+            "window_start": when,
+            "window_end": when + timedelta(minutes=1),
+            "open": f"{i}.123456789012345678",
+            "high": f"{i * 3}.5",
+            "low": "0.000000000000000001",
+            "close": f"-{i}.25",
+            "volume": "99999999999999999999.999999999999999999",
+            "vwap": f"{i}",
+            "trade_count": i,
+            "sma": None if i % 2 else f"{i}.1",
+            "sma_period": 20,
+            "ema": "1",
+            "ema_period": 12,
+            "event_time": when,
+            "emitted_at": when,
         }
     )
 
 
 def expected_values(i: int) -> dict[str, Any]:
     c = candle(i)
-    return {"trade_count": i, "open": c.open, "close": c.close, "volume": c.volume,
-            "sma": c.sma, "event_time": c.event_time}
+    return {
+        "trade_count": i,
+        "open": c.open,
+        "close": c.close,
+        "volume": c.volume,
+        "sma": c.sma,
+        "event_time": c.event_time,
+    }
 
 
 class Scenario:
@@ -73,7 +89,8 @@ class Scenario:
         self.group = f"it-s3arch-{tag}"
         self.bootstrap = stack_env["KAFKA_BOOTSTRAP_SERVERS"]
         self.s3 = S3Settings(
-            s3_endpoint_url=stack_env["S3_ENDPOINT_URL"], s3_bucket=stack_env["S3_BUCKET"],
+            s3_endpoint_url=stack_env["S3_ENDPOINT_URL"],
+            s3_bucket=stack_env["S3_BUCKET"],
             aws_access_key_id=stack_env["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=stack_env["AWS_SECRET_ACCESS_KEY"],
             aws_region=stack_env.get("AWS_REGION", "us-east-1"),
@@ -93,16 +110,24 @@ class Scenario:
         finally:
             await admin.close()
 
-    async def produce(self, values: list[tuple[bytes | None, bytes]], *, topic: str | None = None,
-                      partition_of: Any = None) -> None:
+    async def produce(
+        self,
+        values: list[tuple[bytes | None, bytes]],
+        *,
+        topic: str | None = None,
+        partition_of: Any = None,
+    ) -> None:
         producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5, acks="all")
         await producer.start()
         try:
             futures = []
             for n, (key, value) in enumerate(values):
                 partition = None if partition_of is None else partition_of(n)
-                futures.append(await producer.send(topic or self.topic, value=value, key=key,
-                                                   partition=partition))
+                futures.append(
+                    await producer.send(
+                        topic or self.topic, value=value, key=key, partition=partition
+                    )
+                )
             await asyncio.gather(*futures)
         finally:
             await producer.stop()
@@ -149,6 +174,13 @@ class Scenario:
                     if item["Key"].endswith(".parquet"):
                         out[item["Key"]] = item["ETag"].strip('"')
         return out
+
+    async def listing_all(self) -> set[str]:
+        async with self.s3_client() as client:
+            response = await client.list_objects_v2(
+                Bucket=self.s3.s3_bucket, Prefix=self.root + "/_catalog/"
+            )
+        return {item["Key"] for item in response.get("Contents", [])}
 
     async def rows(self) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
@@ -230,7 +262,9 @@ class ArchiverProcess:
         try:
             return self.proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            raise AssertionError(f"archiver still running after {timeout_s}s:\n{self.log()[-4000:]}") from None
+            raise AssertionError(
+                f"archiver still running after {timeout_s}s:\n{self.log()[-4000:]}"
+            ) from None
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -270,5 +304,3 @@ class ArchiverProcess:
 def values_equal(row: dict[str, Any], i: int) -> bool:
     expected = expected_values(i)
     return all(row[k] == v for k, v in expected.items())
-
-

@@ -21,4 +21,3 @@ def archivers(tmp_path: Path) -> Iterator[list[ArchiverProcess]]:
 @pytest.fixture
 def log_dir(tmp_path: Path) -> Path:
     return tmp_path
-

@@ -1,4 +1,6 @@
-"""A TCP forwarder the S3 outage test stops and starts: `python tcp_forwarder.py LISTEN_PORT TARGET_HOST TARGET_PORT`.
+"""A TCP forwarder the S3 outage test stops and starts.
+
+`python tcp_forwarder.py LISTEN_PORT TARGET_HOST TARGET_PORT`.
 
 It sits between the archiver and the stack's shared S3Proxy, so an outage can be made
 without stopping S3Proxy for everyone else on this machine. Killing it refuses connections

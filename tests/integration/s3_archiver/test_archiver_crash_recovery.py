@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from archiver_harness import ArchiverProcess, Scenario, dedup, values_equal
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(240)]
@@ -64,9 +63,11 @@ async def test_kill_at_every_step_loses_nothing_and_never_rewrites_differently(
     # (a) kill -9 while buffers are open (records consumed, not yet written).
     c = run()
     await wait_until(
-        lambda: c.metric("pulse_events_in_total") > 0
-        and c.metric("pulse_archive_open_buffers") >= 1,
-        60, "records consumed into open buffers",
+        lambda: (
+            c.metric("pulse_events_in_total") > 0 and c.metric("pulse_archive_open_buffers") >= 1
+        ),
+        60,
+        "records consumed into open buffers",
     )
     c.kill9()
     snapshots.append(await sc.listing())

@@ -11,13 +11,13 @@ from contracts import datasets
 from contracts.events import AlertRaised, CandleClosed, ReviewEnriched
 from s3_archiver import catalog, encoding
 from s3_archiver.archiver import Rejected, decode, routes_for
+from s3_archiver.main import generate_athena
 from s3_archiver.parquet_schema import (
     DECIMAL_TYPE,
     TIMESTAMP_TYPE,
     is_compatible_evolution,
     schema_for,
 )
-from s3_archiver.main import generate_athena
 
 REPO = Path(__file__).resolve().parents[3]
 WHEN = datetime(2026, 11, 22, 17, 0, 0, 123456, tzinfo=UTC)
@@ -25,11 +25,23 @@ WHEN = datetime(2026, 11, 22, 17, 0, 0, 123456, tzinfo=UTC)
 
 def candle(**over: object) -> CandleClosed:
     fields: dict[str, object] = dict(
-        symbol="BTC-USD", asset_class="crypto", window_start=WHEN, window_end=WHEN,
-        open="67012.500000000000000001", high="99999999999999999999.999999999999999999",
-        low="0.000000000000000001", close="-12.5", volume="0", vwap="67012.5",
-        trade_count=3, sma=None, sma_period=20, ema="1.1", ema_period=12,
-        event_time=WHEN, emitted_at=WHEN,
+        symbol="BTC-USD",
+        asset_class="crypto",
+        window_start=WHEN,
+        window_end=WHEN,
+        open="67012.500000000000000001",
+        high="99999999999999999999.999999999999999999",
+        low="0.000000000000000001",
+        close="-12.5",
+        volume="0",
+        vwap="67012.5",
+        trade_count=3,
+        sma=None,
+        sma_period=20,
+        ema="1.1",
+        ema_period=12,
+        event_time=WHEN,
+        emitted_at=WHEN,
     )
     fields.update(over)
     return CandleClosed.model_validate(fields)
@@ -54,8 +66,12 @@ def test_dict_fields_are_maps() -> None:
 def test_parquet_round_trips_decimals_and_times_exactly() -> None:
     events = [candle(), candle(close="0.1", sma="3.333333333333333333")]
     table = encoding.to_table(
-        schema_for(CandleClosed), events, topic="market.candles.v1", partition=1,
-        offsets=[10, 11], archived_at=WHEN,
+        schema_for(CandleClosed),
+        events,
+        topic="market.candles.v1",
+        partition=1,
+        offsets=[10, 11],
+        archived_at=WHEN,
     )
     data = encoding.to_parquet(table)
     back = encoding.read_parquet(data).to_pylist()
@@ -66,18 +82,28 @@ def test_parquet_round_trips_decimals_and_times_exactly() -> None:
     assert back[1]["sma"] == Decimal("3.333333333333333333") and back[0]["sma"] is None
     assert back[0]["event_time"] == WHEN and back[0]["event_time"].tzinfo is not None
     assert (back[1]["_topic"], back[1]["_partition"], back[1]["_offset"]) == (
-        "market.candles.v1", 1, 11,
+        "market.candles.v1",
+        1,
+        11,
     )
     assert encoding.read_parquet(data).schema.field("open").type == DECIMAL_TYPE
 
 
 def test_same_rows_encode_to_the_same_bytes() -> None:
     events = [candle(), candle(close="2")]
+
     def enc() -> bytes:
         return encoding.to_parquet(
-            encoding.to_table(schema_for(CandleClosed), events, topic="t", partition=0,
-                              offsets=[0, 1], archived_at=WHEN)
+            encoding.to_table(
+                schema_for(CandleClosed),
+                events,
+                topic="t",
+                partition=0,
+                offsets=[0, 1],
+                archived_at=WHEN,
+            )
         )
+
     assert enc() == enc()
 
 
@@ -91,17 +117,28 @@ def test_adding_an_optional_field_is_a_compatible_evolution(tmp_path: Path) -> N
     assert not is_compatible_evolution(new.schema, old.schema)[0]  # a removed column
     folder = tmp_path / "market_candles" / "dt=2026-11-22" / "hour=17"
     folder.mkdir(parents=True)
-    (folder / "a.parquet").write_bytes(encoding.to_parquet(encoding.to_table(
-        old, [candle()], topic="t", partition=0, offsets=[0], archived_at=WHEN)))
+    (folder / "a.parquet").write_bytes(
+        encoding.to_parquet(
+            encoding.to_table(
+                old, [candle()], topic="t", partition=0, offsets=[0], archived_at=WHEN
+            )
+        )
+    )
     v2 = CandleClosedV2.model_validate({**candle().model_dump(), "exchange": "demo"})
-    (folder / "b.parquet").write_bytes(encoding.to_parquet(encoding.to_table(
-        new, [v2], topic="t", partition=0, offsets=[1], archived_at=WHEN)))
+    (folder / "b.parquet").write_bytes(
+        encoding.to_parquet(
+            encoding.to_table(new, [v2], topic="t", partition=0, offsets=[1], archived_at=WHEN)
+        )
+    )
     rows = duckdb.sql(
-        f"SELECT _offset, exchange, open, hour FROM read_parquet('{tmp_path}/market_candles/*/*/*.parquet',"
-        " hive_partitioning = true, union_by_name = true) ORDER BY _offset"
+        "SELECT _offset, exchange, open, hour FROM read_parquet("
+        f"'{tmp_path}/market_candles/*/*/*.parquet', hive_partitioning = true, "
+        "union_by_name = true) ORDER BY _offset"
     ).fetchall()
-    assert rows == [(0, None, Decimal("67012.500000000000000001"), 17),
-                    (1, "demo", Decimal("67012.500000000000000001"), 17)]
+    assert rows == [
+        (0, None, Decimal("67012.500000000000000001"), 17),
+        (1, "demo", Decimal("67012.500000000000000001"), 17),
+    ]
 
 
 def test_incompatible_or_undecodable_events_are_rejected_with_a_reason() -> None:
@@ -110,9 +147,12 @@ def test_incompatible_or_undecodable_events_are_rejected_with_a_reason() -> None
     assert isinstance(ok, CandleClosed)
     float_price = candle().model_dump(mode="json") | {"open": 1.5}
     import orjson
+
     bad = decode(route, orjson.dumps(float_price))
     assert isinstance(bad, Rejected) and bad.reason == "schema_invalid" and "open" in bad.detail
-    assert decode(route, b"{not json") == Rejected("undecodable", decode(route, b"{not json").detail)  # type: ignore[union-attr]
+    assert decode(route, b"{not json") == Rejected(
+        "undecodable", decode(route, b"{not json").detail
+    )  # type: ignore[union-attr]
     assert isinstance(decode(route, None), Rejected)
 
 
@@ -127,10 +167,12 @@ def test_committed_athena_ddl_is_what_the_generator_writes(tmp_path: Path) -> No
 def test_athena_ddl_uses_partition_projection() -> None:
     ddl = catalog.athena_ddl(datasets.REVIEWS_ENRICHED, bucket="b")
     for needle in (
-        "'projection.enabled'='true'", "'projection.dt.type'='date'",
+        "'projection.enabled'='true'",
+        "'projection.dt.type'='date'",
         "'projection.hour.type'='integer'",
         "'storage.location.template'='s3://b/archive/reviews_enriched/dt=${dt}/hour=${hour}/'",
-        "PARTITIONED BY (`dt` string, `hour` int)", "`pii_counts` map<string,bigint>",
+        "PARTITIONED BY (`dt` string, `hour` int)",
+        "`pii_counts` map<string,bigint>",
         "`_offset` bigint",
     ):
         assert needle in ddl

@@ -14,17 +14,33 @@ T0 = 1_795_000_000_000  # Kafka timestamp (ms) of the first record
 def make(**policy: object) -> tuple[WindowBuffers[str], FakeClock]:
     clock = FakeClock(datetime(2026, 11, 22, 12, tzinfo=UTC))
     defaults: dict[str, object] = dict(
-        max_records=1000, max_bytes=10**9, window=timedelta(seconds=60),
+        max_records=1000,
+        max_bytes=10**9,
+        window=timedelta(seconds=60),
         idle_grace=timedelta(seconds=5),
     )
     defaults.update(policy)
     return WindowBuffers(BufferPolicy(**defaults), clock), clock  # type: ignore[arg-type]
 
 
-def add(b: WindowBuffers[str], offset: int, path: PartitionPath = H10, *, ts: int | None = None,
-        partition: int = 0, size: int = 10) -> None:
-    b.add(topic="t", partition=partition, offset=offset, timestamp_ms=T0 if ts is None else ts,
-          path=path, row=f"r{offset}", size_bytes=size)
+def add(
+    b: WindowBuffers[str],
+    offset: int,
+    path: PartitionPath = H10,
+    *,
+    ts: int | None = None,
+    partition: int = 0,
+    size: int = 10,
+) -> None:
+    b.add(
+        topic="t",
+        partition=partition,
+        offset=offset,
+        timestamp_ms=T0 if ts is None else ts,
+        path=path,
+        row=f"r{offset}",
+        size_bytes=size,
+    )
 
 
 def boundaries(b: WindowBuffers[str]) -> list[tuple[int, int, int]]:
