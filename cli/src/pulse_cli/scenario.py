@@ -179,6 +179,7 @@ def build(
             phone = f"+1 415 {rng.randint(200, 999)} {rng.randint(1000, 9999)}"
             locale = ("en", "en", "fr", "de")[n % 4]
             text = rng.choice(_POSITIVE[locale]).format(name=product.name.lower())
+            text += _detail(run_id, p_index, n)
             contains: tuple[str, ...] = ()
             if n % 4 == 0:  # personal data in the text, the way people really write it
                 text += f" Questions? Mail me at {email} or call {phone}."
@@ -203,6 +204,7 @@ def build(
         email = f"angry.{run_id}.{n}@example.com"
         phone = f"+44 20 {rng.randint(1000, 9999)} {rng.randint(1000, 9999)}"
         body = rng.choice(_NEGATIVE).format(name=burst_product.name.lower())
+        body += _detail(run_id, 99, n)
         body += f" Call me on {phone} or write to {email}."
         pii.extend((email, phone))
         reviews.append(
@@ -298,6 +300,12 @@ def _ticks(
                 ticks.append(Tick(symbol, classes[symbol], prices[symbol], size, at))
     candle_minutes = tuple(start + timedelta(minutes=m) for m in range(minutes))
     return tuple(ticks), candle_minutes, start + timedelta(minutes=move_at)
+
+
+def _detail(run_id: str, product: int, n: int) -> str:
+    """A sentence that makes each text unique: the processor drops same-text duplicates."""
+    when = ("last week", "in March", "for Christmas", "on sale", "yesterday", "in the spring")
+    return f" Bought {when[n % len(when)]}, order {run_id[:4].upper()}-{product:02d}{n:03d}."
 
 
 def minute_floor(at: datetime) -> datetime:
