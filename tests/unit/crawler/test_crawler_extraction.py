@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from conftest import FIXTURE_DIR, site_config
+from conftest import FIXTURE_DIR
 from crawler.extraction import (
     content_id,
     decode_html,
@@ -16,7 +16,7 @@ from crawler.extraction import (
     parse_sitemap,
 )
 from crawler.settings import ProductMapping, SiteConfig
-from crawler_fixture_site import _ktl_page
+from crawler_fixture_site import _ktl_page, site_config
 
 PAGES = FIXTURE_DIR / "pages" / "products"
 BASE = "http://homegear.example/products/"

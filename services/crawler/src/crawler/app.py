@@ -72,6 +72,7 @@ class CrawlerApp:
                 reviews_topic=settings.reviews_topic,
                 default_delay_s=settings.min_delay_s,
                 seen_ids_per_product=settings.seen_ids_per_product,
+                concurrency=min(settings.global_concurrency, settings.per_host_concurrency),
             )
             for site in settings.site_list
         ]

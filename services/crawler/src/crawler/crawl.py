@@ -7,6 +7,7 @@ watermark. A crash between 3 and 4 republishes (same keys), never loses.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections import deque
@@ -18,6 +19,7 @@ from servicekit.clock import Clock
 
 from crawler.extraction import (
     ExtractedReview,
+    PageExtract,
     decode_html,
     extract_page,
     map_product,
@@ -71,6 +73,7 @@ class SiteCrawler:
         reviews_topic: str,
         default_delay_s: float,
         seen_ids_per_product: int,
+        concurrency: int = 1,
     ) -> None:
         self.site = site
         self._fetcher = fetcher
@@ -81,6 +84,7 @@ class SiteCrawler:
         self._topic = reviews_topic
         self._base_delay_s = site.min_delay_s if site.min_delay_s is not None else default_delay_s
         self._keep = seen_ids_per_product
+        self._concurrency = max(1, concurrency)
         self._patterns = [re.compile(p) for p in site.allowed_patterns]
         self._origins = {origin_of(normalise_url(u)) for u in (*site.start_urls, *site.sitemaps)}
 
@@ -144,38 +148,35 @@ class SiteCrawler:
         by_product: dict[str, list[ExtractedReview]] = {}
         sku_of: dict[str, str | None] = {}
         url_of: dict[str, str] = {}
-        fetched = 0
-        while frontier and fetched < self.site.max_pages:
-            job = frontier.popleft()
-            fetched += 1
-            got = await self._get(job.url, report, _HTML_TYPES)
-            if got is None:
-                continue
-            final_url, html = got
-            seen.add(final_url)
-            page = extract_page(
-                html,
-                final_url,
-                selectors=self.site.selectors,
-                next_page_selector=self.site.next_page_selector,
-                default_language=self.site.language,
-            )
-            for review in page.reviews:
-                refs = review.product_refs or page.product_refs
-                sku = map_product(refs, final_url, self.site.product)
-                key = sku or next((f"{k}:{v}" for k, v in sorted(refs.items())), "") or final_url
-                by_product.setdefault(key, []).append(review)
-                sku_of[key] = sku
-                url_of.setdefault(review.external_id, final_url)
-                report.extracted += 1
-            metrics.CRAWLED_REVIEWS.labels(site=self.site.name, stage="extracted").inc(
-                len(page.reviews)
-            )
-            if job.pagination_depth < self.site.max_review_pages:
-                for nxt in page.next_pages:
-                    enqueue(nxt, job.pagination_depth + 1)
-            for link in page.links:
-                enqueue(link, 0)
+        budget = self.site.max_pages
+        while frontier and budget > 0:
+            # A wave of pages at once; the host gate still decides how many really overlap.
+            wave = [
+                frontier.popleft() for _ in range(min(self._concurrency, budget, len(frontier)))
+            ]
+            budget -= len(wave)
+            visited = await asyncio.gather(*(self._visit(job, report) for job in wave))
+            for job, outcome in zip(wave, visited, strict=True):
+                if outcome is None:
+                    continue
+                final_url, page = outcome
+                seen.add(final_url)
+                for review in page.reviews:
+                    refs = review.product_refs or page.product_refs
+                    sku = map_product(refs, final_url, self.site.product)
+                    key = sku or next((f"{k}:{v}" for k, v in sorted(refs.items())), final_url)
+                    by_product.setdefault(key, []).append(review)
+                    sku_of[key] = sku
+                    url_of.setdefault(review.external_id, final_url)
+                    report.extracted += 1
+                metrics.CRAWLED_REVIEWS.labels(site=self.site.name, stage="extracted").inc(
+                    len(page.reviews)
+                )
+                if job.pagination_depth < self.site.max_review_pages:
+                    for nxt in page.next_pages:
+                        enqueue(nxt, job.pagination_depth + 1)
+                for link in page.links:
+                    enqueue(link, 0)
 
         await self._publish(by_product, sku_of, url_of, report)
         metrics.SITE_LAG.labels(site=self.site.name).set(0)
@@ -188,6 +189,20 @@ class SiteCrawler:
             report.errors,
         )
         return report
+
+    async def _visit(self, job: _Job, report: CrawlReport) -> tuple[str, PageExtract] | None:
+        got = await self._get(job.url, report, _HTML_TYPES)
+        if got is None:
+            return None
+        final_url, html = got
+        page = extract_page(
+            html,
+            final_url,
+            selectors=self.site.selectors,
+            next_page_selector=self.site.next_page_selector,
+            default_language=self.site.language,
+        )
+        return final_url, page
 
     async def _publish(
         self,
