@@ -1,6 +1,7 @@
 """stack.py's process lifecycle, on a private mini stack (PostgreSQL + S3Proxy, own state dir
 and ports) so the shared stack is untouched: up is idempotent, down leaves no process behind,
-data persists across down/up, and a taken port is a clear error."""
+rows and objects persist across down/up and `restart s3proxy`, and a taken port is a clear
+error."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import socket
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -18,6 +21,7 @@ import pytest
 pytestmark = pytest.mark.integration
 
 RunStack = Callable[..., subprocess.CompletedProcess[str]]
+OpenS3 = Callable[[dict[str, str]], AbstractAsyncContextManager[Any]]
 REPO = Path(__file__).resolve().parents[3]
 
 
@@ -71,8 +75,15 @@ def mini_env(stack_env: dict[str, str]) -> Iterator[dict[str, str]]:
     shutil.rmtree(state, ignore_errors=True)
 
 
+async def _get(open_s3: OpenS3, env: dict[str, str], key: str) -> bytes:
+    async with open_s3(env) as s3:
+        got = await s3.get_object(Bucket=env["S3_BUCKET"], Key=key)
+        async with got["Body"] as stream:
+            return bytes(await stream.read())
+
+
 async def test_mini_stack_up_down_leaves_nothing_and_keeps_data(
-    mini_env: dict[str, str], run_stack: RunStack
+    mini_env: dict[str, str], run_stack: RunStack, open_s3: OpenS3
 ) -> None:
     state = mini_env["PULSE_STACK_DIR"]
     up = run_stack("up", "postgres", "s3proxy", env=mini_env)
@@ -95,6 +106,8 @@ async def test_mini_stack_up_down_leaves_nothing_and_keeps_data(
         assert is_replication
     finally:
         await conn.close()
+    async with open_s3(env) as s3:
+        await s3.put_object(Bucket=env["S3_BUCKET"], Key="kept/object.txt", Body=b"still here")
     assert _processes_mentioning(f"{state}/"), "the mini stack should be running"
 
     down = run_stack("down", env=mini_env)
@@ -110,6 +123,12 @@ async def test_mini_stack_up_down_leaves_nothing_and_keeps_data(
         assert await conn.fetchval("SELECT id FROM kept") == 42
     finally:
         await conn.close()
+    assert await _get(open_s3, env, "kept/object.txt") == b"still here"
+
+    restart = run_stack("restart", "s3proxy", env=mini_env)
+    assert restart.returncode == 0, restart.stdout + restart.stderr
+    assert await _get(open_s3, env, "kept/object.txt") == b"still here"
+
     down = run_stack("down", env=mini_env)
     assert down.returncode == 0
     assert _processes_mentioning(f"{state}/") == []

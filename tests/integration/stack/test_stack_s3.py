@@ -1,34 +1,26 @@
-"""S3Proxy of the local stack: put/list/get/delete through aiobotocore, and objects survive a
-restart of S3Proxy (filesystem backend under .stack/s3)."""
+"""S3Proxy of the local stack: bucket, put/list/get/delete through aiobotocore.
+
+Persistence across down/up and `restart s3proxy` is tested on a private mini stack
+(test_stack_lifecycle.py) so the shared S3Proxy is never restarted under other tests."""
 
 from __future__ import annotations
 
 import os
-import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import pytest
-from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
 
 pytestmark = pytest.mark.integration
 
-RunStack = Callable[..., subprocess.CompletedProcess[str]]
+OpenS3 = Callable[[dict[str, str]], AbstractAsyncContextManager[Any]]
 
 
 @pytest.fixture
-async def s3(stack_env: dict[str, str]) -> AsyncIterator[Any]:
-    session = get_session()
-    async with session.create_client(
-        "s3",
-        endpoint_url=stack_env["S3_ENDPOINT_URL"],
-        region_name=stack_env["AWS_REGION"],
-        aws_access_key_id=stack_env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=stack_env["AWS_SECRET_ACCESS_KEY"],
-        config=AioConfig(s3={"addressing_style": "path"}, retries={"max_attempts": 2}),
-    ) as client:
+async def s3(stack_env: dict[str, str], open_s3: OpenS3) -> AsyncIterator[Any]:
+    async with open_s3(stack_env) as client:
         yield client
 
 
@@ -58,19 +50,3 @@ async def test_put_list_get_delete(s3: Any, stack_env: dict[str, str]) -> None:
         await s3.delete_object(Bucket=bucket, Key=key)
     listed = await s3.list_objects_v2(Bucket=bucket, Prefix=prefix)
     assert listed.get("KeyCount", 0) == 0
-
-
-async def test_objects_survive_s3proxy_restart(
-    s3: Any, stack_env: dict[str, str], run_stack: RunStack
-) -> None:
-    bucket, key = stack_env["S3_BUCKET"], f"it-stack/{uuid.uuid4().hex}/persisted.txt"
-    await s3.put_object(Bucket=bucket, Key=key, Body=b"still here")
-
-    # restarts S3Proxy only: the rest of the shared stack keeps running
-    result = run_stack("restart", "s3proxy", env={"PULSE_STACK_DIR": stack_env["PULSE_STACK_DIR"]})
-    assert result.returncode == 0, result.stdout + result.stderr
-
-    got = await s3.get_object(Bucket=bucket, Key=key)
-    async with got["Body"] as stream:
-        assert await stream.read() == b"still here"
-    await s3.delete_object(Bucket=bucket, Key=key)
