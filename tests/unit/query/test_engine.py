@@ -37,3 +37,21 @@ def test_empty_archive_still_has_tables(tmp_path: object) -> None:
     empty = QueryEngine(ArchiveCatalog(local_location(Path(str(tmp_path))), ttl_s=0))
     for table in ("reviews_enriched", "market_candles", "alerts", "reviews_latest"):
         assert empty.run(f"SELECT count(*) FROM {table}").rows == [(0,)]
+
+
+def test_archivers_catalog_types_are_understood() -> None:
+    import pyarrow as pa
+
+    from query.archive import arrow_type_from_name
+
+    for dtype in (
+        pa.string(),
+        pa.int64(),
+        pa.int32(),
+        pa.bool_(),
+        pa.float64(),
+        pa.decimal128(38, 18),
+        pa.timestamp("us", tz="UTC"),
+        pa.map_(pa.string(), pa.int64()),
+    ):
+        assert arrow_type_from_name(str(dtype)) == dtype

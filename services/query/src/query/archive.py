@@ -8,6 +8,7 @@ pushdown. Listings are cached for `ttl_s` so a burst of queries lists the bucket
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -96,7 +97,7 @@ class ArchiveCatalog:
     def _load(self, dataset: Dataset) -> pa.Table | ds.Dataset:
         paths = self.files(dataset.name)
         if not paths:
-            return empty_table(dataset.model)
+            return self.declared_schema(dataset).empty_table()
         factory = ds.FileSystemDatasetFactory(
             self.location.filesystem,
             paths,
@@ -109,10 +110,61 @@ class ArchiveCatalog:
         # Files written before a column was added lack it: unify every file's schema, then
         # add any contract field no file has yet (as nulls), so queries can name it.
         schema = factory.inspect(promote_options="permissive")
-        for contract_field in empty_table(dataset.model).schema:
+        for contract_field in self.declared_schema(dataset):
             if schema.get_field_index(contract_field.name) < 0:
                 schema = schema.append(contract_field)
         return factory.finish(schema)
+
+    def declared_schema(self, dataset: Dataset) -> pa.Schema:
+        """The archiver's published schema (`<root>/_catalog/<dataset>.json`) plus `dt`, `hour`.
+
+        Falls back to one derived from the contract model when the catalog is missing or
+        names a type this reader does not know.
+        """
+        path = f"{self.location.root}/_catalog/{dataset.name}.json"
+        try:
+            with self.location.filesystem.open_input_stream(path) as stream:
+                document = json.loads(stream.read())
+            fields = [
+                pa.field(c["name"], arrow_type_from_name(c["arrow_type"]))
+                for c in document["columns"]
+            ]
+        except (OSError, KeyError, TypeError, ValueError) as exc:
+            log.debug(
+                "no usable catalog for %s (%s): deriving from the contract", dataset.name, exc
+            )
+            return empty_table(dataset.model).schema
+        return pa.schema([*fields, *PARTITIONING.schema])
+
+
+_SIMPLE_TYPES: dict[str, pa.DataType] = {
+    "string": pa.string(),
+    "large_string": pa.large_string(),
+    "bool": pa.bool_(),
+    "int32": pa.int32(),
+    "int64": pa.int64(),
+    "double": pa.float64(),
+    "float": pa.float32(),
+    "date32[day]": pa.date32(),
+}
+
+
+def arrow_type_from_name(name: str) -> pa.DataType:
+    """Arrow's own spelling of a type (`str(pa.DataType)`) back to the type, for the types
+    the archive uses; raises ValueError for anything else."""
+    name = name.strip()
+    if name in _SIMPLE_TYPES:
+        return _SIMPLE_TYPES[name]
+    if name.startswith("decimal128(") and name.endswith(")"):
+        precision, scale = (int(part) for part in name[len("decimal128(") : -1].split(","))
+        return pa.decimal128(precision, scale)
+    if name.startswith("timestamp[") and name.endswith("]"):
+        unit, _, zone = name[len("timestamp[") : -1].partition(",")
+        return pa.timestamp(unit.strip(), tz=zone.strip().removeprefix("tz=") or None)
+    if name.startswith("map<") and name.endswith(">"):
+        key, _, item = name[len("map<") : -1].partition(",")
+        return pa.map_(arrow_type_from_name(key), arrow_type_from_name(item))
+    raise ValueError(f"unknown Arrow type name {name!r}")
 
 
 def empty_table(model: type[BaseModel]) -> pa.Table:
