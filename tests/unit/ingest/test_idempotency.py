@@ -15,25 +15,28 @@ from ingest.idempotency import (
 )
 
 
-def test_fingerprint_ignores_key_order() -> None:
-    a = fingerprint("POST", "/v1/reviews", {"rating": 1, "body": "x"})
-    b = fingerprint("post", "/v1/reviews", {"body": "x", "rating": 1})
+def test_fingerprint_ignores_whitespace_and_key_order() -> None:
+    a = fingerprint("POST", "/v1/reviews", b'{"rating": 1, "body": "x"}')
+    b = fingerprint("post", "/v1/reviews", b'{"body":"x","rating":1}')
     assert a == b and len(a) == 32
 
 
 @pytest.mark.parametrize(
-    ("other_route", "other_payload"),
+    ("other_route", "other_body"),
     [
-        ("/v1/reviews", {"rating": 2, "body": "x"}),
-        ("/v1/reviews/batch", {"rating": 1, "body": "x"}),
-        ("/v1/reviews", {"rating": 1, "body": "x", "title": None}),
+        ("/v1/reviews", b'{"rating": 2, "body": "x"}'),
+        ("/v1/reviews/batch", b'{"rating": 1, "body": "x"}'),
+        ("/v1/reviews", b'{"rating": 1, "body": "x", "title": null}'),
+        ("/v1/reviews", b'{"rating": 1, "body": "X"}'),
     ],
 )
-def test_fingerprint_changes_with_route_or_any_value(
-    other_route: str, other_payload: dict[str, object]
-) -> None:
-    base = fingerprint("POST", "/v1/reviews", {"rating": 1, "body": "x"})
-    assert fingerprint("POST", other_route, other_payload) != base
+def test_fingerprint_changes_with_route_or_any_value(other_route: str, other_body: bytes) -> None:
+    base = fingerprint("POST", "/v1/reviews", b'{"rating": 1, "body": "x"}')
+    assert fingerprint("POST", other_route, other_body) != base
+
+
+def test_unparseable_bodies_are_fingerprinted_as_bytes() -> None:
+    assert fingerprint("POST", "/r", b"not json") != fingerprint("POST", "/r", b"not json!")
 
 
 def test_replay_returns_the_stored_response_for_the_same_request() -> None:

@@ -239,7 +239,7 @@ def create_app(
         result = await db.upsert_product(
             api_key_id=key.id,
             key=idem,
-            fingerprint=fingerprint("POST", "/v1/products", product.model_dump(mode="json")),
+            fingerprint=fingerprint("POST", "/v1/products", await request.body()),
             now=now,
             product=product,
             render=render,
@@ -265,7 +265,7 @@ def create_app(
         result = await db.insert_review(
             api_key_id=key.id,
             key=idem,
-            fingerprint=fingerprint("POST", "/v1/reviews", review.model_dump(mode="json")),
+            fingerprint=fingerprint("POST", "/v1/reviews", await request.body()),
             now=now,
             review_id=review_id,
             review=review,
@@ -293,7 +293,7 @@ def create_app(
         result = await db.insert_reviews(
             api_key_id=key.id,
             key=idem,
-            fingerprint=fingerprint("POST", "/v1/reviews/batch", batch.model_dump(mode="json")),
+            fingerprint=fingerprint("POST", "/v1/reviews/batch", await request.body()),
             now=now,
             reviews=items,
             response=orjson.dumps({"inserted": len(items), "ids": [i for i, _ in items]}),
@@ -360,7 +360,7 @@ def create_app(
         result = await db.insert_ticks(
             api_key_id=key.id,
             key=idem,
-            fingerprint=fingerprint("POST", "/v1/ticks/batch", batch.model_dump(mode="json")),
+            fingerprint=fingerprint("POST", "/v1/ticks/batch", await request.body()),
             now=clock.now(),
             ticks=batch.ticks,
             response=orjson.dumps({"inserted": len(batch.ticks)}),
