@@ -149,34 +149,41 @@ class SiteCrawler:
         sku_of: dict[str, str | None] = {}
         url_of: dict[str, str] = {}
         budget = self.site.max_pages
-        while frontier and budget > 0:
-            # A wave of pages at once; the host gate still decides how many really overlap.
-            wave = [
-                frontier.popleft() for _ in range(min(self._concurrency, budget, len(frontier)))
-            ]
-            budget -= len(wave)
-            visited = await asyncio.gather(*(self._visit(job, report) for job in wave))
-            for job, outcome in zip(wave, visited, strict=True):
-                if outcome is None:
-                    continue
-                final_url, page = outcome
-                seen.add(final_url)
-                for review in page.reviews:
-                    refs = review.product_refs or page.product_refs
-                    sku = map_product(refs, final_url, self.site.product)
-                    key = sku or next((f"{k}:{v}" for k, v in sorted(refs.items())), final_url)
-                    by_product.setdefault(key, []).append(review)
-                    sku_of[key] = sku
-                    url_of.setdefault(review.external_id, final_url)
-                    report.extracted += 1
-                metrics.CRAWLED_REVIEWS.labels(site=self.site.name, stage="extracted").inc(
-                    len(page.reviews)
-                )
-                if job.pagination_depth < self.site.max_review_pages:
-                    for nxt in page.next_pages:
-                        enqueue(nxt, job.pagination_depth + 1)
-                for link in page.links:
-                    enqueue(link, 0)
+        running: dict[asyncio.Task[tuple[str, PageExtract] | None], _Job] = {}
+        try:
+            while (frontier and budget > 0) or running:
+                # Keep up to `concurrency` pages in flight; the host gate still paces them.
+                while frontier and budget > 0 and len(running) < self._concurrency:
+                    job = frontier.popleft()
+                    budget -= 1
+                    running[asyncio.create_task(self._visit(job, report))] = job
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    job = running.pop(task)
+                    outcome = task.result()
+                    if outcome is None:
+                        continue
+                    final_url, page = outcome
+                    seen.add(final_url)
+                    for review in page.reviews:
+                        refs = review.product_refs or page.product_refs
+                        sku = map_product(refs, final_url, self.site.product)
+                        key = sku or next((f"{k}:{v}" for k, v in sorted(refs.items())), final_url)
+                        by_product.setdefault(key, []).append(review)
+                        sku_of[key] = sku
+                        url_of.setdefault(review.external_id, final_url)
+                        report.extracted += 1
+                    metrics.CRAWLED_REVIEWS.labels(site=self.site.name, stage="extracted").inc(
+                        len(page.reviews)
+                    )
+                    if job.pagination_depth < self.site.max_review_pages:
+                        for nxt in page.next_pages:
+                            enqueue(nxt, job.pagination_depth + 1)
+                    for link in page.links:
+                        enqueue(link, 0)
+        finally:
+            for task in running:
+                task.cancel()
 
         await self._publish(by_product, sku_of, url_of, report)
         metrics.SITE_LAG.labels(site=self.site.name).set(0)
