@@ -7,11 +7,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from conftest import make_settings
 from contracts.events import QuotePolled, ReviewCrawled
 from crawler.app import CrawlerApp
 from crawler.publisher import MemoryPublisher
 from crawler_fixture_site import FixtureSite, feed_config, site_config
+from crawler_testkit import make_settings
 from servicekit.clock import SystemClock
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from conftest import FIXTURE_DIR
 from crawler.extraction import (
     content_id,
     decode_html,
@@ -17,6 +16,7 @@ from crawler.extraction import (
 )
 from crawler.settings import ProductMapping, SiteConfig
 from crawler_fixture_site import _ktl_page, site_config
+from crawler_testkit import FIXTURE_DIR
 
 PAGES = FIXTURE_DIR / "pages" / "products"
 BASE = "http://homegear.example/products/"

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import make_settings
 from crawler.addresses import IPAddress
 from crawler.app import build_policy
 from crawler.fetcher import AddressBlockedError, Fetcher, FetchError, Resolver, system_resolver
 from crawler_fixture_site import FixtureSite
+from crawler_testkit import make_settings
 from servicekit import metrics
 from servicekit.clock import SystemClock
 

@@ -9,12 +9,12 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURE_DIR
 from crawler.extraction import ExtractedReview
 from crawler.quotes import FeedError, parse_feed
 from crawler.settings import CrawlerSettings, QuoteFeedConfig
 from crawler.watermark import ProductMark, StateStore, advance, select_new
 from crawler_fixture_site import QUOTES_JSON, feed_config
+from crawler_testkit import FIXTURE_DIR
 from servicekit.settings import SettingsError, load_settings
 
 NOW = datetime(2026, 11, 22, 17, 5, tzinfo=UTC)
