@@ -105,7 +105,7 @@ def test_negative_review_raises_alert_with_deterministic_id() -> None:
         _product(flow)
         outputs = flow.on_review(decoding.decode_review_cdc(golden("review_insert")))
         [alert] = _records(outputs, topics.ALERTS.name)
-        assert alert["kind"] == "negative_review" and alert["subject"] == "KTL-100"
+        assert alert["kind"] == "negative_review" and alert["subject"] == "product:1"
         ids.append(alert["alert_id"])
     assert ids[0] == ids[1]
 

@@ -31,6 +31,7 @@ def main() -> None:
             replication_factor=settings.topic_replication_factor,
         )
     )
+    (settings.data_dir / settings.app_id).mkdir(parents=True, exist_ok=True)
     processor = create_app(settings, kafka)
     worker = faust.Worker(
         processor.app,

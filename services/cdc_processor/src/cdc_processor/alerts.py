@@ -27,10 +27,12 @@ def alert_id(kind: AlertKind, subject: str, trigger: str) -> str:
 
 
 def review_subject(review: ReviewEnriched) -> str:
-    if review.product_sku:
-        return review.product_sku
+    """`product:<id>` whenever the id is known (app reviews always carry it, joined or not),
+    so a product's burst state and alert keys do not split before and after its join."""
     if review.product_id is not None:
         return f"product:{review.product_id}"
+    if review.product_sku:
+        return f"sku:{review.product_sku}"
     return "product:unknown"
 
 

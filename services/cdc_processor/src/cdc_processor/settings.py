@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import tempfile
 from decimal import Decimal
+from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
@@ -25,6 +28,10 @@ class CdcSettings(ServiceSettings):
     pseudonym_key: SecretStr = SecretStr(DEV_ONLY_PSEUDONYM_KEY)
     expected_languages: str = Field(default="en,fr,de", pattern=r"^[a-z]{2}(,[a-z]{2})*$")
     topic_replication_factor: int = Field(default=1, ge=1)
+    # Where a new consumer group starts. "latest" skips history (tests on a shared stack).
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    # Faust wants a data directory even with the memory store; nothing durable is kept there.
+    data_dir: Path = Path(tempfile.gettempdir()) / "pulse-cdc-processor"
 
     # reviews
     negative_rating_max: int = Field(default=2, ge=1, le=5)

@@ -1,0 +1,123 @@
+"""Each agent in in-memory Faust (`test_context`, memory:// store); outbound sends mocked."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+from unittest.mock import AsyncMock, MagicMock
+
+import orjson
+import pytest
+
+from cdc_fixtures import T0, envelope, golden, product_row, quote, review_row, tick_row
+from cdc_processor.app import Processor, create_app
+from cdc_processor.settings import CdcSettings
+from contracts import topics
+from servicekit.clock import FakeClock
+from servicekit.settings import KafkaSettings
+
+
+@pytest.fixture
+async def processor() -> AsyncIterator[Processor]:
+    settings = CdcSettings(app_id=f"cdc-unit-{uuid.uuid4().hex[:8]}", http_port=0, candle_grace_s=5,
+                           sma_period=2, ema_period=2)
+    p = create_app(settings, KafkaSettings(kafka_bootstrap_servers="127.0.0.1:1"), clock=FakeClock(T0))
+    app = p.app
+    app.loop = asyncio.get_running_loop()
+    app.finalize()
+    app.conf.store = "memory://"
+    app.flow_control.resume()
+    for topic in p.topics.values():
+        topic.send = AsyncMock()
+    for table in app.tables.values():
+        table.send_changelog = MagicMock()  # type: ignore[method-assign]
+    yield p
+
+
+def sent(p: Processor, topic: str) -> list[tuple[bytes | None, dict[str, Any]]]:
+    mock = p.topics[topic].send
+    return [(c.kwargs["key"], orjson.loads(c.kwargs["value"])) for c in mock.call_args_list]
+
+
+async def test_products_and_reviews_agents_join_and_emit(processor: Processor) -> None:
+    p = processor
+    async with p.app.agents["products"].test_context() as products:
+        await products.put(envelope("c", after=product_row(1, "KTL-100"), table="products"), key=b'{"id":1}')
+    async with p.app.agents["reviews-cdc"].test_context() as reviews:
+        await reviews.put(golden("review_insert"), key=b"k", partition=1)
+    [(key, record)] = sent(p, topics.REVIEWS_ENRICHED.name)
+    assert key == b"7d3f2b1e-9c4a-4b7e-8f21-0a6c5d4e3b21"
+    assert record["product_known"] and record["product_sku"] == "KTL-100"
+    assert [a["kind"] for _k, a in sent(p, topics.ALERTS.name)] == ["negative_review"]
+    assert p.reviews.products["id:1"]["name"] == "Kettle"  # table written
+
+
+async def test_tombstone_is_skipped_and_garbage_is_dead_lettered(processor: Processor) -> None:
+    p = processor
+    async with p.app.agents["reviews-cdc"].test_context() as reviews:
+        await reviews.put(None, key=b'{"id":"x"}')
+        await reviews.put(b"\xff not json", key=b"orig-key", partition=2)
+    assert sent(p, topics.REVIEWS_ENRICHED.name) == []
+    [(key, dlq)] = sent(p, topics.DLQ.name)
+    assert key == b"orig-key"
+    assert dlq["reason"] == "undecodable" and dlq["service"] == "cdc_processor"
+    assert dlq["source_topic"] == topics.REVIEWS_CDC.name
+    assert dlq["source_partition"] == 2 and dlq["source_offset"] == 1
+    assert base64.b64decode(dlq["original_value_b64"]) == b"\xff not json"
+
+
+async def test_crawled_review_agent_emits_enriched(processor: Processor) -> None:
+    p = processor
+    value = orjson.dumps({"source": "shopx", "external_id": "1", "url": "https://shopx.example/1",
+                          "rating": 5, "body": "Superbe produit, je recommande vivement.",
+                          "crawled_at": T0.isoformat()})
+    async with p.app.agents["reviews-crawled"].test_context() as crawled:
+        await crawled.put(value, key=b"shopx:1")
+    [(key, record)] = sent(p, topics.REVIEWS_ENRICHED.name)
+    assert key == b"crawl:shopx:1" and record["source"] == "crawl:shopx"
+    assert record["language"] == "fr"
+
+
+async def test_cdc_ticks_are_repartitioned_by_symbol_with_source_position(processor: Processor) -> None:
+    p = processor
+    async with p.app.agents["ticks-cdc"].test_context() as ticks:
+        await ticks.put(envelope("c", after=tick_row(1, symbol="ETH-USD"), table="market_ticks"), partition=2)
+    internal = p.ticks_by_symbol.get_topic_name()
+    [(key, value)] = sent(p, internal)
+    assert key == b"ETH-USD" and value["src"] == [topics.MARKET_TICKS_CDC.name, 2, 0]
+
+
+async def test_repartitioned_ticks_build_candles_and_skip_redelivery(processor: Processor) -> None:
+    p = processor
+    from cdc_processor.decoding import Tick, tick_to_json
+    from contracts.rows import AssetClass
+    from datetime import timedelta
+    from decimal import Decimal
+
+    def t(n: int, at_s: int, price: str) -> bytes:
+        tick = Tick(f"db:{n}", "ETH-USD", AssetClass.CRYPTO, Decimal(price), Decimal(1), T0 + timedelta(seconds=at_s))
+        return tick_to_json(tick, source=(topics.MARKET_TICKS_CDC.name, 0, n))
+
+    async with p.app.agents["ticks-by-symbol"].test_context() as agent:
+        for n, (at_s, price) in enumerate([(1, "10"), (30, "12"), (30, "12"), (70, "11")]):
+            # the third is a redelivered copy of the second (same source offset)
+            await agent.put(t(n if n != 2 else 1, at_s, price), key=b"ETH-USD")
+    [(key, candle)] = sent(p, topics.MARKET_CANDLES.name)
+    assert key == b"ETH-USD" and candle["trade_count"] == 2 and Decimal(candle["close"]) == 12
+    assert sent(p, topics.DLQ.name) == []
+
+
+async def test_quotes_agent_dead_letters_late_ticks(processor: Processor) -> None:
+    p = processor
+    from datetime import timedelta
+
+    async with p.app.agents["quotes"].test_context() as agent:
+        await agent.put(quote("AAPL", "190", T0 + timedelta(seconds=1)), key=b"AAPL")
+        await agent.put(quote("AAPL", "191", T0 + timedelta(seconds=90)), key=b"AAPL")
+        await agent.put(quote("AAPL", "189", T0 + timedelta(seconds=2)), key=b"AAPL")
+    assert len(sent(p, topics.MARKET_CANDLES.name)) == 1
+    [(_key, dlq)] = sent(p, topics.DLQ.name)
+    assert dlq["reason"] == "late" and dlq["source_offset"] == 2
