@@ -39,6 +39,11 @@ def ingest_env(stack_env: dict[str, str]) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def ingest_api(ingest_env: dict[str, str]) -> Iterator[str]:
+    """nginx's URL, with ingest answering behind it.
+
+    INGEST_TEST_API_URL=http://127.0.0.1:PORT points the suite at another instance instead
+    (e.g. a build under development while a supervisor holds 58001 with an older one).
+    """
     subprocess.run(
         [sys.executable, "-m", "ingest", "migrate"],
         env=ingest_env,
@@ -46,6 +51,12 @@ def ingest_api(ingest_env: dict[str, str]) -> Iterator[str]:
         timeout=120,
         capture_output=True,
     )
+    override = os.environ.get("INGEST_TEST_API_URL")
+    if override:
+        if not _healthy(override):
+            pytest.fail(f"INGEST_TEST_API_URL={override} does not answer /healthz", pytrace=False)
+        yield override.rstrip("/")
+        return
     process: subprocess.Popen[bytes] | None = None
     if not _healthy(APP_URL):
         log = (REPO / ".stack" / "logs").joinpath("ingest-tests.log")

@@ -24,23 +24,25 @@ from servicekit import metrics
 from servicekit.clock import Clock, SystemClock
 
 from ingest import schemas
-from ingest.auth import ApiKey, ForbiddenError, Scope, UnauthenticatedError
+from ingest.auth import ApiKey, Scope
+from ingest.fastpath import ReviewFastPath
 from ingest.idempotency import (
-    IdempotencyInFlightError,
-    IdempotencyKeyInvalidError,
-    IdempotencyKeyMissingError,
-    IdempotencyMismatchError,
     StoredResponse,
     check_key,
     fingerprint,
 )
 from ingest.keystore import KeyStore
 from ingest.middleware import BodyLimit, RequestContext
+from ingest.problems import (
+    ERROR_STATUS,
+    InvalidBodyError,
+    NotFoundError,
+    UnsupportedMediaTypeError,
+    problem,
+)
 from ingest.repository import (
     Database,
     DatabaseConfig,
-    DatabaseUnavailableError,
-    ProductNotFoundError,
 )
 from ingest.settings import IngestSettings
 
@@ -63,20 +65,6 @@ IdemKey = Annotated[
     str | None, Header(alias="Idempotency-Key", description="required on every POST")
 ]
 ApiKeyHeader = Annotated[str | None, Header(alias="X-API-Key", description="your API key")]
-
-
-class UnsupportedMediaTypeError(Exception):
-    pass
-
-
-class InvalidBodyError(Exception):
-    def __init__(self, errors: list[dict[str, Any]]) -> None:
-        super().__init__("invalid body")
-        self.errors = errors
-
-
-class NotFoundError(Exception):
-    pass
 
 
 def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
@@ -103,11 +91,14 @@ _POST = {**_COMMON, **_problem(400, "missing or invalid Idempotency-Key")}
 
 
 async def decode(request: Request, model: type[M]) -> M:
+    return decode_body(request.headers.get("content-type"), await request.body(), model)
+
+
+def decode_body(content_type: str | None, body: bytes, model: type[M]) -> M:
     """415 unless JSON; 422 (with pydantic's error list) for anything the model refuses."""
-    ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    ctype = (content_type or "").split(";", 1)[0].strip().lower()
     if ctype not in (_JSON, "application/merge-patch+json"):
         raise UnsupportedMediaTypeError(f"Content-Type must be {_JSON}")
-    body = await request.body()
     try:
         return model.model_validate_json(body)
     except ValidationError as exc:
@@ -131,7 +122,6 @@ def create_app(
     clock = clock or SystemClock()
     db = database or Database(_db_config(settings))
     keys = KeyStore(db.load_api_keys, clock=clock, refresh_s=settings.api_key_refresh_s)
-    retry_after = {"Retry-After": str(settings.retry_after_s)}
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -154,49 +144,15 @@ def create_app(
         return await keys.authorize(presented, scope)
 
     # --- errors: every one a JSON body with `detail`, never a stack trace ---------------
-    @app.exception_handler(UnauthenticatedError)
-    async def _401(_: Request, exc: UnauthenticatedError) -> Response:
-        return _json(401, {"detail": str(exc)}, {"WWW-Authenticate": "ApiKey"})
+    async def _handle(_: Request, exc: Exception) -> Response:
+        answer = problem(exc, retry_after_s=settings.retry_after_s)
+        if answer is None:  # not ours: let Starlette answer a bare 500
+            raise exc
+        status, body, headers = answer
+        return Response(body, status_code=status, media_type=_JSON, headers=headers)
 
-    @app.exception_handler(ForbiddenError)
-    async def _403(_: Request, exc: ForbiddenError) -> Response:
-        return _json(403, {"detail": str(exc)})
-
-    @app.exception_handler(UnsupportedMediaTypeError)
-    async def _415(_: Request, exc: UnsupportedMediaTypeError) -> Response:
-        return _json(415, {"detail": str(exc)})
-
-    @app.exception_handler(InvalidBodyError)
-    async def _422(_: Request, exc: InvalidBodyError) -> Response:
-        return Response(
-            orjson.dumps({"detail": exc.errors}, default=str), status_code=422, media_type=_JSON
-        )
-
-    @app.exception_handler(IdempotencyKeyMissingError)
-    @app.exception_handler(IdempotencyKeyInvalidError)
-    async def _400(_: Request, exc: Exception) -> Response:
-        return _json(400, {"detail": str(exc)})
-
-    @app.exception_handler(IdempotencyMismatchError)
-    async def _422_idem(_: Request, exc: IdempotencyMismatchError) -> Response:
-        return _json(422, {"detail": str(exc)})
-
-    @app.exception_handler(IdempotencyInFlightError)
-    async def _409(_: Request, exc: IdempotencyInFlightError) -> Response:
-        return _json(409, {"detail": str(exc)}, retry_after)
-
-    @app.exception_handler(ProductNotFoundError)
-    async def _404_product(_: Request, exc: ProductNotFoundError) -> Response:
-        return _json(404, {"detail": str(exc), "skus": exc.skus})
-
-    @app.exception_handler(NotFoundError)
-    async def _404(_: Request, exc: NotFoundError) -> Response:
-        return _json(404, {"detail": str(exc)})
-
-    @app.exception_handler(DatabaseUnavailableError)
-    async def _503(_: Request, exc: DatabaseUnavailableError) -> Response:
-        metrics.DB_UNAVAILABLE.inc()
-        return _json(503, {"detail": "database unavailable, retry later"}, retry_after)
+    for error_type in ERROR_STATUS:
+        app.add_exception_handler(error_type, _handle)
 
     # --- operations ----------------------------------------------------------------
     @app.get("/healthz", tags=["ops"])
@@ -247,6 +203,29 @@ def create_app(
         metrics.ROWS_WRITTEN.labels("products").inc()
         return _stored(result)
 
+    async def create_review_core(
+        presented_key: str | None,
+        idempotency_key: str | None,
+        content_type: str | None,
+        body: bytes,
+    ) -> StoredResponse:
+        """POST /v1/reviews, shared by the FastAPI route and the raw-ASGI fast path."""
+        key = await guard(presented_key, Scope.REVIEWS_WRITE)
+        idem = check_key(idempotency_key)
+        review = decode_body(content_type, body, schemas.ReviewIn)
+        now, review_id = clock.now(), uuid.uuid4()
+        result = await db.insert_review(
+            api_key_id=key.id,
+            key=idem,
+            fingerprint=fingerprint("POST", "/v1/reviews", body),
+            now=now,
+            review_id=review_id,
+            review=review,
+            response=orjson.dumps(review_payload(review_id, review, now)),
+        )
+        metrics.ROWS_WRITTEN.labels("reviews").inc()
+        return result
+
     @app.post(
         "/v1/reviews",
         tags=["reviews"],
@@ -258,20 +237,9 @@ def create_app(
         request: Request, idempotency_key: IdemKey = None, x_api_key: ApiKeyHeader = None
     ) -> Response:
         """Store one review for an existing product (404 if `product_sku` is unknown)."""
-        key = await guard(x_api_key, Scope.REVIEWS_WRITE)
-        idem = check_key(idempotency_key)
-        review = await decode(request, schemas.ReviewIn)
-        now, review_id = clock.now(), uuid.uuid4()
-        result = await db.insert_review(
-            api_key_id=key.id,
-            key=idem,
-            fingerprint=fingerprint("POST", "/v1/reviews", await request.body()),
-            now=now,
-            review_id=review_id,
-            review=review,
-            response=orjson.dumps(review_payload(review_id, review, now)),
+        result = await create_review_core(
+            x_api_key, idempotency_key, request.headers.get("content-type"), await request.body()
         )
-        metrics.ROWS_WRITTEN.labels("reviews").inc()
         return _stored(result)
 
     @app.post(
@@ -369,6 +337,12 @@ def create_app(
         return _stored(result)
 
     app.openapi = _openapi_with_bodies(app)  # type: ignore[method-assign]  # FastAPI's documented override
+    if settings.fast_path:
+        app.add_middleware(
+            ReviewFastPath,
+            handler=create_review_core,
+            retry_after_s=settings.retry_after_s,
+        )
     app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContext, access_log=settings.access_log)
     return app

@@ -36,3 +36,6 @@ class IngestSettings(ServiceSettings):
     api_key_refresh_s: float = Field(default=5.0, gt=0)
     idempotency_ttl_h: int = Field(default=24, gt=0)
     access_log: bool = False
+    # Serve POST /v1/reviews from a raw-ASGI path (same code, without FastAPI's per-request
+    # routing and dependency overhead); off = the FastAPI route serves it.
+    fast_path: bool = True
