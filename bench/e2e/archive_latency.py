@@ -42,11 +42,13 @@ def main() -> None:
     ) as client:
         client.post(
             "/v1/products",
+            headers={"Idempotency-Key": f"{run_id}-p"},
             json={"sku": sku, "name": "Archive probe", "brand": "Bench", "category": "bench"},
         )
         for n in range(args.reviews):
             response = client.post(
                 "/v1/reviews",
+                headers={"Idempotency-Key": f"{run_id}-{n}"},
                 json={
                     "product_sku": sku,
                     "rating": 5,

@@ -41,7 +41,6 @@ def test_empty_archive_still_has_tables(tmp_path: object) -> None:
 
 def test_archivers_catalog_types_are_understood() -> None:
     import pyarrow as pa
-
     from query.archive import arrow_type_from_name
 
     for dtype in (
@@ -55,3 +54,31 @@ def test_archivers_catalog_types_are_understood() -> None:
         pa.map_(pa.string(), pa.int64()),
     ):
         assert arrow_type_from_name(str(dtype)) == dtype
+
+
+def test_odd_partition_dates_do_not_break_reading(archive_dir: object) -> None:
+    from pathlib import Path
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from query.archive import ArchiveCatalog, local_location
+
+    folder = Path(str(archive_dir)) / "alerts" / "dt=136-03-27" / "hour=00"
+    folder.mkdir(parents=True)
+    pq.write_table(pa.table({"alert_id": ["x"], "kind": ["stale_feed"]}), folder / "a.parquet")
+    engine = QueryEngine(ArchiveCatalog(local_location(Path(str(archive_dir))), ttl_s=0))
+    assert engine.run("SELECT dt FROM alerts WHERE alert_id = 'x'").rows == [("136-03-27",)]
+
+
+def test_unreadable_archive_is_unavailable_not_a_crash(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from query.archive import ArchiveCatalog, local_location
+    from query.engine import ArchiveUnavailableError
+
+    folder = Path(str(tmp_path)) / "alerts" / "dt=2026-01-01" / "hour=00"
+    folder.mkdir(parents=True)
+    (folder / "broken.parquet").write_bytes(b"not parquet at all")
+    engine = QueryEngine(ArchiveCatalog(local_location(Path(str(tmp_path))), ttl_s=0))
+    with pytest.raises(ArchiveUnavailableError):
+        engine.run("SELECT count(*) FROM alerts")

@@ -23,7 +23,13 @@ from starlette.concurrency import run_in_threadpool
 
 from query.archive import ArchiveCatalog, local_location, s3_location
 from query.auth import ApiKeyVerifier
-from query.engine import QueryEngine, QueryFailedError, QueryResult, QueryTimeoutError
+from query.engine import (
+    ArchiveUnavailableError,
+    QueryEngine,
+    QueryFailedError,
+    QueryResult,
+    QueryTimeoutError,
+)
 from query.guard import QueryRejectedError
 from query.settings import ApiKeySettings, ArchiveSettings, QuerySettings
 
@@ -82,6 +88,9 @@ def create_app(engine: QueryEngine, verifier: ApiKeyVerifier) -> FastAPI:
         except QueryFailedError as exc:
             metrics.QUERIES.labels(outcome="failed").inc()
             return _json(400, {"detail": f"query failed: {exc}"})
+        except ArchiveUnavailableError as exc:
+            metrics.QUERIES.labels(outcome="unavailable").inc()
+            return _json(503, {"detail": str(exc)})
         except QueryTimeoutError as exc:
             metrics.QUERIES.labels(outcome="timeout").inc()
             return _json(408, {"detail": str(exc)})

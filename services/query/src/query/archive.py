@@ -32,10 +32,10 @@ from query.settings import ArchiveSettings
 
 log = logging.getLogger(__name__)
 
-# Hive partition columns `dt=2026-11-22/hour=17`, typed as the archiver's catalog declares
-# them for DuckDB (dt DATE, hour INTEGER).
+# Hive partition columns `dt=2026-11-22/hour=17`, typed as the Athena DDL declares them
+# (dt string, hour int): a string `dt` cannot fail on an odd event date (year 136 happens).
 PARTITIONING = ds.partitioning(
-    pa.schema([("dt", pa.date32()), ("hour", pa.int32())]), flavor="hive"
+    pa.schema([("dt", pa.string()), ("hour", pa.int32())]), flavor="hive"
 )
 
 
@@ -177,7 +177,7 @@ def empty_table(model: type[BaseModel]) -> pa.Table:
         pa.field("_partition", pa.int32()),
         pa.field("_offset", pa.int64()),
         pa.field("_archived_at", pa.timestamp("us", tz="UTC")),
-        pa.field("dt", pa.date32()),
+        pa.field("dt", pa.string()),
         pa.field("hour", pa.int32()),
     ]
     return pa.schema(fields).empty_table()

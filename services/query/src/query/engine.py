@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
+import pyarrow as pa
+import pyarrow.dataset as ds
 from contracts import datasets
 
 from query import insights
@@ -34,6 +36,10 @@ class QueryTimeoutError(RuntimeError):
 
 class QueryFailedError(RuntimeError):
     """DuckDB refused or failed the query (bad column, type error, …); the message says why."""
+
+
+class ArchiveUnavailableError(RuntimeError):
+    """The archive could not be listed or its files' schemas read (S3 down, a corrupt file)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +77,11 @@ class QueryEngine:
         statement = check_sql(sql, allowed_tables=TABLES, max_chars=self.max_sql_chars)
         limit = min(max_rows or self.max_rows, self.max_rows)
         started = time.monotonic()
-        con = self._connect()
+        try:
+            sources = self.catalog.datasets()
+        except (OSError, pa.ArrowException) as exc:
+            raise ArchiveUnavailableError(f"archive unreadable: {exc}") from exc
+        con = self._connect(sources)
         timer = threading.Timer(self.timeout_s, con.interrupt)
         try:
             timer.start()
@@ -96,12 +106,12 @@ class QueryEngine:
             tables=sorted(statement.tables),
         )
 
-    def _connect(self) -> duckdb.DuckDBPyConnection:
+    def _connect(self, sources: dict[str, pa.Table | ds.Dataset]) -> duckdb.DuckDBPyConnection:
         con = duckdb.connect(
             ":memory:",
             config={"threads": self.threads, "python_enable_replacements": False},
         )
-        for name, source in self.catalog.datasets().items():
+        for name, source in sources.items():
             con.register(f"_arrow_{name}", source)
             # names come from contracts.datasets, not from the caller
             con.execute(f'CREATE TEMP VIEW "{name}" AS SELECT * FROM "_arrow_{name}"')  # noqa: S608
@@ -115,6 +125,7 @@ class QueryEngine:
 
 __all__ = [
     "TABLES",
+    "ArchiveUnavailableError",
     "QueryEngine",
     "QueryFailedError",
     "QueryRejectedError",
