@@ -324,3 +324,19 @@ def test_oversized_body_is_413(ingest_api: str, api_key: str, target: str, chunk
     headers = {"X-API-Key": api_key, "Content-Type": "application/json", **idem()}
     chunks = [b'{"reviews":["' + b"a" * 65536] + [b"a" * 65536] * 40
     assert _raw_post(f"{base}/v1/reviews/batch", headers, chunks, chunked=chunked) == 413
+
+
+async def test_concurrent_retries_with_one_key_write_one_row(
+    ingest_api: str, api_key: str, product: dict[str, Any], sql: Callable[..., list[Any]]
+) -> None:
+    """Coalesced inserts must not put one key twice in a statement: one row, same answer."""
+    import asyncio
+
+    headers = {"X-API-Key": api_key, **idem()}
+    body = review_body(product["sku"], body=f"concurrent {uuid.uuid4()}")
+    async with httpx.AsyncClient(base_url=ingest_api, headers=headers, timeout=10) as client:
+        answers = await asyncio.gather(*(client.post("/v1/reviews", json=body) for _ in range(20)))
+    statuses = {a.status_code for a in answers}
+    assert statuses <= {201, 409}, statuses
+    assert len({a.content for a in answers if a.status_code == 201}) == 1
+    assert sql("SELECT count(*) FROM reviews WHERE body = $1", body["body"])[0][0] == 1

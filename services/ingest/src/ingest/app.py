@@ -43,7 +43,9 @@ from ingest.problems import (
 from ingest.repository import (
     Database,
     DatabaseConfig,
+    PendingReview,
 )
+from ingest.review_writer import ReviewWriter
 from ingest.settings import IngestSettings
 
 log = logging.getLogger(__name__)
@@ -122,14 +124,21 @@ def create_app(
     clock = clock or SystemClock()
     db = database or Database(_db_config(settings))
     keys = KeyStore(db.load_api_keys, clock=clock, refresh_s=settings.api_key_refresh_s)
+    writer = ReviewWriter(
+        db,
+        deadline_s=settings.db_acquire_timeout_s + settings.db_statement_timeout_s + 0.2,
+        flushers=settings.review_flushers,
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await db.start()
+        writer.start()
         metrics.SERVICE_INFO.labels("ingest").set(1)
         try:
             yield
         finally:
+            await writer.stop()
             await db.close()
 
     app = FastAPI(
@@ -214,14 +223,16 @@ def create_app(
         idem = check_key(idempotency_key)
         review = decode_body(content_type, body, schemas.ReviewIn)
         now, review_id = clock.now(), uuid.uuid4()
-        result = await db.insert_review(
-            api_key_id=key.id,
-            key=idem,
-            fingerprint=fingerprint("POST", "/v1/reviews", body),
-            now=now,
-            review_id=review_id,
-            review=review,
-            response=orjson.dumps(review_payload(review_id, review, now)),
+        result = await writer.submit(
+            PendingReview(
+                api_key_id=key.id,
+                key=idem,
+                fingerprint=fingerprint("POST", "/v1/reviews", body),
+                now=now,
+                review_id=review_id,
+                review=review,
+                response=orjson.dumps(review_payload(review_id, review, now)),
+            )
         )
         metrics.ROWS_WRITTEN.labels("reviews").inc()
         return result

@@ -83,6 +83,41 @@ FROM (SELECT 1) AS one
 LEFT JOIN idempotency_keys k ON k.api_key_id = $2 AND k.key = $3
 """
 
+# The coalesced form of _INSERT_REVIEW: N reviews (distinct idempotency keys), one statement,
+# one commit. Row `ord` i answers input i, read exactly like _INSERT_REVIEW's single row.
+_INSERT_REVIEWS = """
+WITH input AS (
+    SELECT * FROM unnest(
+        $1::int[], $2::bigint[], $3::text[], $4::bytea[], $5::bytea[], $6::timestamptz[],
+        $7::uuid[], $8::text[], $9::int2[], $10::text[], $11::text[], $12::text[],
+        $13::text[], $14::text[], $15::text[], $16::text[]
+    ) AS t(ord, api_key_id, key, fingerprint, response, now, id, sku, rating, title, body,
+           author_name, author_email, locale, source, external_id)
+),
+p AS (SELECT input.*, products.id AS product_id FROM input JOIN products USING (sku)),
+idem AS (
+    INSERT INTO idempotency_keys (api_key_id, key, fingerprint, status_code, response, created_at)
+    SELECT api_key_id, key, fingerprint, 201, response, now FROM p
+    ON CONFLICT (api_key_id, key) DO NOTHING
+    RETURNING api_key_id, key
+),
+ins AS (
+    INSERT INTO reviews (id, product_id, rating, title, body, author_name, author_email,
+                         locale, source, external_id, created_at, updated_at)
+    SELECT p.id, p.product_id, p.rating, p.title, p.body, p.author_name, p.author_email,
+           p.locale, p.source, p.external_id, p.now, p.now
+    FROM p JOIN idem USING (api_key_id, key)
+    RETURNING id
+)
+SELECT input.ord,
+       EXISTS (SELECT 1 FROM p WHERE p.ord = input.ord) AS product_found,
+       EXISTS (SELECT 1 FROM ins WHERE ins.id = input.id) AS inserted,
+       k.fingerprint, k.status_code, k.response
+FROM input
+LEFT JOIN idempotency_keys k ON k.api_key_id = input.api_key_id AND k.key = input.key
+ORDER BY input.ord
+"""
+
 _SELECT_REVIEW = """
 SELECT r.id, r.product_id, r.rating, r.title, r.body, r.author_name, r.author_email, r.locale,
        r.source, r.external_id, r.created_at, r.updated_at, p.sku AS product_sku
@@ -295,11 +330,23 @@ class Database:
                 review.external_id,
             )
         assert row is not None
-        if row["inserted"]:
-            return StoredResponse(201, response)
-        if row["fingerprint"] is not None or row["product_found"]:
-            return _replay_row(row, fingerprint)
-        raise ProductNotFoundError([review.product_sku])
+        return review_outcome(row, response=response, fingerprint=fingerprint, review=review)
+
+    async def insert_review_rows(self, items: Sequence[PendingReview]) -> list[asyncpg.Record]:
+        """_INSERT_REVIEWS for items whose (api_key_id, key) pairs are all distinct."""
+        columns: list[list[Any]] = [[] for _ in range(16)]
+        for ord_, it in enumerate(items):
+            r = it.review
+            values = (
+                ord_, it.api_key_id, it.key, it.fingerprint, it.response, it.now, it.review_id,
+                r.product_sku, r.rating, r.title, r.body, r.author_name, r.author_email,
+                r.locale, r.source, r.external_id,
+            )  # fmt: skip
+            for column, value in zip(columns, values, strict=True):
+                column.append(value)
+        async with self._connection() as conn:
+            rows: list[asyncpg.Record] = await conn.fetch(_INSERT_REVIEWS, *columns)
+        return rows
 
     async def insert_reviews(
         self,
@@ -400,6 +447,30 @@ class Database:
                 "DELETE FROM idempotency_keys WHERE created_at < $1", older_than
             )
         return int(status.rsplit(" ", 1)[-1])
+
+
+@dataclass(frozen=True, slots=True)
+class PendingReview:
+    """One single-review insert, as the coalescing writer queues it."""
+
+    api_key_id: int
+    key: str
+    fingerprint: bytes
+    now: datetime
+    review_id: UUID
+    review: ReviewIn
+    response: bytes
+
+
+def review_outcome(
+    row: asyncpg.Record, *, response: bytes, fingerprint: bytes, review: ReviewIn
+) -> StoredResponse:
+    """Read one result row of _INSERT_REVIEW(S): inserted, replayed, in flight or 404."""
+    if row["inserted"]:
+        return StoredResponse(201, response)
+    if row["fingerprint"] is not None or row["product_found"]:
+        return _replay_row(row, fingerprint)
+    raise ProductNotFoundError([review.product_sku])
 
 
 def _replay_row(row: asyncpg.Record | None, fingerprint: bytes) -> StoredResponse:

@@ -39,3 +39,5 @@ class IngestSettings(ServiceSettings):
     # Serve POST /v1/reviews from a raw-ASGI path (same code, without FastAPI's per-request
     # routing and dependency overhead); off = the FastAPI route serves it.
     fast_path: bool = True
+    # Concurrent flushes of coalesced single-review inserts (each one statement + commit).
+    review_flushers: int = Field(default=4, ge=1, le=64)
