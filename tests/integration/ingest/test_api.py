@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import uuid
@@ -10,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
+import asyncpg
 import httpx
 import pytest
 
@@ -171,7 +173,12 @@ def test_retry_with_same_key_and_body_replays_and_writes_once(
     )
     assert first.status_code == second.status_code == 201
     assert first.content == second.content
-    assert sql("SELECT count(*) FROM reviews WHERE body = $1", body["body"])[0][0] == 1
+    conn = await asyncpg.connect(stack_env["DATABASE_URL"], timeout=10)
+    try:
+        count = await conn.fetchval("SELECT count(*) FROM reviews WHERE body = $1", body["body"])
+    finally:
+        await conn.close()
+    assert count == 1
 
 
 def test_same_key_with_different_body_is_422(client: httpx.Client, product: dict[str, Any]) -> None:
@@ -327,11 +334,9 @@ def test_oversized_body_is_413(ingest_api: str, api_key: str, target: str, chunk
 
 
 async def test_concurrent_retries_with_one_key_write_one_row(
-    ingest_api: str, api_key: str, product: dict[str, Any], sql: Callable[..., list[Any]]
+    ingest_api: str, api_key: str, product: dict[str, Any], stack_env: dict[str, str]
 ) -> None:
     """Coalesced inserts must not put one key twice in a statement: one row, same answer."""
-    import asyncio
-
     headers = {"X-API-Key": api_key, **idem()}
     body = review_body(product["sku"], body=f"concurrent {uuid.uuid4()}")
     async with httpx.AsyncClient(base_url=ingest_api, headers=headers, timeout=10) as client:
@@ -339,4 +344,9 @@ async def test_concurrent_retries_with_one_key_write_one_row(
     statuses = {a.status_code for a in answers}
     assert statuses <= {201, 409}, statuses
     assert len({a.content for a in answers if a.status_code == 201}) == 1
-    assert sql("SELECT count(*) FROM reviews WHERE body = $1", body["body"])[0][0] == 1
+    conn = await asyncpg.connect(stack_env["DATABASE_URL"], timeout=10)
+    try:
+        count = await conn.fetchval("SELECT count(*) FROM reviews WHERE body = $1", body["body"])
+    finally:
+        await conn.close()
+    assert count == 1
