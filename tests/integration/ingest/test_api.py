@@ -173,12 +173,7 @@ def test_retry_with_same_key_and_body_replays_and_writes_once(
     )
     assert first.status_code == second.status_code == 201
     assert first.content == second.content
-    conn = await asyncpg.connect(stack_env["DATABASE_URL"], timeout=10)
-    try:
-        count = await conn.fetchval("SELECT count(*) FROM reviews WHERE body = $1", body["body"])
-    finally:
-        await conn.close()
-    assert count == 1
+    assert sql("SELECT count(*) FROM reviews WHERE body = $1", body["body"])[0][0] == 1
 
 
 def test_same_key_with_different_body_is_422(client: httpx.Client, product: dict[str, Any]) -> None:
