@@ -8,14 +8,22 @@ Tests talk to nginx at PULSE_API_URL, which proxies to 58001.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib.util
 import os
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
@@ -146,3 +154,87 @@ def product(client: httpx.Client) -> dict[str, Any]:
     )
     assert r.status_code == 201, r.text
     return dict(r.json())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def load_stack_module() -> ModuleType:
+    """deploy/local/stack.py as a module, for its `render_nginx` (it is a script)."""
+    name = "pulse_local_stack"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, REPO / "deploy" / "local" / "stack.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+@contextlib.contextmanager
+def _private_nginx(upstream_url: str, *, rate: str, burst: int) -> Iterator[str]:
+    """The real deploy/nginx/nginx.conf on a free port in front of `upstream_url`, with the
+    per-key limit scaled down to `rate`/`burst` so one test client can exceed it."""
+    stack = load_stack_module()
+    conf_text = (stack.DEPLOY_NGINX / "nginx.conf").read_text()
+    assert "rate=5000r/s" in conf_text and "burst=2000" in conf_text
+    conf_text = conf_text.replace("rate=5000r/s", f"rate={rate}").replace(
+        "burst=2000", f"burst={burst}"
+    )
+    prefix = Path(tempfile.mkdtemp(prefix="pulse-ingest-nginx-"))
+    prefix.chmod(0o755)  # as root, nginx workers run as nobody
+    listen_port = free_port()
+    conf = stack.render_nginx(
+        prefix,
+        listen_port=listen_port,
+        ingest_port=urlsplit(upstream_url).port,
+        query_port=free_port(),
+        conf_text=conf_text,
+    )
+    log = (prefix / "nginx.log").open("wb")
+    proc = subprocess.Popen(
+        [stack.nginx_bin(), "-p", f"{prefix}/", "-c", str(conf), "-g", "daemon off;"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{listen_port}"
+    try:
+        deadline = time.monotonic() + 10
+        while not _healthy_nginx(url):
+            assert proc.poll() is None, (prefix / "nginx.log").read_text()
+            assert time.monotonic() < deadline, "private nginx did not start"
+            time.sleep(0.05)
+        yield url
+    finally:
+        proc.send_signal(signal.SIGQUIT)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+        shutil.rmtree(prefix, ignore_errors=True)
+
+
+def _healthy_nginx(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/nginx/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def app_url(ingest_api: str) -> str:
+    """The ingest instance itself (no nginx): 58001, or INGEST_TEST_API_URL's instance."""
+    return os.environ.get("INGEST_TEST_API_URL", APP_URL).rstrip("/")
+
+
+@pytest.fixture(scope="session")
+def private_nginx() -> Callable[..., contextlib.AbstractContextManager[str]]:
+    """`with private_nginx(upstream_url, rate="20r/s", burst=10) as url:` — see _private_nginx."""
+    return _private_nginx
