@@ -6,23 +6,30 @@ Figures, each with its target and a baseline measured in the same run:
      `delay()` (closed loop, so latency under stalls is under-reported: coordinated omission);
   3. batch ingest rows/s through nginx (>= 50,000), beside a raw asyncpg COPY of the same rows.
 
-Needs the stack (`make stack-up`) and `wrk` (Debian: apt-get install -y wrk). Starts
-`python -m ingest` on 127.0.0.1:58001 if nothing healthy answers there. Not a test: run it
-by hand, e.g. `uv run python bench/ingest/bench_ingest.py --duration 10`.
+Needs the stack's PostgreSQL (`make stack-up`) and `wrk` (Debian: apt-get install -y wrk).
+By default it starts its own `python -m ingest` and its own nginx (the real
+deploy/nginx/nginx.conf, unchanged) on free ports, so it measures this checkout's code
+whatever else runs on 58000/58001; `--shared` measures the stack's nginx and 58001 instead.
+Not a test: run it by hand, e.g. `uv run python bench/ingest/bench_ingest.py --duration 10`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import importlib.util
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -31,7 +38,6 @@ import asyncpg
 import httpx
 
 REPO = Path(__file__).resolve().parents[2]
-DIRECT = "http://127.0.0.1:58001"
 
 LUA = r"""
 local counter = 0
@@ -116,27 +122,70 @@ def env_from_stack() -> dict[str, str]:
     return values
 
 
-def healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
-def ensure_app(env: dict[str, str]) -> subprocess.Popen[bytes] | None:
-    subprocess.run([sys.executable, "-m", "ingest", "migrate"], env=env, check=True,
-                   capture_output=True, timeout=120)  # fmt: skip
-    if healthy(DIRECT):
-        return None
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ingest"], env={**env, "INGEST_LOG_LEVEL": "WARNING"}
-    )
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], path: str = "/healthz") -> None:
     deadline = time.monotonic() + 30
-    while not healthy(DIRECT):
+    while True:
+        try:
+            if httpx.get(f"{url}{path}", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
         if time.monotonic() > deadline or proc.poll() is not None:
-            raise SystemExit("ingest did not start on 58001")
+            raise SystemExit(f"{url} did not become healthy")
         time.sleep(0.2)
-    return proc
+
+
+@contextlib.contextmanager
+def own_ingest(env: dict[str, str]) -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ingest"],
+        env={**env, "INGEST_HTTP_PORT": str(port), "INGEST_LOG_LEVEL": "WARNING"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def own_nginx(upstream: str) -> Iterator[str]:
+    """deploy/nginx/nginx.conf as is, on a free port, proxying to `upstream`."""
+    spec = importlib.util.spec_from_file_location(
+        "pulse_local_stack", REPO / "deploy" / "local" / "stack.py"
+    )
+    assert spec and spec.loader
+    stack = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = stack
+    spec.loader.exec_module(stack)
+    prefix = Path(tempfile.mkdtemp(prefix="pulse-bench-nginx-"))
+    prefix.chmod(0o755)
+    port = free_port()
+    conf = stack.render_nginx(
+        prefix, listen_port=port, ingest_port=int(upstream.rsplit(":", 1)[1]),
+        query_port=free_port(),
+    )  # fmt: skip
+    proc = subprocess.Popen(
+        [stack.nginx_bin(), "-p", f"{prefix}/", "-c", str(conf), "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc, "/nginx/healthz")
+        yield url
+    finally:
+        proc.send_signal(signal.SIGQUIT)
+        proc.wait(timeout=10)
+        shutil.rmtree(prefix, ignore_errors=True)
 
 
 def ticks_body(n: int) -> tuple[str, list[tuple[object, ...]]]:
@@ -171,11 +220,6 @@ async def copy_baseline(dsn: str, records: list[tuple[object, ...]], rounds: int
         await conn.close()
 
 
-def verdict(value: float, target: float, *, higher_is_better: bool = True) -> str:
-    ok = value >= target if higher_is_better else value <= target
-    return "PASS" if ok else "MISS"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
@@ -184,6 +228,9 @@ def main() -> int:
     parser.add_argument("--rate", type=int, default=1500, help="constant-rate run, req/s")
     parser.add_argument("--batch", type=int, default=10_000, help="ticks per batch request")
     parser.add_argument("--smoke", action="store_true", help="tiny run: checks the bench works")
+    parser.add_argument(
+        "--shared", action="store_true", help="measure the stack's nginx and 58001 instead"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk not found: apt-get install -y wrk")
@@ -191,57 +238,76 @@ def main() -> int:
         args.duration, args.connections, args.batch = 1, 4, 100
 
     env = env_from_stack()
-    key, nginx = env["PULSE_API_KEY"], env["PULSE_API_URL"].rstrip("/")
-    proc = ensure_app(env)
-    try:
-        sku = f"BENCH-{uuid.uuid4().hex[:8]}"
-        r = httpx.post(f"{nginx}/v1/products", json={"sku": sku, "name": "bench"},
-                       headers={"X-API-Key": key, "Idempotency-Key": uuid.uuid4().hex}, timeout=10)  # fmt: skip
-        r.raise_for_status()
-        review = json.dumps({"product_sku": sku, "rating": 4, "title": "Bench",
-                             "body": "Works as expected, pours well.", "locale": "en"})  # fmt: skip
-        common = {"threads": args.threads, "connections": args.connections,
-                  "duration_s": args.duration}  # fmt: skip
+    key = env["PULSE_API_KEY"]
+    subprocess.run([sys.executable, "-m", "ingest", "migrate"], env=env, check=True,
+                   capture_output=True, timeout=120)  # fmt: skip
+    with contextlib.ExitStack() as stack:
+        if args.shared:
+            direct, nginx = "http://127.0.0.1:58001", env["PULSE_API_URL"].rstrip("/")
+        else:
+            direct = stack.enter_context(own_ingest(env))
+            nginx = stack.enter_context(own_nginx(direct))
+        return run(args, env, key, direct, nginx)
 
-        print(f"# ingest benchmark {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, load average "
-              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (shared machine)")  # fmt: skip
-        direct = wrk(DIRECT, "/v1/reviews", review, key, **common)
-        via = wrk(nginx, "/v1/reviews", review, key, **common)
-        ratio = via["ok_rps"] / direct["ok_rps"] if direct["ok_rps"] else 0.0
-        print(f"single review POST direct      {direct['ok_rps']:8.0f} req/s  "
-              f"p99 {direct['p99_us'] / 1000:6.1f} ms  (baseline)")  # fmt: skip
-        print(f"single review POST via nginx   {via['ok_rps']:8.0f} req/s  "
-              f"p99 {via['p99_us'] / 1000:6.1f} ms  target >= 2500  {verdict(via['ok_rps'], 2500)}")  # fmt: skip
-        print(f"nginx / direct throughput      {ratio:8.2f}x        target >= 0.90  "
-              f"{verdict(ratio, 0.9)}")  # fmt: skip
 
-        conns = max(4, min(args.connections, 32))
-        delay_ms = max(1.0, conns * 1000 / args.rate - 1.0)  # minus ~1 ms of service time
-        steady = wrk(nginx, "/v1/reviews", review, key, threads=args.threads,
-                     connections=conns, duration_s=args.duration, delay_ms=delay_ms)  # fmt: skip
-        p99_ms = steady["p99_us"] / 1000
-        print(f"constant rate via nginx        {steady['ok_rps']:8.0f} req/s  "
-              f"p50 {steady['p50_us'] / 1000:.1f} ms  p99 {p99_ms:.1f} ms  "
-              f"target p99 <= 30 ms at {args.rate}/s  "
-              f"{verdict(p99_ms, 30, higher_is_better=False)}")  # fmt: skip
+def line(label: str, value: str, target: str = "", ok: bool | None = None) -> None:
+    verdict = "" if ok is None else ("PASS" if ok else "MISS")
+    print(f"{label:32} {value:38} {target:30} {verdict}")
 
-        body, records = ticks_body(args.batch)
-        batch = wrk(nginx, "/v1/ticks/batch", body, key, threads=min(2, args.threads),
-                    connections=2, duration_s=max(args.duration, 2))  # fmt: skip
-        rows_s = batch["ok_rps"] * args.batch
-        baseline = asyncio.run(copy_baseline(env["DATABASE_URL"], records, rounds=3))
-        print(f"batch ticks via nginx          {rows_s:8.0f} rows/s ({args.batch}/request)  "
-              f"target >= 50000  {verdict(rows_s, 50_000)}  "
-              f"[bare asyncpg COPY {baseline:.0f} rows/s, ratio {rows_s / baseline:.2f}]")  # fmt: skip
-        errors = sum(
-            int(x["status_errors"] + x["socket_errors"]) for x in (direct, via, steady, batch)
-        )
-        print(f"non-2xx or socket errors: {errors}")
-        return 0 if errors == 0 else 1
-    finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=15)
+
+def run(
+    args: argparse.Namespace, env: dict[str, str], key: str, direct_url: str, nginx: str
+) -> int:
+    sku = f"BENCH-{uuid.uuid4().hex[:8]}"
+    headers = {"X-API-Key": key, "Idempotency-Key": uuid.uuid4().hex}
+    product = {"sku": sku, "name": "bench"}
+    httpx.post(f"{nginx}/v1/products", json=product, headers=headers, timeout=10)
+    review = json.dumps(
+        {"product_sku": sku, "rating": 4, "title": "Bench", "locale": "en",
+         "body": "Works as expected, pours well."}
+    )  # fmt: skip
+    common = {"threads": args.threads, "connections": args.connections}
+    duration = args.duration
+    where = "shared" if args.shared else "own"
+    print(
+        f"# ingest benchmark {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; load average "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (shared machine)\n"
+        f"# direct {direct_url}, nginx {nginx} ({where} instances); wrk {args.threads} "
+        f"threads, {args.connections} connections, {duration} s per run"
+    )
+
+    direct = wrk(direct_url, "/v1/reviews", review, key, duration_s=duration, **common)
+    via = wrk(nginx, "/v1/reviews", review, key, duration_s=duration, **common)
+    ratio = via["ok_rps"] / direct["ok_rps"] if direct["ok_rps"] else 0.0
+    line("single review POST, direct", f"{direct['ok_rps']:.0f} req/s, "
+         f"p99 {direct['p99_us'] / 1000:.1f} ms", "(baseline)")  # fmt: skip
+    line("single review POST, via nginx", f"{via['ok_rps']:.0f} req/s, "
+         f"p99 {via['p99_us'] / 1000:.1f} ms", "target >= 2500 req/s",
+         via["ok_rps"] >= 2500)  # fmt: skip
+    line("nginx / direct", f"{ratio:.2f}x", "target >= 0.90x", ratio >= 0.9)
+
+    conns = max(4, min(args.connections, 32))
+    delay_ms = max(1.0, conns * 1000 / args.rate - 1.0)  # minus ~1 ms of service time
+    steady = wrk(nginx, "/v1/reviews", review, key, threads=args.threads,
+                 connections=conns, duration_s=duration, delay_ms=delay_ms)  # fmt: skip
+    p99_ms = steady["p99_us"] / 1000
+    line(f"constant ~{args.rate}/s, via nginx", f"{steady['ok_rps']:.0f} req/s, p50 "
+         f"{steady['p50_us'] / 1000:.1f} ms, p99 {p99_ms:.1f} ms", "target p99 <= 30 ms",
+         p99_ms <= 30)  # fmt: skip
+
+    body, records = ticks_body(args.batch)
+    batch = wrk(nginx, "/v1/ticks/batch", body, key, threads=min(2, args.threads),
+                connections=2, duration_s=max(duration, 2))  # fmt: skip
+    rows_s = batch["ok_rps"] * args.batch
+    baseline = asyncio.run(copy_baseline(env["DATABASE_URL"], records, rounds=3))
+    line(f"batch ticks ({args.batch}/req), nginx", f"{rows_s:.0f} rows/s",
+         "target >= 50000 rows/s", rows_s >= 50_000)  # fmt: skip
+    line("bare asyncpg COPY, same rows", f"{baseline:.0f} rows/s",
+         f"(baseline; ingest {rows_s / baseline:.2f}x)")  # fmt: skip
+    runs = (direct, via, steady, batch)
+    errors = sum(int(x["status_errors"] + x["socket_errors"]) for x in runs)
+    print(f"non-2xx or socket errors: {errors}")
+    return 0 if errors == 0 else 1
 
 
 if __name__ == "__main__":
