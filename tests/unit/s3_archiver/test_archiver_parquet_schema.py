@@ -5,6 +5,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import duckdb
+import orjson
 import pyarrow as pa
 import pytest
 from contracts import datasets
@@ -185,3 +186,47 @@ def test_catalog_document_lists_columns_and_partition_keys(dataset: datasets.Dat
     assert dataset.event_time_field in names and names[-4:] == list(datasets.ARCHIVE_COLUMNS)
     assert [k["name"] for k in doc["partition_keys"]] == list(datasets.PARTITION_KEYS)
     assert doc["location"] == f"s3://b/archive/{dataset.name}/"
+
+
+def test_arrow_json_fast_path_writes_the_same_bytes_as_the_model_path() -> None:
+    events = [candle(), candle(close="0.1", sma="3.333333333333333333", open="1E+2")]
+    values = [e.model_dump_json().encode() for e in events]
+    values.append(
+        orjson.dumps(
+            candle().model_dump(mode="json") | {"event_time": "2026-11-22T18:00:00.123456+01:00"}
+        )
+    )
+    events.append(CandleClosed.model_validate_json(values[-1]))
+    schema = schema_for(CandleClosed)
+    assert schema.json_readable
+    kwargs = dict(topic="t", partition=0, offsets=[1, 2, 3], archived_at=WHEN)
+    fast = encoding.from_json_values(schema, CandleClosed, values, **kwargs)  # type: ignore[arg-type]
+    slow = encoding.to_table(schema, events, **kwargs)  # type: ignore[arg-type]
+    assert fast.equals(slow)
+    assert encoding.to_parquet(fast) == encoding.to_parquet(slow)
+
+
+def test_maps_take_the_model_path() -> None:
+    schema = schema_for(ReviewEnriched)
+    assert not schema.json_readable
+    review = ReviewEnriched.model_validate(
+        {
+            "review_id": "r",
+            "op": "upsert",
+            "source": "app",
+            "dedup_key": "d",
+            "pii_counts": {"email": 2},
+            "event_time": WHEN,
+            "enriched_at": WHEN,
+        }
+    )
+    table = encoding.from_json_values(
+        schema,
+        ReviewEnriched,
+        [review.model_dump_json().encode()],
+        topic="t",
+        partition=0,
+        offsets=[0],
+        archived_at=WHEN,
+    )
+    assert table.to_pylist()[0]["pii_counts"] == [("email", 2)]

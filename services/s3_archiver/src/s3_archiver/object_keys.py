@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 
 OFFSET_DIGITS = 19  # enough for any non-negative int64 offset
 
@@ -28,8 +29,14 @@ def partition_path(event_time: datetime) -> PartitionPath:
     """The hour an event belongs to, in UTC. Raises ValueError on a naive datetime."""
     if event_time.tzinfo is None or event_time.utcoffset() is None:
         raise ValueError("event time must be timezone-aware")
-    utc = event_time.astimezone(UTC)
-    return PartitionPath(dt=utc.strftime("%Y-%m-%d"), hour=utc.hour)
+    return _hour_path(int(event_time.timestamp() // 3600))
+
+
+@lru_cache(maxsize=4096)
+def _hour_path(epoch_hour: int) -> PartitionPath:
+    # Cached per hour: formatting dates is a visible share of the per-record cost.
+    utc = datetime.fromtimestamp(epoch_hour * 3600, tz=UTC)
+    return PartitionPath(dt=f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}", hour=utc.hour)
 
 
 def dataset_prefix(root: str, dataset: str) -> str:

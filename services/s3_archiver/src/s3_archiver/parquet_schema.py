@@ -78,6 +78,18 @@ class DatasetSchema:
     event_fields: tuple[str, ...]
     schema: pa.Schema
 
+    @property
+    def event_schema(self) -> pa.Schema:
+        """The event's own columns (without the archive columns)."""
+        return pa.schema([self.schema.field(name) for name in self.event_fields])
+
+    @property
+    def json_readable(self) -> bool:
+        """Whether Arrow's JSON reader can build every column (it cannot build maps)."""
+        return not any(
+            pa.types.is_map(f.type) or pa.types.is_list(f.type) for f in self.event_schema
+        )
+
 
 def schema_for(model: type[Event]) -> DatasetSchema:
     fields: list[pa.Field] = []

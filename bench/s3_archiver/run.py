@@ -1,0 +1,294 @@
+"""Archiver benchmark: throughput vs a bare aiokafka consume-only loop over the same backlog,
+the share of the archiver's CPU spent encoding Parquet, and peak memory under backlog.
+
+`uv run python bench/s3_archiver/run.py [--quick] [--n N]` (reads .stack/env). Each side runs
+in its own fresh child process over the same topic, one after the other, in the same run.
+Throughput is measured from the first record consumed to the last one done (counted by the
+baseline; written to S3 by the archiver), so group joins are left out of both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+PARTITIONS = 3
+
+
+def load_stack_env() -> None:
+    path = REPO / ".stack" / "env"
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if "=" in line and not line.startswith("#"):
+                key, _, value = line.partition("=")
+                os.environ.setdefault(key.strip(), value.strip())
+
+
+def candle_json(i: int, partition: int) -> bytes:
+    import orjson
+
+    when = datetime(2026, 11, 22, 10 + partition, 0, tzinfo=UTC).isoformat()
+    return orjson.dumps(
+        {
+            "symbol": f"SYM{i % 50}",
+            "asset_class": "crypto",
+            "window_start": when,
+            "window_end": when,
+            "open": f"{i}.123456789",
+            "high": f"{i}.5",
+            "low": f"{i}.1",
+            "close": f"{i}.25",
+            "volume": "12.000000000000000001",
+            "vwap": f"{i}.2",
+            "trade_count": i,
+            "sma": f"{i}.3",
+            "sma_period": 20,
+            "ema": f"{i}.4",
+            "ema_period": 12,
+            "event_time": when,
+            "emitted_at": when,
+        }
+    )
+
+
+async def prepare(topic: str, n: int) -> None:
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    await admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)])
+    await admin.close()
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=512 * 1024, acks=1
+    )
+    await producer.start()
+    try:
+        pending = []
+        for i in range(n):
+            p = i % PARTITIONS
+            pending.append(await producer.send(topic, candle_json(i, p), partition=p))
+            if len(pending) >= 20_000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+async def child_baseline(topic: str, n: int) -> dict[str, Any]:
+    from servicekit.kafka import make_consumer
+    from servicekit.settings import KafkaSettings
+
+    consumer = make_consumer(
+        KafkaSettings(),
+        topic,
+        group_id=f"bench-base-{uuid.uuid4().hex[:6]}",
+        client_id="bench-baseline",
+        fetch_max_bytes=16 * 1024 * 1024,
+    )
+    await consumer.start()
+    count, first = 0, None
+    try:
+        while count < n:
+            batch = await consumer.getmany(timeout_ms=500, max_records=5000)
+            got = sum(len(r) for r in batch.values())
+            if got and first is None:
+                first = time.perf_counter()
+            count += got
+    finally:
+        await consumer.stop()
+    assert first is not None
+    return {"seconds": time.perf_counter() - first, "records": count, "peak_rss_mb": peak_rss_mb()}
+
+
+async def child_archiver(topic: str, n: int) -> dict[str, Any]:
+    from contracts import datasets
+    from servicekit import metrics
+    from servicekit.clock import SystemClock
+    from servicekit.kafka import make_consumer, make_producer
+    from servicekit.settings import KafkaSettings
+
+    from s3_archiver import archiver as archiver_module
+    from s3_archiver import encoding
+    from s3_archiver.object_store import ensure_bucket, make_store, s3_client
+    from s3_archiver.settings import ArchiverSettings, S3Settings
+
+    encode_cpu = [0.0]
+
+    def timed(fn: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            start = time.thread_time()  # CPU of the thread that runs it (to_parquet: a worker)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                encode_cpu[0] += time.thread_time() - start
+
+        return wrapper
+
+    encoding.to_table = timed(encoding.to_table)  # type: ignore[method-assign]
+    encoding.to_parquet = timed(encoding.to_parquet)  # type: ignore[method-assign]
+
+    settings = ArchiverSettings(
+        topic_datasets={topic: "market_candles"},
+        root_prefix=f"bench/{topic}/archive",
+        group_id=f"bench-arch-{uuid.uuid4().hex[:6]}",
+        http_port=0,
+        write_catalog=False,
+        # Two objects per partition, sealed by count as in steady state (the default
+        # 1M rows would need a longer backlog than a benchmark wants to produce).
+        max_records=max(1, n // PARTITIONS // 2),
+    )
+    s3, clock = S3Settings(), SystemClock()
+    first: list[float] = []
+    original_accept = archiver_module.Archiver.accept
+
+    async def accept(self: Any, record: Any) -> None:
+        if not first:
+            first.append(time.perf_counter())
+        await original_accept(self, record)
+
+    archiver_module.Archiver.accept = accept  # type: ignore[method-assign]
+    routes = archiver_module.routes_for({topic: datasets.MARKET_CANDLES})
+    async with s3_client(s3, timeout_s=30) as client:
+        await ensure_bucket(client, s3.s3_bucket)
+        consumer = make_consumer(
+            KafkaSettings(),
+            group_id=settings.group_id,
+            client_id="bench-archiver",
+            fetch_max_bytes=16 * 1024 * 1024,
+        )
+        producer = make_producer(KafkaSettings(), client_id="bench-archiver-dlq")
+        arch = archiver_module.Archiver(
+            settings=settings,
+            consumer=consumer,
+            producer=producer,
+            store=make_store(client, s3, settings, clock),
+            routes=routes,
+            clock=clock,
+        )
+        consumer.subscribe([topic], listener=arch.listener)
+        await producer.start()
+        await consumer.start()
+        stop = asyncio.Event()
+        cpu_start = time.process_time()
+        written = metrics.ARCHIVE_RECORDS.labels("market_candles")
+        task = asyncio.create_task(arch.run(stop))
+        deadline = time.monotonic() + 600
+        while written._value.get() < n and not task.done() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        end = time.perf_counter()
+        cpu = time.process_time() - cpu_start
+        stop.set()
+        await task
+        await consumer.stop()
+        await producer.stop()
+    return {
+        "seconds": end - first[0],
+        "records": int(written._value.get()),
+        "cpu_s": cpu,
+        "encode_cpu_s": encode_cpu[0],
+        "peak_rss_mb": peak_rss_mb(),
+        "max_records": settings.max_records,
+        "max_bytes": settings.max_bytes,
+        "max_buffered_bytes": settings.max_buffered_bytes,
+    }
+
+
+def run_child(kind: str, topic: str, n: int) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", kind, "--topic", topic, "--n", str(n)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"{kind} child failed:\n{out.stderr[-3000:]}")
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--n", type=int, default=None)
+    parser.add_argument("--child", choices=["baseline", "archiver"])
+    parser.add_argument("--topic")
+    args = parser.parse_args()
+    load_stack_env()
+    if args.child:
+        fn = child_baseline if args.child == "baseline" else child_archiver
+        print(json.dumps(asyncio.run(fn(args.topic, args.n))))
+        return
+    n = args.n or (6_000 if args.quick else 300_000)
+    n -= n % PARTITIONS
+    topic = f"bench.s3arch.{uuid.uuid4().hex[:8]}"
+    started = time.perf_counter()
+    asyncio.run(prepare(topic, n))
+    print(f"produced {n} candles to {topic} in {time.perf_counter() - started:.1f}s")
+    base = run_child("baseline", topic, n)
+    arch = run_child("archiver", topic, n)
+    base_rate, arch_rate = n / base["seconds"], n / arch["seconds"]
+    ratio = arch_rate / base_rate
+    share = arch["encode_cpu_s"] / arch["cpu_s"] if arch["cpu_s"] else 0.0
+    print(
+        f"baseline consume-only : {base_rate:10.0f} records/s  peak RSS {base['peak_rss_mb']:.0f} MB"
+    )
+    print(
+        f"archiver (to S3)      : {arch_rate:10.0f} records/s  ({ratio:.2f}x)  "
+        f"peak RSS {arch['peak_rss_mb']:.0f} MB under a {n}-record backlog"
+    )
+    print(
+        f"parquet encoding CPU  : {arch['encode_cpu_s']:.2f}s of {arch['cpu_s']:.2f}s "
+        f"process CPU ({share:.0%})"
+    )
+    figures = [
+        {
+            "name": "s3_archiver throughput",
+            "value": round(arch_rate, 1),
+            "unit": "records/s",
+            "baseline": round(base_rate, 1),
+            "ratio": round(ratio, 3),
+            "target": ">= 0.5x baseline",
+            "pass": ratio >= 0.5,
+        },
+        {
+            "name": "s3_archiver parquet encoding CPU share",
+            "value": round(share * 100, 1),
+            "unit": "%",
+            "baseline": None,
+            "ratio": None,
+            "target": "< 25%",
+            "pass": share < 0.25,
+        },
+        {
+            "name": "s3_archiver peak RSS under backlog",
+            "value": round(arch["peak_rss_mb"], 1),
+            "unit": "MB",
+            "baseline": round(base["peak_rss_mb"], 1),
+            "ratio": None,
+            "target": "<= 512 MB",
+            "pass": arch["peak_rss_mb"] <= 512,
+        },
+    ]
+    print(json.dumps({"figures": figures}))
+
+
+if __name__ == "__main__":
+    main()
