@@ -389,6 +389,7 @@ def _db_config(settings: IngestSettings) -> DatabaseConfig:
         acquire_timeout_s=settings.db_acquire_timeout_s,
         statement_timeout_s=settings.db_statement_timeout_s,
         connect_timeout_s=settings.db_connect_timeout_s,
+        batch_statement_timeout_s=settings.db_batch_statement_timeout_s,
     )
 
 

@@ -55,6 +55,9 @@ class DatabaseConfig:
     acquire_timeout_s: float
     statement_timeout_s: float
     connect_timeout_s: float
+    # COPY of 10,000 rows can take longer than a single insert may; acquiring a connection
+    # (the down/unreachable case) keeps the short acquire timeout all the same.
+    batch_statement_timeout_s: float = 5.0
 
 
 REVIEW_COLUMNS = (
@@ -157,11 +160,18 @@ class Database:
             self._pool = None
 
     @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+    async def _connection(
+        self, *, statement_timeout_s: float | None = None
+    ) -> AsyncIterator[asyncpg.Connection]:
         if self._pool is None:
             raise DatabaseUnavailableError("pool not started")
         try:
-            async with asyncio.timeout(self._deadline_s):
+            deadline_s = (
+                self._deadline_s
+                if statement_timeout_s is None
+                else self._config.acquire_timeout_s + statement_timeout_s
+            )
+            async with asyncio.timeout(deadline_s):
                 async with self._pool.acquire(timeout=self._config.acquire_timeout_s) as conn:
                     yield conn
         except _UNAVAILABLE as exc:
@@ -212,13 +222,18 @@ class Database:
         fingerprint: bytes,
         now: datetime,
         write: Callable[[asyncpg.Connection], Awaitable[StoredResponse]],
+        batch: bool = False,
     ) -> StoredResponse:
         """1. claim the key  2. write  3. store the response — all in one transaction.
 
         A concurrent request with the same key blocks on the claim until the first commits,
         then replays its stored response. A rollback (bad input, crash) frees the key.
         """
-        async with self._connection() as conn, conn.transaction():
+        timeout_s = self._config.batch_statement_timeout_s if batch else None
+        async with self._connection(statement_timeout_s=timeout_s) as conn, conn.transaction():
+            if batch:
+                ms = int(self._config.batch_statement_timeout_s * 1000)
+                await conn.execute(f"SET LOCAL statement_timeout = {ms}")
             claimed = await conn.fetchval(
                 """
                 INSERT INTO idempotency_keys (api_key_id, key, fingerprint, created_at)
@@ -374,12 +389,20 @@ class Database:
                 for rid, r in reviews
             ]  # fmt: skip
             await conn.copy_records_to_table(
-                "reviews", records=records, columns=REVIEW_COLUMNS.split(", ")
+                "reviews",
+                records=records,
+                columns=REVIEW_COLUMNS.split(", "),
+                timeout=self._config.batch_statement_timeout_s,
             )
             return StoredResponse(201, response)
 
         return await self._idempotent(
-            api_key_id=api_key_id, key=key, fingerprint=fingerprint, now=now, write=write
+            api_key_id=api_key_id,
+            key=key,
+            fingerprint=fingerprint,
+            now=now,
+            write=write,
+            batch=True,
         )
 
     async def insert_ticks(
@@ -402,11 +425,17 @@ class Database:
                 records=records,
                 columns=["symbol", "asset_class", "price", "size", "event_time", "venue",
                          "ingested_at"],
+                timeout=self._config.batch_statement_timeout_s,
             )  # fmt: skip
             return StoredResponse(201, response)
 
         return await self._idempotent(
-            api_key_id=api_key_id, key=key, fingerprint=fingerprint, now=now, write=write
+            api_key_id=api_key_id,
+            key=key,
+            fingerprint=fingerprint,
+            now=now,
+            write=write,
+            batch=True,
         )
 
     # --- single-review reads and edits -----------------------------------------------

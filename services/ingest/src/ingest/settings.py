@@ -30,6 +30,8 @@ class IngestSettings(ServiceSettings):
     db_acquire_timeout_s: float = Field(default=0.4, gt=0)
     db_statement_timeout_s: float = Field(default=0.8, gt=0)
     db_connect_timeout_s: float = Field(default=0.5, gt=0)
+    # Batch COPYs (up to 10,000 rows) may run this long once a connection is acquired.
+    db_batch_statement_timeout_s: float = Field(default=5.0, gt=0)
     retry_after_s: int = Field(default=1, ge=1)
 
     max_body_bytes: int = Field(default=2 * 1024 * 1024, gt=0)
