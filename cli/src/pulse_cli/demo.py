@@ -41,6 +41,7 @@ from pulse_cli.render import result_table
 
 log = logging.getLogger(__name__)
 
+TICK_STEP_PAUSE_S = 0.1
 FIXTURE_SITE = Path("tests/fixtures/crawler_site/crawler_fixture_site.py")
 FIXTURE_SKUS = {
     "KTL-100": "Electric Kettle",
@@ -237,10 +238,15 @@ async def drive_api(
 
         await asyncio.gather(*(edit(e) for e in sc.edits), *(delete(d) for d in sc.deletes))
 
-        # Ticks in event-time order, in batches, so candles close as they would live.
-        batch = 30
-        for n in range(0, len(sc.ticks), batch):
-            chunk = sc.ticks[n : n + batch]
+        # Ticks in event-time order, one time step per request, paced: the CDC topic is keyed
+        # by tick id, so a symbol's ticks cross three partitions and can overtake each other;
+        # pacing keeps that within the processor's close grace, as a live feed would.
+        steps: dict[datetime, list[scenario.Tick]] = {}
+        for tick in sc.ticks:
+            steps.setdefault(tick.event_time, []).append(tick)
+        for n, chunk in enumerate(steps.values()):
+            if n:
+                await asyncio.sleep(TICK_STEP_PAUSE_S)
             response = await send(
                 "POST",
                 "/v1/ticks/batch",

@@ -32,7 +32,8 @@ def service_specs(root: Path) -> tuple[ServiceSpec, ...]:
     """The services `pulse up` runs, with demo-friendly defaults the environment can override.
 
     The archiver's window is shortened (30 s, 5 s idle grace) so the archive fills within
-    the demo; the crawler runs continuously with no sites unless CRAWLER_SITES_FILE is set
+    the demo; candles wait 30 s of event time for stragglers (ticks reach the processor
+    over three partitions, see cli/README.md); the crawler runs continuously with no sites unless CRAWLER_SITES_FILE is set
     (the demo crawls its sample site with a one-shot `--once` run).
     """
     state = root / ".stack" / "crawler-state"
@@ -48,6 +49,7 @@ def service_specs(root: Path) -> tuple[ServiceSpec, ...]:
             "cdc_processor",
             "cdc_processor",
             "http://127.0.0.1:58011/healthz",
+            env={"CDC_CANDLE_GRACE_S": "30"},
             metrics_url="http://127.0.0.1:58011/metrics",
         ),
         ServiceSpec(

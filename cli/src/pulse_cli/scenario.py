@@ -277,7 +277,7 @@ def _ticks(
 ) -> tuple[tuple[Tick, ...], tuple[datetime, ...], datetime]:
     """Random walks of ±0.2 % a tick; the equity jumps ~8 % two-thirds of the way in.
 
-    One more tick per symbol lands 30 s into the minute after the last (past the close grace),
+    One more tick per symbol lands 45 s into the minute after the last (past a 30 s grace),
     so every minute before it closes (candles close on event time); its own stays open.
     """
     move_at = max(1, (minutes * 2) // 3)
@@ -290,7 +290,7 @@ def _ticks(
         for n in range(count):
             at = start + timedelta(minutes=minute) + step * n + timedelta(milliseconds=137)
             if minute == minutes:
-                at += timedelta(seconds=30)  # past the previous window's end + grace
+                at += timedelta(seconds=45)  # past the previous window's end + grace (30 s)
             for symbol in prices:
                 drift = Decimal(str(round(rng.uniform(-0.002, 0.002), 5)))
                 if symbol == equity and minute == move_at and n == 0:
