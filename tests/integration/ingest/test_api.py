@@ -321,8 +321,10 @@ def _raw_post(url: str, headers: dict[str, str], chunks: list[bytes], *, chunked
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 @pytest.mark.parametrize("target", ["nginx", "app"])
-def test_oversized_body_is_413(ingest_api: str, api_key: str, target: str, chunked: bool) -> None:
-    base = ingest_api if target == "nginx" else "http://127.0.0.1:58001"
+def test_oversized_body_is_413(
+    ingest_api: str, app_url: str, api_key: str, target: str, chunked: bool
+) -> None:
+    base = ingest_api if target == "nginx" else app_url
     headers = {"X-API-Key": api_key, "Content-Type": "application/json", **idem()}
     chunks = [b'{"reviews":["' + b"a" * 65536] + [b"a" * 65536] * 40
     assert _raw_post(f"{base}/v1/reviews/batch", headers, chunks, chunked=chunked) == 413
