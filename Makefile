@@ -37,20 +37,70 @@ stack-status: ## Show each part of the stack and its address
 stack-logs: ## Tail the stack's logs
 	python3 deploy/local/stack.py logs
 
+.PHONY: migrate
+migrate: sync ## Apply the ingest service's database migrations (idempotent)
+	set -a && . .stack/env && set +a && $(PY) python -m ingest migrate
+
+.PHONY: up
+up: sync ## Start the stack and all services in the background (logs in .stack/logs/)
+	$(PY) pulse up
+
+.PHONY: down
+down: ## Stop the services and the stack
+	$(PY) pulse down
+
+.PHONY: status
+status: ## Each part and service with its health and lag
+	$(PY) pulse status
+
+.PHONY: demo
+demo: sync ## The main job: run the whole pipeline on generated data and print the insights
+	$(PY) pulse demo
+
 .PHONY: lint
 lint: sync ## ruff check + format check + mypy --strict
 	$(PY) ruff check .
 	$(PY) ruff format --check .
-	$(PY) mypy libs/*/src services/*/src
+	$(PY) mypy libs/*/src services/*/src cli/src
 
 .PHONY: unit
 unit: sync ## Unit tests only (no stack needed)
 	$(PY) pytest tests/unit -q
 
+.PHONY: integration
+integration: sync stack-up migrate ## Integration tests on the real stack
+	$(PY) pytest tests/integration -q -m integration
+
+.PHONY: e2e
+e2e: sync stack-up migrate ## End-to-end pipeline test on the real stack
+	$(PY) pytest tests/e2e -q
+
+.PHONY: k8s-tools
+k8s-tools: ## Install kustomize and the schema validator used by the deploy checks
+	deploy/k8s/tools.sh >/dev/null
+
+.PHONY: k8s-render
+k8s-render: ## Render the k3s and eks overlays into .stack/k8s/
+	deploy/k8s/render.sh
+
+.PHONY: k8s-check
+k8s-check: sync ## Offline deploy checks: render, schema-validate, hadolint, settings drift
+	deploy/k8s/check.sh
+
+.PHONY: images
+images: ## Build every service image (where a Docker engine exists)
+	deploy/k8s/build_images.sh
+
+.PHONY: bench
+bench: sync stack-up migrate ## Every benchmark, one table of figure/baseline/ratio/target (QUICK=1 for a smoke run)
+	$(PY) python bench/run_all.py $(if $(QUICK),--quick,)
+
 .PHONY: test
-test: sync stack-up ## Everything CI runs: lint, unit, integration and e2e tests on the real stack
+test: sync stack-up migrate k8s-tools ## Everything CI runs: lint and every test tier on the real stack
 	$(PY) ruff check .
-	$(PY) pytest -q
+	$(PY) ruff format --check .
+	$(PY) mypy libs/*/src services/*/src cli/src
+	$(PY) pytest -q -p no:cacheprovider
 
 .PHONY: clean
 clean: ## Remove caches (not .stack/)
