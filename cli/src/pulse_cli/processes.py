@@ -33,8 +33,8 @@ def service_specs(root: Path) -> tuple[ServiceSpec, ...]:
 
     The archiver's window is shortened (30 s, 5 s idle grace) so the archive fills within
     the demo; candles wait 30 s of event time for stragglers (ticks reach the processor
-    over three partitions, see cli/README.md); the crawler runs continuously with no sites unless CRAWLER_SITES_FILE is set
-    (the demo crawls its sample site with a one-shot `--once` run).
+    over three partitions, see cli/README.md); the crawler runs continuously with no sites
+    unless CRAWLER_SITES_FILE is set (the demo crawls its sample site with `--once`).
     """
     state = root / ".stack" / "crawler-state"
     crawler_env = {
