@@ -43,7 +43,6 @@ async def run(url: str, path: str, body: bytes, key: str, rate: float, duration_
     prefix = f"cr-{os.getpid()}-{time.time_ns()}-".encode()
     latencies: list[float] = []
     errors = 0
-    loop = asyncio.get_running_loop()
 
     async def one(i: int, due: float) -> None:
         nonlocal errors
@@ -55,22 +54,22 @@ async def run(url: str, path: str, body: bytes, key: str, rate: float, duration_
             writer.close()
             pool.put_nowait(await asyncio.open_connection(host, port))
             return
-        latencies.append((loop.time() - due) * 1000)
+        latencies.append((time.monotonic() - due) * 1000)
         if not 200 <= status < 300:
             errors += 1
         pool.put_nowait((reader, writer))
 
     total = int(rate * duration_s)
-    start = loop.time() + 0.1
+    start = time.monotonic() + 0.1
     tasks = []
     for i in range(total):
         due = start + i / rate
-        delay = due - loop.time()
+        delay = due - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(one(i, due)))
     await asyncio.gather(*tasks)
-    elapsed = loop.time() - start
+    elapsed = time.monotonic() - start
     return {"latencies_ms": latencies, "errors": errors, "sent": total, "elapsed_s": elapsed}
 
 

@@ -1,0 +1,29 @@
+"""The benchmark script runs end to end with a tiny N (it is not itself a timed test)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk not installed (apt-get install wrk)")
+def test_bench_script_runs_with_small_n(ingest_env: dict[str, str]) -> None:
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench/ingest/bench_ingest.py"), "--smoke"],
+        env={**os.environ, **ingest_env},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "single review POST, via nginx" in done.stdout
+    assert "non-2xx or socket errors: 0" in done.stdout
