@@ -277,7 +277,7 @@ def constant_rate(
             ],
             stdout=subprocess.PIPE,
             text=True,
-        )  # fmt: skip
+        )
         for _ in range(processes)
     ]
     results = [json.loads(p.communicate(timeout=duration_s + 120)[0]) for p in procs]
