@@ -231,7 +231,9 @@ def main() -> int:
         "--rounds", type=int, default=2, help="direct/nginx runs alternate; best of each counts"
     )
     parser.add_argument("--batch", type=int, default=10_000, help="ticks per batch request")
-    parser.add_argument("--smoke", action="store_true", help="tiny run: checks the bench works")
+    parser.add_argument(
+        "--smoke", "--quick", action="store_true", help="tiny run: checks the bench works"
+    )
     parser.add_argument(
         "--shared", action="store_true", help="measure the stack's nginx and 58001 instead"
     )
@@ -296,9 +298,19 @@ def constant_rate(
     }
 
 
+FIGURES: list[dict[str, object]] = []  # bench/README.md's result convention
+
+
 def line(label: str, value: str, target: str = "", ok: bool | None = None) -> None:
     verdict = "" if ok is None else ("PASS" if ok else "MISS")
     print(f"{label:32} {value:38} {target:30} {verdict}")
+
+
+def figure(name: str, value: float, unit: str, *, baseline: float | None = None,
+           target: str | None = None, ok: bool | None = None) -> None:  # fmt: skip
+    ratio = round(value / baseline, 3) if baseline else None
+    FIGURES.append({"name": name, "value": round(value, 1), "unit": unit, "baseline": baseline,
+                    "ratio": ratio, "target": target, "pass": ok})  # fmt: skip
 
 
 def run(
@@ -337,6 +349,9 @@ def run(
          f"p99 {via['p99_us'] / 1000:.1f} ms", "target >= 2500 req/s",
          via["ok_rps"] >= 2500)  # fmt: skip
     line("nginx / direct", f"{ratio:.2f}x", "target >= 0.90x", ratio >= 0.9)
+    figure("ingest POST /v1/reviews via nginx", via["ok_rps"], "req/s",
+           baseline=round(direct["ok_rps"], 1), target=">= 2500 req/s and >= 0.9x direct",
+           ok=via["ok_rps"] >= 2500 and ratio >= 0.9)  # fmt: skip
 
     steady = constant_rate(nginx, review, key, rate=args.rate, duration_s=duration,
                            processes=args.generators)  # fmt: skip
@@ -344,6 +359,8 @@ def run(
     line(f"constant {args.rate}/s, via nginx", f"{steady['ok_rps']:.0f} req/s, p50 "
          f"{steady['p50_ms']:.1f} ms, p99 {p99_ms:.1f} ms", "target p99 <= 30 ms",
          p99_ms <= 30)  # fmt: skip
+    figure(f"ingest POST /v1/reviews p99 at {args.rate}/s via nginx", p99_ms, "ms",
+           target="p99 <= 30 ms", ok=p99_ms <= 30)  # fmt: skip
 
     body, records = ticks_body(args.batch)
     batch = wrk(nginx, "/v1/ticks/batch", body, key, threads=min(2, args.threads),
@@ -354,9 +371,12 @@ def run(
          "target >= 50000 rows/s", rows_s >= 50_000)  # fmt: skip
     line("bare asyncpg COPY, same rows", f"{baseline:.0f} rows/s",
          f"(baseline; ingest {rows_s / baseline:.2f}x)")  # fmt: skip
+    figure(f"ingest POST /v1/ticks/batch ({args.batch}/req) via nginx", rows_s, "rows/s",
+           baseline=round(baseline, 1), target=">= 50000 rows/s", ok=rows_s >= 50_000)  # fmt: skip
     runs = (*directs, *vias, steady, batch)
     errors = sum(int(x["status_errors"] + x["socket_errors"]) for x in runs)
     print(f"non-2xx or socket errors: {errors}")
+    print(json.dumps({"figures": FIGURES}))
     return 0 if errors == 0 else 1
 
 
