@@ -22,6 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from s3_archiver.main import FETCH_MAX_BYTES, PARTITION_FETCH_BYTES
+
 REPO = Path(__file__).resolve().parents[2]
 PARTITIONS = 3
 
@@ -101,7 +103,8 @@ async def child_baseline(topic: str, n: int) -> dict[str, Any]:
         topic,
         group_id=f"bench-base-{uuid.uuid4().hex[:6]}",
         client_id="bench-baseline",
-        fetch_max_bytes=16 * 1024 * 1024,
+        fetch_max_bytes=FETCH_MAX_BYTES,
+        max_partition_fetch_bytes=PARTITION_FETCH_BYTES,
     )
     await consumer.start()
     count, first = 0, None
@@ -156,14 +159,14 @@ async def child_archiver(topic: str, n: int) -> dict[str, Any]:
     )
     s3, clock = S3Settings(), SystemClock()
     first: list[float] = []
-    original_accept = archiver_module.Archiver.accept
+    original_accept = archiver_module.Archiver.accept_batch
 
-    async def accept(self: Any, record: Any) -> None:
+    async def accept(self: Any, records: Any) -> None:
         if not first:
             first.append(time.perf_counter())
-        await original_accept(self, record)
+        await original_accept(self, records)
 
-    archiver_module.Archiver.accept = accept  # type: ignore[method-assign]
+    archiver_module.Archiver.accept_batch = accept  # type: ignore[method-assign]
     routes = archiver_module.routes_for({topic: datasets.MARKET_CANDLES})
     async with s3_client(s3, timeout_s=30) as client:
         await ensure_bucket(client, s3.s3_bucket)
@@ -171,7 +174,8 @@ async def child_archiver(topic: str, n: int) -> dict[str, Any]:
             KafkaSettings(),
             group_id=settings.group_id,
             client_id="bench-archiver",
-            fetch_max_bytes=16 * 1024 * 1024,
+            fetch_max_bytes=FETCH_MAX_BYTES,
+            max_partition_fetch_bytes=PARTITION_FETCH_BYTES,
         )
         producer = make_producer(KafkaSettings(), client_id="bench-archiver-dlq")
         arch = archiver_module.Archiver(

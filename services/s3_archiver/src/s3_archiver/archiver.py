@@ -31,7 +31,8 @@ from servicekit.clock import Clock
 from servicekit.kafka import dead_letter
 
 from s3_archiver import encoding
-from s3_archiver.object_keys import object_key, partition_path
+from s3_archiver.batch_validation import BatchValidator
+from s3_archiver.object_keys import hour_path, object_key, partition_path
 from s3_archiver.object_store import ObjectStore, StoreUnavailableError
 from s3_archiver.parquet_schema import DatasetSchema, schema_for
 from s3_archiver.settings import ArchiverSettings
@@ -52,6 +53,7 @@ class Route:
 
     dataset: Dataset
     schema: DatasetSchema
+    batch: BatchValidator | None  # None: this model is validated record by record
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +63,12 @@ class Rejected:
 
 
 def routes_for(topic_datasets: dict[str, Dataset]) -> dict[str, Route]:
-    return {t: Route(d, schema_for(d.model)) for t, d in topic_datasets.items()}
+    routes = {}
+    for topic, dataset in topic_datasets.items():
+        schema = schema_for(dataset.model)
+        batch = BatchValidator.for_model(dataset.model, schema, dataset.event_time_field)
+        routes[topic] = Route(dataset, schema, batch)
+    return routes
 
 
 def decode(route: Route, value: bytes | None) -> Event | Rejected:
@@ -129,8 +136,7 @@ class Archiver:
                 max_records=self.settings.poll_max_records,
             )
             for tp, records in batch.items():
-                for record in records:
-                    await self.accept(record)
+                await self.accept_batch(records)
                 metrics.EVENTS_IN.labels(SERVICE, tp.topic).inc(len(records))
             self.buffers.seal_idle()
             self._relieve_pressure()
@@ -139,6 +145,29 @@ class Archiver:
             self._apply_backpressure()
             self._observe()
         await self.shutdown()
+
+    async def accept_batch(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        """Records of one partition: validated as a batch when the model allows, else one by one."""
+        route = self.routes[records[0].topic]
+        hours = None
+        if route.batch is not None:
+            hours = route.batch.event_hours([r.value or b"" for r in records])
+        if hours is None:
+            for record in records:
+                await self.accept(record)
+            return
+        add = self.buffers.add
+        for record, hour in zip(records, hours, strict=True):
+            value = record.value or b""
+            add(
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                timestamp_ms=record.timestamp,
+                path=hour_path(hour),
+                row=value,
+                size_bytes=len(value) + RECORD_OVERHEAD_BYTES,
+            )
 
     async def accept(self, record: ConsumerRecord[bytes, bytes]) -> None:
         route = self.routes[record.topic]

@@ -29,11 +29,12 @@ def partition_path(event_time: datetime) -> PartitionPath:
     """The hour an event belongs to, in UTC. Raises ValueError on a naive datetime."""
     if event_time.tzinfo is None or event_time.utcoffset() is None:
         raise ValueError("event time must be timezone-aware")
-    return _hour_path(int(event_time.timestamp() // 3600))
+    return hour_path(int(event_time.timestamp() // 3600))
 
 
 @lru_cache(maxsize=4096)
-def _hour_path(epoch_hour: int) -> PartitionPath:
+def hour_path(epoch_hour: int) -> PartitionPath:
+    """The partition path of an hour counted from the epoch (UTC)."""
     # Cached per hour: formatting dates is a visible share of the per-record cost.
     utc = datetime.fromtimestamp(epoch_hour * 3600, tz=UTC)
     return PartitionPath(dt=f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}", hour=utc.hour)

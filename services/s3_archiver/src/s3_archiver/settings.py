@@ -39,12 +39,12 @@ class ArchiverSettings(ServiceSettings):
     dlq_topic: str = topics.DLQ.name
 
     max_records: int = Field(default=1_000_000, ge=1)
-    max_bytes: int = Field(default=128 * 1024 * 1024, ge=1)  # accounted bytes per object
+    max_bytes: int = Field(default=64 * 1024 * 1024, ge=1)  # accounted bytes per object
     window_s: float = Field(default=600.0, gt=0)
     idle_grace_s: float = Field(default=60.0, ge=0)
     # Above this many accounted bytes in all buffers, fetching pauses (and the largest
-    # buffer is written early). Accounted bytes are ~4x the raw record size: see README.
-    max_buffered_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    # buffer is written early). Accounted bytes: value size + 160 per record (see README).
+    max_buffered_bytes: int = Field(default=192 * 1024 * 1024, ge=1024)
 
     # A member killed with SIGKILL holds its partitions until this expires (broker min 6000).
     session_timeout_ms: int = Field(default=10_000, ge=1000)

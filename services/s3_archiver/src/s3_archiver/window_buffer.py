@@ -40,10 +40,10 @@ TopicPartition = tuple[str, int]
 
 @dataclass(frozen=True, slots=True)
 class BufferPolicy:
-    """When buffers seal. Defaults favour Athena: files of ~128 MiB or 1M rows in steady state."""
+    """When buffers seal. Defaults favour Athena: the largest files the memory bound allows."""
 
     max_records: int = 1_000_000
-    max_bytes: int = 128 * 1024 * 1024
+    max_bytes: int = 64 * 1024 * 1024
     window: timedelta = timedelta(minutes=10)
     idle_grace: timedelta = timedelta(seconds=60)
 
