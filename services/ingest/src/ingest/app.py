@@ -8,10 +8,12 @@ exactly. The request schemas are still published in the OpenAPI document.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Annotated, Any, TypeVar
 
 import asyncpg
@@ -43,6 +45,7 @@ from ingest.problems import (
 from ingest.repository import (
     Database,
     DatabaseConfig,
+    DatabaseUnavailableError,
     PendingReview,
 )
 from ingest.review_writer import ReviewWriter
@@ -134,12 +137,25 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await db.start()
         writer.start()
+        purge = asyncio.create_task(purge_idempotency_keys())
         metrics.SERVICE_INFO.labels("ingest").set(1)
         try:
             yield
         finally:
+            purge.cancel()
             await writer.stop()
             await db.close()
+
+    async def purge_idempotency_keys() -> None:
+        """Forget idempotency keys older than the TTL, hourly (every worker; harmless)."""
+        while True:
+            await clock.sleep(3600)
+            try:
+                await db.purge_idempotency_keys(
+                    older_than=clock.now() - timedelta(hours=settings.idempotency_ttl_h)
+                )
+            except DatabaseUnavailableError:
+                log.warning("idempotency purge skipped: database unavailable")
 
     app = FastAPI(
         title="Pulse ingest",
