@@ -28,7 +28,12 @@ def migrated(stack_env: dict[str, str]) -> dict[str, str]:
     env = {**os.environ, **stack_env}
     result = subprocess.run(
         ["uv", "run", "python", "-m", "ingest", "migrate"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     return stack_env
@@ -43,7 +48,9 @@ def free_port() -> int:
 class Worker:
     """`python -m cdc_processor` as a subprocess; `kill9()` and `start()` again to restart."""
 
-    def __init__(self, stack_env: dict[str, str], *, app_id: str, log_dir: Path, **settings: str) -> None:
+    def __init__(
+        self, stack_env: dict[str, str], *, app_id: str, log_dir: Path, **settings: str
+    ) -> None:
         self.app_id = app_id
         self.port = free_port()
         self.log_dir = log_dir
@@ -64,8 +71,11 @@ class Worker:
         self.starts += 1
         log = (self.log_dir / f"{self.app_id}-{self.starts}.log").open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cdc_processor"], cwd=REPO, env=self.env,
-            stdout=log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "cdc_processor"],
+            cwd=REPO,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + ready_timeout_s
         while time.monotonic() < deadline:
@@ -79,7 +89,9 @@ class Worker:
             except (httpx.HTTPError, KeyError, ValueError):
                 pass
             time.sleep(0.3)
-        raise AssertionError(f"worker {self.app_id} not ready in {ready_timeout_s}s; see {log.name}")
+        raise AssertionError(
+            f"worker {self.app_id} not ready in {ready_timeout_s}s; see {log.name}"
+        )
 
     def get(self, path: str) -> httpx.Response:
         return httpx.get(f"http://127.0.0.1:{self.port}{path}", timeout=3.0)
@@ -105,7 +117,9 @@ def make_worker(migrated: dict[str, str]) -> Iterator[Any]:
     log_dir = Path(tempfile.mkdtemp(prefix="cdc-it-logs-"))
 
     def make(**settings: str) -> Worker:
-        worker = Worker(migrated, app_id=f"cdc-it-{uuid.uuid4().hex[:10]}", log_dir=log_dir, **settings)
+        worker = Worker(
+            migrated, app_id=f"cdc-it-{uuid.uuid4().hex[:10]}", log_dir=log_dir, **settings
+        )
         workers.append(worker)
         return worker
 
@@ -145,7 +159,9 @@ class TopicTail:
     async def __aexit__(self, *exc: object) -> None:
         await self.consumer.stop()
 
-    async def collect(self, done: Any, *, timeout_s: float, keys: set[bytes] | None = None) -> list[Any]:
+    async def collect(
+        self, done: Any, *, timeout_s: float, keys: set[bytes] | None = None
+    ) -> list[Any]:
         """Records (key filter applied) until `done(records)` is true; fails on timeout."""
         records: list[Any] = []
         deadline = time.monotonic() + timeout_s

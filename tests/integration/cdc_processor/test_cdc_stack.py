@@ -13,7 +13,6 @@ import asyncpg
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
-
 from conftest import TopicTail
 from contracts import topics
 
@@ -24,8 +23,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 def worker(make_worker: Any) -> Any:
     # "latest": a fresh group skips the shared stack's history (tens of thousands of other
     # tests' ticks), so this test's records are processed as they arrive.
-    w = make_worker(CDC_CANDLE_GRACE_S="2", CDC_SMA_PERIOD="2", CDC_EMA_PERIOD="3",
-                    CDC_AUTO_OFFSET_RESET="latest")
+    w = make_worker(
+        CDC_CANDLE_GRACE_S="2",
+        CDC_SMA_PERIOD="2",
+        CDC_EMA_PERIOD="3",
+        CDC_AUTO_OFFSET_RESET="latest",
+    )
     w.start()
     time.sleep(2)  # positions resolve to "latest" on the first fetch after assignment
     return w
@@ -37,21 +40,31 @@ async def test_review_inserted_in_postgres_is_scrubbed_scored_joined_and_alerted
     bootstrap = migrated["KAFKA_BOOTSTRAP_SERVERS"]
     sku = f"IT-{uuid.uuid4().hex[:8]}"
     review_id = uuid.uuid4()
-    async with TopicTail(bootstrap, topics.REVIEWS_ENRICHED.name) as enriched, TopicTail(
-        bootstrap, topics.ALERTS.name
-    ) as alerts:
+    async with (
+        TopicTail(bootstrap, topics.REVIEWS_ENRICHED.name) as enriched,
+        TopicTail(bootstrap, topics.ALERTS.name) as alerts,
+    ):
         conn = await asyncpg.connect(migrated["DATABASE_URL"])
         try:
             product_id = await conn.fetchval(
-                "INSERT INTO products (sku, name, brand, category) VALUES ($1, $2, $3, $4) RETURNING id",
-                sku, "Integration Kettle", "Acme", "kitchen",
+                "INSERT INTO products (sku, name, brand, category)"
+                " VALUES ($1, $2, $3, $4) RETURNING id",
+                sku,
+                "Integration Kettle",
+                "Acme",
+                "kitchen",
             )
             await conn.execute(
-                "INSERT INTO reviews (id, product_id, rating, title, body, author_name, author_email, locale)"
+                "INSERT INTO reviews (id, product_id, rating, title, body, author_name,"
+                " author_email, locale)"
                 " VALUES ($1, $2, 1, $3, $4, $5, $6, 'en')",
-                review_id, product_id, "Awful",
-                "Terrible kettle, it leaks and burned me. Call me on +44 20 7946 0958 or mail jane.doe@example.com",
-                "Jane Doe", "jane.doe@example.com",
+                review_id,
+                product_id,
+                "Awful",
+                "Terrible kettle, it leaks and burned me. "
+                "Call me on +44 20 7946 0958 or mail jane.doe@example.com",
+                "Jane Doe",
+                "jane.doe@example.com",
             )
         finally:
             await conn.close()
@@ -84,12 +97,16 @@ async def test_review_inserted_in_postgres_is_scrubbed_scored_joined_and_alerted
     assert worker.get("/healthz").status_code == 200
 
 
-async def test_ticks_inserted_in_postgres_produce_candles(worker: Any, migrated: dict[str, str]) -> None:
+async def test_ticks_inserted_in_postgres_produce_candles(
+    worker: Any, migrated: dict[str, str]
+) -> None:
     bootstrap = migrated["KAFKA_BOOTSTRAP_SERVERS"]
     symbol = f"IT{uuid.uuid4().hex[:6].upper()}"
     t0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
-    rows = [(symbol, "equity", Decimal(p), Decimal("2"), t0 + timedelta(seconds=s), "it")
-            for s, p in [(1, "10.5"), (30, "11.25"), (59, "10.75"), (65, "12"), (125, "13")]]
+    rows = [
+        (symbol, "equity", Decimal(p), Decimal("2"), t0 + timedelta(seconds=s), "it")
+        for s, p in [(1, "10.5"), (30, "11.25"), (59, "10.75"), (65, "12"), (125, "13")]
+    ]
     async with TopicTail(bootstrap, topics.MARKET_CANDLES.name) as candles:
         conn = await asyncpg.connect(migrated["DATABASE_URL"])
         try:
@@ -98,7 +115,8 @@ async def test_ticks_inserted_in_postgres_produce_candles(worker: Any, migrated:
             for row in rows:
                 await conn.execute(
                     "INSERT INTO market_ticks (symbol, asset_class, price, size, event_time, venue)"
-                    " VALUES ($1, $2, $3, $4, $5, $6)", *row,
+                    " VALUES ($1, $2, $3, $4, $5, $6)",
+                    *row,
                 )
                 await asyncio.sleep(0.7)
         finally:
@@ -123,15 +141,40 @@ def _quotes(symbols: list[str], minutes: int, per_minute: int) -> list[tuple[byt
             for n, symbol in enumerate(symbols):
                 at = t0 + timedelta(minutes=minute, seconds=i * 59 / per_minute)
                 price = Decimal(100 + n) + Decimal((minute * 7 + i * 3) % 23) / 10
-                out.append((symbol.encode(), orjson.dumps({
-                    "symbol": symbol, "asset_class": "equity", "price": str(price),
-                    "size": str(1 + i % 4), "event_time": at.isoformat(), "source": "it",
-                    "polled_at": at.isoformat()})))
+                out.append(
+                    (
+                        symbol.encode(),
+                        orjson.dumps(
+                            {
+                                "symbol": symbol,
+                                "asset_class": "equity",
+                                "price": str(price),
+                                "size": str(1 + i % 4),
+                                "event_time": at.isoformat(),
+                                "source": "it",
+                                "polled_at": at.isoformat(),
+                            }
+                        ),
+                    )
+                )
     closing = t0 + timedelta(minutes=minutes + 5)
     for symbol in symbols:  # closes every window
-        out.append((symbol.encode(), orjson.dumps({
-            "symbol": symbol, "asset_class": "equity", "price": "1", "size": "1",
-            "event_time": closing.isoformat(), "source": "it", "polled_at": closing.isoformat()})))
+        out.append(
+            (
+                symbol.encode(),
+                orjson.dumps(
+                    {
+                        "symbol": symbol,
+                        "asset_class": "equity",
+                        "price": "1",
+                        "size": "1",
+                        "event_time": closing.isoformat(),
+                        "source": "it",
+                        "polled_at": closing.isoformat(),
+                    }
+                ),
+            )
+        )
     return out
 
 
@@ -194,8 +237,9 @@ async def test_kill_9_mid_stream_then_restart_equals_uninterrupted_run(
         victim.kill9()
         await asyncio.sleep(1)
         victim.start()
-        restarted = by_window(partial + await tail.collect(
-            lambda rs: done(partial + rs), timeout_s=150, keys=keys))
+        restarted = by_window(
+            partial + await tail.collect(lambda rs: done(partial + rs), timeout_s=150, keys=keys)
+        )
         victim.stop()
 
     assert len(uninterrupted) == expected_windows

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-
 from cdc_processor import alerts, candles
 from cdc_processor.enrichment import Enricher
 from cdc_processor.language import LanguageDetector
@@ -30,44 +29,100 @@ def golden_doc(name: str) -> dict[str, Any]:
     return document
 
 
-def envelope(op: str, *, after: dict[str, Any] | None = None, before: dict[str, Any] | None = None,
-             table: str = "reviews", lsn: int = 100, ts_ms: int = 1795366800123) -> bytes:
-    return orjson.dumps({
-        "before": before,
-        "after": after,
-        "source": {"connector": "postgresql", "name": "pulse", "ts_ms": ts_ms, "snapshot": "false",
-                   "db": "pulse", "schema": "public", "table": table, "lsn": lsn},
-        "op": op,
-        "ts_ms": ts_ms,
-    })
+def envelope(
+    op: str,
+    *,
+    after: dict[str, Any] | None = None,
+    before: dict[str, Any] | None = None,
+    table: str = "reviews",
+    lsn: int = 100,
+    ts_ms: int = 1795366800123,
+) -> bytes:
+    return orjson.dumps(
+        {
+            "before": before,
+            "after": after,
+            "source": {
+                "connector": "postgresql",
+                "name": "pulse",
+                "ts_ms": ts_ms,
+                "snapshot": "false",
+                "db": "pulse",
+                "schema": "public",
+                "table": table,
+                "lsn": lsn,
+            },
+            "op": op,
+            "ts_ms": ts_ms,
+        }
+    )
 
 
-def review_row(review_id: str, *, product_id: int = 1, rating: int = 4, body: str = "Works well enough for me",
-               title: str | None = "Ok", author: str | None = "Jane Doe", email: str | None = "jane@example.com",
-               locale: str | None = "en", at: datetime = T0) -> dict[str, Any]:
-    return {"id": review_id, "product_id": product_id, "rating": rating, "title": title, "body": body,
-            "author_name": author, "author_email": email, "locale": locale, "source": "app",
-            "external_id": None, "created_at": at.isoformat(), "updated_at": at.isoformat()}
+def review_row(
+    review_id: str,
+    *,
+    product_id: int = 1,
+    rating: int = 4,
+    body: str = "Works well enough for me",
+    title: str | None = "Ok",
+    author: str | None = "Jane Doe",
+    email: str | None = "jane@example.com",
+    locale: str | None = "en",
+    at: datetime = T0,
+) -> dict[str, Any]:
+    return {
+        "id": review_id,
+        "product_id": product_id,
+        "rating": rating,
+        "title": title,
+        "body": body,
+        "author_name": author,
+        "author_email": email,
+        "locale": locale,
+        "source": "app",
+        "external_id": None,
+        "created_at": at.isoformat(),
+        "updated_at": at.isoformat(),
+    }
 
 
 def product_row(product_id: int = 1, sku: str = "KTL-100") -> dict[str, Any]:
     return {"id": product_id, "sku": sku, "name": "Kettle", "brand": "Acme", "category": "kitchen"}
 
 
-def tick_row(tick_id: int, *, symbol: str = "BTC-USD", price: str = "100", size: str = "1",
-             at: datetime = T0) -> dict[str, Any]:
-    return {"id": tick_id, "symbol": symbol, "asset_class": "crypto", "price": price, "size": size,
-            "event_time": at.isoformat(), "venue": "demo"}
+def tick_row(
+    tick_id: int, *, symbol: str = "BTC-USD", price: str = "100", size: str = "1", at: datetime = T0
+) -> dict[str, Any]:
+    return {
+        "id": tick_id,
+        "symbol": symbol,
+        "asset_class": "crypto",
+        "price": price,
+        "size": size,
+        "event_time": at.isoformat(),
+        "venue": "demo",
+    }
 
 
 def quote(symbol: str, price: str, at: datetime, *, size: str = "1", source: str = "feed") -> bytes:
-    return orjson.dumps({"symbol": symbol, "asset_class": "equity" if "-" not in symbol else "crypto",
-                         "price": price, "size": size, "event_time": at.isoformat(), "source": source,
-                         "polled_at": at.isoformat()})
+    return orjson.dumps(
+        {
+            "symbol": symbol,
+            "asset_class": "equity" if "-" not in symbol else "crypto",
+            "price": price,
+            "size": size,
+            "event_time": at.isoformat(),
+            "source": source,
+            "polled_at": at.isoformat(),
+        }
+    )
 
 
 REVIEW_ALERTS = alerts.ReviewAlertConfig(
-    negative_rating_max=2, negative_text_score=-0.5, burst_window=timedelta(minutes=10), burst_threshold=3
+    negative_rating_max=2,
+    negative_text_score=-0.5,
+    burst_window=timedelta(minutes=10),
+    burst_threshold=3,
 )
 CANDLE_CONFIG = candles.CandleConfig(grace=timedelta(seconds=5), sma_period=3, ema_period=3)
 MARKET_ALERTS = alerts.MarketAlertConfig(
@@ -76,16 +131,32 @@ MARKET_ALERTS = alerts.MarketAlertConfig(
 
 
 def make_enricher(key: bytes = b"test-key") -> Enricher:
-    return Enricher(scrubber=Scrubber(), scorer=SentimentScorer(),
-                    detector=LanguageDetector(expected=("en", "fr", "de")), pseudonym_key=key)
+    return Enricher(
+        scrubber=Scrubber(),
+        scorer=SentimentScorer(),
+        detector=LanguageDetector(expected=("en", "fr", "de")),
+        pseudonym_key=key,
+    )
 
 
 def review_flow(clock: FakeClock | None = None) -> ReviewFlow:
-    return ReviewFlow(enricher=make_enricher(), alert_config=REVIEW_ALERTS, orphan_max=100,
-                      products={}, orphans={}, dedup={}, bursts={}, clock=clock or FakeClock(T0))
+    return ReviewFlow(
+        enricher=make_enricher(),
+        alert_config=REVIEW_ALERTS,
+        orphan_max=100,
+        products={},
+        orphans={},
+        dedup={},
+        bursts={},
+        clock=clock or FakeClock(T0),
+    )
 
 
 def tick_flow(clock: FakeClock | None = None) -> TickFlow:
-    return TickFlow(candle_config=CANDLE_CONFIG, market_config=MARKET_ALERTS, states={},
-                    stale=alerts.StaleFeedWatch(stale_after=timedelta(seconds=60)),
-                    clock=clock or FakeClock(T0))
+    return TickFlow(
+        candle_config=CANDLE_CONFIG,
+        market_config=MARKET_ALERTS,
+        states={},
+        stale=alerts.StaleFeedWatch(stale_after=timedelta(seconds=60)),
+        clock=clock or FakeClock(T0),
+    )

@@ -17,12 +17,28 @@ Entry = tuple[str, str, dict[str, list[str]]]
 HANDWRITTEN: list[Entry] = [
     ("en", "Great kettle, boils in 2 minutes. Paid $49.99 on 2024-03-15.", {}),
     ("en", "Order #4532015112830366 arrived late, box was damaged.", {}),
-    ("en", "Contact me at john.smith@gmail.com if you need photos.", {"email": ["john.smith@gmail.com"]}),
-    ("en", "Support called me back on +1 415 555 0132 within an hour.", {"phone": ["+1 415 555 0132"]}),
+    (
+        "en",
+        "Contact me at john.smith@gmail.com if you need photos.",
+        {"email": ["john.smith@gmail.com"]},
+    ),
+    (
+        "en",
+        "Support called me back on +1 415 555 0132 within an hour.",
+        {"phone": ["+1 415 555 0132"]},
+    ),
     ("en", "My card 4111 1111 1111 1111 was charged twice!!", {"card": ["4111 1111 1111 1111"]}),
-    ("en", "Refund went to GB82 WEST 1234 5698 7654 32 after 10 days.", {"iban": ["GB82 WEST 1234 5698 7654 32"]}),
+    (
+        "en",
+        "Refund went to GB82 WEST 1234 5698 7654 32 after 10 days.",
+        {"iban": ["GB82 WEST 1234 5698 7654 32"]},
+    ),
     ("en", "The app kept logging in from 203.0.113.45, weird.", {"ip": ["203.0.113.45"]}),
-    ("en", "Firmware link https://admin:s3cret@updates.example.com/fw.bin is in the manual?!", {"url_credentials": ["https://admin:s3cret@updates.example.com/fw.bin"]}),
+    (
+        "en",
+        "Firmware link https://admin:s3cret@updates.example.com/fw.bin is in the manual?!",
+        {"url_credentials": ["https://admin:s3cret@updates.example.com/fw.bin"]},
+    ),
     ("en", "Model KTL-100, serial 8841203391, version 2.4.1.7 still leaks.", {}),
     ("en", "Bought 3 for 29.97 total, 1,299 reviews can't be wrong.", {}),
     ("en", "Tracking number 1Z999AA10123456784 never updated.", {}),
@@ -30,7 +46,11 @@ HANDWRITTEN: list[Entry] = [
     ("en", "My name is Sarah and this blender is loud.", {"name": ["Sarah"]}),
     ("en", "I am very disappointed with the lid.", {}),
     ("en", "Called (212) 555-0187 and nobody answered.", {"phone": ["(212) 555-0187"]}),
-    ("en", "Their server 2001:db8:85a3::8a2e:370:7334 leaked my data lol", {"ip": ["2001:db8:85a3::8a2e:370:7334"]}),
+    (
+        "en",
+        "Their server 2001:db8:85a3::8a2e:370:7334 leaked my data lol",
+        {"ip": ["2001:db8:85a3::8a2e:370:7334"]},
+    ),
     ("en", "Arrived 12/03/2024 at 10:45:30, exactly as promised.", {}),
     ("en", "5 stars. 10/10 would buy again. 100% recommend.", {}),
     ("en", "Invoice 2024-000123 shows the wrong VAT of 20%.", {}),
@@ -38,8 +58,16 @@ HANDWRITTEN: list[Entry] = [
     ("en", "Call 555-123-4567 for the installer, he was great.", {"phone": ["555-123-4567"]}),
     ("en", "Cheers, Tom", {"name": ["Tom"]}),
     ("en", "Paid with Amex 3782 822463 10005, no issues.", {"card": ["3782 822463 10005"]}),
-    ("en", "Mastercard 5555555555554444 declined at checkout twice.", {"card": ["5555555555554444"]}),
-    ("en", "Email me: a.b-c+reviews@sub.example.co.uk", {"email": ["a.b-c+reviews@sub.example.co.uk"]}),
+    (
+        "en",
+        "Mastercard 5555555555554444 declined at checkout twice.",
+        {"card": ["5555555555554444"]},
+    ),
+    (
+        "en",
+        "Email me: a.b-c+reviews@sub.example.co.uk",
+        {"email": ["a.b-c+reviews@sub.example.co.uk"]},
+    ),
     ("en", "Weighs 1.25 kg, 30 x 20 x 15 cm, 1500 W.", {}),
     ("en", "Router at 192.168.0.1 showed the device fine.", {"ip": ["192.168.0.1"]}),
     ("en", "SKU 4006381333931 is the EAN on the box.", {}),
@@ -49,8 +77,16 @@ HANDWRITTEN: list[Entry] = [
     ("fr", "Commande n° 0612345678 reçue avec deux jours de retard.", {}),
     ("fr", "Appelez-moi au 06 12 34 56 78 pour plus d'infos.", {"phone": ["06 12 34 56 78"]}),
     ("fr", "Le SAV m'a rappelé au +33 1 42 68 53 00, très pro.", {"phone": ["+33 1 42 68 53 00"]}),
-    ("fr", "Mon mail : marie.dupont@orange.fr, je peux envoyer des photos.", {"email": ["marie.dupont@orange.fr"]}),
-    ("fr", "Remboursé sur FR76 3000 6000 0112 3456 7890 189 sous 5 jours.", {"iban": ["FR76 3000 6000 0112 3456 7890 189"]}),
+    (
+        "fr",
+        "Mon mail : marie.dupont@orange.fr, je peux envoyer des photos.",
+        {"email": ["marie.dupont@orange.fr"]},
+    ),
+    (
+        "fr",
+        "Remboursé sur FR76 3000 6000 0112 3456 7890 189 sous 5 jours.",
+        {"iban": ["FR76 3000 6000 0112 3456 7890 189"]},
+    ),
     ("fr", "Je m'appelle Julien et je suis déçu du couvercle.", {"name": ["Julien"]}),
     ("fr", "Cordialement, Anne-Sophie Martin", {"name": ["Anne-Sophie Martin"]}),
     ("fr", "Je suis très content, livraison en 48h.", {}),
@@ -70,7 +106,11 @@ HANDWRITTEN: list[Entry] = [
     ("de", "Ruft mich an: 030 12345678, gerne auch abends.", {"phone": ["030 12345678"]}),
     ("de", "Hotline +49 89 1234 5678 war sehr freundlich.", {"phone": ["+49 89 1234 5678"]}),
     ("de", "Meine Mail ist k.mueller@web.de falls Fragen sind.", {"email": ["k.mueller@web.de"]}),
-    ("de", "Erstattung auf DE89 3704 0044 0532 0130 00 kam schnell.", {"iban": ["DE89 3704 0044 0532 0130 00"]}),
+    (
+        "de",
+        "Erstattung auf DE89 3704 0044 0532 0130 00 kam schnell.",
+        {"iban": ["DE89 3704 0044 0532 0130 00"]},
+    ),
     ("de", "Ich heiße Jonas und der Mixer ist laut.", {"name": ["Jonas"]}),
     ("de", "Viele Grüße, Anna Schmidt", {"name": ["Anna Schmidt"]}),
     ("de", "Ich bin sehr zufrieden, Lieferung in 2 Tagen.", {}),
@@ -83,11 +123,19 @@ HANDWRITTEN: list[Entry] = [
     ("de", "LG, Max", {"name": ["Max"]}),
     ("de", "Gekauft am 2023-11-24, nach 14 Tagen defekt.", {}),
     ("de", "Tel 0171 2345678 vom Techniker, kam pünktlich.", {"phone": ["0171 2345678"]}),
-    ("de", "Österreichische IBAN AT61 1904 3002 3457 3201 hat funktioniert.", {"iban": ["AT61 1904 3002 3457 3201"]}),
+    (
+        "de",
+        "Österreichische IBAN AT61 1904 3002 3457 3201 hat funktioniert.",
+        {"iban": ["AT61 1904 3002 3457 3201"]},
+    ),
     ("de", "Version 1.0.12 behebt den Fehler nicht.", {}),
     ("en", "Three stars: works, but 45 dB is loud at 6:30 am.", {}),
     ("en", "Lot 2023-11-A, best before 11/2025, batch 004512.", {}),
-    ("en", "Dear seller, my wife Olga loves it. Regards, Daniel Brooks", {"name": ["Olga", "Daniel Brooks"]}),
+    (
+        "en",
+        "Dear seller, my wife Olga loves it. Regards, Daniel Brooks",
+        {"name": ["Olga", "Daniel Brooks"]},
+    ),
     ("en", "I'm Kevin, and the hinge broke after 2 weeks.", {"name": ["Kevin"]}),
     ("en", "Warranty claim ref 3056930009020004 went nowhere.", {}),
     ("en", "Ping from 0.0.0.0 in the logs, that is odd.", {"ip": ["0.0.0.0"]}),
@@ -95,7 +143,11 @@ HANDWRITTEN: list[Entry] = [
     ("fr", "Je suis Paul Durand, client depuis 2015.", {"name": ["Paul Durand"]}),
     ("fr", "Écran 27 pouces, 144 Hz, 1 ms, 299 € au lieu de 349 €.", {}),
     ("fr", "Envoyé à 12 h 30, reçu le 2 mars, note 4,5/5.", {}),
-    ("fr", "Mon IBAN BE68 5390 0754 7034 pour le remboursement svp.", {"iban": ["BE68 5390 0754 7034"]}),
+    (
+        "fr",
+        "Mon IBAN BE68 5390 0754 7034 pour le remboursement svp.",
+        {"iban": ["BE68 5390 0754 7034"]},
+    ),
     ("de", "Ich bin Jonas Becker und enttäuscht vom Deckel.", {"name": ["Jonas Becker"]}),
     ("de", "Grüße, Petra", {"name": ["Petra"]}),
     ("de", "Artikel 4006381333931, Charge 2024-03, 3 Stück à 4,99 €.", {}),
@@ -103,28 +155,56 @@ HANDWRITTEN: list[Entry] = [
     ("en", "Ask for Mr Thompson in the store, he sorted it.", {"name": ["Thompson"]}),
     ("fr", "Merci à Nathalie du service client !", {"name": ["Nathalie"]}),
     ("de", "Danke an Herrn Yilmaz vom Support.", {"name": ["Yilmaz"]}),
-    ("de", "Der Server 2a00:1450:4001:82b::200e antwortet nicht.", {"ip": ["2a00:1450:4001:82b::200e"]}),
+    (
+        "de",
+        "Der Server 2a00:1450:4001:82b::200e antwortet nicht.",
+        {"ip": ["2a00:1450:4001:82b::200e"]},
+    ),
 ]
 
 # --- templates × value pools --------------------------------------------------------------------
 POOLS: dict[str, list[str]] = {
     "email": [
-        "jane.doe@example.com", "pierre@exemple.fr", "h.weber@firma.de", "x_y.z@mail.co",
-        "first.last+tag@gmail.com", "info@kaffee-haus.at",
+        "jane.doe@example.com",
+        "pierre@exemple.fr",
+        "h.weber@firma.de",
+        "x_y.z@mail.co",
+        "first.last+tag@gmail.com",
+        "info@kaffee-haus.at",
     ],
     "phone": [
-        "+44 20 7946 0958", "+33 6 98 76 54 32", "+49 151 23456789", "07 11 22 33 44",
-        "0221 9876543", "+1 (646) 555-0143", "0044 20 7946 0000", "06-12-34-56-78",
+        "+44 20 7946 0958",
+        "+33 6 98 76 54 32",
+        "+49 151 23456789",
+        "07 11 22 33 44",
+        "0221 9876543",
+        "+1 (646) 555-0143",
+        "0044 20 7946 0000",
+        "06-12-34-56-78",
     ],
     "card": [
-        "4242 4242 4242 4242", "5555-5555-5555-4444", "4000056655665556", "3714 496353 98431",
-        "6011 1111 1111 1117", "2223 0031 2200 3222",
+        "4242 4242 4242 4242",
+        "5555-5555-5555-4444",
+        "4000056655665556",
+        "3714 496353 98431",
+        "6011 1111 1111 1117",
+        "2223 0031 2200 3222",
     ],
     "iban": [
-        "DE44 5001 0517 5407 3249 31", "FR14 2004 1010 0505 0001 3M02 606", "GB29 NWBK 6016 1331 9268 19",
-        "NL91 ABNA 0417 1643 00", "ES91 2100 0418 4502 0005 1332", "CH93 0076 2011 6238 5295 7",
+        "DE44 5001 0517 5407 3249 31",
+        "FR14 2004 1010 0505 0001 3M02 606",
+        "GB29 NWBK 6016 1331 9268 19",
+        "NL91 ABNA 0417 1643 00",
+        "ES91 2100 0418 4502 0005 1332",
+        "CH93 0076 2011 6238 5295 7",
     ],
-    "ip": ["198.51.100.7", "172.16.254.1", "2001:db8::ff00:42:8329", "8.8.4.4", "fe80::1ff:fe23:4567:890a"],
+    "ip": [
+        "198.51.100.7",
+        "172.16.254.1",
+        "2001:db8::ff00:42:8329",
+        "8.8.4.4",
+        "fe80::1ff:fe23:4567:890a",
+    ],
     "url_credentials": [
         "ftp://user:pa55word@files.example.org/manual.pdf",
         "https://bob:hunter2@shop.example.com/account",
@@ -203,7 +283,9 @@ def _templated() -> list[Entry]:
     for i, (lang, template) in enumerate(TEMPLATES["email"]):
         email = POOLS["email"][i]
         phone = POOLS["phone"][i]
-        entries.append((lang, template.format(v=email) + f" / {phone}", {"email": [email], "phone": [phone]}))
+        entries.append(
+            (lang, template.format(v=email) + f" / {phone}", {"email": [email], "phone": [phone]})
+        )
     return entries
 
 

@@ -11,8 +11,7 @@ from unittest.mock import AsyncMock, MagicMock
 
 import orjson
 import pytest
-
-from cdc_fixtures import T0, envelope, golden, product_row, quote, review_row, tick_row
+from cdc_fixtures import T0, envelope, golden, product_row, quote, tick_row
 from cdc_processor.app import Processor, create_app
 from cdc_processor.settings import CdcSettings
 from contracts import topics
@@ -22,9 +21,16 @@ from servicekit.settings import KafkaSettings
 
 @pytest.fixture
 async def processor() -> AsyncIterator[Processor]:
-    settings = CdcSettings(app_id=f"cdc-unit-{uuid.uuid4().hex[:8]}", http_port=0, candle_grace_s=5,
-                           sma_period=2, ema_period=2)
-    p = create_app(settings, KafkaSettings(kafka_bootstrap_servers="127.0.0.1:1"), clock=FakeClock(T0))
+    settings = CdcSettings(
+        app_id=f"cdc-unit-{uuid.uuid4().hex[:8]}",
+        http_port=0,
+        candle_grace_s=5,
+        sma_period=2,
+        ema_period=2,
+    )
+    p = create_app(
+        settings, KafkaSettings(kafka_bootstrap_servers="127.0.0.1:1"), clock=FakeClock(T0)
+    )
     app = p.app
     app.loop = asyncio.get_running_loop()
     app.finalize()
@@ -45,7 +51,9 @@ def sent(p: Processor, topic: str) -> list[tuple[bytes | None, dict[str, Any]]]:
 async def test_products_and_reviews_agents_join_and_emit(processor: Processor) -> None:
     p = processor
     async with p.app.agents["products"].test_context() as products:
-        await products.put(envelope("c", after=product_row(1, "KTL-100"), table="products"), key=b'{"id":1}')
+        await products.put(
+            envelope("c", after=product_row(1, "KTL-100"), table="products"), key=b'{"id":1}'
+        )
     async with p.app.agents["reviews-cdc"].test_context() as reviews:
         await reviews.put(golden("review_insert"), key=b"k", partition=1)
     [(key, record)] = sent(p, topics.REVIEWS_ENRICHED.name)
@@ -71,9 +79,16 @@ async def test_tombstone_is_skipped_and_garbage_is_dead_lettered(processor: Proc
 
 async def test_crawled_review_agent_emits_enriched(processor: Processor) -> None:
     p = processor
-    value = orjson.dumps({"source": "shopx", "external_id": "1", "url": "https://shopx.example/1",
-                          "rating": 5, "body": "Superbe produit, je recommande vivement.",
-                          "crawled_at": T0.isoformat()})
+    value = orjson.dumps(
+        {
+            "source": "shopx",
+            "external_id": "1",
+            "url": "https://shopx.example/1",
+            "rating": 5,
+            "body": "Superbe produit, je recommande vivement.",
+            "crawled_at": T0.isoformat(),
+        }
+    )
     async with p.app.agents["reviews-crawled"].test_context() as crawled:
         await crawled.put(value, key=b"shopx:1")
     [(key, record)] = sent(p, topics.REVIEWS_ENRICHED.name)
@@ -81,10 +96,14 @@ async def test_crawled_review_agent_emits_enriched(processor: Processor) -> None
     assert record["language"] == "fr"
 
 
-async def test_cdc_ticks_are_repartitioned_by_symbol_with_source_position(processor: Processor) -> None:
+async def test_cdc_ticks_are_repartitioned_by_symbol_with_source_position(
+    processor: Processor,
+) -> None:
     p = processor
     async with p.app.agents["ticks-cdc"].test_context() as ticks:
-        await ticks.put(envelope("c", after=tick_row(1, symbol="ETH-USD"), table="market_ticks"), partition=2)
+        await ticks.put(
+            envelope("c", after=tick_row(1, symbol="ETH-USD"), table="market_ticks"), partition=2
+        )
     internal = p.ticks_by_symbol.get_topic_name()
     [(key, value)] = sent(p, internal)
     assert key == b"ETH-USD" and value["src"] == [topics.MARKET_TICKS_CDC.name, 2, 0]
@@ -92,13 +111,21 @@ async def test_cdc_ticks_are_repartitioned_by_symbol_with_source_position(proces
 
 async def test_repartitioned_ticks_build_candles_and_skip_redelivery(processor: Processor) -> None:
     p = processor
-    from cdc_processor.decoding import Tick, tick_to_json
-    from contracts.rows import AssetClass
     from datetime import timedelta
     from decimal import Decimal
 
+    from cdc_processor.decoding import Tick, tick_to_json
+    from contracts.rows import AssetClass
+
     def t(n: int, at_s: int, price: str) -> bytes:
-        tick = Tick(f"db:{n}", "ETH-USD", AssetClass.CRYPTO, Decimal(price), Decimal(1), T0 + timedelta(seconds=at_s))
+        tick = Tick(
+            f"db:{n}",
+            "ETH-USD",
+            AssetClass.CRYPTO,
+            Decimal(price),
+            Decimal(1),
+            T0 + timedelta(seconds=at_s),
+        )
         return tick_to_json(tick, source=(topics.MARKET_TICKS_CDC.name, 0, n))
 
     async with p.app.agents["ticks-by-symbol"].test_context() as agent:

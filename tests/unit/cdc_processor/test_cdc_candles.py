@@ -7,7 +7,6 @@ from decimal import Decimal
 
 import orjson
 import pytest
-
 from cdc_fixtures import CANDLE_CONFIG, T0, tick_flow
 from cdc_processor import candles
 from cdc_processor.decoding import Tick
@@ -18,7 +17,14 @@ Q = "market.quotes.v1"
 
 
 def tick(n: int, price: str, at_s: float, *, size: str = "1", symbol: str = "BTC-USD") -> Tick:
-    return Tick(f"t{n}", symbol, AssetClass.CRYPTO, Decimal(price), Decimal(size), T0 + timedelta(seconds=at_s))
+    return Tick(
+        f"t{n}",
+        symbol,
+        AssetClass.CRYPTO,
+        Decimal(price),
+        Decimal(size),
+        T0 + timedelta(seconds=at_s),
+    )
 
 
 def run(ticks: list[Tick], *, flow=None) -> tuple[list[dict], list]:
@@ -33,11 +39,18 @@ def run(ticks: list[Tick], *, flow=None) -> tuple[list[dict], list]:
 
 
 def test_ohlcv_and_vwap_of_one_minute() -> None:
-    ticks = [tick(1, "100", 1, size="2"), tick(2, "105", 20), tick(3, "95", 40, size="3"), tick(4, "101", 59),
-             tick(5, "102", 66)]  # 66 s: past 60 + 5 s grace → first candle closes
+    ticks = [
+        tick(1, "100", 1, size="2"),
+        tick(2, "105", 20),
+        tick(3, "95", 40, size="3"),
+        tick(4, "101", 59),
+        tick(5, "102", 66),
+    ]  # 66 s: past 60 + 5 s grace → first candle closes
     [candle], rejected = run(ticks)
     assert rejected == []
-    assert candle["open"] == "100.000000000000000000" and candle["close"] == "101.000000000000000000"
+    assert (
+        candle["open"] == "100.000000000000000000" and candle["close"] == "101.000000000000000000"
+    )
     assert Decimal(candle["high"]) == 105 and Decimal(candle["low"]) == 95
     assert Decimal(candle["volume"]) == 7 and candle["trade_count"] == 4
     assert Decimal(candle["vwap"]) == candles.q((Decimal(200) + 105 + 285 + 101) / 7)
@@ -77,12 +90,20 @@ def test_sma_and_ema_exact() -> None:
     out, _ = run(ticks)
     assert [c["sma"] for c in out] == [None, None, "11.000000000000000000", "12.000000000000000000"]
     # EMA(3): alpha 0.5, seeded with the first close.
-    assert [Decimal(c["ema"]) for c in out] == [Decimal("10"), Decimal("10.5"), Decimal("11.25"), Decimal("12.125")]
+    assert [Decimal(c["ema"]) for c in out] == [
+        Decimal("10"),
+        Decimal("10.5"),
+        Decimal("11.25"),
+        Decimal("12.125"),
+    ]
 
 
 def test_decimals_exact_beyond_float_precision() -> None:
-    ticks = [tick(1, "67012.500000000000000001", 1, size="0.000000000000000003"),
-             tick(2, "67012.500000000000000003", 2, size="0.000000000000000001"), tick(3, "1", 70)]
+    ticks = [
+        tick(1, "67012.500000000000000001", 1, size="0.000000000000000003"),
+        tick(2, "67012.500000000000000003", 2, size="0.000000000000000001"),
+        tick(3, "1", 70),
+    ]
     [candle], _ = run(ticks)
     assert candle["vwap"] == "67012.500000000000000002"
     assert candle["volume"] == "0.000000000000000004"
@@ -109,7 +130,7 @@ def test_price_move_alert() -> None:
     flow = tick_flow()
     prices = ["100", "101", "107", "107.5"]
     alerts = []
-    for i, p in enumerate(prices + ["1"]):
+    for i, p in enumerate([*prices, "1"]):
         outputs, _ = flow.on_tick(tick(i, p, 60 * i + 1), position=(Q, 0, i))
         alerts += [orjson.loads(o.value) for o in outputs if o.topic == topics.ALERTS.name]
     assert [a["kind"] for a in alerts] == ["price_move"]

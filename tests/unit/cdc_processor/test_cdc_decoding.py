@@ -7,7 +7,6 @@ from decimal import Decimal
 
 import orjson
 import pytest
-
 from cdc_fixtures import envelope, golden, golden_doc
 from cdc_processor import decoding
 from cdc_processor.decoding import DecodeError
@@ -117,9 +116,17 @@ def test_product_insert_decodes() -> None:
 
 
 def test_crawled_review_gets_crawl_id_and_source() -> None:
-    value = orjson.dumps({"source": "shopx", "external_id": "r-9", "url": "https://shopx.example/r/9",
-                          "product_sku": "KTL-100", "rating": 3.5, "body": "Fine.",
-                          "crawled_at": "2026-11-22T17:00:00Z"})
+    value = orjson.dumps(
+        {
+            "source": "shopx",
+            "external_id": "r-9",
+            "url": "https://shopx.example/r/9",
+            "product_sku": "KTL-100",
+            "rating": 3.5,
+            "body": "Fine.",
+            "crawled_at": "2026-11-22T17:00:00Z",
+        }
+    )
     review = decoding.decode_review_crawled(value)
     assert review is not None
     assert review.review_id == "crawl:shopx:r-9" and review.source == "crawl:shopx"
@@ -127,8 +134,17 @@ def test_crawled_review_gets_crawl_id_and_source() -> None:
 
 
 def test_quote_decodes_and_repartition_round_trips_with_source() -> None:
-    value = orjson.dumps({"symbol": "AAPL", "asset_class": "equity", "price": "189.12", "size": "10",
-                          "event_time": "2026-11-22T17:00:01Z", "source": "feed", "polled_at": "2026-11-22T17:00:02Z"})
+    value = orjson.dumps(
+        {
+            "symbol": "AAPL",
+            "asset_class": "equity",
+            "price": "189.12",
+            "size": "10",
+            "event_time": "2026-11-22T17:00:01Z",
+            "source": "feed",
+            "polled_at": "2026-11-22T17:00:02Z",
+        }
+    )
     tick = decoding.decode_quote(value)
     assert tick is not None
     encoded = decoding.tick_to_json(tick, source=("pulse.public.market_ticks", 2, 41))

@@ -6,9 +6,8 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-
-from cdc_processor.pii import PLACEHOLDER, PiiKind, Scrubber, detect
 from cdc_pii_corpus import CORPUS
+from cdc_processor.pii import PLACEHOLDER, PiiKind, Scrubber, detect
 
 # Floors (README "PII floors"). Measured values are higher; the floors leave room for
 # corpus growth without hiding a regression.
@@ -74,7 +73,10 @@ def test_scrubbed_text_keeps_no_labelled_value() -> None:
 
 def test_placeholders_are_typed_and_counted() -> None:
     result = Scrubber().scrub("mail a@b.de or call +49 30 1234 5678, card 4242 4242 4242 4242")
-    assert result.text == f"mail {PLACEHOLDER[PiiKind.EMAIL]} or call {PLACEHOLDER[PiiKind.PHONE]}, card [CARD]"
+    assert (
+        result.text
+        == f"mail {PLACEHOLDER[PiiKind.EMAIL]} or call {PLACEHOLDER[PiiKind.PHONE]}, card [CARD]"
+    )
     assert result.counts == {"email": 1, "phone": 1, "card": 1}
 
 

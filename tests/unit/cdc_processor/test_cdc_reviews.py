@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import orjson
-
 from cdc_fixtures import T0, envelope, golden, product_row, review_flow, review_row
 from cdc_processor import decoding
 from cdc_processor.decoding import ProductChange
@@ -44,13 +43,36 @@ def test_review_is_scrubbed_scored_pseudonymized_and_joined() -> None:
 
 def test_same_author_gets_same_pseudonym_other_key_differs() -> None:
     flow = review_flow()
-    first = flow.on_review(decoding.decode_review_cdc(envelope("c", after=review_row("00000000-0000-4000-8000-000000000001", body="A first long review text here"))))
-    second = flow.on_review(decoding.decode_review_cdc(envelope("c", after=review_row("00000000-0000-4000-8000-000000000002", body="A second long review text here"))))
+    first = flow.on_review(
+        decoding.decode_review_cdc(
+            envelope(
+                "c",
+                after=review_row(
+                    "00000000-0000-4000-8000-000000000001", body="A first long review text here"
+                ),
+            )
+        )
+    )
+    second = flow.on_review(
+        decoding.decode_review_cdc(
+            envelope(
+                "c",
+                after=review_row(
+                    "00000000-0000-4000-8000-000000000002", body="A second long review text here"
+                ),
+            )
+        )
+    )
     a = _records(first, topics.REVIEWS_ENRICHED.name)[0]["author_pseudonym"]
     b = _records(second, topics.REVIEWS_ENRICHED.name)[0]["author_pseudonym"]
     assert a == b
     from cdc_fixtures import make_enricher
-    other = make_enricher(b"other-key").pseudonym(decoding.decode_review_cdc(envelope("c", after=review_row("00000000-0000-4000-8000-000000000001"))))
+
+    other = make_enricher(b"other-key").pseudonym(
+        decoding.decode_review_cdc(
+            envelope("c", after=review_row("00000000-0000-4000-8000-000000000001"))
+        )
+    )
     assert other != a
 
 
@@ -71,9 +93,22 @@ def test_same_review_from_app_and_crawl_is_enriched_once() -> None:
     flow = review_flow()
     _product(flow)
     body = "The lid cracked after a week of normal use, very disappointing."
-    app = flow.on_review(decoding.decode_review_cdc(envelope("c", after=review_row("00000000-0000-4000-8000-000000000003", body=body))))
-    crawled = orjson.dumps({"source": "shopx", "external_id": "9", "url": "https://shopx.example/9",
-                            "product_sku": "KTL-100", "rating": 2, "body": body.upper(), "crawled_at": T0.isoformat()})
+    app = flow.on_review(
+        decoding.decode_review_cdc(
+            envelope("c", after=review_row("00000000-0000-4000-8000-000000000003", body=body))
+        )
+    )
+    crawled = orjson.dumps(
+        {
+            "source": "shopx",
+            "external_id": "9",
+            "url": "https://shopx.example/9",
+            "product_sku": "KTL-100",
+            "rating": 2,
+            "body": body.upper(),
+            "crawled_at": T0.isoformat(),
+        }
+    )
     again = flow.on_review(decoding.decode_review_crawled(crawled))
     assert len(_records(app, topics.REVIEWS_ENRICHED.name)) == 1
     assert again == []
@@ -81,14 +116,33 @@ def test_same_review_from_app_and_crawl_is_enriched_once() -> None:
 
 def test_short_identical_texts_are_not_merged() -> None:
     flow = review_flow()
-    one = flow.on_review(decoding.decode_review_cdc(envelope("c", after=review_row("00000000-0000-4000-8000-000000000004", body="Great!"))))
-    two = flow.on_review(decoding.decode_review_cdc(envelope("c", after=review_row("00000000-0000-4000-8000-000000000005", body="Great!"))))
+    one = flow.on_review(
+        decoding.decode_review_cdc(
+            envelope("c", after=review_row("00000000-0000-4000-8000-000000000004", body="Great!"))
+        )
+    )
+    two = flow.on_review(
+        decoding.decode_review_cdc(
+            envelope("c", after=review_row("00000000-0000-4000-8000-000000000005", body="Great!"))
+        )
+    )
     assert len(one) == 1 and len(two) == 1
 
 
 def test_review_before_product_is_emitted_unknown_then_re_emitted_joined() -> None:
     flow = review_flow()
-    early = flow.on_review(decoding.decode_review_cdc(envelope("c", after=review_row("00000000-0000-4000-8000-000000000006", product_id=7, body="Arrived before the catalogue knew the product"))))
+    early = flow.on_review(
+        decoding.decode_review_cdc(
+            envelope(
+                "c",
+                after=review_row(
+                    "00000000-0000-4000-8000-000000000006",
+                    product_id=7,
+                    body="Arrived before the catalogue knew the product",
+                ),
+            )
+        )
+    )
     [first] = _records(early, topics.REVIEWS_ENRICHED.name)
     assert first["product_known"] is False and first["product_id"] == 7
     rejoined = _product(flow, 7, "BLD-7")
@@ -117,7 +171,12 @@ def test_burst_of_negative_reviews_alerts_once_per_burst() -> None:
     kinds = []
     for i in range(6):
         at = T0 + timedelta(minutes=i)
-        row = review_row(f"00000000-0000-4000-8000-00000000010{i}", rating=1, body=f"Broken again number {i}, awful", at=at)
+        row = review_row(
+            f"00000000-0000-4000-8000-00000000010{i}",
+            rating=1,
+            body=f"Broken again number {i}, awful",
+            at=at,
+        )
         outputs = flow.on_review(decoding.decode_review_cdc(envelope("c", after=row)))
         kinds += [a["kind"] for a in _records(outputs, topics.ALERTS.name)]
     assert kinds.count("negative_review") == 6
@@ -125,7 +184,12 @@ def test_burst_of_negative_reviews_alerts_once_per_burst() -> None:
     # After a quiet hour, a new burst alerts again.
     for i in range(3):
         at = T0 + timedelta(hours=2, minutes=i)
-        row = review_row(f"00000000-0000-4000-8000-00000000020{i}", rating=1, body=f"Second wave complaint {i} here", at=at)
+        row = review_row(
+            f"00000000-0000-4000-8000-00000000020{i}",
+            rating=1,
+            body=f"Second wave complaint {i} here",
+            at=at,
+        )
         outputs = flow.on_review(decoding.decode_review_cdc(envelope("c", after=row)))
         kinds += [a["kind"] for a in _records(outputs, topics.ALERTS.name)]
     assert kinds.count("negative_burst") == 2
@@ -134,11 +198,18 @@ def test_burst_of_negative_reviews_alerts_once_per_burst() -> None:
 def test_redelivered_negative_review_counts_once_in_burst() -> None:
     flow = review_flow()
     _product(flow)
-    value = envelope("c", after=review_row("00000000-0000-4000-8000-000000000301", rating=1, body="Terrible, broke at once."))
+    value = envelope(
+        "c",
+        after=review_row(
+            "00000000-0000-4000-8000-000000000301", rating=1, body="Terrible, broke at once."
+        ),
+    )
     bursts = []
     for _ in range(5):
         outputs = flow.on_review(decoding.decode_review_cdc(value))
-        bursts += [a for a in _records(outputs, topics.ALERTS.name) if a["kind"] == "negative_burst"]
+        bursts += [
+            a for a in _records(outputs, topics.ALERTS.name) if a["kind"] == "negative_burst"
+        ]
     assert bursts == []
 
 
@@ -149,7 +220,13 @@ def test_rating_normalization() -> None:
 
 def test_french_text_language_detected_without_locale() -> None:
     flow = review_flow()
-    row = review_row("00000000-0000-4000-8000-000000000401", locale=None,
-                     body="La bouilloire est très bruyante et le couvercle ne ferme pas bien.")
-    [record] = _records(flow.on_review(decoding.decode_review_cdc(envelope("c", after=row))), topics.REVIEWS_ENRICHED.name)
+    row = review_row(
+        "00000000-0000-4000-8000-000000000401",
+        locale=None,
+        body="La bouilloire est très bruyante et le couvercle ne ferme pas bien.",
+    )
+    [record] = _records(
+        flow.on_review(decoding.decode_review_cdc(envelope("c", after=row))),
+        topics.REVIEWS_ENRICHED.name,
+    )
     assert record["language"] == "fr"

@@ -6,7 +6,6 @@ import asyncio
 import logging
 
 import faust
-
 from contracts import topics
 from servicekit.logging import configure_logging
 from servicekit.settings import KafkaSettings, load_settings

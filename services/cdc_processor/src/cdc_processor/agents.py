@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from contracts import topics
@@ -72,7 +72,12 @@ async def _events(stream: Any) -> AsyncIterator[Any]:
         yield event.message
 
 
-def register(p: Processor) -> None:
+def register(p: Processor, *, sources: Mapping[str, str] | None = None) -> None:
+    """Attach the agents, timers and health server to `p.app`.
+
+    `sources` (route name → topic) replaces the contract topics and keeps only the routes it
+    names: the benchmark runs the same agents on its own topics.
+    """
     app = p.app
     p.topics[p.ticks_by_symbol.get_topic_name()] = p.ticks_by_symbol
 
@@ -110,29 +115,37 @@ def register(p: Processor) -> None:
         tick, source = decoded
         return p.ticks.on_tick(tick, position=source)
 
-    routes: list[tuple[Any, str, Handler]] = [
-        (p.topics[topics.PRODUCTS_CDC.name], "products", product),
-        (p.topics[topics.REVIEWS_CDC.name], "reviews-cdc", review_cdc),
-        (p.topics[topics.REVIEWS_CRAWLED.name], "reviews-crawled", review_crawled),
-        (p.topics[topics.MARKET_TICKS_CDC.name], "ticks-cdc", tick_cdc),
-        (p.topics[topics.MARKET_QUOTES.name], "quotes", quote),
-        (p.ticks_by_symbol, "ticks-by-symbol", repartitioned_tick),
-    ]
-    for channel, name, handle in routes:
+    routes: dict[str, tuple[str, Handler]] = {
+        "products": (topics.PRODUCTS_CDC.name, product),
+        "reviews-cdc": (topics.REVIEWS_CDC.name, review_cdc),
+        "reviews-crawled": (topics.REVIEWS_CRAWLED.name, review_crawled),
+        "ticks-cdc": (topics.MARKET_TICKS_CDC.name, tick_cdc),
+        "quotes": (topics.MARKET_QUOTES.name, quote),
+        "ticks-by-symbol": (p.ticks_by_symbol.get_topic_name(), repartitioned_tick),
+    }
+    if sources is not None:
+        unknown = set(sources) - set(routes)
+        if unknown:
+            raise ValueError(f"unknown routes: {sorted(unknown)}")
+        routes = {name: (sources[name], routes[name][1]) for name in sources}
+    for name, (topic_name, handle) in routes.items():
+        channel = p.topics.get(topic_name) or p.app.topic(
+            topic_name, key_serializer="raw", value_serializer="raw", allow_empty=True
+        )
         app.agent(channel, name=name, concurrency=1)(_make_agent(p, handle))
 
-    @app.timer(p.settings.stale_check_interval_s)
+    @app.timer(p.settings.stale_check_interval_s)  # type: ignore[untyped-decorator]  # faust is untyped
     async def stale_feeds() -> None:
         # Timers run outside any stream event: they may send, never write tables.
         for out in p.ticks.stale_alerts():
             await p.topics[out.topic].send(key=out.key, value=out.value)
             metrics.EVENTS_OUT.labels(SERVICE, out.topic).inc()
 
-    @app.timer(5.0)
+    @app.timer(5.0)  # type: ignore[untyped-decorator]  # faust is untyped
     async def sample_lag() -> None:
         sample_partitions(p)
 
-    @app.task
+    @app.task  # type: ignore[untyped-decorator]  # faust is untyped
     async def serve_health() -> None:
         server = HealthServer(host=p.settings.http_host, port=p.settings.http_port)
         server.liveness["partitions"] = _partitions_check(p)
@@ -143,11 +156,25 @@ def register(p: Processor) -> None:
 
 
 def _make_agent(p: Processor, handle: Handler) -> Callable[[Any], Any]:
-    async def agent(stream: Any) -> None:
-        async for message in _events(stream):
-            await emit(p, message, handle)
+    batch_max = p.settings.batch_max
+    if batch_max <= 1:
 
-    return agent
+        async def agent(stream: Any) -> None:
+            async for message in _events(stream):
+                await emit(p, message, handle)
+
+        return agent
+
+    async def batched_agent(stream: Any) -> None:
+        # take_events acks the batch only after this loop body finishes (at-least-once).
+        async for events in stream.take_events(batch_max, within=p.settings.batch_within_s):
+            for event in events:
+                # Table writes pick their changelog partition from the current event; in a
+                # batch that must be this event, not the last one buffered.
+                stream._set_current_event(event)
+                await emit(p, event.message, handle)
+
+    return batched_agent
 
 
 def sample_partitions(p: Processor) -> None:

@@ -71,7 +71,9 @@ def negative_review_alert(
         details={
             "review_id": review.review_id,
             "rating": "" if review.rating is None else str(review.rating),
-            "sentiment_score": "" if review.sentiment_score is None else str(review.sentiment_score),
+            "sentiment_score": ""
+            if review.sentiment_score is None
+            else str(review.sentiment_score),
         },
         raised_at=now,
     )

@@ -5,12 +5,12 @@ pure cores into the agents. The only module that picks concrete classes.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import faust
-
 from contracts import topics
 from servicekit.clock import Clock, SystemClock
 from servicekit.settings import KafkaSettings
@@ -77,7 +77,11 @@ def create_app(
     kafka: KafkaSettings,
     *,
     clock: Clock | None = None,
+    sources: Mapping[str, str] | None = None,
+    outputs: Mapping[str, str] | None = None,
 ) -> Processor:
+    """The app with its agents. `sources`/`outputs` (benchmarks only) swap contract topics for
+    others: route name → input topic, contract output topic → replacement topic."""
     clock = clock or SystemClock()
     app = faust.App(
         settings.app_id,
@@ -92,6 +96,7 @@ def create_app(
         stream_wait_empty=False,
         table_standby_replicas=0,
         producer_acks=-1,
+        producer_linger=0.005,  # default 0 sends one produce request per record
         broker_commit_interval=1.0,
         autodiscover=False,
     )
@@ -169,7 +174,9 @@ def create_app(
         stalls=StallDetector(stall_after_s=settings.stall_after_s),
         clock=clock,
     )
+    for contract_name, replacement in (outputs or {}).items():
+        named[contract_name] = _raw_topic(app, replacement, partitions=topics.PARTITIONS)
     from cdc_processor import agents  # agents register on the app they are given
 
-    agents.register(processor)
+    agents.register(processor, sources=sources)
     return processor

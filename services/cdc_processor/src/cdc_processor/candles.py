@@ -155,7 +155,9 @@ def _apply(
         agg["n"] += 1
     watermark = max(state["watermark"] or 0, _epoch_us(tick.event_time))
     state["watermark"] = watermark
-    return TickResult(Verdict.ACCEPTED, closed=_close_due(state, tick.symbol, config=config, now=now))
+    return TickResult(
+        Verdict.ACCEPTED, closed=_close_due(state, tick.symbol, config=config, now=now)
+    )
 
 
 def close_due(

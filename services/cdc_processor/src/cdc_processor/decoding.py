@@ -12,11 +12,10 @@ from decimal import Decimal
 from typing import TypeVar
 
 import orjson
-from pydantic import ValidationError
-
 from contracts.debezium import ChangeEvent, EnvelopeError, Op, decode_change_event
 from contracts.events import QuotePolled, ReviewCrawled
 from contracts.rows import AssetClass, MarketTickRow, ProductRow, ReviewRow
+from pydantic import ValidationError
 
 RowT = TypeVar("RowT", ProductRow, ReviewRow, MarketTickRow)
 

@@ -128,8 +128,8 @@ class Enricher:
                 op=ReviewOp.DELETE,
                 source=review.source,
                 dedup_key=dedup_key(
-                review_id=review.review_id, text=normalized_text(review.body), product_ref=ref
-            ),
+                    review_id=review.review_id, text=normalized_text(review.body), product_ref=ref
+                ),
                 event_time=review.event_time,
                 source_lsn=review.source_lsn,
                 enriched_at=now,
@@ -169,7 +169,9 @@ def with_product(enriched: ReviewEnriched, product: ProductInfo, *, text: str) -
     """Re-emit form of an orphan review once its product is known (`text`: normalized body)."""
     return enriched.model_copy(
         update={
-            "dedup_key": dedup_key(review_id=enriched.review_id, text=text, product_ref=product.sku),
+            "dedup_key": dedup_key(
+                review_id=enriched.review_id, text=text, product_ref=product.sku
+            ),
             "product_id": product.id,
             "product_sku": product.sku,
             "product_name": product.name,

@@ -3,7 +3,7 @@ expected languages in low-accuracy mode (its models ship in the wheel; nothing d
 
 from __future__ import annotations
 
-from lingua import Language, LanguageDetectorBuilder
+from lingua import IsoCode639_1, Language, LanguageDetectorBuilder
 
 _MIN_CHARS = 3
 
@@ -16,9 +16,7 @@ class LanguageDetector:
             self._only = expected[0] if expected else None
         else:
             self._detector = (
-                LanguageDetectorBuilder.from_languages(*languages)
-                .with_low_accuracy_mode()
-                .build()
+                LanguageDetectorBuilder.from_languages(*languages).with_low_accuracy_mode().build()
             )
             self._only = None
         self._expected = frozenset(expected)
@@ -39,7 +37,6 @@ class LanguageDetector:
         return found.iso_code_639_1.name.lower()
 
 
-def _iso(code: str) -> object:
-    from lingua import IsoCode639_1
-
-    return getattr(IsoCode639_1, code.upper())
+def _iso(code: str) -> IsoCode639_1:
+    iso: IsoCode639_1 = getattr(IsoCode639_1, code.upper())
+    return iso

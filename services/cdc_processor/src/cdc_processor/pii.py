@@ -9,6 +9,7 @@ the scrubber removes the *author's own* name wherever it appears and names intro
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -36,12 +37,15 @@ _PATTERN = re.compile(
   | (?P<card>(?<![\w.,])\d{4}(?:[ -]?\d{2,4}){2,4}(?:[ -]?\d{1,3})?(?![\d.,]\d))
   | (?P<ipv4>(?<![\d.])"""
     + _OCTET
-    + r"(?:\." + _OCTET + r""")(?:\."""
+    + r"(?:\."
+    + _OCTET
+    + r""")(?:\."""
     + _OCTET
     + r""")(?:\."""
     + _OCTET
     + r"""(?![\d]|\.\d)))
-  | (?P<ipv6>(?<![\w:])(?:[0-9A-Fa-f]{1,4}:){1,7}:?(?:[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4})*)?(?![\w:]))
+  | (?P<ipv6>(?<![\w:])(?:[0-9A-Fa-f]{1,4}:){1,7}:?
+        (?:[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4})*)?(?![\w:]))
   | (?P<phone>(?<![\w+])(?:
         \+\d{1,3}[ .\-]?(?:\(0\)[ .\-]?)?\(?\d{1,4}\)?(?:[ .\-/]?\d{2,4}){2,5}
       | 00\d{2}[ .\-]?\d{1,4}(?:[ .\-]?\d{2,4}){2,5}
@@ -51,7 +55,8 @@ _PATTERN = re.compile(
       | \d{3}[.\-]\d{3}[.\-]\d{4}
     )(?!\d))
   | (?P<name_cue>(?:\b(?:[Mm]y\ name\ is|I\ am|I'm|[Jj]e\ m'appelle|[Jj]e\ suis|[Mm]oi\ c'est|
-        [Ii]ch\ heiße|[Ii]ch\ heisse|[Ii]ch\ bin|[Mm]ein\ Name\ ist|[Rr]egards,|[Cc]heers,|[Tt]hanks,|
+        [Ii]ch\ heiße|[Ii]ch\ heisse|[Ii]ch\ bin|[Mm]ein\ Name\ ist|
+        [Rr]egards,|[Cc]heers,|[Tt]hanks,|
         [Cc]ordialement,|[Mm]erci,|[Gg]rüße,|[Gg]ruß,|Viele\ Grüße,|LG,|MfG,|
         Mr\.?|Mrs\.?|Ms\.?|Dr\.?|Herrn?|Frau|Monsieur|Madame|Mme|M\.)\s+)
         (?P<name>[A-ZÀ-ÖØ-Þ][a-zà-öø-ÿ]+(?:[\ \-][A-ZÀ-ÖØ-Þ][a-zà-öø-ÿ]+){0,2}(?:\ [A-Z]\.)?))
@@ -69,10 +74,66 @@ _NOT_PII_CONTEXT = re.compile(
 )
 # After a cue, these capitalized words are not names ("I am Very happy" is still not a name).
 _NOT_NAMES = frozenset(
-    """Very Really So Not Happy Sad Disappointed Satisfied Pleased Sure Glad Sorry Quite Also
-    Still Just Totally Completely Déçu Déçue Ravi Ravie Content Contente Très Vraiment Pas Sehr
-    Nicht Total Enttäuscht Zufrieden Froh Leider Ganz The This That It Le La Les Un Une Der Die
-    Das Ein Eine Customer Client Kunde Kundin Buyer Mother Father Mom Dad""".split()
+    [
+        "Very",
+        "Really",
+        "So",
+        "Not",
+        "Happy",
+        "Sad",
+        "Disappointed",
+        "Satisfied",
+        "Pleased",
+        "Sure",
+        "Glad",
+        "Sorry",
+        "Quite",
+        "Also",
+        "Still",
+        "Just",
+        "Totally",
+        "Completely",
+        "Déçu",
+        "Déçue",
+        "Ravi",
+        "Ravie",
+        "Content",
+        "Contente",
+        "Très",
+        "Vraiment",
+        "Pas",
+        "Sehr",
+        "Nicht",
+        "Total",
+        "Enttäuscht",
+        "Zufrieden",
+        "Froh",
+        "Leider",
+        "Ganz",
+        "The",
+        "This",
+        "That",
+        "It",
+        "Le",
+        "La",
+        "Les",
+        "Un",
+        "Une",
+        "Der",
+        "Die",
+        "Das",
+        "Ein",
+        "Eine",
+        "Customer",
+        "Client",
+        "Kunde",
+        "Kundin",
+        "Buyer",
+        "Mother",
+        "Father",
+        "Mom",
+        "Dad",
+    ]
 )
 _CUE_CASUAL = frozenset({"I am", "I'm", "Je suis", "je suis", "Ich bin", "ich bin"})
 
@@ -204,19 +265,31 @@ class Scrubber:
     @staticmethod
     def _scrub_author(text: str, author_names: tuple[str, ...], counts: dict[str, int]) -> str:
         """Replace the author's own name (full, or any part of 3+ letters) as whole words."""
-        parts: set[str] = set()
-        for name in author_names:
-            name = name.strip()
-            if not name:
-                continue
-            parts.add(name)
-            parts.update(p for p in re.split(r"[\s\-]+", name) if len(p) >= 3)
-        if not parts:
+        pattern = _author_pattern(author_names)
+        if pattern is None:
             return text
-        alternation = "|".join(re.escape(p) for p in sorted(parts, key=len, reverse=True))
-        pattern = re.compile(rf"(?<!\w)(?:{alternation})(?!\w)", re.IGNORECASE)
         result, replaced = pattern.subn(PLACEHOLDER[PiiKind.NAME], text)
-        if replaced:
-            counts[PiiKind.NAME.value] = counts.get(PiiKind.NAME.value, 0) + replaced
+        if not replaced:
+            return text
+        counts[PiiKind.NAME.value] = counts.get(PiiKind.NAME.value, 0) + replaced
         # "[NAME] [NAME]" (first + last matched separately) reads as one name.
-        return re.sub(r"\[NAME\](?:[ \-]\[NAME\])+", PLACEHOLDER[PiiKind.NAME], result)
+        return _NAME_RUN.sub(PLACEHOLDER[PiiKind.NAME], result)
+
+
+_NAME_RUN = re.compile(r"\[NAME\](?:[ \-]\[NAME\])+")
+
+
+@functools.lru_cache(maxsize=8192)
+def _author_pattern(author_names: tuple[str, ...]) -> re.Pattern[str] | None:
+    """Compiled once per author (re's own cache holds only 512 patterns)."""
+    parts: set[str] = set()
+    for name in author_names:
+        name = name.strip()
+        if not name:
+            continue
+        parts.add(name)
+        parts.update(p for p in re.split(r"[\s\-]+", name) if len(p) >= 3)
+    if not parts:
+        return None
+    alternation = "|".join(re.escape(p) for p in sorted(parts, key=len, reverse=True))
+    return re.compile(rf"(?<!\w)(?:{alternation})(?!\w)", re.IGNORECASE)

@@ -92,11 +92,15 @@ class ReviewFlow:
         outputs: list[Output] = []
         now = self.clock.now()
         for key in (f"id:{row.id}", f"sku:{row.sku}"):
-            pending = self.orphans.get(key)
-            if not pending:
+            index = self.orphans.get(key)
+            if not index:
                 continue
             del self.orphans[key]
-            for held in pending.values():
+            for review_id in index:
+                held = self.orphans.get(f"{key}|{review_id}")
+                if held is None:
+                    continue
+                del self.orphans[f"{key}|{review_id}"]
                 record = ReviewEnriched.model_validate(held["enriched"])
                 joined = with_product(record, info, text=held["text"])
                 outputs.append(_enriched(joined.model_copy(update={"enriched_at": now})))
@@ -140,20 +144,24 @@ class ReviewFlow:
         return outputs
 
     def _hold(self, review: ReviewInput, record: ReviewEnriched) -> None:
+        """Keep an orphan for re-emission: one entry per review (`<product key>|<review id>`)
+        plus a bounded id index per product, so a write never copies other reviews."""
         key = f"id:{review.product_id}" if review.product_id is not None else None
         if key is None and review.product_sku:
             key = f"sku:{review.product_sku}"
         if key is None:
             return  # a crawled review naming no product of ours: nothing to join, ever
-        pending = dict(self.orphans.get(key) or {})
-        if review.review_id not in pending and len(pending) >= self.orphan_max:
-            log.warning("orphan reviews for %s over %d; not held", key, self.orphan_max)
-            return
-        pending[review.review_id] = {
+        index: list[str] = list(self.orphans.get(key) or [])
+        if review.review_id not in index:
+            if len(index) >= self.orphan_max:
+                log.debug("orphan reviews for %s over %d; not held", key, self.orphan_max)
+                return
+            index.append(review.review_id)
+            self.orphans[key] = index
+        self.orphans[f"{key}|{review.review_id}"] = {
             "enriched": record.model_dump(mode="json"),
             "text": normalized_text(review.body),
         }
-        self.orphans[key] = pending
 
 
 class TickFlow:
@@ -202,4 +210,3 @@ class TickFlow:
             _alert(alert)
             for alert in self.stale.due(monotonic=self.clock.monotonic(), now=self.clock.now())
         ]
-

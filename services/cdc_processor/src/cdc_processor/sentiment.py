@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-
 from contracts.events import SentimentLabel
+from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 # VADER's own recommended thresholds on the compound score.
 POSITIVE_FROM = 0.05

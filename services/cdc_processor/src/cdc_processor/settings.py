@@ -9,13 +9,12 @@ from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
-
 from servicekit.settings import ServiceSettings
 
 # DEV ONLY: this key is public (it is in the repository), so its pseudonyms can be reversed by
 # anyone holding a list of candidate authors. Every real deployment sets CDC_PSEUDONYM_KEY; the
 # worker logs a warning at start-up while this default is in use.
-DEV_ONLY_PSEUDONYM_KEY = "dev-only-insecure-pseudonym-key-set-CDC_PSEUDONYM_KEY"  # noqa: S105
+DEV_ONLY_PSEUDONYM_KEY = "dev-only-insecure-pseudonym-key-set-CDC_PSEUDONYM_KEY"
 
 
 class CdcSettings(ServiceSettings):
@@ -28,6 +27,9 @@ class CdcSettings(ServiceSettings):
     pseudonym_key: SecretStr = SecretStr(DEV_ONLY_PSEUDONYM_KEY)
     expected_languages: str = Field(default="en,fr,de", pattern=r"^[a-z]{2}(,[a-z]{2})*$")
     topic_replication_factor: int = Field(default=1, ge=1)
+    # >1: agents take up to this many events at a time (stream.take_events) — see README.
+    batch_max: int = Field(default=1, ge=1, le=10_000)
+    batch_within_s: float = Field(default=0.05, gt=0)
     # Where a new consumer group starts. "latest" skips history (tests on a shared stack).
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     # Faust wants a data directory even with the memory store; nothing durable is kept there.

@@ -10,7 +10,6 @@ import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
-
 from contracts.topics import TopicSpec
 
 log = logging.getLogger(__name__)

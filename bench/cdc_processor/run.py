@@ -1,0 +1,299 @@
+"""cdc_processor throughput vs a bare aiokafka consume → decode → produce loop, same broker,
+same input topic, same run.
+
+  uv run python bench/cdc_processor/run.py [--reviews N] [--ticks N] [--batch]
+
+Review path: Debezium review envelopes → the `reviews-cdc` agent (decode, scrub, score,
+language, pseudonym, dedup/burst tables, join) → enriched topic. Tick path: quotes → the
+`quotes` agent (candle table write per tick) → candles. Each faust run is the real agent code
+on the real broker, with its outputs redirected to throw-away bench topics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from cdc_processor import agents
+from cdc_processor.app import create_app
+from cdc_processor.settings import CdcSettings
+from contracts import topics
+from contracts.debezium import decode_change_event
+from contracts.events import QuotePolled
+from servicekit.settings import KafkaSettings
+
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+BODIES = [
+    "The kettle boils fast but the lid feels cheap. Contact me at {n}@example.com if needed.",
+    "Terrible. It leaked on day two and support never called back on +44 20 7946 {n:04d}.",
+    "Bouilloire rapide et silencieuse, je recommande. Commande n° {n} reçue en 48h.",
+    "Der Wasserkocher ist laut und nach {n} Tagen kaputt. Sehr enttäuscht, Rückgabe läuft.",
+    "Great value for 29.99, arrived on 2024-03-15, five stars from me and my family.",
+    "Not bad, not great. The handle gets hot after a few minutes, order #{n}.",
+]
+LOCALES = ["en", "en", "fr", "de", None, None]
+
+
+def env() -> dict[str, str]:
+    path = Path(os.environ.get("PULSE_STACK_DIR", ".stack")) / "env"
+    values = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if "=" in line and not line.startswith("#"):
+                key, _, value = line.partition("=")
+                values[key.strip()] = value.strip()
+    return {**values, **os.environ}
+
+
+def review_envelopes(n: int) -> list[tuple[bytes, bytes]]:
+    out = []
+    for i in range(n):
+        rid = str(uuid.UUID(int=i + 1))
+        at = (T0 + timedelta(seconds=i)).isoformat()
+        row = {
+            "id": rid,
+            "product_id": 1 + i % 10,
+            "rating": 1 + i % 5,
+            "title": "Review",
+            "body": BODIES[i % len(BODIES)].format(n=i),
+            "author_name": f"Author {i % 977}",
+            "author_email": f"user{i % 977}@example.com",
+            "locale": LOCALES[i % len(LOCALES)],
+            "source": "app",
+            "external_id": None,
+            "created_at": at,
+            "updated_at": at,
+        }
+        value = {
+            "before": None,
+            "after": row,
+            "op": "c",
+            "ts_ms": 1,
+            "source": {
+                "connector": "postgresql",
+                "name": "pulse",
+                "ts_ms": 1772355600000 + i,
+                "snapshot": "false",
+                "db": "pulse",
+                "schema": "public",
+                "table": "reviews",
+                "lsn": 1000 + i,
+            },
+        }
+        out.append((orjson.dumps({"id": rid}), orjson.dumps(value)))
+    return out
+
+
+def product_envelopes() -> list[tuple[bytes, bytes]]:
+    out = []
+    for pid in range(1, 11):
+        row = {
+            "id": pid,
+            "sku": f"BENCH-{pid}",
+            "name": f"Kettle {pid}",
+            "brand": "Acme",
+            "category": "kitchen",
+        }
+        value = {
+            "before": None,
+            "after": row,
+            "op": "c",
+            "source": {"ts_ms": 1, "lsn": pid, "table": "products"},
+        }
+        out.append((orjson.dumps({"id": pid}), orjson.dumps(value)))
+    return out
+
+
+def quotes(n: int) -> list[tuple[bytes, bytes]]:
+    symbols = ["AAPL", "MSFT", "BTC-USD", "ETH-USD", "NVDA", "SAP"]
+    out = []
+    for i in range(n):
+        symbol = symbols[i % len(symbols)]
+        at = T0 + timedelta(milliseconds=20 * i)
+        price = f"{100 + (i * 7) % 50}.{i % 100:02d}"
+        value = {
+            "symbol": symbol,
+            "asset_class": "crypto" if "-" in symbol else "equity",
+            "price": price,
+            "size": str(1 + i % 5),
+            "event_time": at.isoformat(),
+            "source": "bench",
+            "polled_at": at.isoformat(),
+        }
+        out.append((symbol.encode(), orjson.dumps(value)))
+    return out
+
+
+async def create_topics(bootstrap: str, names: list[str]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(n, topics.PARTITIONS, 1) for n in names])
+    finally:
+        await admin.close()
+
+
+async def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=50, max_batch_size=256 * 1024
+    )
+    await producer.start()
+    try:
+        for key, value in records:
+            await producer.send(topic, key=key, value=value)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def bare_loop(bootstrap: str, topic: str, out_topic: str, n: int, decode: Any) -> float:
+    """consume → decode → produce, committing like a worker would; records/s over n."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"bench-bare-{uuid.uuid4().hex}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
+    await consumer.start()
+    await producer.start()
+    seen, started = 0, None
+    try:
+        while seen < n:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=2000)
+            for messages in batch.values():
+                for message in messages:
+                    if started is None:
+                        started = time.perf_counter()
+                    decoded = decode(message.value)
+                    await producer.send(out_topic, key=message.key, value=orjson.dumps(decoded))
+                    seen += 1
+            if batch:
+                await producer.flush()
+                await consumer.commit()
+        elapsed = time.perf_counter() - (started or time.perf_counter())
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    return n / elapsed
+
+
+async def faust_run(
+    bootstrap: str,
+    route: str,
+    topic: str,
+    n: int,
+    prefix: str,
+    preload: tuple[str, str, int] | None = None,
+    batch_max: int = 1,
+) -> float:
+    """The real agent on `topic`; records/s from its first to its n-th processed record."""
+    settings = CdcSettings(
+        app_id=f"{prefix}-{route}-{uuid.uuid4().hex[:6]}",
+        http_port=0,
+        log_json=False,
+        data_dir=Path(tempfile.mkdtemp(prefix="cdc-bench-")),
+        pseudonym_key="bench-key",
+        batch_max=batch_max,
+    )  # type: ignore[arg-type]
+    sources = {route: topic}
+    if preload:
+        sources[preload[0]] = preload[1]
+    outputs = {
+        spec.name: f"{prefix}.out.{spec.name}"
+        for spec in (topics.REVIEWS_ENRICHED, topics.ALERTS, topics.DLQ, topics.MARKET_CANDLES)
+    }
+    p = create_app(
+        settings, KafkaSettings(kafka_bootstrap_servers=bootstrap), sources=sources, outputs=outputs
+    )
+    counts = {"n": 0, "first": 0.0, "last": 0.0}
+    original = agents.emit
+
+    async def counting_emit(processor: Any, message: Any, handle: Any) -> None:
+        await original(processor, message, handle)
+        if message.topic == topic:
+            if counts["n"] == 0:
+                counts["first"] = time.perf_counter()
+            counts["n"] += 1
+            counts["last"] = time.perf_counter()
+
+    agents.emit = counting_emit  # type: ignore[assignment]
+    try:
+        await p.app.start()
+        deadline = time.monotonic() + 600
+        while counts["n"] < n and time.monotonic() < deadline:  # noqa: ASYNC110  # polls a counter
+            await asyncio.sleep(0.2)
+        assert counts["n"] >= n, f"faust processed {counts['n']} of {n}"
+    finally:
+        agents.emit = original  # type: ignore[assignment]
+        await p.app.stop()
+    return n / (counts["last"] - counts["first"])
+
+
+def decode_review(value: bytes) -> Any:
+    change = decode_change_event(value)
+    return change.after if change else None
+
+
+def decode_quote(value: bytes) -> Any:
+    return QuotePolled.model_validate_json(value).model_dump(mode="json")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--reviews", type=int, default=30_000)
+    parser.add_argument("--ticks", type=int, default=60_000)
+    args = parser.parse_args()
+    bootstrap = env().get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:59092")
+    prefix = f"bench.cdc.{uuid.uuid4().hex[:8]}"
+    t_reviews, t_products, t_quotes = f"{prefix}.reviews", f"{prefix}.products", f"{prefix}.quotes"
+    outputs = [
+        f"{prefix}.out.{spec.name}"
+        for spec in (topics.REVIEWS_ENRICHED, topics.ALERTS, topics.DLQ, topics.MARKET_CANDLES)
+    ]
+    await create_topics(
+        bootstrap, [t_reviews, t_products, t_quotes, f"{prefix}.bare.out", *outputs]
+    )
+    await produce(bootstrap, t_products, product_envelopes())
+    await produce(bootstrap, t_reviews, review_envelopes(args.reviews))
+    await produce(bootstrap, t_quotes, quotes(args.ticks))
+
+    bare_reviews = await bare_loop(
+        bootstrap, t_reviews, f"{prefix}.bare.out", args.reviews, decode_review
+    )
+    agent_reviews = await faust_run(
+        bootstrap,
+        "reviews-cdc",
+        t_reviews,
+        args.reviews,
+        prefix,
+        preload=("products", t_products, 10),
+    )
+    bare_ticks = await bare_loop(
+        bootstrap, t_quotes, f"{prefix}.bare.out", args.ticks, decode_quote
+    )
+    agent_ticks = await faust_run(bootstrap, "quotes", t_quotes, args.ticks, prefix)
+
+    print(
+        f"reviews: bare loop {bare_reviews:,.0f}/s, agent {agent_reviews:,.0f}/s, "
+        f"ratio {agent_reviews / bare_reviews:.2f} (targets: >= 0.60 and >= 10,000/s)"
+    )
+    print(
+        f"ticks:   bare loop {bare_ticks:,.0f}/s, agent {agent_ticks:,.0f}/s, "
+        f"ratio {agent_ticks / bare_ticks:.2f} (target: >= 0.70)"
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
