@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 from servicekit import metrics
+from starlette.requests import ClientDisconnect
 
 from ingest.auth import ForbiddenError, UnauthenticatedError
 from ingest.idempotency import (
@@ -44,6 +45,8 @@ ERROR_STATUS: dict[type[Exception], int] = {
     ProductNotFoundError: 404,
     NotFoundError: 404,
     DatabaseUnavailableError: 503,
+    # The client went away mid-body: nobody reads this answer, but it is not a server error.
+    ClientDisconnect: 400,
 }
 
 

@@ -34,7 +34,11 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.PostgresConnectionError,  # 08xxx
     asyncpg.exceptions.OperatorInterventionError,  # 57xxx: shutdown, starting up, canceled
     asyncpg.exceptions.InsufficientResourcesError,  # 53xxx: too many connections, disk full
+    asyncpg.exceptions.InternalClientError,  # a connection left mid-operation by a cancel
 )
+
+
+_INTERRUPTED: tuple[type[BaseException], ...] = (*_UNAVAILABLE, asyncio.CancelledError)
 
 
 class DatabaseUnavailableError(Exception):
@@ -172,8 +176,16 @@ class Database:
                 else self._config.acquire_timeout_s + statement_timeout_s
             )
             async with asyncio.timeout(deadline_s):
-                async with self._pool.acquire(timeout=self._config.acquire_timeout_s) as conn:
+                conn = await self._pool.acquire(timeout=self._config.acquire_timeout_s)
+                try:
                     yield conn
+                except _INTERRUPTED:
+                    # Interrupted mid-protocol (timeout, server gone): never hand it out again,
+                    # or the next user gets "another operation is in progress".
+                    conn.terminate()
+                    raise
+                finally:
+                    await self._pool.release(conn)
         except _UNAVAILABLE as exc:
             log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
             raise DatabaseUnavailableError(f"{type(exc).__name__}: {exc}") from exc
