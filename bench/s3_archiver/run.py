@@ -110,7 +110,7 @@ async def child_baseline(topic: str, n: int) -> dict[str, Any]:
     count, first = 0, None
     try:
         while count < n:
-            batch = await consumer.getmany(timeout_ms=500, max_records=5000)
+            batch = await consumer.getmany(timeout_ms=500, max_records=20_000)
             got = sum(len(r) for r in batch.values())
             if got and first is None:
                 first = time.perf_counter()

@@ -185,3 +185,42 @@ def test_oldest_unwritten_age_follows_the_clock() -> None:
     clock.advance(12)
     assert b.oldest_unwritten_age_s() == 12
     assert b.commit_lag() == {("t", 0): 1}
+
+
+def test_add_batch_makes_the_same_buffers_as_adding_one_by_one() -> None:
+    import random
+
+    rng = random.Random(7)
+    for _ in range(30):
+        n = rng.randint(1, 300)
+        log = [
+            (o, rng.choice([H10, H11]), T0 + o * rng.randint(0, 3_000) // 2, rng.randint(1, 40))
+            for o in range(n)
+        ]
+        policy = dict(
+            max_records=rng.randint(1, 40),
+            max_bytes=rng.randint(20, 800),
+            window=timedelta(seconds=rng.randint(1, 60)),
+        )
+        one, _ = make(**policy)
+        for o, path, ts, size in log:
+            add(one, o, path, ts=ts, size=size)
+        many, _ = make(**policy)
+        cut = rng.randint(0, n)
+        for part in (log[:cut], log[cut:]):
+            many.add_batch(
+                topic="t",
+                partition=0,
+                offsets=[x[0] for x in part],
+                timestamps_ms=[x[2] for x in part],
+                paths=[x[1] for x in part],
+                rows=[f"r{x[0]}" for x in part],
+                sizes=[x[3] for x in part],
+            )
+
+        def shape(b: WindowBuffers[str]) -> list[tuple[object, ...]]:
+            return [(x.start_offset, x.end_offset, x.seal_reason, tuple(x.rows)) for x in b.ready()]
+
+        assert shape(one) == shape(many)
+        assert one.committable() == many.committable()
+        assert one.buffered_bytes == many.buffered_bytes

@@ -152,22 +152,21 @@ class Archiver:
         hours = None
         if route.batch is not None:
             hours = route.batch.event_hours([r.value or b"" for r in records])
+        # A batch validated by Arrow is buffered in one call; otherwise record by record.
         if hours is None:
             for record in records:
                 await self.accept(record)
             return
-        add = self.buffers.add
-        for record, hour in zip(records, hours, strict=True):
-            value = record.value or b""
-            add(
-                topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-                timestamp_ms=record.timestamp,
-                path=hour_path(hour),
-                row=value,
-                size_bytes=len(value) + RECORD_OVERHEAD_BYTES,
-            )
+        values = [r.value or b"" for r in records]
+        self.buffers.add_batch(
+            topic=records[0].topic,
+            partition=records[0].partition,
+            offsets=[r.offset for r in records],
+            timestamps_ms=[r.timestamp for r in records],
+            paths=[hour_path(h) for h in hours],
+            rows=values,
+            sizes=[len(v) + RECORD_OVERHEAD_BYTES for v in values],
+        )
 
     async def accept(self, record: ConsumerRecord[bytes, bytes]) -> None:
         route = self.routes[record.topic]

@@ -49,7 +49,7 @@ class ArchiverSettings(ServiceSettings):
     # A member killed with SIGKILL holds its partitions until this expires (broker min 6000).
     session_timeout_ms: int = Field(default=10_000, ge=1000)
     poll_timeout_ms: int = Field(default=500, ge=10)
-    poll_max_records: int = Field(default=5000, ge=1)
+    poll_max_records: int = Field(default=20_000, ge=1)
     multipart_threshold_bytes: int = Field(default=32 * 1024 * 1024, ge=5 * 1024 * 1024)
     multipart_part_bytes: int = Field(default=16 * 1024 * 1024, ge=5 * 1024 * 1024)
     s3_attempts: int = Field(default=3, ge=1)  # per call, before the archiver backs off

@@ -24,7 +24,7 @@ still buffered for another hour of the same partition would lose it in a crash.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Generic, TypeVar
@@ -141,6 +141,58 @@ class WindowBuffers(Generic[T]):
             self._seal(state, buffer, "bytes")
         state.position = offset + 1
         state.last_record_mono = self.clock.monotonic()
+
+    def add_batch(
+        self,
+        *,
+        topic: str,
+        partition: int,
+        offsets: Sequence[int],
+        timestamps_ms: Sequence[int],
+        paths: Sequence[PartitionPath],
+        rows: Sequence[T],
+        sizes: Sequence[int],
+    ) -> None:
+        """`add` for each record of one partition in turn (same buffers, same seals), with
+        the per-record work kept to appends: the archiver's hot path."""
+        if not offsets:
+            return
+        state = self._state(topic, partition, offsets[0])
+        open_ = state.open
+        window_ms = int(self.policy.window.total_seconds() * 1000)
+        max_records, max_bytes = self.policy.max_records, self.policy.max_bytes
+        now = self.clock.monotonic()
+        oldest = min((b.first_timestamp_ms for b in open_.values()), default=None)
+        added = 0
+        for offset, ts, path, row, size in zip(
+            offsets, timestamps_ms, paths, rows, sizes, strict=True
+        ):
+            if oldest is not None and ts - oldest >= window_ms:
+                self._seal_by_stream_time(state, ts)
+                oldest = min((b.first_timestamp_ms for b in open_.values()), default=None)
+            buffer = open_.get(path)
+            if buffer is None:
+                buffer = open_[path] = Buffer(
+                    topic=topic,
+                    partition=partition,
+                    path=path,
+                    start_offset=offset,
+                    first_timestamp_ms=ts,
+                    opened_mono=now,
+                )
+                oldest = ts if oldest is None else min(oldest, ts)
+            buffer.rows.append(row)
+            buffer.offsets.append(offset)
+            buffer.timestamps_ms.append(ts)
+            buffer.size_bytes += size
+            added += size
+            if len(buffer.rows) >= max_records or buffer.size_bytes >= max_bytes:
+                reason = "records" if len(buffer.rows) >= max_records else "bytes"
+                self._seal(state, buffer, reason)
+                oldest = min((b.first_timestamp_ms for b in open_.values()), default=None)
+        self._buffered_bytes += added
+        state.position = offsets[-1] + 1
+        state.last_record_mono = now
 
     def skip(self, *, topic: str, partition: int, offset: int) -> None:
         """A record consumed but not buffered (dead-lettered): only the position moves."""
