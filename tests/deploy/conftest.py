@@ -13,10 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-
-REPO = Path(__file__).resolve().parents[2]
-K8S = REPO / "deploy" / "k8s"
-OVERLAYS = ("k3s", "eks")
+from pulse_k8s import K8S, OVERLAYS, kustomize_build
 
 
 @pytest.fixture(scope="session")
@@ -33,18 +30,6 @@ def tools_bin() -> Path:
     return Path(result.stdout.strip().splitlines()[-1])
 
 
-def kustomize_build(tools: Path, path: Path) -> str:
-    result = subprocess.run(
-        [str(tools / "kustomize"), "build", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, f"kustomize build {path} failed:\n{result.stderr}"
-    return result.stdout
-
-
 @pytest.fixture(scope="session")
 def rendered_text(tools_bin: Path) -> dict[str, str]:
     """overlay name -> the multi-document YAML `kustomize build` prints for it."""
@@ -58,14 +43,3 @@ def rendered(rendered_text: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
         name: [doc for doc in yaml.safe_load_all(text) if doc]
         for name, text in rendered_text.items()
     }
-
-
-def objects(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
-    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
-
-
-def pod_spec(obj: dict[str, Any]) -> dict[str, Any]:
-    """The pod template's spec of a Deployment, StatefulSet, Job or CronJob."""
-    if obj["kind"] == "CronJob":
-        return obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-    return obj["spec"]["template"]["spec"]

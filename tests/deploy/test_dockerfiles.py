@@ -12,8 +12,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import K8S, REPO
 from pulse_dockerfile import check, command_argv, parse
+from pulse_k8s import K8S, REPO
 from pulse_settings_discovery import service_packages, service_settings
 
 SERVICES = sorted(service_packages())

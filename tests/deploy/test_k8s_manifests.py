@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import K8S, OVERLAYS, REPO, objects, pod_spec
 from contracts import topics
+from pulse_k8s import K8S, OVERLAYS, REPO, objects, pod_spec
 
 KUBERNETES_VERSION = "1.33.0"
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job", "CronJob")
@@ -338,7 +338,7 @@ def test_k3s_isolates_pods_with_network_policies(
 
 def test_crawler_cronjob_component_replaces_the_deployment(tools_bin: Path, tmp_path: Path) -> None:
     """The opt-in component, added to the k3s overlay, yields a valid `--once` CronJob."""
-    from conftest import kustomize_build
+    from pulse_k8s import kustomize_build
 
     tree = tmp_path / "k8s"
     shutil.copytree(K8S, tree, ignore=shutil.ignore_patterns("__pycache__"))

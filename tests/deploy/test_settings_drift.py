@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import OVERLAYS, REPO, objects, pod_spec
+from pulse_k8s import OVERLAYS, REPO, objects, pod_spec
 from pulse_settings_discovery import SettingField, service_packages, service_settings
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
