@@ -121,3 +121,28 @@ def test_checks_reject_a_naive_dockerfile(tools_bin: Path, tmp_path: Path) -> No
     path = tmp_path / "Dockerfile"
     path.write_text(naive)
     assert hadolint(tools_bin, path).returncode != 0
+
+
+MUST_IGNORE = (".stack", "tests", ".venv", "__pycache__", ".pytest_cache", ".mypy_cache", ".git")
+
+
+def ignored_entries(path: Path) -> set[str]:
+    lines = [line.strip() for line in path.read_text().splitlines()]
+    return {
+        line.removeprefix("**/").rstrip("/") for line in lines if line and not line.startswith("#")
+    }
+
+
+def test_root_dockerignore_keeps_state_caches_and_tests_out() -> None:
+    entries = ignored_entries(REPO / ".dockerignore")
+    assert not [name for name in MUST_IGNORE if name not in entries], entries
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_per_dockerfile_ignore_keeps_the_same_out(service: str) -> None:
+    """BuildKit uses services/<name>/Dockerfile.dockerignore INSTEAD of the root .dockerignore."""
+    path = REPO / "services" / service / "Dockerfile.dockerignore"
+    if not path.exists():
+        pytest.skip("no per-Dockerfile ignore file: the root .dockerignore applies")
+    missing = [name for name in MUST_IGNORE if name not in ignored_entries(path)]
+    assert not missing, f"services/{service}/Dockerfile.dockerignore lets in {missing}"
