@@ -23,7 +23,7 @@ from query import insights
 from query.insights import sql_literal
 from rich.console import Console
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 
 
 @pytest.fixture(scope="module")
