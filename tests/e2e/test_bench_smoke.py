@@ -11,11 +11,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 
 @pytest.mark.parametrize("script", ["latency.py", "archive_latency.py"])
 def test_e2e_benchmark_prints_figures(pipeline_env: dict[str, str], script: str) -> None:
+    from io import StringIO
+
+    from pulse_cli.demo import wait_for_backlog
+    from rich.console import Console
+
+    wait_for_backlog(pipeline_env, console=Console(file=StringIO()))
     done = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "e2e" / script), "--quick"],
         cwd=ROOT,
