@@ -108,6 +108,7 @@ async def child_baseline(topic: str, n: int) -> dict[str, Any]:
     )
     await consumer.start()
     count, first = 0, None
+    cpu_start = time.process_time()
     try:
         while count < n:
             batch = await consumer.getmany(timeout_ms=500, max_records=20_000)
@@ -118,7 +119,12 @@ async def child_baseline(topic: str, n: int) -> dict[str, Any]:
     finally:
         await consumer.stop()
     assert first is not None
-    return {"seconds": time.perf_counter() - first, "records": count, "peak_rss_mb": peak_rss_mb()}
+    return {
+        "seconds": time.perf_counter() - first,
+        "records": count,
+        "peak_rss_mb": peak_rss_mb(),
+        "cpu_s": time.process_time() - cpu_start,
+    }
 
 
 async def child_archiver(topic: str, n: int) -> dict[str, Any]:
@@ -257,6 +263,11 @@ def main() -> None:
     print(
         f"archiver (to S3)      : {arch_rate:10.0f} records/s  ({ratio:.2f}x)  "
         f"peak RSS {arch['peak_rss_mb']:.0f} MB under a {n}-record backlog"
+    )
+    print(
+        f"CPU per record        : archiver {arch['cpu_s'] / n * 1e6:.1f} us, "
+        f"baseline {base['cpu_s'] / n * 1e6:.1f} us "
+        f"(CPU-bound ratio {base['cpu_s'] / arch['cpu_s']:.2f}x)"
     )
     print(
         f"parquet encoding CPU  : {arch['encode_cpu_s']:.2f}s of {arch['cpu_s']:.2f}s "

@@ -20,6 +20,7 @@ from s3_archiver.parquet_schema import DatasetSchema
 
 COMPRESSION = "zstd"
 ROW_GROUP_ROWS = 256 * 1024
+BLOCK_BYTES = 64 * 1024 * 1024  # Arrow JSON reader block: one block per typical buffer
 
 
 def to_table(
@@ -68,6 +69,7 @@ def from_json_values(
         try:
             events = pajson.read_json(
                 io.BytesIO(b"\n".join(values)),
+                read_options=pajson.ReadOptions(use_threads=False, block_size=BLOCK_BYTES),
                 parse_options=pajson.ParseOptions(
                     explicit_schema=dataset.event_schema, unexpected_field_behavior="ignore"
                 ),
