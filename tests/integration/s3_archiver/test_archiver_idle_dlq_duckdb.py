@@ -128,3 +128,27 @@ async def test_idle_flush_dead_letters_and_duckdb_views(
     catalog_keys = await sc.listing_all()
     assert f"{sc.root}/_catalog/market_candles.json" in catalog_keys
     assert proc.terminate(30) == 0
+
+
+async def test_sigterm_writes_open_buffers_and_commits_within_grace(
+    stack_env: dict[str, str], archivers: list[ArchiverProcess], log_dir: Path
+) -> None:
+    sc = Scenario(stack_env, "sigterm")
+    await sc.create_topics()
+    await sc.produce_candles(range(120))
+    proc = ArchiverProcess(sc, log_dir, window_s=300, idle_grace_s=300, shutdown_grace_s=10)
+    archivers.append(proc.start())
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (  # noqa: ASYNC110
+        proc.metric("pulse_events_in_total") >= 120
+        and proc.metric("pulse_archive_open_buffers") >= 1
+    ):
+        await asyncio.sleep(0.2)  # polling a subprocess's /metrics: no event to wait on
+    assert proc.metric("pulse_archive_objects_total") == 0  # all still buffered
+    assert await sc.listing() == {}
+    started = time.monotonic()
+    assert proc.terminate(30) == 0, proc.log()
+    assert time.monotonic() - started < 10 + 5
+    rows = await sc.rows()
+    assert len(dedup(rows)) == 120
+    assert await sc.committed() == await sc.end_offsets()
