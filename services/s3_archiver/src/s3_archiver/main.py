@@ -22,7 +22,13 @@ from servicekit.settings import KafkaSettings, load_settings
 
 from s3_archiver import catalog
 from s3_archiver.archiver import SERVICE, Archiver, routes_for
-from s3_archiver.object_store import ObjectStore, ensure_bucket, make_store, s3_client
+from s3_archiver.object_store import (
+    ObjectStore,
+    StoreUnavailableError,
+    ensure_bucket,
+    make_store,
+    s3_client,
+)
 from s3_archiver.settings import ArchiverSettings, S3Settings
 
 log = logging.getLogger(__name__)
@@ -64,7 +70,12 @@ async def serve(settings: ArchiverSettings, s3: S3Settings, kafka: KafkaSettings
         await ensure_bucket(client, s3.s3_bucket)
         store = make_store(client, s3, settings, clock)
         if settings.write_catalog:
-            await write_catalog(store, settings, s3.s3_bucket)
+            try:
+                await write_catalog(store, settings, s3.s3_bucket)
+            except StoreUnavailableError as exc:
+                # The data path pauses and retries on its own; the catalog is rewritten on
+                # the next start, so an S3 outage at start-up must not stop archiving.
+                log.warning("catalog not written (S3 unavailable): %s", exc)
         consumer = make_consumer(
             kafka,
             group_id=settings.group_id,

@@ -227,9 +227,14 @@ def make_store(
 
 
 async def ensure_bucket(client: Any, bucket: str) -> None:
-    """Create the bucket when missing (local stacks); on AWS it already exists."""
+    """Create the bucket when missing (local stacks); on AWS it already exists.
+
+    An unreachable endpoint is not an error here: the archiver starts and waits for S3.
+    """
     try:
         await client.head_bucket(Bucket=bucket)
     except ClientError:
-        with contextlib.suppress(ClientError):
+        with contextlib.suppress(ClientError, BotoCoreError, OSError):
             await client.create_bucket(Bucket=bucket)
+    except (BotoCoreError, OSError) as exc:
+        log.warning("cannot reach S3 to check bucket %s: %s", bucket, exc)
