@@ -129,7 +129,7 @@ def create_app(
     keys = KeyStore(db.load_api_keys, clock=clock, refresh_s=settings.api_key_refresh_s)
     writer = ReviewWriter(
         db,
-        deadline_s=settings.db_acquire_timeout_s + settings.db_statement_timeout_s + 0.2,
+        deadline_s=settings.db_acquire_timeout_s + settings.db_statement_timeout_s + 0.1,
         flushers=settings.review_flushers,
     )
 

@@ -27,8 +27,8 @@ class IngestSettings(ServiceSettings):
     db_pool_min_size: int = Field(default=0, ge=0)
     db_pool_max_size: int = Field(default=16, ge=1)
     # A request never waits longer than this for the database; then 503 + Retry-After.
-    db_acquire_timeout_s: float = Field(default=0.4, gt=0)
-    db_statement_timeout_s: float = Field(default=0.8, gt=0)
+    db_acquire_timeout_s: float = Field(default=0.3, gt=0)
+    db_statement_timeout_s: float = Field(default=0.6, gt=0)
     db_connect_timeout_s: float = Field(default=0.5, gt=0)
     # Batch COPYs (up to 10,000 rows) may run this long once a connection is acquired.
     db_batch_statement_timeout_s: float = Field(default=5.0, gt=0)
