@@ -198,8 +198,8 @@ async def test_kill_9_mid_stream_then_restart_equals_uninterrupted_run(
 ) -> None:
     bootstrap = migrated["KAFKA_BOOTSTRAP_SERVERS"]
     symbols = [f"K9{uuid.uuid4().hex[:6].upper()}", f"K9{uuid.uuid4().hex[:6].upper()}"]
-    minutes = 40
-    quotes = _quotes(symbols, minutes=minutes, per_minute=150)
+    minutes = 30
+    quotes = _quotes(symbols, minutes=minutes, per_minute=100)
     keys = {s.encode() for s in symbols}
     expected_windows = minutes * len(symbols)
     settings = {"CDC_AUTO_OFFSET_RESET": "latest", "CDC_SMA_PERIOD": "4"}
@@ -245,4 +245,4 @@ async def test_kill_9_mid_stream_then_restart_equals_uninterrupted_run(
     assert len(uninterrupted) == expected_windows
     assert restarted == uninterrupted
     total = sum(c["trade_count"] for c in restarted.values())
-    assert total == minutes * 150 * len(symbols)
+    assert total == minutes * 100 * len(symbols)

@@ -96,7 +96,9 @@ def create_app(
         stream_wait_empty=False,
         table_standby_replicas=0,
         producer_acks=-1,
-        producer_linger=0.005,  # default 0 sends one produce request per record
+        # Default linger 0 sends one produce request per record (changelog writes included).
+        producer_linger=0.02,
+        producer_max_batch_size=256 * 1024,
         broker_commit_interval=1.0,
         autodiscover=False,
     )
