@@ -254,6 +254,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--reviews", type=int, default=30_000)
     parser.add_argument("--ticks", type=int, default=60_000)
+    parser.add_argument("--batch", type=int, default=1, help="CDC_BATCH_MAX for the agents")
     args = parser.parse_args()
     bootstrap = env().get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:59092")
     prefix = f"bench.cdc.{uuid.uuid4().hex[:8]}"
@@ -279,11 +280,14 @@ async def main() -> None:
         args.reviews,
         prefix,
         preload=("products", t_products, 10),
+        batch_max=args.batch,
     )
     bare_ticks = await bare_loop(
         bootstrap, t_quotes, f"{prefix}.bare.out", args.ticks, decode_quote
     )
-    agent_ticks = await faust_run(bootstrap, "quotes", t_quotes, args.ticks, prefix)
+    agent_ticks = await faust_run(
+        bootstrap, "quotes", t_quotes, args.ticks, prefix, batch_max=args.batch
+    )
 
     print(
         f"reviews: bare loop {bare_reviews:,.0f}/s, agent {agent_reviews:,.0f}/s, "
