@@ -218,17 +218,16 @@ async def faust_run(
         settings, KafkaSettings(kafka_bootstrap_servers=bootstrap), sources=sources, outputs=outputs
     )
     counts = {"n": 0, "first": 0.0, "last": 0.0}
-    original = agents.emit
+    original = agents.process_batch
 
-    async def counting_emit(processor: Any, message: Any, handle: Any) -> None:
-        await original(processor, message, handle)
-        if message.topic == topic:
-            if counts["n"] == 0:
-                counts["first"] = time.perf_counter()
-            counts["n"] += 1
-            counts["last"] = time.perf_counter()
+    async def counting_batch(processor: Any, events: Any, handle: Any, stream: Any = None) -> None:
+        if counts["n"] == 0:
+            counts["first"] = time.perf_counter()
+        await original(processor, events, handle, stream)
+        counts["n"] += sum(1 for event in events if event.message.topic == topic)
+        counts["last"] = time.perf_counter()
 
-    agents.emit = counting_emit  # type: ignore[assignment]
+    agents.process_batch = counting_batch  # type: ignore[assignment]
     try:
         await p.app.start()
         deadline = time.monotonic() + 600
@@ -236,7 +235,7 @@ async def faust_run(
             await asyncio.sleep(0.2)
         assert counts["n"] >= n, f"faust processed {counts['n']} of {n}"
     finally:
-        agents.emit = original  # type: ignore[assignment]
+        agents.process_batch = original  # type: ignore[assignment]
         await p.app.stop()
     return n / (counts["last"] - counts["first"])
 

@@ -38,14 +38,16 @@ async def processor() -> AsyncIterator[Processor]:
     app.flow_control.resume()
     for topic in p.topics.values():
         topic.send = AsyncMock()
+    app.producer.send = AsyncMock()  # type: ignore[method-assign]  # agents publish here
     for table in app.tables.values():
         table.send_changelog = MagicMock()  # type: ignore[method-assign]
     yield p
 
 
 def sent(p: Processor, topic: str) -> list[tuple[bytes | None, dict[str, Any]]]:
-    mock = p.topics[topic].send
-    return [(c.kwargs["key"], orjson.loads(c.kwargs["value"])) for c in mock.call_args_list]
+    calls = p.app.producer.send.call_args_list  # type: ignore[attr-defined]
+    name = p.topics[topic].get_topic_name()
+    return [(c.args[1], orjson.loads(c.args[2])) for c in calls if c.args[0] == name]
 
 
 async def test_products_and_reviews_agents_join_and_emit(processor: Processor) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from contracts import topics
@@ -29,47 +29,83 @@ Handler = Callable[[Any], tuple[list[Output], Rejected | None]]
 POSITIONS: dict[tuple[str, int], int] = {}
 
 
-async def emit(processor: Processor, message: Any, handle: Handler) -> None:
-    """Process one Kafka message: handle, dead-letter on rejection, send every output."""
-    metrics.EVENTS_IN.labels(SERVICE, message.topic).inc()
-    try:
-        outputs, rejected = handle(message)
-    except decoding.DecodeError as exc:
-        outputs, rejected = [], Rejected(exc.reason, exc.detail)
-    if rejected is not None:
-        log.warning(
-            "dead-lettering %s[%d]@%d: %s",
-            message.topic,
-            message.partition,
-            message.offset,
-            rejected.reason,
-        )
-        metrics.DLQ_RECORDS.labels(SERVICE, rejected.reason).inc()
-        key, value = dead_letter(
-            service=SERVICE,
-            reason=rejected.reason,
-            detail=rejected.detail,
-            topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            key=message.key,
-            value=message.value,
-            now=processor.clock.now(),
-        )
-        outputs = [*outputs, Output(topics.DLQ.name, key, value)]
+async def process_batch(
+    processor: Processor, events: Sequence[Any], handle: Handler, stream: Any = None
+) -> None:
+    """Process a batch of Kafka events: handle each (dead-lettering rejections), write every
+    changed table key once, then send all outputs in order. Runs synchronously up to the
+    sends, so another agent's batch never interleaves with this one's table writes; Faust
+    flushes the producer before it commits the batch's offsets (at-least-once)."""
+    outputs: list[Output] = []
+    tables = processor.tables
+    set_event = None if stream is None else stream._set_current_event
+    counts_in: dict[str, int] = {}
+    last: Any = None
+    for event in events:
+        message = event.message
+        last = message
+        counts_in[message.topic] = counts_in.get(message.topic, 0) + 1
+        for table in tables:
+            table.current_event = event
+        try:
+            produced, rejected = handle(message)
+        except decoding.DecodeError as exc:
+            produced, rejected = [], Rejected(exc.reason, exc.detail)
+        outputs.extend(produced)
+        if rejected is not None:
+            outputs.append(_dead_letter(processor, message, rejected))
+        if message.timestamp:
+            metrics.PROCESSING_LATENCY.labels(SERVICE, message.topic).observe(
+                max(0.0, time.time() - message.timestamp)
+            )
+        POSITIONS[(message.topic, message.partition)] = message.offset + 1
+    for table in tables:
+        if table.pending:
+            table.flush(set_event)
+        table.current_event = None
+    if set_event is not None and last is not None:
+        set_event(events[-1])
+    for topic, n in counts_in.items():
+        metrics.EVENTS_IN.labels(SERVICE, topic).inc(n)
+    await publish(processor, outputs)
+
+
+def _dead_letter(processor: Processor, message: Any, rejected: Rejected) -> Output:
+    log.warning(
+        "dead-lettering %s[%d]@%d: %s",
+        message.topic,
+        message.partition,
+        message.offset,
+        rejected.reason,
+    )
+    metrics.DLQ_RECORDS.labels(SERVICE, rejected.reason).inc()
+    key, value = dead_letter(
+        service=SERVICE,
+        reason=rejected.reason,
+        detail=rejected.detail,
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value,
+        now=processor.clock.now(),
+    )
+    return Output(topics.DLQ.name, key, value)
+
+
+async def publish(processor: Processor, outputs: Sequence[Output]) -> None:
+    """Hand every output to the producer (no per-record Topic/FutureMessage wrapping): the
+    producer batches them (linger) and Faust flushes it before committing offsets."""
+    if not outputs:
+        return
+    names = processor.topic_names
+    send = processor.app.producer.send
+    counts_out: dict[str, int] = {}
     for out in outputs:
-        await processor.topics[out.topic].send(key=out.key, value=out.value)
-        metrics.EVENTS_OUT.labels(SERVICE, out.topic).inc()
-    if message.timestamp:
-        metrics.PROCESSING_LATENCY.labels(SERVICE, message.topic).observe(
-            max(0.0, time.time() - message.timestamp)
-        )
-    POSITIONS[(message.topic, message.partition)] = message.offset + 1
-
-
-async def _events(stream: Any) -> AsyncIterator[Any]:
-    async for event in stream.events():
-        yield event.message
+        await send(names.get(out.topic, out.topic), out.key, out.value, None, None, None)
+        counts_out[out.topic] = counts_out.get(out.topic, 0) + 1
+    for topic, n in counts_out.items():
+        metrics.EVENTS_OUT.labels(SERVICE, topic).inc(n)
 
 
 def register(p: Processor, *, sources: Mapping[str, str] | None = None) -> None:
@@ -80,6 +116,7 @@ def register(p: Processor, *, sources: Mapping[str, str] | None = None) -> None:
     """
     app = p.app
     p.topics[p.ticks_by_symbol.get_topic_name()] = p.ticks_by_symbol
+    p.topic_names.update({name: topic.get_topic_name() for name, topic in p.topics.items()})
 
     def product(message: Any) -> tuple[list[Output], Rejected | None]:
         change = decoding.decode_product(message.value)
@@ -160,19 +197,15 @@ def _make_agent(p: Processor, handle: Handler) -> Callable[[Any], Any]:
     if batch_max <= 1:
 
         async def agent(stream: Any) -> None:
-            async for message in _events(stream):
-                await emit(p, message, handle)
+            async for event in stream.events():
+                await process_batch(p, (event,), handle)
 
         return agent
 
     async def batched_agent(stream: Any) -> None:
         # take_events acks the batch only after this loop body finishes (at-least-once).
         async for events in stream.take_events(batch_max, within=p.settings.batch_within_s):
-            for event in events:
-                # Table writes pick their changelog partition from the current event; in a
-                # batch that must be this event, not the last one buffered.
-                stream._set_current_event(event)
-                await emit(p, event.message, handle)
+            await process_batch(p, events, handle, stream)
 
     return batched_agent
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -23,6 +23,7 @@ from cdc_processor.pii import Scrubber
 from cdc_processor.pipeline import ReviewFlow, TickFlow
 from cdc_processor.sentiment import SentimentScorer
 from cdc_processor.settings import CdcSettings
+from cdc_processor.writeback import WriteBack
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,10 @@ class Processor:
     ticks: TickFlow
     stalls: StallDetector
     clock: Clock
+    # Every table behind the flows, as a write-back view the agents flush once per batch.
+    tables: tuple[WriteBack, ...] = ()
+    # contract topic name → the topic actually written (benchmarks redirect outputs)
+    topic_names: dict[str, str] = field(default_factory=dict)
     health_port: int | None = None
 
 
@@ -112,22 +117,26 @@ def create_app(
     # Review-side state is keyed by product, dedup key or subject, not by the review's
     # partition key: global tables give every worker the whole state without a repartition.
     # One changelog partition each (faust's advice for GlobalTable with several workers).
-    def global_table(name: str) -> Any:
-        return app.GlobalTable(
-            name,
-            default=None,
-            schema=_json_schema(),
-            partitions=1,
-            recovery_buffer_size=1,
-            use_partitioner=True,
+    def global_table(name: str) -> WriteBack:
+        return WriteBack(
+            app.GlobalTable(
+                name,
+                default=None,
+                schema=_json_schema(),
+                partitions=1,
+                recovery_buffer_size=1,
+                use_partitioner=True,
+            )
         )
 
     # Candle state is keyed by symbol, the key of both tick topics it is written from.
-    candle_states = app.Table(
-        "candles",
-        default=None,
-        schema=_json_schema(),
-        partitions=topics.PARTITIONS,
+    candle_states = WriteBack(
+        app.Table(
+            "candles",
+            default=None,
+            schema=_json_schema(),
+            partitions=topics.PARTITIONS,
+        )
     )
 
     enricher = Enricher(
@@ -136,6 +145,8 @@ def create_app(
         detector=LanguageDetector(expected=settings.languages),
         pseudonym_key=settings.pseudonym_key.get_secret_value().encode(),
     )
+    products, orphans = global_table("products"), global_table("orphan-reviews")
+    dedup, bursts = global_table("review-dedup"), global_table("negative-bursts")
     reviews = ReviewFlow(
         enricher=enricher,
         alert_config=alerts.ReviewAlertConfig(
@@ -145,10 +156,10 @@ def create_app(
             burst_threshold=settings.burst_threshold,
         ),
         orphan_max=settings.orphan_reviews_per_product_max,
-        products=global_table("products"),
-        orphans=global_table("orphan-reviews"),
-        dedup=global_table("review-dedup"),
-        bursts=global_table("negative-bursts"),
+        products=products,
+        orphans=orphans,
+        dedup=dedup,
+        bursts=bursts,
         clock=clock,
     )
     ticks = TickFlow(
@@ -175,6 +186,7 @@ def create_app(
         ticks=ticks,
         stalls=StallDetector(stall_after_s=settings.stall_after_s),
         clock=clock,
+        tables=(products, orphans, dedup, bursts, candle_states),
     )
     for contract_name, replacement in (outputs or {}).items():
         named[contract_name] = _raw_topic(app, replacement, partitions=topics.PARTITIONS)

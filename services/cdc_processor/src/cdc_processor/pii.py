@@ -265,6 +265,8 @@ class Scrubber:
     @staticmethod
     def _scrub_author(text: str, author_names: tuple[str, ...], counts: dict[str, int]) -> str:
         """Replace the author's own name (full, or any part of 3+ letters) as whole words."""
+        if not _may_contain_author(text, author_names):
+            return text  # most texts never name their author: no pattern to compile
         pattern = _author_pattern(author_names)
         if pattern is None:
             return text
@@ -279,9 +281,25 @@ class Scrubber:
 _NAME_RUN = re.compile(r"\[NAME\](?:[ \-]\[NAME\])+")
 
 
+# Non-ASCII characters that re's IGNORECASE matches against ASCII letters (ſ~s, K~k, ı/İ~i).
+_ASCII_FOLD_EXCEPTIONS = frozenset("\u017f\u212a\u0131\u0130")
+
+
+def _may_contain_author(text: str, author_names: tuple[str, ...]) -> bool:
+    """A cheap necessary condition for `_author_pattern(author_names)` to match `text`: when
+    every name part is ASCII, a match needs that part as a case-insensitive substring. Unsure
+    (non-ASCII names, the few characters re folds onto ASCII) → True, and the regex decides."""
+    parts = _author_parts(author_names)
+    if not parts:
+        return False
+    if not all(part.isascii() for part in parts) or not _ASCII_FOLD_EXCEPTIONS.isdisjoint(text):
+        return True
+    lowered = text.lower()
+    return any(part.lower() in lowered for part in parts)
+
+
 @functools.lru_cache(maxsize=8192)
-def _author_pattern(author_names: tuple[str, ...]) -> re.Pattern[str] | None:
-    """Compiled once per author (re's own cache holds only 512 patterns)."""
+def _author_parts(author_names: tuple[str, ...]) -> frozenset[str]:
     parts: set[str] = set()
     for name in author_names:
         name = name.strip()
@@ -289,6 +307,13 @@ def _author_pattern(author_names: tuple[str, ...]) -> re.Pattern[str] | None:
             continue
         parts.add(name)
         parts.update(p for p in re.split(r"[\s\-]+", name) if len(p) >= 3)
+    return frozenset(parts)
+
+
+@functools.lru_cache(maxsize=8192)
+def _author_pattern(author_names: tuple[str, ...]) -> re.Pattern[str] | None:
+    """Compiled once per author (re's own cache holds only 512 patterns)."""
+    parts = _author_parts(author_names)
     if not parts:
         return None
     alternation = "|".join(re.escape(p) for p in sorted(parts, key=len, reverse=True))

@@ -24,14 +24,28 @@ class Sentiment:
 
 
 class SentimentScorer:
-    def __init__(self, *, max_chars: int = 1000) -> None:
+    def __init__(self, *, max_chars: int = 1000, memo_size: int = 4096) -> None:
         self._analyzer = SentimentIntensityAnalyzer()
         self._max_chars = max_chars
+        # Same text, same score: repeated texts (a retry, an app review later crawled, stock
+        # phrases) are scored once. Bounded; the oldest entry goes first.
+        self._memo: dict[str, Sentiment] = {}
+        self._memo_size = memo_size
 
     def score(self, text: str) -> Sentiment:
         if not text.strip():
             return Sentiment(0.0, SentimentLabel.NEUTRAL)
-        compound = float(self._analyzer.polarity_scores(text[: self._max_chars])["compound"])
+        text = text[: self._max_chars]
+        found = self._memo.get(text)
+        if found is None:
+            found = self._score(text)
+            if len(self._memo) >= self._memo_size:
+                del self._memo[next(iter(self._memo))]
+            self._memo[text] = found
+        return found
+
+    def _score(self, text: str) -> Sentiment:
+        compound = float(self._analyzer.polarity_scores(text)["compound"])
         compound = round(max(-1.0, min(1.0, compound)), 4)
         if compound >= POSITIVE_FROM:
             label = SentimentLabel.POSITIVE

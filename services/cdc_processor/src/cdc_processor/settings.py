@@ -27,8 +27,9 @@ class CdcSettings(ServiceSettings):
     pseudonym_key: SecretStr = SecretStr(DEV_ONLY_PSEUDONYM_KEY)
     expected_languages: str = Field(default="en,fr,de", pattern=r"^[a-z]{2}(,[a-z]{2})*$")
     topic_replication_factor: int = Field(default=1, ge=1)
-    # >1: agents take up to this many events at a time (stream.take_events) — see README.
-    batch_max: int = Field(default=1, ge=1, le=10_000)
+    # Agents take up to this many events at a time (stream.take_events), handle them, write
+    # each changed table key once and send the outputs; 1 = one event at a time. See README.
+    batch_max: int = Field(default=500, ge=1, le=10_000)
     batch_within_s: float = Field(default=0.05, gt=0)
     # Where a new consumer group starts. "latest" skips history (tests on a shared stack).
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"

@@ -1,0 +1,73 @@
+"""A write-back view of a Faust table for one batch of events.
+
+The flows read and write plain mappings. In the worker each table sits behind a `WriteBack`:
+reads go through to the table (or to this batch's pending value), writes are held, and
+`flush()` writes every changed key once — one changelog record per key per batch instead of one
+per event. For a partitioned table the changelog partition comes from the *current event*, so
+each pending write remembers the event that last touched its key and flush re-enters it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, MutableMapping
+from typing import Any
+
+_DELETED = object()
+
+
+class WriteBack(MutableMapping[str, Any]):
+    def __init__(self, table: MutableMapping[str, Any]) -> None:
+        self.table = table
+        self.current_event: Any = None  # set by the agent before each event is handled
+        self._pending: dict[str, tuple[Any, Any]] = {}  # key → (value | _DELETED, event)
+
+    def __getitem__(self, key: str) -> Any:
+        pending = self._pending.get(key)
+        if pending is not None:
+            if pending[0] is _DELETED:
+                raise KeyError(key)
+            return pending[0]
+        return self.table[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._pending[key] = (value, self.current_event)
+
+    def __delitem__(self, key: str) -> None:
+        if key not in self:
+            raise KeyError(key)
+        self._pending[key] = (_DELETED, self.current_event)
+
+    def __contains__(self, key: object) -> bool:
+        pending = self._pending.get(key) if isinstance(key, str) else None
+        if pending is not None:
+            return pending[0] is not _DELETED
+        return key in self.table
+
+    def __iter__(self) -> Iterator[str]:
+        seen = set()
+        for key in self._pending:
+            seen.add(key)
+            if self._pending[key][0] is not _DELETED:
+                yield key
+        for key in self.table:
+            if key not in seen:
+                yield key
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def flush(self, set_event: Callable[[Any], None] | None = None) -> None:
+        """Write every pending key to the table once, under the event that last changed it."""
+        pending, self._pending = self._pending, {}
+        for key, (value, event) in pending.items():
+            if set_event is not None and event is not None:
+                set_event(event)
+            if value is _DELETED:
+                if key in self.table:
+                    del self.table[key]
+            else:
+                self.table[key] = value
