@@ -8,9 +8,9 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
-from conftest import CLOSES
 from query import insights
 from query.engine import QueryEngine
+from query_archive_fixture import CLOSES
 
 
 def rows_as_dicts(engine: QueryEngine, sql: str) -> list[dict[str, object]]:
