@@ -1,7 +1,7 @@
 """cdc_processor throughput vs a bare aiokafka consume → decode → produce loop, same broker,
 same input topic, same run.
 
-  uv run python bench/cdc_processor/run.py [--reviews N] [--ticks N] [--batch]
+  uv run python bench/cdc_processor/run.py [--reviews N] [--ticks N] [--batch N]
 
 Review path: Debezium review envelopes → the `reviews-cdc` agent (decode, scrub, score,
 language, pseudonym, dedup/burst tables, join) → enriched topic. Tick path: quotes → the
@@ -196,7 +196,7 @@ async def faust_run(
     n: int,
     prefix: str,
     preload: tuple[str, str, int] | None = None,
-    batch_max: int = 1,
+    batch_max: int = 500,
 ) -> float:
     """The real agent on `topic`; records/s from its first to its n-th processed record."""
     settings = CdcSettings(
@@ -253,7 +253,9 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--reviews", type=int, default=30_000)
     parser.add_argument("--ticks", type=int, default=60_000)
-    parser.add_argument("--batch", type=int, default=1, help="CDC_BATCH_MAX for the agents")
+    parser.add_argument(
+        "--batch", type=int, default=CdcSettings().batch_max, help="CDC_BATCH_MAX for the agents"
+    )
     args = parser.parse_args()
     bootstrap = env().get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:59092")
     prefix = f"bench.cdc.{uuid.uuid4().hex[:8]}"

@@ -92,8 +92,13 @@ async def test_review_inserted_in_postgres_is_scrubbed_scored_joined_and_alerted
     assert isinstance(value["source_lsn"], int)
     kinds = {orjson.loads(a.value)["kind"] for a in alert_records}
     assert "negative_review" in kinds
-    metrics = worker.get("/metrics").text
-    assert 'pulse_events_out_total{service="cdc_processor",topic="reviews.enriched.v1"}' in metrics
+    # Another worker on the shared stack may have written the record first: wait (bounded)
+    # until this one has sent it too.
+    wanted = 'pulse_events_out_total{service="cdc_processor",topic="reviews.enriched.v1"}'
+    deadline = time.monotonic() + 15
+    while wanted not in (metrics := worker.get("/metrics").text):
+        assert time.monotonic() < deadline, metrics[-3000:]
+        await asyncio.sleep(0.2)
     assert worker.get("/healthz").status_code == 200
 
 

@@ -27,6 +27,7 @@ async def processor() -> AsyncIterator[Processor]:
         candle_grace_s=5,
         sma_period=2,
         ema_period=2,
+        batch_max=1,  # test_context stops the agent before a take_events batch would flush
     )
     p = create_app(
         settings, KafkaSettings(kafka_bootstrap_servers="127.0.0.1:1"), clock=FakeClock(T0)
@@ -104,7 +105,9 @@ async def test_cdc_ticks_are_repartitioned_by_symbol_with_source_position(
     p = processor
     async with p.app.agents["ticks-cdc"].test_context() as ticks:
         await ticks.put(
-            envelope("c", after=tick_row(1, symbol="ETH-USD"), table="market_ticks"), partition=2
+            envelope("c", after=tick_row(1, symbol="ETH-USD"), table="market_ticks"),
+            key=b'{"symbol":"ETH-USD"}',  # the connector keys market_ticks by symbol
+            partition=2,
         )
     internal = p.ticks_by_symbol.get_topic_name()
     [(key, value)] = sent(p, internal)
@@ -150,3 +153,56 @@ async def test_quotes_agent_dead_letters_late_ticks(processor: Processor) -> Non
     assert len(sent(p, topics.MARKET_CANDLES.name)) == 1
     [(_key, dlq)] = sent(p, topics.DLQ.name)
     assert dlq["reason"] == "late" and dlq["source_offset"] == 2
+
+
+class _Event:
+    def __init__(self, message: Any) -> None:
+        self.message = message
+
+
+def _event(value: bytes, *, partition: int, offset: int, key: bytes) -> _Event:
+    return _Event(
+        MagicMock(
+            topic=topics.MARKET_QUOTES.name,
+            partition=partition,
+            offset=offset,
+            key=key,
+            value=value,
+            timestamp=None,
+        )
+    )
+
+
+async def test_a_batch_writes_each_table_key_once_under_its_last_event(
+    processor: Processor,
+) -> None:
+    from datetime import timedelta
+
+    from cdc_processor.agents import process_batch
+
+    p = processor
+    candles = p.ticks.states
+    table = candles.table  # type: ignore[attr-defined]
+    current: list[Any] = []  # events the batch made current, in order
+    written: list[tuple[str, int]] = []
+    table.partition_for_key = lambda key: current[-1].message.partition  # type: ignore[method-assign]
+    table.send_changelog = MagicMock(  # type: ignore[method-assign]
+        side_effect=lambda partition, key, value, **kw: (
+            written.append((key, partition)) or MagicMock(message=MagicMock(partition=partition))
+        )
+    )
+    batch = [
+        _event(quote("AAPL", "100", T0 + timedelta(seconds=1)), partition=1, offset=0, key=b"A"),
+        _event(quote("MSFT", "200", T0 + timedelta(seconds=1)), partition=2, offset=0, key=b"M"),
+        _event(quote("AAPL", "101", T0 + timedelta(seconds=2)), partition=1, offset=1, key=b"A"),
+        _event(b"{", partition=0, offset=9, key=b"x"),
+        _event(quote("AAPL", "102", T0 + timedelta(seconds=3)), partition=1, offset=2, key=b"A"),
+    ]
+    stream = MagicMock(_set_current_event=current.append)
+    await process_batch(p, batch, p.handlers["quotes"], stream)
+    # AAPL three times and MSFT once: one changelog write per symbol, each on the partition of
+    # the last event that touched it; nothing left pending; the garbage went to the DLQ.
+    assert sorted(written) == [("AAPL", 1), ("MSFT", 2)]
+    assert candles.pending == 0 and len(table["AAPL"]["recent_ids"]) == 3
+    [(key, dlq)] = sent(p, topics.DLQ.name)
+    assert key == b"x" and dlq["source_offset"] == 9

@@ -160,6 +160,7 @@ def register(p: Processor, *, sources: Mapping[str, str] | None = None) -> None:
         "quotes": (topics.MARKET_QUOTES.name, quote),
         "ticks-by-symbol": (p.ticks_by_symbol.get_topic_name(), repartitioned_tick),
     }
+    p.handlers.update({name: handle for name, (_topic, handle) in routes.items()})
     if sources is not None:
         unknown = set(sources) - set(routes)
         if unknown:

@@ -56,6 +56,7 @@ class Processor:
     tables: tuple[WriteBack, ...] = ()
     # contract topic name → the topic actually written (benchmarks redirect outputs)
     topic_names: dict[str, str] = field(default_factory=dict)
+    handlers: dict[str, Any] = field(default_factory=dict)  # route name → handler
     health_port: int | None = None
 
 
