@@ -92,8 +92,12 @@ images: ## Build every service image (where a Docker engine exists)
 	deploy/k8s/build_images.sh
 
 .PHONY: bench
-bench: sync stack-up migrate ## Every benchmark, one table of figure/baseline/ratio/target (QUICK=1 for a smoke run)
+bench: sync stack-up migrate bench-tools ## Every benchmark, one table of figure/baseline/ratio/target (QUICK=1 for a smoke run)
 	$(PY) python bench/run_all.py $(if $(QUICK),--quick,)
+
+.PHONY: bench-tools
+bench-tools: ## Install wrk (Debian) for the HTTP benchmarks when missing
+	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && (apt-get install -y -qq wrk >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq wrk)) ; } || echo "bench-tools: wrk missing; install it with: sudo apt-get install wrk"
 
 .PHONY: test
 test: sync stack-up migrate k8s-tools ## Everything CI runs: lint and every test tier on the real stack
