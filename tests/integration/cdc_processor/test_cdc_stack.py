@@ -138,6 +138,29 @@ async def test_ticks_inserted_in_postgres_produce_candles(
     assert second["trade_count"] == 1 and Decimal(second["sma"]) == (Decimal("10.75") + 12) / 2
 
 
+async def _wait_committed(
+    bootstrap: str, group: str, partitions: set[tuple[str, int]], timeout_s: float = 30.0
+) -> None:
+    """Until `group` has a committed offset on every one of `partitions` (admin API: no join)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            offsets = await admin.list_consumer_group_offsets(group)
+            committed = {
+                (tp.topic, tp.partition) for tp, meta in offsets.items() if meta.offset >= 0
+            }
+            if partitions <= committed:
+                return
+            assert time.monotonic() < deadline, f"{group} never committed {partitions}"
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
+
+
 def _quotes(symbols: list[str], minutes: int, per_minute: int) -> list[tuple[bytes, bytes]]:
     t0 = datetime(2026, 2, 1, 9, 0, tzinfo=UTC)
     out = []
@@ -211,11 +234,20 @@ async def test_kill_9_mid_stream_then_restart_equals_uninterrupted_run(
     by_window = lambda rs: _by_window(rs, sma_period=4)  # noqa: E731
     done = lambda rs: len(by_window(rs)) >= expected_windows  # noqa: E731
 
-    async def produce() -> None:
+    async def produce(group: str) -> None:
+        # The first tick of each symbol, then wait until the worker has committed it: a fresh
+        # group starts at "latest", so a kill before its first commit would restart past the
+        # stream (a test artefact — workers start at "earliest" by default). Then the rest.
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, acks="all")
         await producer.start()
         try:
-            for key, value in quotes:
+            first = quotes[: len(symbols)]
+            sent = [
+                await (await producer.send(topics.MARKET_QUOTES.name, key=key, value=value))
+                for key, value in first
+            ]
+            await _wait_committed(bootstrap, group, {(m.topic, m.partition) for m in sent})
+            for key, value in quotes[len(symbols) :]:
                 await producer.send(topics.MARKET_QUOTES.name, key=key, value=value)
             await producer.flush()
         finally:
@@ -227,7 +259,7 @@ async def test_kill_9_mid_stream_then_restart_equals_uninterrupted_run(
         baseline = make_worker(**settings)
         baseline.start()
         await asyncio.sleep(2)
-        await produce()
+        await produce(baseline.app_id)
         uninterrupted = by_window(await tail.collect(done, timeout_s=150, keys=keys))
         baseline.stop()
 
@@ -235,7 +267,7 @@ async def test_kill_9_mid_stream_then_restart_equals_uninterrupted_run(
         victim = make_worker(**settings)
         victim.start()
         await asyncio.sleep(2)
-        await produce()
+        await produce(victim.app_id)
         # Mid-stream: some candles out, not all.
         partial = await tail.collect(lambda rs: len(rs) >= 10, timeout_s=120, keys=keys)
         assert len(by_window(partial)) < expected_windows, "stream finished before the kill"
