@@ -34,7 +34,8 @@ PARTITIONS = 3  # the unit of parallelism: a consumer group never has more busy 
 PRODUCTS_CDC = TopicSpec(f"{DEBEZIUM_PREFIX}.public.products", PARTITIONS, Producer.DEBEZIUM, "id")
 REVIEWS_CDC = TopicSpec(f"{DEBEZIUM_PREFIX}.public.reviews", PARTITIONS, Producer.DEBEZIUM, "id")
 MARKET_TICKS_CDC = TopicSpec(
-    f"{DEBEZIUM_PREFIX}.public.market_ticks", PARTITIONS, Producer.DEBEZIUM, "id"
+    # message.key.columns keys ticks by symbol, so one symbol's ticks stay in order.
+    f"{DEBEZIUM_PREFIX}.public.market_ticks", PARTITIONS, Producer.DEBEZIUM, "symbol"
 )
 REVIEWS_CRAWLED = TopicSpec(
     "reviews.crawled.v1", PARTITIONS, Producer.CRAWLER, "source:external_id"
