@@ -114,6 +114,24 @@ def test_same_review_from_app_and_crawl_is_enriched_once() -> None:
     assert again == []
 
 
+def test_two_app_reviews_with_the_same_long_text_are_both_enriched() -> None:
+    flow = review_flow()
+    _product(flow)
+    body = "The lid cracked after a week of normal use, very disappointing."
+    first = flow.on_review(
+        decoding.decode_review_cdc(
+            envelope("c", after=review_row("00000000-0000-4000-8000-000000000006", body=body))
+        )
+    )
+    second = flow.on_review(
+        decoding.decode_review_cdc(
+            envelope("c", after=review_row("00000000-0000-4000-8000-000000000007", body=body))
+        )
+    )
+    assert len(_records(first, topics.REVIEWS_ENRICHED.name)) == 1
+    assert len(_records(second, topics.REVIEWS_ENRICHED.name)) == 1
+
+
 def test_short_identical_texts_are_not_merged() -> None:
     flow = review_flow()
     one = flow.on_review(

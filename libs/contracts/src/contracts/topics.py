@@ -35,7 +35,10 @@ PRODUCTS_CDC = TopicSpec(f"{DEBEZIUM_PREFIX}.public.products", PARTITIONS, Produ
 REVIEWS_CDC = TopicSpec(f"{DEBEZIUM_PREFIX}.public.reviews", PARTITIONS, Producer.DEBEZIUM, "id")
 MARKET_TICKS_CDC = TopicSpec(
     # message.key.columns keys ticks by symbol, so one symbol's ticks stay in order.
-    f"{DEBEZIUM_PREFIX}.public.market_ticks", PARTITIONS, Producer.DEBEZIUM, "symbol"
+    f"{DEBEZIUM_PREFIX}.public.market_ticks",
+    PARTITIONS,
+    Producer.DEBEZIUM,
+    "symbol",
 )
 REVIEWS_CRAWLED = TopicSpec(
     "reviews.crawled.v1", PARTITIONS, Producer.CRAWLER, "source:external_id"

@@ -22,6 +22,10 @@ RowT = TypeVar("RowT", ProductRow, ReviewRow, MarketTickRow)
 MAX_VALUE_BYTES = 1_000_000  # larger values are dead-lettered as `oversized`, never parsed
 
 
+# Crawled reviews get ids `crawl:<site>:<external_id>`; app reviews keep their UUID.
+CRAWL_ID_PREFIX = "crawl:"
+
+
 class DecodeError(ValueError):
     """Bytes Pulse cannot use; `reason` is the DLQ reason (undecodable, schema_invalid…)."""
 
@@ -167,7 +171,7 @@ def decode_review_crawled(value: bytes | None) -> ReviewInput | None:
     except ValidationError as exc:
         raise DecodeError("schema_invalid", _short(exc)) from exc
     return ReviewInput(
-        review_id=f"crawl:{crawled.source}:{crawled.external_id}",
+        review_id=f"{CRAWL_ID_PREFIX}{crawled.source}:{crawled.external_id}",
         source=f"crawl:{crawled.source}",
         deleted=False,
         product_id=None,

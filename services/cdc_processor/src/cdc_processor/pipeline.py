@@ -19,7 +19,7 @@ from servicekit.clock import Clock
 from servicekit.kafka import encode_event
 
 from cdc_processor import alerts, candles
-from cdc_processor.decoding import Position, ProductChange, ReviewInput, Tick
+from cdc_processor.decoding import CRAWL_ID_PREFIX, Position, ProductChange, ReviewInput, Tick
 from cdc_processor.enrichment import Enricher, ProductInfo, normalized_text, with_product
 
 log = logging.getLogger(__name__)
@@ -122,8 +122,8 @@ class ReviewFlow:
         if record.op is ReviewOp.DELETE:
             return [_enriched(record)]
         claimed = self.dedup.get(record.dedup_key)
-        if claimed is not None and claimed != record.review_id:
-            log.info("review %s duplicates %s; not enriched again", record.review_id, claimed)
+        if claimed is not None and claimed != record.review_id and _crawled(claimed, record):
+            log.debug("review %s duplicates %s; not enriched again", record.review_id, claimed)
             return []
         if claimed is None:
             self.dedup[record.dedup_key] = record.review_id
@@ -210,3 +210,11 @@ class TickFlow:
             _alert(alert)
             for alert in self.stale.due(monotonic=self.clock.monotonic(), now=self.clock.now())
         ]
+
+
+def _crawled(claimed_id: str, record: ReviewEnriched) -> bool:
+    """Text dedup only merges when a crawl is involved (the app's own review seen on a partner
+    site, or one review on two sites). Two app reviews are two rows in PostgreSQL, two
+    customers' words, and both must reach the archive; the API's Idempotency-Key already
+    stops a retried POST from writing a second row."""
+    return claimed_id.startswith(CRAWL_ID_PREFIX) or record.review_id.startswith(CRAWL_ID_PREFIX)
