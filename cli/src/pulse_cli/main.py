@@ -43,7 +43,12 @@ def _stack(root: Path, action: str) -> None:
         raise typer.Exit(result.returncode)
 
 
-def bring_up(root: Path, *, wait_s: float = 120.0) -> dict[str, str]:
+# cdc_processor answers /healthz only once its tables are rebuilt from their changelogs; after
+# long use that replay takes minutes, so the wait is generous (a dead process fails at once).
+HEALTH_WAIT_S = 600.0
+
+
+def bring_up(root: Path, *, wait_s: float = HEALTH_WAIT_S) -> dict[str, str]:
     """Start the stack and the five services; wait until every one answers /healthz."""
     console.print("[bold]Starting the local stack[/bold] (deploy/local/stack.py up)…")
     _stack(root, "up")
@@ -75,7 +80,10 @@ def bring_up(root: Path, *, wait_s: float = 120.0) -> dict[str, str]:
             time.sleep(0.5)
     missing = [s.name for s in specs if s.name not in healthy]
     if missing:
-        console.print(f"[red]not healthy after {wait_s:.0f} s: {', '.join(missing)}[/red]")
+        logs = ", ".join(str(supervisor.log_file(name)) for name in missing)
+        console.print(
+            f"[red]not healthy after {wait_s:.0f} s: {', '.join(missing)} (see {logs})[/red]"
+        )
         raise typer.Exit(1)
     console.print("[green]All services healthy.[/green] Logs: .stack/logs/<service>.log")
     return env
@@ -83,7 +91,7 @@ def bring_up(root: Path, *, wait_s: float = 120.0) -> dict[str, str]:
 
 @app.command()
 def up(
-    wait_s: Annotated[float, typer.Option(help="How long to wait for health")] = 120.0,
+    wait_s: Annotated[float, typer.Option(help="How long to wait for health")] = HEALTH_WAIT_S,
 ) -> None:
     """Start the stack and the five services (logs in .stack/logs, pids in .stack/run)."""
     bring_up(repo_root(), wait_s=wait_s)
