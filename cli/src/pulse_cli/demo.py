@@ -264,8 +264,10 @@ async def drive_api(
                 outcome.failures.append(f"ticks {n}: {response.status_code} {response.text[:200]}")
             advance(len(chunk))
 
-        for bad in sc.bad_requests:
-            request_headers = {} if bad.authenticated else {"X-API-Key": ""}
+        for n, bad in enumerate(sc.bad_requests):
+            request_headers = {"Idempotency-Key": f"{sc.run_id}-bad-{n}"}
+            if not bad.authenticated:
+                request_headers["X-API-Key"] = ""
             content = bad.body if isinstance(bad.body, str) else orjson.dumps(bad.body)
             response = await client.request(
                 bad.method,
@@ -565,10 +567,10 @@ def run_demo(
     s.append(Stage("API: edits accepted", len(sc.edits), api.edits_ok))
     s.append(Stage("API: deletes accepted", len(sc.deletes), api.deletes_ok))
     s.append(Stage("API: ticks accepted", len(sc.ticks), api.ticks_ok))
-    refused = sum(1 for status in api.bad_refused.values() if 400 <= status < 500)
+    refused = sum(1 for bad in sc.bad_requests if api.bad_refused.get(bad.why) == bad.status)
     s.append(
         Stage(
-            "API: bad requests refused (4xx)",
+            "API: bad requests refused with their status",
             len(sc.bad_requests),
             refused,
             ", ".join(f"{k}={v}" for k, v in api.bad_refused.items()),

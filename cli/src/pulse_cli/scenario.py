@@ -80,12 +80,16 @@ class Edit:
 
 @dataclass(frozen=True, slots=True)
 class BadRequest:
-    """A request the API must refuse with a 4xx."""
+    """A request the API must refuse, with the status that names the reason.
+
+    It carries a valid Idempotency-Key, so the refusal is for the fault it holds, not for a
+    missing header."""
 
     why: str
     method: str
     path: str
     body: object | None
+    status: int = 422
     authenticated: bool = True
 
 
@@ -241,7 +245,14 @@ def build(
             "/v1/reviews",
             {k: v for k, v in reviews[2].request().items() if k != "body"},
         ),
-        BadRequest("no API key", "POST", "/v1/reviews", reviews[3].request(), authenticated=False),
+        BadRequest(
+            "no API key",
+            "POST",
+            "/v1/reviews",
+            reviews[3].request(),
+            status=401,
+            authenticated=False,
+        ),
         BadRequest(
             "price sent as a float",
             "POST",
