@@ -261,6 +261,8 @@ def constant_rate(
 ) -> dict[str, float]:
     """Runs constant_rate.py in `processes` processes, each at rate/processes; merges."""
     script = Path(__file__).with_name("constant_rate.py")
+    workdir = Path(tempfile.mkdtemp(prefix="pulse-bench-rate-"))
+    outs = [workdir / f"rate-{n}.json" for n in range(processes)]
     procs = [
         subprocess.Popen(
             [
@@ -276,13 +278,15 @@ def constant_rate(
                 str(rate / processes),
                 "--duration",
                 str(duration_s),
+                "--out",
+                str(out),
             ],
-            stdout=subprocess.PIPE,
-            text=True,
         )
-        for _ in range(processes)
+        for out in outs
     ]
-    results = [json.loads(p.communicate(timeout=duration_s + 120)[0]) for p in procs]
+    for proc in procs:
+        proc.wait(timeout=duration_s + 120)
+    results = [json.loads(out.read_text()) for out in outs]
     latencies = sorted(x for r in results for x in r["latencies_ms"])
     if not latencies:
         return {"ok_rps": 0.0, "p50_ms": float("inf"), "p99_ms": float("inf"),

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import os
+import pathlib
 import time
 from urllib.parse import urlsplit
 
@@ -82,6 +83,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, required=True, help="requests/s of this process")
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--out", required=True, help="file to write the JSON result to")
     args = parser.parse_args()
     try:
         import uvloop
@@ -93,7 +95,8 @@ def main() -> None:
         run(args.url, args.path, args.body.encode(), args.key, args.rate, args.duration,
             args.connections)
     )  # fmt: skip
-    print(json.dumps(result))
+    # A file, not stdout: anything else writing to stdout would corrupt the long JSON line.
+    pathlib.Path(args.out).write_text(json.dumps(result))
 
 
 if __name__ == "__main__":
