@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pulse_cli.stackenv import read_env_file
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 
@@ -54,15 +56,7 @@ def parse_result(stdout: str) -> list[dict[str, Any]] | None:
 
 
 def stack_environment() -> dict[str, str]:
-    env = dict(os.environ)
-    path = ROOT / ".stack" / "env"
-    if path.is_file():
-        for raw in path.read_text().splitlines():
-            line = raw.strip().removeprefix("export ")
-            if line and not line.startswith("#") and "=" in line:
-                key, _, value = line.partition("=")
-                env.setdefault(key.strip(), value.strip().strip("'\""))
-    return env
+    return {**read_env_file(ROOT / ".stack" / "env"), **os.environ}
 
 
 def fmt(value: Any) -> str:

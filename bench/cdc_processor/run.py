@@ -30,6 +30,7 @@ from cdc_processor.settings import CdcSettings
 from contracts import topics
 from contracts.debezium import decode_change_event
 from contracts.events import QuotePolled
+from pulse_cli.stackenv import read_env_file
 from servicekit.settings import KafkaSettings
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -46,13 +47,7 @@ LOCALES = ["en", "en", "fr", "de", None, None]
 
 def env() -> dict[str, str]:
     path = Path(os.environ.get("PULSE_STACK_DIR", ".stack")) / "env"
-    values = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            if "=" in line and not line.startswith("#"):
-                key, _, value = line.partition("=")
-                values[key.strip()] = value.strip()
-    return {**values, **os.environ}
+    return {**read_env_file(path), **os.environ}
 
 
 def review_envelopes(n: int) -> list[tuple[bytes, bytes]]:

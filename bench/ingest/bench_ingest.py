@@ -36,6 +36,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+from pulse_cli.stackenv import read_env_file
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -113,13 +114,7 @@ def wrk(
 
 
 def env_from_stack() -> dict[str, str]:
-    values = dict(os.environ)
-    path = REPO / ".stack" / "env"
-    for line in path.read_text().splitlines():
-        if "=" in line and not line.startswith("#"):
-            k, _, v = line.partition("=")
-            values.setdefault(k.strip(), v.strip())
-    return values
+    return {**read_env_file(REPO / ".stack" / "env"), **os.environ}
 
 
 def free_port() -> int:

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pulse_cli.stackenv import read_env_file
 from s3_archiver.main import FETCH_MAX_BYTES, PARTITION_FETCH_BYTES
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,12 +30,8 @@ PARTITIONS = 3
 
 
 def load_stack_env() -> None:
-    path = REPO / ".stack" / "env"
-    if path.exists():
-        for line in path.read_text().splitlines():
-            if "=" in line and not line.startswith("#"):
-                key, _, value = line.partition("=")
-                os.environ.setdefault(key.strip(), value.strip())
+    for key, value in read_env_file(REPO / ".stack" / "env").items():
+        os.environ.setdefault(key, value)
 
 
 def candle_json(i: int, partition: int) -> bytes:

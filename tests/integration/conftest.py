@@ -8,6 +8,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from pulse_cli.stackenv import read_env_file
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -15,18 +16,6 @@ REPO = Path(__file__).resolve().parents[2]
 def stack_env_path() -> Path:
     stack_dir = os.environ.get("PULSE_STACK_DIR")
     return Path(stack_dir) / "env" if stack_dir else REPO / ".stack" / "env"
-
-
-def parse_env_file(path: Path) -> dict[str, str]:
-    """`KEY=value` lines as written by deploy/local/stack.py (comments and blanks skipped)."""
-    values: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.removeprefix("export ").partition("=")
-        values[key.strip()] = value.strip()
-    return values
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -46,7 +35,7 @@ def stack_env() -> dict[str, str]:
             f"{path} not found: the local stack is not up. Run `make stack-up` first.",
             pytrace=False,
         )
-    env = parse_env_file(path)
+    env = read_env_file(path)
     endpoints = {
         "Kafka": env["KAFKA_BOOTSTRAP_SERVERS"].split(",")[0],
         "PostgreSQL": urlsplit(env["DATABASE_URL"]).netloc.rpartition("@")[2],

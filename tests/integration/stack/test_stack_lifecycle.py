@@ -17,6 +17,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from pulse_cli.stackenv import read_env_file
 
 pytestmark = pytest.mark.integration
 
@@ -29,15 +30,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _read_env(path: Path) -> dict[str, str]:
-    pairs = (
-        line.partition("=")
-        for line in path.read_text().splitlines()
-        if line and not line.startswith("#")
-    )
-    return {key: value for key, _, value in pairs}
 
 
 def _processes_mentioning(text: str) -> list[str]:
@@ -94,7 +86,7 @@ async def test_mini_stack_up_down_leaves_nothing_and_keeps_data(
     assert again.returncode == 0, again.stdout + again.stderr
     assert again.stdout.count("already running") == 2
 
-    env = _read_env(Path(state) / "env")
+    env = read_env_file(Path(state) / "env")
     assert env["DATABASE_URL"].endswith(f"@127.0.0.1:{mini_env['PULSE_PG_PORT']}/pulse")
     conn = await asyncpg.connect(env["DATABASE_URL"])
     try:
