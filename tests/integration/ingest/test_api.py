@@ -7,6 +7,7 @@ import json
 import socket
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
@@ -159,6 +160,46 @@ def test_tick_batch_keeps_decimals_exact(
     assert by_symbol[ticks[0]["symbol"]]["event_time"].microsecond == 123000
 
 
+def test_tick_batch_stores_unusual_but_valid_input_exactly(
+    client: httpx.Client, sql: Callable[..., list[Any]]
+) -> None:
+    """The model's path (integer price, exponent, offset without colon) and COPY escaping."""
+    ticks = [
+        tick(price=5, venue="tab\there\\back\nslash"),
+        tick(price="1E+2", size="0", event_time="2026-11-22 17:00:00.5+0130", venue=None),
+        tick(price="0.000000000000000001", size="99999999999999999999.999999999999999999"),
+    ]
+    r = client.post("/v1/ticks/batch", json={"ticks": ticks}, headers=idem())
+    assert r.status_code == 201, r.text
+    rows = sql(
+        "SELECT symbol, price, size, event_time, venue FROM market_ticks "
+        "WHERE symbol = ANY($1::text[])",
+        [t["symbol"] for t in ticks],
+    )
+    got = {row["symbol"]: row for row in rows}
+    first, second, third = (got[t["symbol"]] for t in ticks)
+    assert first["price"] == Decimal(5) and first["venue"] == "tab\there\\back\nslash"
+    assert second["price"] == Decimal(100) and second["size"] == Decimal(0)
+    assert second["venue"] is None
+    assert second["event_time"] == datetime(2026, 11, 22, 15, 30, 0, 500000, tzinfo=UTC)
+    assert third["price"] == Decimal("0.000000000000000001")
+    assert third["size"] == Decimal("99999999999999999999.999999999999999999")
+
+
+def test_bad_tick_anywhere_in_a_batch_writes_nothing(
+    client: httpx.Client, sql: Callable[..., list[Any]]
+) -> None:
+    ticks = [tick() for _ in range(50)] + [tick(event_time="0134-05-06T00:00:00Z")]
+    r = client.post("/v1/ticks/batch", json={"ticks": ticks}, headers=idem())
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"] == ["ticks", 50, "event_time"]
+    count = sql(
+        "SELECT count(*) FROM market_ticks WHERE symbol = ANY($1::text[])",
+        [t["symbol"] for t in ticks],
+    )
+    assert count[0][0] == 0
+
+
 # --- idempotency ------------------------------------------------------------------------
 def test_retry_with_same_key_and_body_replays_and_writes_once(
     client: httpx.Client, product: dict[str, Any], sql: Callable[..., list[Any]]
@@ -267,6 +308,10 @@ Z = b"2026-01-01T00:00:00Z"
         ("float price", "/v1/ticks/batch", T % (b"crypto", b"1.5", Z)),
         ("naive timestamp", "/v1/ticks/batch", T % (b"crypto", b'"1"', b"2026-01-01T00:00:00")),
         ("bad asset class", "/v1/ticks/batch", T % (b"bond", b'"1"', Z)),
+        ("year 134", "/v1/ticks/batch", T % (b"crypto", b'"1"', b"0134-01-01T00:00:00Z")),
+        ("before 1970", "/v1/ticks/batch", T % (b"crypto", b'"1"', b"1969-12-31T23:59:59Z")),
+        ("far future", "/v1/ticks/batch", T % (b"crypto", b'"1"', b"2999-01-01T00:00:00Z")),
+        ("over-precise price", "/v1/ticks/batch", T % (b"crypto", b'"1.0000000000000000001"', Z)),
         ("empty batch", "/v1/ticks/batch", b'{"ticks":[]}'),
     ],
 )

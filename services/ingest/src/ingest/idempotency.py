@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -48,9 +49,18 @@ def fingerprint(method: str, route: str, body: bytes) -> bytes:
     10,000-tick batch. Bytes orjson cannot parse are hashed as they are.
     """
     try:
-        canonical = orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS)
+        document = orjson.loads(body)
     except orjson.JSONDecodeError:
-        canonical = body
+        return _digest(method, route, body)
+    return fingerprint_document(method, route, document)
+
+
+def fingerprint_document(method: str, route: str, document: Any) -> bytes:
+    """`fingerprint` of a body that orjson has already parsed into `document` (same value)."""
+    return _digest(method, route, orjson.dumps(document, option=orjson.OPT_SORT_KEYS))
+
+
+def _digest(method: str, route: str, canonical: bytes) -> bytes:
     digest = hashlib.sha256()
     digest.update(method.upper().encode())
     digest.update(b"\x00")

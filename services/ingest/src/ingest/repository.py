@@ -11,6 +11,7 @@ acknowledged exactly when its idempotency record (with the response to replay) i
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -23,7 +24,7 @@ import asyncpg
 
 from ingest.auth import ApiKey, parse_scopes
 from ingest.idempotency import StoredResponse, replay
-from ingest.schemas import ProductIn, ReviewIn, TickIn
+from ingest.schemas import ProductIn, ReviewIn
 
 log = logging.getLogger(__name__)
 
@@ -424,21 +425,20 @@ class Database:
         key: str,
         fingerprint: bytes,
         now: datetime,
-        ticks: Sequence[TickIn],
+        copy_text: bytes,
+        columns: Sequence[str],
         response: bytes,
     ) -> StoredResponse:
+        """One COPY in text format: PostgreSQL parses the decimals and timestamps itself."""
+
         async def write(conn: asyncpg.Connection) -> StoredResponse:
-            records = [
-                (t.symbol, t.asset_class.value, t.price, t.size, t.event_time, t.venue, now)
-                for t in ticks
-            ]
-            await conn.copy_records_to_table(
+            await conn.copy_to_table(
                 "market_ticks",
-                records=records,
-                columns=["symbol", "asset_class", "price", "size", "event_time", "venue",
-                         "ingested_at"],
+                source=io.BytesIO(copy_text),
+                columns=list(columns),
+                format="text",
                 timeout=self._config.batch_statement_timeout_s,
-            )  # fmt: skip
+            )
             return StoredResponse(201, response)
 
         return await self._idempotent(
