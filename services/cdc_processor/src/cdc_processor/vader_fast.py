@@ -5,11 +5,13 @@ same float operations in the same order, so `VaderCompound().compound(t)` equals
 `SentimentIntensityAnalyzer().polarity_scores(t)["compound"]` bit for bit (the unit tests
 compare the two on thousands of texts). What is faster:
 
-- the emoji pass only runs on text holding an emoji (a set test; no emoji key is ASCII);
+- the emoji pass skips ASCII text (no emoji key is ASCII) and slices around the emoji;
 - tokens are lowercased once, not once per rule per lexicon word (the reference rebuilds the
   lowercased token list up to four times for every lexicon word: quadratic in the text);
 - only lexicon words are visited; every other token scores 0, so it is never appended;
-- the idiom check builds no strings: tuple look-ups, guarded by a set of the idioms' words;
+- a lexicon word with no rule word among the three before it skips the rule chain, in
+  which nothing could act on it;
+- the idiom check builds no strings: tuple look-ups, guarded by the idioms' word pairs;
 - the "but" rule runs on the non-zero scores only (zeros are fixed points of its quirks).
 
 Only the compound score is computed: pos/neu/neg are not used by the pipeline.
@@ -20,6 +22,7 @@ from __future__ import annotations
 import math
 import re
 import string
+from itertools import pairwise
 
 from vaderSentiment.vaderSentiment import (
     BOOSTER_DICT,
@@ -40,8 +43,17 @@ _BOOSTER_NGRAMS: dict[tuple[str, ...], float] = {
 _SPECIAL: dict[tuple[str, ...], float] = {
     tuple(k.split(" ")): v for k, v in SPECIAL_CASES.items() if " " in k
 }
-# A sequence can only match an idiom or a booster n-gram when all its words are in here.
-_IDIOM_WORDS = frozenset(w for key in (*_BOOSTER_NGRAMS, *_SPECIAL) for w in key)
+# A sequence of tokens can only match an idiom or a booster n-gram when each pair of
+# neighbours in it is a pair of neighbours in some key.
+_PAIRS = frozenset(pair for key in (*_BOOSTER_NGRAMS, *_SPECIAL) for pair in pairwise(key))
+_PAIR_FIRSTS = frozenset(first for first, _second in _PAIRS)
+# A lexicon word's rules can only act if it is one of _ACTIVE_SELF or one of the three
+# words before it is _ACTIVE (or holds "n't"): anything else is a no-op in every rule
+# (boosters, negation, "no", "never so/this", "without doubt", "least", idioms, n-grams).
+_ACTIVE = frozenset(
+    {*_NEGATE, *_BOOSTERS, "no", "least", "so", "this", "never", "without", *_PAIR_FIRSTS}
+)
+_ACTIVE_SELF = frozenset({"no", "kind", *_PAIR_FIRSTS})
 _SO_THIS = ("so", "this")
 _OR_NOR = ("or", "nor")
 _AT_VERY = ("at", "very")
@@ -59,9 +71,8 @@ class VaderCompound:
         self._emojis: dict[str, str] = {k: v for k, v in reference.emojis.items() if len(k) == 1}
         if any(k.isascii() for k in self._emojis):  # pragma: no cover - package data changed
             raise ValueError("an ASCII emoji key breaks the ASCII fast path")
-        # A set, not a regex character class: sre tests a 1,200-char class linearly. The
-        # prefilter (one range, fast) spares most accented text the per-character set test.
-        self._emoji_chars = frozenset(self._emojis)
+        # Candidates by one fast range (sre tests a 1,200-char class linearly), then a dict
+        # look-up: accented letters are below U+2000 and never reach the dict.
         if any(
             ord(k) < 0x2000 and k not in "\u00a9\u00ae" for k in self._emojis
         ):  # pragma: no cover
@@ -70,20 +81,24 @@ class VaderCompound:
 
     def _describe_emojis(self, text: str) -> str:
         """The reference's emoji pass: each emoji becomes its description, after a space
-        unless the previous output character was a space."""
+        unless the previous output character was a space (at the start, it counts as one;
+        after an emoji it never is)."""
         emojis = self._emojis
         out: list[str] = []
-        prev_space = True
-        for char in text:
-            description = emojis.get(char)
+        start = 0
+        for match in self._maybe_emoji.finditer(text):
+            description = emojis.get(match.group())
             if description is None:
-                out.append(char)
-                prev_space = char == " "
-            else:
-                if not prev_space:
-                    out.append(" ")
-                out.append(description)
-                prev_space = False
+                continue
+            at = match.start()
+            out.append(text[start:at])
+            if at > 0 and text[at - 1] != " ":
+                out.append(" ")
+            out.append(description)
+            start = at + 1
+        if not out:
+            return text
+        out.append(text[start:])
         return "".join(out)
 
     def compound(self, text: str) -> float:
@@ -92,11 +107,7 @@ class VaderCompound:
 
     def compound_unrounded(self, text: str) -> float:
         """The compound score before `polarity_scores` rounds it."""
-        if (
-            not text.isascii()
-            and self._maybe_emoji.search(text) is not None
-            and not self._emoji_chars.isdisjoint(text)
-        ):
+        if not text.isascii():
             text = self._describe_emojis(text)
         # (The reference strips the text here: neither split() nor the !/? counts notice.)
         raw = text.split()
@@ -104,25 +115,62 @@ class VaderCompound:
         if n == 0:
             return 0.0
         punct = _PUNCTUATION
-        tokens = [core if len(core := t.strip(punct)) > 2 else t for t in raw]
+        # The reference's tokens are stripped of punctuation (unless that leaves <= 2 chars),
+        # then lowered for every look-up. In ASCII, lowering and stripping commute and keep
+        # lengths, so the whole text is lowered at once; otherwise strip first, then lower
+        # (lowering can change a token's length). isupper() is asked of the raw tokens:
+        # punctuation is uncased, so the answer is the stripped token's.
+        if text.isascii():
+            lower = [c if len(c := t.strip(punct)) > 2 else t for t in text.lower().split()]
+        else:
+            lower = [(c if len(c := t.strip(punct)) > 2 else t).lower() for t in raw]
         # Whether some but not all tokens are in capitals: worked out on first need, if any.
         caps: list[bool] = []
-        # Lowercase ASCII text is its own lowercase; otherwise lower each stripped token, in
-        # the reference's order (strip, then lower: lowering can change a token's length).
-        unchanged = text.isascii() and text.lower() == text
-        lower = tokens if unchanged else [t.lower() for t in tokens]
         scored = self._scored
         if scored.isdisjoint(lower):
             return 0.0  # every token scores 0: normalize(0.0) is 0.0
 
         lexicon = self._lexicon
+        active = _ACTIVE
+        active_self = _ACTIVE_SELF
+        # No character lowers to an apostrophe: without one, no token holds "n't".
+        maybe_nt = "'" in text
         boosters = _BOOSTERS
         negate = _NEGATE
+        pairs = _PAIRS
+        pair_firsts = _PAIR_FIRSTS
         positions: list[int] = []
         values: list[float] = []
         last = n - 1
         for i in [i for i, w in enumerate(lower) if w in scored]:
             w0 = lower[i]
+            if (
+                w0 not in active_self
+                and (
+                    i < 1
+                    or (lower[i - 1] not in active and not (maybe_nt and "n't" in lower[i - 1]))
+                )
+                and (
+                    i < 2
+                    or (lower[i - 2] not in active and not (maybe_nt and "n't" in lower[i - 2]))
+                )
+                and (
+                    i < 3
+                    or (lower[i - 3] not in active and not (maybe_nt and "n't" in lower[i - 3]))
+                )
+            ):
+                # No rule applies but capitals (the rules' `valence + 0.0` only ever turned
+                # -0.0 into 0.0, and zeros are dropped either way).
+                valence = lexicon[w0]
+                if raw[i].isupper() and _cap_diff(raw, caps):
+                    if valence > 0:
+                        valence += C_INCR
+                    else:
+                        valence -= C_INCR
+                if valence:
+                    positions.append(i)
+                    values.append(valence)
+                continue
             if w0 == "kind" and i < last and lower[i + 1] == "of":
                 continue
             base = lexicon[w0]
@@ -135,7 +183,7 @@ class VaderCompound:
                 or (i > 2 and lower[i - 3] == "no" and lower[i - 1] in _OR_NOR)
             ):
                 valence = base * N_SCALAR
-            if tokens[i].isupper() and _cap_diff(tokens, caps):
+            if raw[i].isupper() and _cap_diff(raw, caps):
                 if valence > 0:
                     valence += C_INCR
                 else:
@@ -150,7 +198,7 @@ class VaderCompound:
                         s = boost
                         if valence < 0:
                             s *= -1
-                        if tokens[i - 1].isupper() and _cap_diff(tokens, caps):
+                        if raw[i - 1].isupper() and _cap_diff(raw, caps):
                             if valence > 0:
                                 s += C_INCR
                             else:
@@ -167,7 +215,7 @@ class VaderCompound:
                             s = boost
                             if valence < 0:
                                 s *= -1
-                            if tokens[i - 2].isupper() and _cap_diff(tokens, caps):
+                            if raw[i - 2].isupper() and _cap_diff(raw, caps):
                                 if valence > 0:
                                     s += C_INCR
                                 else:
@@ -190,7 +238,7 @@ class VaderCompound:
                                 s = boost
                                 if valence < 0:
                                     s *= -1
-                                if tokens[i - 3].isupper() and _cap_diff(tokens, caps):
+                                if raw[i - 3].isupper() and _cap_diff(raw, caps):
                                     if valence > 0:
                                         s += C_INCR
                                     else:
@@ -204,7 +252,12 @@ class VaderCompound:
                                 pass
                             elif w3 in negate or "n't" in w3:
                                 valence = valence * N_SCALAR
-                            if w0 in _IDIOM_WORDS or w2 in _IDIOM_WORDS:
+                            if (
+                                (w2 in pair_firsts and (w2, w1) in pairs)
+                                or (w3 in pair_firsts and (w3, w2) in pairs)
+                                or (w1 in pair_firsts and (w1, w0) in pairs)
+                                or (w0 in pair_firsts and i < last and (w0, lower[i + 1]) in pairs)
+                            ):
                                 valence = _idioms(valence, lower, i, w3, w2, w1, w0)
                 # "least" is not in the lexicon, so the reference's lexicon test is moot.
                 if w1 == "least":
