@@ -655,5 +655,6 @@ def test_sentiment_bench_runs_and_reports_exact_figures() -> None:
     assert names == [
         "VADER compound per unique review text",
         "SentimentScorer.score per unique review text",
+        "VADER compound per run.py review text",
     ]
     assert all(f["value"] > 0 and f["baseline"] > 0 for f in result["figures"])
