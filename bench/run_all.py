@@ -4,23 +4,35 @@ Discovery and the output convention are in bench/README.md: per folder, `run.py`
 `bench.py`, else every `bench_*.py`, plus every `*.py` in bench/e2e/; each script's last
 stdout line that parses as JSON with a `figures` key is its result. A script that fails or
 prints no result becomes an ERROR row; the runner goes on.
+
+The end-to-end scripts need the pipeline services. When ingest does not answer, the runner
+starts them just before bench/e2e/ (`bench/e2e/_services.py`: `pulse up` on bench consumer
+groups fast-forwarded to the log end, so another benchmark's backlog is not measured as
+latency) and stops them right after (`pulse down --services-only`, never the stack), so the
+services' own benchmarks still run without them and `make bench` works from a cold checkout.
+Services that were already running are used as they are.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from pulse_cli.stackenv import read_env_file
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
+INGEST_HEALTH = "http://127.0.0.1:58001/healthz"  # `pulse up`'s ingest (cli/processes.py)
 
 
 def discover(only: set[str] | None = None) -> list[Path]:
@@ -59,6 +71,23 @@ def stack_environment() -> dict[str, str]:
     return {**read_env_file(ROOT / ".stack" / "env"), **os.environ}
 
 
+def services_running(url: str = INGEST_HEALTH) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # fixed URL
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def e2e_services() -> ModuleType:
+    """bench/e2e/_services.py: the services on bench consumer groups (see its docstring)."""
+    spec = importlib.util.spec_from_file_location("_services", BENCH / "e2e" / "_services.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def fmt(value: Any) -> str:
     if value is None:
         return "—"
@@ -72,10 +101,25 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="pass --quick to every script")
     parser.add_argument("--only", nargs="*", help="bench folders to run (default: all)")
     parser.add_argument("--timeout-s", type=float, default=900.0, help="per script")
+    parser.add_argument(
+        "--no-services", action="store_true", help="never start the services for bench/e2e/"
+    )
     args = parser.parse_args()
     rows: list[tuple[str, dict[str, Any]]] = []
+    started_services = False
     for script in discover(set(args.only) if args.only else None):
         label = str(script.relative_to(BENCH))
+        in_e2e = script.parent.name == "e2e"
+        if started_services and not in_e2e:
+            print("== stopping the services started for bench/e2e/", file=sys.stderr, flush=True)
+            e2e_services().down()
+            started_services = False
+        if in_e2e and not args.no_services and not started_services and not services_running():
+            print("== starting the services for bench/e2e/", file=sys.stderr, flush=True)
+            started_services = True
+            os.environ.update({**e2e_services().BENCH_ENV, **os.environ})  # latency.py reads them
+            if e2e_services().up() != 0:
+                print("   pulse up failed: see .stack/logs/", file=sys.stderr, flush=True)
         command = [sys.executable, str(script)] + (["--quick"] if args.quick else [])
         print(f"== {label}", file=sys.stderr, flush=True)
         started = time.monotonic()
@@ -101,6 +145,9 @@ def main() -> int:
             continue
         print(f"   {len(figures)} figures in {elapsed:.0f} s", file=sys.stderr)
         rows.extend((label, f) for f in figures)
+    if started_services:
+        print("== stopping the services started for bench/e2e/", file=sys.stderr, flush=True)
+        e2e_services().down()
 
     headers = ("benchmark", "figure", "value", "baseline", "ratio", "target", "pass")
     table = [headers] + [

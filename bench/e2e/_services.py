@@ -1,0 +1,118 @@
+"""Start/stop the pipeline services for the end-to-end benchmarks, on bench consumer groups.
+
+The stack is shared: other benchmarks write millions of rows, and the services' real consumer
+groups can be that far behind (2.5 M records measured on 2026-11-22). A backlog is not the
+latency of a review posted now, and draining it takes minutes of both cores. So the bench
+runs the services (`pulse up`, all five) on their own consumer groups, fast-forwarded to the
+end of their input topics before they start:
+
+- cdc_processor: `CDC_APP_ID=pulse-cdc-e2e-bench` (group and table changelogs), and
+  `CDC_AUTO_OFFSET_RESET=latest` for the first run;
+- s3_archiver: `ARCHIVER_GROUP_ID=s3_archiver-e2e-bench`.
+
+The real groups (`pulse-cdc-processor`, `s3_archiver`) are never touched. Records the bench
+groups skip are still there for the real groups; the archive's object names derive from
+offsets, so what the bench archiver writes is what the real one would write.
+
+    uv run python bench/e2e/_services.py up     # fast-forward the bench groups, `pulse up`
+    uv run python bench/e2e/_services.py down   # `pulse down --services-only` (never the stack)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from contracts import datasets, topics
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "cli" / "src"))
+from pulse_cli.stackenv import read_env_file  # noqa: E402
+
+BENCH_ENV = {
+    "CDC_APP_ID": "pulse-cdc-e2e-bench",
+    "CDC_AUTO_OFFSET_RESET": "latest",
+    "ARCHIVER_GROUP_ID": "s3_archiver-e2e-bench",
+}
+# A group seen for the first time starts on these (the archiver's datasets; the processor's
+# first run is covered by CDC_AUTO_OFFSET_RESET=latest).
+FIRST_TOPICS = {"ARCHIVER_GROUP_ID": [d.topic for d in datasets.ALL]}
+
+
+async def fast_forward(bootstrap: str, group: str, first: list[topics.TopicSpec]) -> int:
+    """Commit the group's offsets at the end of each partition it reads; returns what it skips."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    tps = list(committed) or [
+        TopicPartition(spec.name, p) for spec in first for p in range(spec.partitions)
+    ]
+    if not tps:
+        return 0
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        consumer.assign(tps)  # manual assignment: commits go to the group without joining it
+        ends = await consumer.end_offsets(tps)
+        await consumer.commit({tp: int(ends[tp]) for tp in tps})
+    finally:
+        await consumer.stop()
+    return sum(
+        max(0, int(ends[tp]) - int(meta.offset))
+        for tp, meta in committed.items()
+        if meta.offset >= 0
+    )
+
+
+def bench_env() -> dict[str, str]:
+    """The process environment plus the bench groups (the caller's own settings win)."""
+    return {**BENCH_ENV, **os.environ}
+
+
+def pulse(*args: str, timeout_s: float) -> int:
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "pulse_cli.main", *args],
+            cwd=ROOT,
+            env=bench_env(),
+            stdout=sys.stderr,
+            timeout=timeout_s,
+            check=False,
+        ).returncode
+    except subprocess.TimeoutExpired:
+        return -1
+
+
+def up(timeout_s: float = 900.0) -> int:
+    env = {**read_env_file(ROOT / ".stack" / "env"), **bench_env()}
+    bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:59092")
+    for var in ("CDC_APP_ID", "ARCHIVER_GROUP_ID"):
+        skipped = asyncio.run(fast_forward(bootstrap, env[var], FIRST_TOPICS.get(var, [])))
+        print(f"{var}={env[var]}: fast-forwarded past {skipped} records", file=sys.stderr)
+    return pulse("up", timeout_s=timeout_s)
+
+
+def down(timeout_s: float = 180.0) -> int:
+    return pulse("down", "--services-only", timeout_s=timeout_s)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=["up", "down"])
+    args = parser.parse_args()
+    return up() if args.action == "up" else down()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
