@@ -640,6 +640,18 @@ def test_scorer_matches_the_vader_based_scorer_on_long_and_blank_texts() -> None
         assert (repr(got.score), got.label) == (repr(want_score), want_label), text
 
 
+def test_scorer_memo_is_bounded_and_drops_the_oldest_text_first() -> None:
+    scorer = SentimentScorer(memo_size=3)
+    first = scorer.score("good one")
+    assert scorer.score("good one") is first  # a repeat is a memo hit
+    for text in ("bad two", "nice three", "awful four"):
+        scorer.score(text)
+    assert list(scorer._memo) == ["bad two", "nice three", "awful four"]
+    assert scorer.score("good one") is not first  # evicted, scored again
+    assert scorer.score("good one") == first
+    assert len(scorer._memo) == 3
+
+
 def test_sentiment_bench_runs_and_reports_exact_figures() -> None:
     done = subprocess.run(
         [sys.executable, str(SENTIMENT_BENCH), "--texts", "200", "--rounds", "1"],

@@ -9,6 +9,7 @@ exactly vaderSentiment's compound score at a fraction of its cost; the reference
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from contracts.events import SentimentLabel
@@ -31,8 +32,9 @@ class SentimentScorer:
         self._vader = VaderCompound()
         self._max_chars = max_chars
         # Same text, same score: repeated texts (a retry, an app review later crawled, stock
-        # phrases) are scored once. Bounded; the oldest entry goes first.
-        self._memo: dict[str, Sentiment] = {}
+        # phrases) are scored once. Bounded; the oldest entry goes first (an OrderedDict: a
+        # plain dict's next(iter()) walks over the deleted slots at its front, ~2.5 us).
+        self._memo: OrderedDict[str, Sentiment] = OrderedDict()
         self._memo_size = memo_size
 
     def score(self, text: str) -> Sentiment:
@@ -43,7 +45,7 @@ class SentimentScorer:
         if found is None:
             found = self._score(text)
             if len(self._memo) >= self._memo_size:
-                del self._memo[next(iter(self._memo))]
+                self._memo.popitem(last=False)
             self._memo[text] = found
         return found
 
