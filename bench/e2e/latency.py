@@ -41,6 +41,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "cli" / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _cpu
 from _load import HttpPool, percentile
 from contracts import topics
 from pulse_cli.kafka_scan import group_lag
@@ -382,6 +383,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         watcher.start()
         if not parent.poll(60) or parent.recv() != "ready":
             raise SystemExit("the topic watcher did not start within 60 s")
+        cpu_before = _cpu.snapshot()
         o = await offer(
             pool,
             mode=mode,
@@ -392,6 +394,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             sku=sku,
             run_id=run_id,
         )
+        cpu_window = time.monotonic() - o.counted_from + args.warmup_s
+        cpu = _cpu.used(cpu_before, _cpu.snapshot())
         # drain: the watcher goes on until it has seen every accepted review or drain_s passed
         parent.send((list(o.due), args.drain_s))
         if not parent.poll(args.drain_s + 30):
@@ -401,6 +405,10 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         mode_figures, summary = analyse(mode, o, seen, args.rate, wall_minus_mono)
         summary["watcher_cpu_s"] = round(float(seen["cpu_s"]), 2)
         summary["processor_lag_before"] = lag
+        # CPU while offering, in cores (2 = the whole machine): where the machine's time went
+        summary["cpu_cores_while_offering"] = {
+            k: round(v / max(1e-9, cpu_window), 2) for k, v in cpu.items()
+        }
         print(json.dumps(summary), file=sys.stderr, flush=True)
         figures.extend(mode_figures)
         summaries.append(summary)

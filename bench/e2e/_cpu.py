@@ -1,0 +1,77 @@
+"""CPU seconds used per part of the pipeline between two snapshots (Linux /proc, no deps).
+
+The five services are the processes in `.stack/run/<service>.pid` (written by `pulse up`) and
+their descendants (ingest's uvicorn workers); the stack's PostgreSQL, Kafka, Connect, nginx and
+S3Proxy and the benchmark itself are recognised by command line; everything else on the
+machine is "other" (the shared machine's noise, e.g. another engineer's own ingest instance).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+_TICK = os.sysconf("SC_CLK_TCK")
+RUN_DIR = Path(__file__).resolve().parents[2] / ".stack" / "run"
+SERVICES = ("ingest", "cdc_processor", "s3_archiver", "crawler", "query")
+GROUPS: tuple[tuple[str, str], ...] = (
+    ("bench", "bench/e2e/latency.py"),
+    ("postgres", "postgres"),
+    ("kafka", "kafka.Kafka"),
+    ("connect", "ConnectDistributed"),
+    ("nginx", "nginx"),
+    ("s3proxy", "s3proxy"),
+)
+
+
+def _group(cmdline: str) -> str:
+    for name, needle in GROUPS:
+        if needle in cmdline:
+            return name
+    return "other"
+
+
+def _service_pids() -> dict[int, str]:
+    pids: dict[int, str] = {}
+    for name in SERVICES:
+        try:
+            pids[int((RUN_DIR / f"{name}.pid").read_text().strip())] = name
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+def snapshot() -> dict[int, tuple[str, float]]:
+    """pid → (group, CPU seconds so far)."""
+    services = _service_pids()
+    parents: dict[int, int] = {}
+    raw: dict[int, tuple[str, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # from field 3 (state) on
+        parents[int(entry.name)] = int(fields[1])
+        raw[int(entry.name)] = (_group(cmdline), (int(fields[11]) + int(fields[12])) / _TICK)
+    out: dict[int, tuple[str, float]] = {}
+    for pid, (group, cpu) in raw.items():
+        ancestor, hops = pid, 0
+        while ancestor not in services and ancestor in parents and hops < 16:
+            ancestor, hops = parents[ancestor], hops + 1
+        out[pid] = (services.get(ancestor, group), cpu)
+    return out
+
+
+def used(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]
+) -> dict[str, float]:
+    """CPU seconds per group between the snapshots (processes born in between count whole)."""
+    totals: dict[str, float] = {}
+    for pid, (group, cpu) in after.items():
+        start = before.get(pid, (group, 0.0))[1]
+        totals[group] = totals.get(group, 0.0) + max(0.0, cpu - start)
+    return {k: round(v, 2) for k, v in sorted(totals.items(), key=lambda kv: -kv[1])}
