@@ -24,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 from servicekit import metrics
 from servicekit.clock import Clock, SystemClock
+from starlette.types import ASGIApp
 
 from ingest import schemas
 from ingest.auth import ApiKey, Scope
@@ -234,6 +235,8 @@ def create_app(
         metrics.ROWS_WRITTEN.labels("products").inc()
         return _stored(result)
 
+    reviews_written = metrics.ROWS_WRITTEN.labels("reviews")
+
     async def create_review_core(
         presented_key: str | None,
         idempotency_key: str | None,
@@ -256,7 +259,7 @@ def create_app(
                 response=orjson.dumps(review_payload(review_id, review, now)),
             )
         )
-        metrics.ROWS_WRITTEN.labels("reviews").inc()
+        reviews_written.inc()
         return result
 
     @app.post(
@@ -378,15 +381,23 @@ def create_app(
         return _stored(result)
 
     app.openapi = _openapi_with_bodies(app)  # type: ignore[method-assign]  # FastAPI's documented override
-    if settings.fast_path:
-        app.add_middleware(
-            ReviewFastPath,
-            handler=create_review_core,
-            retry_after_s=settings.retry_after_s,
-        )
     app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContext, access_log=settings.access_log)
+    app.state.review_handler = create_review_core
     return app
+
+
+def edge(app: FastAPI, settings: IngestSettings) -> ASGIApp:
+    """What uvicorn serves: the FastAPI app, behind the raw-ASGI review fast path if enabled."""
+    if not settings.fast_path:
+        return app
+    return ReviewFastPath(
+        app,
+        handler=app.state.review_handler,
+        retry_after_s=settings.retry_after_s,
+        max_body_bytes=settings.max_body_bytes,
+        access_log=settings.access_log,
+    )
 
 
 def _openapi_with_bodies(app: FastAPI) -> Callable[[], dict[str, Any]]:
@@ -423,7 +434,7 @@ def _db_config(settings: IngestSettings) -> DatabaseConfig:
     )
 
 
-def build_app() -> FastAPI:
+def build_app() -> ASGIApp:
     """uvicorn's factory (`ingest.app:build_app`): each worker reads the environment itself."""
     from servicekit.logging import configure_logging
     from servicekit.settings import load_settings
@@ -434,4 +445,4 @@ def build_app() -> FastAPI:
     configure_logging("ingest", level=settings.log_level, json=settings.log_json)
     for handler in logging.getLogger().handlers:
         handler.addFilter(RequestIdFilter())
-    return create_app(settings)
+    return edge(create_app(settings), settings)

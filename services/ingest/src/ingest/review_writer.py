@@ -58,7 +58,8 @@ class ReviewWriter:
         self._queue.append((item, future))
         self._wakeup.set()
         try:
-            return await asyncio.wait_for(future, timeout=self._deadline_s)
+            async with asyncio.timeout(self._deadline_s):  # cancels the future on expiry
+                return await future
         except TimeoutError as exc:
             raise DatabaseUnavailableError("timed out waiting for the database") from exc
 
