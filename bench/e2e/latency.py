@@ -48,6 +48,7 @@ from pulse_cli.kafka_scan import group_lag
 from pulse_cli.stackenv import repo_root, stack_env
 
 CDC_TOPIC = topics.REVIEWS_CDC.name
+TARGET_RATE = 1000.0  # issue 8: the latency targets hold at a constant 1,000 reviews/s
 # cdc_processor's consumer group: its app id (bench/e2e/_services.py runs it on a bench group)
 PROCESSOR_GROUP = os.environ.get("CDC_APP_ID", "pulse-cdc-processor")
 
@@ -311,24 +312,29 @@ def analyse(
     }
     met = p50 is not None and p99 is not None and p50 <= 150 and p99 <= 500
     offered_ok = o.achieved >= rate * 0.95
+    clean = offered_ok and lost == 0 and not o.errors and bool(counted)
+    # The targets are defined at 1,000/s: a slower run (--quick, --rate 500) reports, not passes.
+    at_target_rate = rate >= TARGET_RATE
+    label = f"{label} @{rate:g}/s"
+    note = "" if at_target_rate else f" (at {TARGET_RATE:g}/s)"
     figures = [
         figure(
             f"[{label}] API POST -> reviews.enriched.v1 p50",
             p50,
             "ms",
             b50,
-            "p50 <= 150 ms",
-            p50 is not None and p50 <= 150 and offered_ok and lost == 0,
+            f"p50 <= 150 ms{note}",
+            (p50 is not None and p50 <= 150 and clean) if at_target_rate else None,
         ),
         figure(
             f"[{label}] API POST -> reviews.enriched.v1 p99",
             p99,
             "ms",
             b99,
-            "p99 <= 500 ms",
-            p99 is not None and p99 <= 500 and offered_ok and lost == 0,
+            f"p99 <= 500 ms{note}",
+            (p99 is not None and p99 <= 500 and clean) if at_target_rate else None,
         ),
-        figure(f"[{label}] API POST -> 201 p50 / p99 (baseline)", b50, "ms", None, None, None),
+        figure(f"[{label}] API POST -> 201 p99 (baseline)", b99, "ms", None, None, None),
         figure(f"[{label}] due -> pulse.public.reviews p99", stages["due_to_cdc_topic"][1], "ms"),
         figure(
             f"[{label}] pulse.public.reviews -> enriched (cdc_processor) p99",
@@ -352,7 +358,7 @@ def analyse(
             lost == 0 and not o.errors and bool(counted),
         ),
     ]
-    summary["target_met"] = met and offered_ok and lost == 0 and not o.errors
+    summary["target_met"] = met and clean and at_target_rate
     return figures, summary
 
 
