@@ -147,7 +147,7 @@ async def child_archiver(topic: str, n: int) -> dict[str, Any]:
 
         return wrapper
 
-    encoding.to_table = timed(encoding.to_table)  # type: ignore[method-assign]
+    encoding.assemble = timed(encoding.assemble)  # type: ignore[method-assign]
     encoding.to_parquet = timed(encoding.to_parquet)  # type: ignore[method-assign]
 
     settings = ArchiverSettings(
@@ -162,14 +162,14 @@ async def child_archiver(topic: str, n: int) -> dict[str, Any]:
     )
     s3, clock = S3Settings(), SystemClock()
     first: list[float] = []
-    original_accept = archiver_module.Archiver.accept_batch
+    original_accept = archiver_module.Archiver.accept_poll
 
-    async def accept(self: Any, records: Any) -> None:
-        if not first:
+    async def accept(self: Any, batch: Any) -> None:
+        if batch and not first:
             first.append(time.perf_counter())
-        await original_accept(self, records)
+        await original_accept(self, batch)
 
-    archiver_module.Archiver.accept_batch = accept  # type: ignore[method-assign]
+    archiver_module.Archiver.accept_poll = accept  # type: ignore[method-assign]
     routes = archiver_module.routes_for({topic: datasets.MARKET_CANDLES})
     async with s3_client(s3, timeout_s=30) as client:
         await ensure_bucket(client, s3.s3_bucket)

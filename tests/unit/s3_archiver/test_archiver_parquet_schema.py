@@ -188,7 +188,7 @@ def test_catalog_document_lists_columns_and_partition_keys(dataset: datasets.Dat
     assert doc["location"] == f"s3://b/archive/{dataset.name}/"
 
 
-def test_arrow_json_fast_path_writes_the_same_bytes_as_the_model_path() -> None:
+def test_arrow_batch_path_writes_the_same_bytes_as_the_model_path() -> None:
     events = [candle(), candle(close="0.1", sma="3.333333333333333333", open="1E+2")]
     values = [e.model_dump_json().encode() for e in events]
     values.append(
@@ -198,17 +198,39 @@ def test_arrow_json_fast_path_writes_the_same_bytes_as_the_model_path() -> None:
     )
     events.append(CandleClosed.model_validate_json(values[-1]))
     schema = schema_for(CandleClosed)
-    assert schema.json_readable
-    kwargs = dict(topic="t", partition=0, offsets=[1, 2, 3], archived_at=WHEN)
-    fast = encoding.from_json_values(schema, CandleClosed, values, **kwargs)  # type: ignore[arg-type]
-    slow = encoding.to_table(schema, events, **kwargs)  # type: ignore[arg-type]
+    validator = routes_for({"t": datasets.MARKET_CANDLES})["t"].batch
+    assert validator is not None
+    parsed = validator.parse(values)
+    assert parsed is not None
+    kwargs = dict(topic="t", partition=0, archived_at=WHEN)
+    fast = encoding.assemble(
+        schema,
+        [encoding.with_offsets(parsed.table, [1, 2, 3])],
+        **kwargs,  # type: ignore[arg-type]
+    )
+    slow = encoding.to_table(schema, events, offsets=[1, 2, 3], **kwargs)  # type: ignore[arg-type]
     assert fast.equals(slow)
     assert encoding.to_parquet(fast) == encoding.to_parquet(slow)
+
+
+def test_an_objects_bytes_do_not_depend_on_how_its_rows_were_batched() -> None:
+    """After a restart, fetches split the log differently: the object must not change."""
+    schema = schema_for(CandleClosed)
+    events = [candle(close=f"{i}.5", sma=None if i % 2 else "1") for i in range(9)]
+    tables = [
+        encoding.with_offsets(encoding.event_table(schema, events[lo:hi]), range(lo, hi))
+        for lo, hi in ((0, 2), (2, 3), (3, 9))
+    ]
+    kwargs = dict(topic="t", partition=0, archived_at=WHEN)
+    chunked = encoding.assemble(schema, tables, **kwargs)  # type: ignore[arg-type]
+    whole = encoding.to_table(schema, events, offsets=range(9), **kwargs)  # type: ignore[arg-type]
+    assert encoding.to_parquet(chunked) == encoding.to_parquet(whole)
 
 
 def test_maps_take_the_model_path() -> None:
     schema = schema_for(ReviewEnriched)
     assert not schema.json_readable
+    assert routes_for({"r": datasets.REVIEWS_ENRICHED})["r"].batch is None
     review = ReviewEnriched.model_validate(
         {
             "review_id": "r",
@@ -220,13 +242,7 @@ def test_maps_take_the_model_path() -> None:
             "enriched_at": WHEN,
         }
     )
-    table = encoding.from_json_values(
-        schema,
-        ReviewEnriched,
-        [review.model_dump_json().encode()],
-        topic="t",
-        partition=0,
-        offsets=[0],
-        archived_at=WHEN,
+    table = encoding.to_table(
+        schema, [review], topic="t", partition=0, offsets=[0], archived_at=WHEN
     )
     assert table.to_pylist()[0]["pii_counts"] == [("email", 2)]

@@ -1,17 +1,35 @@
 """Window buffers: seal rules, deterministic boundaries and the offsets safe to commit."""
 
+from __future__ import annotations
+
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from s3_archiver.object_keys import PartitionPath
-from s3_archiver.window_buffer import BufferPolicy, WindowBuffers
+from s3_archiver.window_buffer import Buffer, BufferPolicy, WindowBuffers
 from servicekit.clock import FakeClock
+
+
+class ListRows(tuple[str, ...]):
+    """The `Rows` a test buffers: one string per record (the archiver buffers Arrow tables)."""
+
+    def slice(self, offset: int, length: int) -> ListRows:
+        return ListRows(self[offset : offset + length])
+
+    def take(self, indices: Sequence[int]) -> ListRows:
+        return ListRows(self[i] for i in indices)
+
+
+def rows_of(buffer: Buffer[ListRows]) -> list[str]:
+    return [r for chunk in buffer.chunks for r in chunk]
+
 
 H10 = PartitionPath("2026-11-22", 10)
 H11 = PartitionPath("2026-11-22", 11)
 T0 = 1_795_000_000_000  # Kafka timestamp (ms) of the first record
 
 
-def make(**policy: object) -> tuple[WindowBuffers[str], FakeClock]:
+def make(**policy: object) -> tuple[WindowBuffers[ListRows], FakeClock]:
     clock = FakeClock(datetime(2026, 11, 22, 12, tzinfo=UTC))
     defaults: dict[str, object] = dict(
         max_records=1000,
@@ -24,7 +42,7 @@ def make(**policy: object) -> tuple[WindowBuffers[str], FakeClock]:
 
 
 def add(
-    b: WindowBuffers[str],
+    b: WindowBuffers[ListRows],
     offset: int,
     path: PartitionPath = H10,
     *,
@@ -38,12 +56,12 @@ def add(
         offset=offset,
         timestamp_ms=T0 if ts is None else ts,
         path=path,
-        row=f"r{offset}",
+        row=ListRows([f"r{offset}"]),
         size_bytes=size,
     )
 
 
-def boundaries(b: WindowBuffers[str]) -> list[tuple[int, int, int]]:
+def boundaries(b: WindowBuffers[ListRows]) -> list[tuple[int, int, int]]:
     return [(x.partition, x.start_offset, x.end_offset) for x in b.ready()]
 
 
@@ -137,7 +155,7 @@ def test_replay_from_committed_offset_makes_identical_objects() -> None:
         for o, path, ts in log[start:until]:
             add(b, o, path, ts=ts)
             for x in b.ready():
-                objects[x.start_offset] = list(x.rows)
+                objects[x.start_offset] = rows_of(x)
                 b.mark_written(x)
         return objects, b.committable().get(("t", 0))
 
@@ -187,40 +205,97 @@ def test_oldest_unwritten_age_follows_the_clock() -> None:
     assert b.commit_lag() == {("t", 0): 1}
 
 
-def test_add_batch_makes_the_same_buffers_as_adding_one_by_one() -> None:
+def reference(
+    log: list[tuple[int, PartitionPath, int, int]], policy: dict[str, object]
+) -> list[tuple[object, ...]]:
+    """The seal rules applied record by record, written as plainly as possible."""
+    window_ms = int(policy["window"].total_seconds() * 1000)  # type: ignore[attr-defined]
+    open_: dict[PartitionPath, dict[str, object]] = {}
+    done: list[tuple[object, ...]] = []
+
+    def close(path: PartitionPath, reason: str | None) -> None:
+        b = open_.pop(path)
+        rows: list[str] = b["rows"]  # type: ignore[assignment]
+        done.append((b["start"], int(rows[-1][1:]), reason, tuple(rows)))
+
+    for o, path, ts, size in log:
+        for p, b in list(open_.items()):
+            if ts - b["first"] >= window_ms:  # type: ignore[operator]
+                close(p, "window")
+        b = open_.setdefault(path, {"start": o, "first": ts, "rows": [], "size": 0})
+        b["rows"].append(f"r{o}")  # type: ignore[attr-defined]
+        b["size"] += size  # type: ignore[operator]
+        if len(b["rows"]) >= policy["max_records"]:  # type: ignore[arg-type, operator]
+            close(path, "records")
+        elif b["size"] >= policy["max_bytes"]:  # type: ignore[operator]
+            close(path, "bytes")
+    for p in list(open_):
+        close(p, None)
+    return sorted(done)
+
+
+def shape(b: WindowBuffers[ListRows]) -> list[tuple[object, ...]]:
+    sealed = [(x.start_offset, x.end_offset, x.seal_reason, tuple(rows_of(x))) for x in b.ready()]
+    b.seal_all()
+    opened = [
+        (x.start_offset, x.end_offset, None, tuple(rows_of(x)))
+        for x in b.ready()
+        if x.seal_reason == "shutdown"
+    ]
+    return sorted(sealed + opened)
+
+
+def test_add_batch_makes_the_same_buffers_as_adding_records_one_by_one() -> None:
+    """Random logs, cut into random batches: the vectorised path (one hour or several, no
+    stream-time seal possible) and the record-by-record walk both match the plain rules."""
     import random
 
     rng = random.Random(7)
-    for _ in range(30):
+    for case in range(300):
         n = rng.randint(1, 300)
+        hours = [H10] if case % 3 == 0 else [H10, H11]
+        step = rng.choice([0, 1, 50, 3_000])  # ms between records: 0 never seals by time
         log = [
-            (o, rng.choice([H10, H11]), T0 + o * rng.randint(0, 3_000) // 2, rng.randint(1, 40))
+            (o, rng.choice(hours), T0 + o * rng.randint(0, step), rng.randint(1, 40))
             for o in range(n)
         ]
-        policy = dict(
-            max_records=rng.randint(1, 40),
-            max_bytes=rng.randint(20, 800),
+        policy: dict[str, object] = dict(
+            max_records=rng.choice([1, rng.randint(2, 40), 10_000]),
+            max_bytes=rng.choice([rng.randint(20, 800), 10**9]),
             window=timedelta(seconds=rng.randint(1, 60)),
         )
-        one, _ = make(**policy)
-        for o, path, ts, size in log:
-            add(one, o, path, ts=ts, size=size)
-        many, _ = make(**policy)
-        cut = rng.randint(0, n)
-        for part in (log[:cut], log[cut:]):
-            many.add_batch(
+        batched, _ = make(**policy)
+        cuts = sorted(rng.sample(range(1, n), min(n - 1, rng.randint(0, 5)))) if n > 1 else []
+        for lo, hi in zip([0, *cuts], [*cuts, n], strict=True):
+            part = log[lo:hi]
+            same = len({x[1] for x in part}) == 1
+            batched.add_batch(
                 topic="t",
                 partition=0,
                 offsets=[x[0] for x in part],
                 timestamps_ms=[x[2] for x in part],
-                paths=[x[1] for x in part],
-                rows=[f"r{x[0]}" for x in part],
+                paths=part[0][1] if same and rng.random() < 0.5 else [x[1] for x in part],
+                rows=ListRows(f"r{x[0]}" for x in part),
                 sizes=[x[3] for x in part],
             )
+        expected = reference(log, policy)
+        buffered = sum(x[3] for x in log)
+        assert batched.buffered_bytes == buffered
+        assert shape(batched) == expected, f"case {case}"
 
-        def shape(b: WindowBuffers[str]) -> list[tuple[object, ...]]:
-            return [(x.start_offset, x.end_offset, x.seal_reason, tuple(x.rows)) for x in b.ready()]
 
-        assert shape(one) == shape(many)
-        assert one.committable() == many.committable()
-        assert one.buffered_bytes == many.buffered_bytes
+def test_add_batch_position_covers_dropped_records() -> None:
+    b, _ = make()
+    b.add_batch(
+        topic="t",
+        partition=0,
+        offsets=[0, 1],
+        timestamps_ms=[T0, T0],
+        paths=H10,
+        rows=ListRows(["r0", "r1"]),
+        sizes=[1, 1],
+        position=3,  # offset 2 was dead-lettered
+    )
+    (buffer,) = b.seal_all() and b.ready()
+    b.mark_written(buffer)
+    assert b.committable() == {("t", 0): 3}

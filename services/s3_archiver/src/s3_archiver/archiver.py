@@ -12,6 +12,7 @@ is committed and fetching is paused, so memory stays bounded; it drains when the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import pyarrow as pa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError
@@ -31,7 +33,7 @@ from servicekit.clock import Clock
 from servicekit.kafka import dead_letter
 
 from s3_archiver import encoding
-from s3_archiver.batch_validation import BatchValidator
+from s3_archiver.batch_validation import BatchValidator, ParsedBatch
 from s3_archiver.object_keys import hour_path, object_key, partition_path
 from s3_archiver.object_store import ObjectStore, StoreUnavailableError
 from s3_archiver.parquet_schema import DatasetSchema, schema_for
@@ -41,8 +43,9 @@ from s3_archiver.window_buffer import Buffer, WindowBuffers
 log = logging.getLogger(__name__)
 
 SERVICE = "s3_archiver"
-# Accounted bytes per record beyond its value: the bytes object's header, list slots and the
-# offset/timestamp ints kept beside it (bench/s3_archiver measures the real footprint).
+# Accounted bytes per record beyond its JSON value (the rule that seals by size, and the
+# memory bound). The Arrow rows a buffer holds are smaller than value + 160 for every
+# dataset (bench/s3_archiver measures the real footprint).
 RECORD_OVERHEAD_BYTES = 160
 CRASH_EXIT_CODE = 86
 
@@ -71,6 +74,18 @@ def routes_for(topic_datasets: dict[str, Dataset]) -> dict[str, Route]:
     return routes
 
 
+def _encode(schema: DatasetSchema, buffer: Buffer[pa.Table], archived_at: datetime) -> bytes:
+    """One object's Parquet bytes (runs in a worker thread: Arrow releases the GIL)."""
+    table = encoding.assemble(
+        schema,
+        buffer.chunks,
+        topic=buffer.topic,
+        partition=buffer.partition,
+        archived_at=archived_at,
+    )
+    return encoding.to_parquet(table)
+
+
 def decode(route: Route, value: bytes | None) -> Event | Rejected:
     """The typed event, or why it cannot be archived (for the DLQ)."""
     if not value:
@@ -91,6 +106,7 @@ class _DropOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafk
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         # The new owner replays from the committed offset and, names being deterministic,
         # rewrites the same objects: dropping is safe and keeps the rebalance fast.
+        self.archiver._generation += 1  # a poll being parsed now must not be buffered
         for tp in revoked:
             self.archiver.buffers.drop_partition(tp.topic, tp.partition)
 
@@ -115,9 +131,11 @@ class Archiver:
         self.store = store
         self.routes = routes
         self.clock = clock
-        # Buffers hold the validated records' raw JSON: ~8x smaller than parsed events, and
-        # bytes objects are invisible to the cyclic GC.
-        self.buffers: WindowBuffers[bytes] = WindowBuffers(settings.policy, clock)
+        # Buffers hold validated rows as Arrow tables (one chunk per batch and hour): columnar,
+        # smaller than the JSON, and invisible to the cyclic GC.
+        self.buffers: WindowBuffers[pa.Table] = WindowBuffers(settings.policy, clock)
+        self._writer: asyncio.Task[None] | None = None
+        self._generation = 0  # bumped by every revocation
         self.listener = _DropOnRevoke(self)
         self.store_retry_at: float | None = None  # monotonic; set while the store is down
         self._store_failures = 0
@@ -129,84 +147,162 @@ class Archiver:
     # --- the loop ------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume until `stop` is set, then write what is buffered within the grace period."""
-        while not stop.is_set():
-            batch = await self.consumer.getmany(
-                timeout_ms=self.settings.poll_timeout_ms,
-                max_records=self.settings.poll_max_records,
-            )
-            for tp, records in batch.items():
-                await self.accept_batch(records)
-                metrics.EVENTS_IN.labels(SERVICE, tp.topic).inc(len(records))
-            self.buffers.seal_idle()
-            self._relieve_pressure()
-            await self.write_ready()
-            await self.commit()
-            self._apply_backpressure()
-            self._observe()
+        """Consume until `stop` is set, then write what is buffered within the grace period.
+
+        The next poll is fetched (aiokafka decodes its records on this thread) while the
+        current one is parsed by Arrow on a worker thread, and the writer uploads beside both.
+        """
+        fetch = self._poll()
+        try:
+            while not stop.is_set():
+                batch = await fetch
+                fetch = self._poll()
+                await self.accept_poll(batch)
+                self.buffers.seal_idle()
+                self._relieve_pressure()
+                self.start_writing()
+                await self.commit()
+                self._apply_backpressure()
+                self._observe()
+        finally:
+            fetch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await fetch
         await self.shutdown()
 
-    async def accept_batch(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
-        """Records of one partition: validated as a batch when the model allows, else one by one."""
-        route = self.routes[records[0].topic]
-        hours = None
-        if route.batch is not None:
-            hours = route.batch.event_hours([r.value or b"" for r in records])
-        # A batch validated by Arrow is buffered in one call; otherwise record by record.
-        if hours is None:
-            for record in records:
-                await self.accept(record)
+    def _poll(self) -> asyncio.Task[dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]]:
+        return asyncio.create_task(
+            self.consumer.getmany(
+                timeout_ms=self.settings.poll_timeout_ms,
+                max_records=self.settings.poll_max_records,
+            ),
+            name="archiver-poll",
+        )
+
+    async def accept_poll(
+        self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    ) -> None:
+        if not batch:
             return
-        values = [r.value or b"" for r in records]
+        generation = self._generation
+        parsed = await asyncio.to_thread(self._parse_poll, batch)
+        if generation != self._generation:
+            # A rebalance dropped the buffers meanwhile: these records replay from the commit.
+            log.info("rebalance during a poll: %d partitions' records dropped", len(batch))
+            return
+        for tp, records in batch.items():
+            await self.accept_batch(records, parsed.get(tp))
+            metrics.EVENTS_IN.labels(SERVICE, tp.topic).inc(len(records))
+
+    def _parse_poll(
+        self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    ) -> dict[TopicPartition, ParsedBatch | None]:
+        """Validate and convert each partition's records in Arrow (worker thread, no GIL)."""
+        out: dict[TopicPartition, ParsedBatch | None] = {}
+        for tp, records in batch.items():
+            validator = self.routes[tp.topic].batch
+            if validator is not None:
+                out[tp] = validator.parse([r.value for r in records])
+        return out
+
+    async def accept_batch(
+        self, records: list[ConsumerRecord[bytes, bytes]], parsed: ParsedBatch | None
+    ) -> None:
+        """Records of one partition, in offset order, with their Arrow rows when the whole
+        batch passed Arrow validation (else record by record), buffered as one chunk per
+        event-time hour."""
+        topic, partition = records[0].topic, records[0].partition
+        if parsed is None:
+            await self._accept_one_by_one(self.routes[topic], records)
+            return
+        one_hour = parsed.one_hour
         self.buffers.add_batch(
-            topic=records[0].topic,
-            partition=records[0].partition,
-            offsets=[r.offset for r in records],
+            topic=topic,
+            partition=partition,
+            offsets=(offsets := [r.offset for r in records]),
             timestamps_ms=[r.timestamp for r in records],
-            paths=[hour_path(h) for h in hours],
-            rows=values,
-            sizes=[len(v) + RECORD_OVERHEAD_BYTES for v in values],
+            paths=(
+                hour_path(one_hour)
+                if one_hour is not None
+                else [hour_path(h) for h in parsed.hours.to_pylist()]
+            ),
+            rows=encoding.with_offsets(parsed.table, offsets),
+            sizes=[len(r.value or b"") + RECORD_OVERHEAD_BYTES for r in records],
         )
 
-    async def accept(self, record: ConsumerRecord[bytes, bytes]) -> None:
-        route = self.routes[record.topic]
-        result = decode(route, record.value)
-        if isinstance(result, Rejected):
-            await self._dead_letter(record, result)
-            self.buffers.skip(topic=record.topic, partition=record.partition, offset=record.offset)
+    async def _accept_one_by_one(
+        self, route: Route, records: list[ConsumerRecord[bytes, bytes]]
+    ) -> None:
+        """The model path: pydantic per record; rejected records go to the DLQ first."""
+        kept: list[tuple[ConsumerRecord[bytes, bytes], Event]] = []
+        for record in records:
+            result = decode(route, record.value)
+            if isinstance(result, Rejected):
+                await self._dead_letter(record, result)
+            else:
+                kept.append((record, result))
+        try:
+            table = encoding.event_table(route.schema, [e for _, e in kept])
+        except (pa.ArrowException, ValueError):
+            # Some value passed the model but does not fit its column: find it, DLQ it.
+            table, kept = await self._drop_unfit(route, kept)
+        last = records[-1]
+        if not kept:
+            self.buffers.skip(topic=last.topic, partition=last.partition, offset=last.offset)
             return
-        event_time: datetime = getattr(result, route.dataset.event_time_field)
-        self.buffers.add(
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            timestamp_ms=record.timestamp,
-            path=partition_path(event_time),
-            row=record.value or b"",
-            size_bytes=len(record.value or b"") + RECORD_OVERHEAD_BYTES,
+        field = route.dataset.event_time_field
+        self.buffers.add_batch(
+            topic=last.topic,
+            partition=last.partition,
+            offsets=(offsets := [r.offset for r, _ in kept]),
+            timestamps_ms=[r.timestamp for r, _ in kept],
+            paths=[partition_path(getattr(e, field)) for _, e in kept],
+            rows=encoding.with_offsets(table, offsets),
+            sizes=[len(r.value or b"") + RECORD_OVERHEAD_BYTES for r, _ in kept],
+            position=last.offset + 1,
         )
 
-    # --- 1. write ------------------------------------------------------------------------
+    async def _drop_unfit(
+        self, route: Route, kept: list[tuple[ConsumerRecord[bytes, bytes], Event]]
+    ) -> tuple[pa.Table, list[tuple[ConsumerRecord[bytes, bytes], Event]]]:
+        fit = []
+        for record, event in kept:
+            try:
+                encoding.event_table(route.schema, [event])
+            except (pa.ArrowException, ValueError) as exc:
+                await self._dead_letter(record, Rejected("schema_invalid", f"archive: {exc}"))
+            else:
+                fit.append((record, event))
+        return encoding.event_table(route.schema, [e for _, e in fit]), fit
+
+    # --- 1. write (one object at a time, beside the consume loop) ---------------------------
+
+    def start_writing(self) -> None:
+        """Start the writer if sealed buffers wait and the store is not in back-off.
+
+        One writer at a time: objects upload while the loop keeps consuming, and the bytes
+        of every buffer stay accounted (and bound fetching) until its object is in the store.
+        """
+        if self._writer is not None:
+            if not self._writer.done():
+                return
+            writer, self._writer = self._writer, None
+            writer.result()  # a bug in writing stops the archiver (it replays on restart)
+        if self.store_retry_at is not None and self.clock.monotonic() < self.store_retry_at:
+            return  # the store is down: keep everything, commit nothing
+        if self.buffers.ready():
+            self._writer = asyncio.create_task(self.write_ready(), name="archiver-writer")
 
     async def write_ready(self) -> None:
-        for buffer in self.buffers.ready():
-            if self.store_retry_at is not None and self.clock.monotonic() < self.store_retry_at:
-                return  # the store is down: keep everything, commit nothing
-            if not await self._write(buffer):
+        """Write sealed buffers one by one until none is left or the store fails."""
+        while ready := self.buffers.ready():
+            if not await self._write(ready[0]):
                 return
 
-    async def _write(self, buffer: Buffer[bytes]) -> bool:
+    async def _write(self, buffer: Buffer[pa.Table]) -> bool:
         route = self.routes[buffer.topic]
-        table = encoding.from_json_values(
-            route.schema,
-            route.dataset.model,
-            buffer.rows,
-            topic=buffer.topic,
-            partition=buffer.partition,
-            offsets=buffer.offsets,
-            archived_at=datetime.fromtimestamp(buffer.last_timestamp_ms / 1000, tz=UTC),
-        )
-        data = await asyncio.to_thread(encoding.to_parquet, table)
+        archived_at = datetime.fromtimestamp(buffer.last_timestamp_ms / 1000, tz=UTC)
+        data = await asyncio.to_thread(_encode, route.schema, buffer, archived_at)
         key = object_key(
             root=self.settings.root_prefix,
             dataset=route.dataset.name,
@@ -228,13 +324,13 @@ class Archiver:
         self.store_retry_at = None
         self._store_failures = 0
         self.buffers.mark_written(buffer)
-        metrics.ARCHIVE_RECORDS.labels(route.dataset.name).inc(len(buffer.rows))
+        metrics.ARCHIVE_RECORDS.labels(route.dataset.name).inc(buffer.count)
         metrics.ARCHIVE_BYTES.labels(route.dataset.name).inc(len(data))
         metrics.ARCHIVE_OBJECTS.labels(route.dataset.name).inc()
         log.info(
             "wrote %s (%d rows, %d bytes, offsets %d-%d, sealed by %s, etag %s)",
             key,
-            len(buffer.rows),
+            buffer.count,
             len(data),
             buffer.start_offset,
             buffer.end_offset,
@@ -263,8 +359,12 @@ class Archiver:
     # --- back-pressure, shutdown -----------------------------------------------------------
 
     def _relieve_pressure(self) -> None:
-        """Above the memory bound, seal the largest open buffer so it can be written."""
-        if self.buffers.buffered_bytes >= self.settings.max_buffered_bytes:
+        """Above the memory bound, seal the largest open buffer so it can be written (once
+        the sealed ones are: writing those frees memory without making more small files)."""
+        if (
+            self.buffers.buffered_bytes >= self.settings.max_buffered_bytes
+            and not self.buffers.ready()
+        ):
             self.buffers.seal_largest()
 
     def _apply_backpressure(self) -> None:
@@ -285,14 +385,24 @@ class Archiver:
         """Seal and write everything within the grace period, then commit what was written."""
         self.buffers.seal_all()
         deadline = self.clock.monotonic() + self.settings.shutdown_grace_s
-        while self.buffers.ready() and self.clock.monotonic() < deadline:
-            self.store_retry_at = None  # in shutdown, retry as fast as the store's own backoff
-            await self.write_ready()
+        while (left := deadline - self.clock.monotonic()) > 0:
+            if self._writer is None or self._writer.done():
+                self.store_retry_at = None  # in shutdown, retry as fast as the store's own backoff
+                self.start_writing()
+                if self._writer is None:
+                    break  # nothing left to write
+            await asyncio.wait({self._writer}, timeout=left)
             await self.commit()
+        if self._writer is not None and not self._writer.done():
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
         await self.commit()
-        left = len(self.buffers.ready())
-        if left:
-            log.warning("shutdown grace over with %d buffers unwritten: they will replay", left)
+        left_over = len(self.buffers.ready())
+        if left_over:
+            log.warning(
+                "shutdown grace over with %d buffers unwritten: they will replay", left_over
+            )
         else:
             log.info("shutdown: every buffer written and committed")
 

@@ -17,6 +17,7 @@ import enum
 import io
 import typing
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -57,6 +58,19 @@ def _is_contract_validator(meta: Any) -> bool:
     return func is not None and getattr(func, "__module__", "") == "contracts.types"
 
 
+@dataclass(frozen=True, slots=True)
+class ParsedBatch:
+    """A validated batch: its event columns, and each record's event hour since the epoch."""
+
+    table: pa.Table
+    hours: pa.Array | pa.ChunkedArray
+    hour_range: tuple[int, int]  # (first, last) hour: equal when the batch is one hour
+
+    @property
+    def one_hour(self) -> int | None:
+        return self.hour_range[0] if self.hour_range[0] == self.hour_range[1] else None
+
+
 class BatchValidator:
     """Arrow-side twin of one contract model; build with `for_model`, None when not possible."""
 
@@ -67,8 +81,10 @@ class BatchValidator:
         casts: dict[str, pa.DataType],
         enums: dict[str, pa.Array],
         event_time_field: str,
+        event_schema: pa.Schema,
     ) -> None:
         self.wire = wire
+        self.event_schema = event_schema
         self.casts = casts
         self.enums = enums
         self.event_time_field = event_time_field
@@ -107,35 +123,57 @@ class BatchValidator:
         if event_time_field not in casts:
             return None
         return cls(
-            wire=pa.schema(wire), casts=casts, enums=enums, event_time_field=event_time_field
+            wire=pa.schema(wire),
+            casts=casts,
+            enums=enums,
+            event_time_field=event_time_field,
+            event_schema=dataset.event_schema,
+        )
+
+    def parse(self, values: Sequence[bytes | None]) -> ParsedBatch | None:
+        """The batch as the dataset's event columns (typed as archived), or None if any record
+        might be invalid (then validate the batch record by record)."""
+        n = len(values)
+        if not n or not all(values):
+            return None
+        joined = b"\n".join(values)  # type: ignore[arg-type]  # all() ruled out None
+        if joined.count(b"\n") != n - 1:
+            return None  # a value spans lines: the reader would not see one record per value
+        try:
+            wire = pajson.read_json(
+                io.BytesIO(joined), read_options=READ_OPTIONS, parse_options=self._options
+            )
+            if wire.num_rows != n:
+                return None
+            for name, allowed in self.enums.items():
+                column = wire.column(name)
+                if pc.all(pc.is_in(column.drop_null(), value_set=allowed)).as_py() is False:
+                    return None
+            columns = [
+                pc.cast(wire.column(name), self.casts[name])
+                if name in self.casts
+                else wire.column(name)
+                for name in self.event_schema.names
+            ]
+            table = pa.Table.from_arrays(columns, schema=self.event_schema)
+        except (pa.ArrowException, ValueError):
+            return None
+        event_us = pc.cast(table.column(self.event_time_field), pa.int64())
+        if event_us.null_count:
+            return None
+        low, high = pc.min_max(event_us).values()
+        if low.as_py() < 0:  # before 1970: integer division would round towards zero
+            hours = pa.array([m // _US_PER_HOUR for m in event_us.to_pylist()], pa.int64())
+        else:
+            hours = pc.divide(event_us, _US_PER_HOUR)
+        return ParsedBatch(
+            table=table,
+            hours=hours,
+            hour_range=(low.as_py() // _US_PER_HOUR, high.as_py() // _US_PER_HOUR),
         )
 
     def event_hours(self, values: Sequence[bytes]) -> list[int] | None:
         """Hours since the epoch (UTC) of each record's event time, or None if any record
-        might be invalid (then validate the batch record by record)."""
-        if not values or any((not v) or b"\n" in v for v in values):
-            return None
-        try:
-            table = pajson.read_json(
-                io.BytesIO(b"\n".join(values)),
-                read_options=READ_OPTIONS,
-                parse_options=self._options,
-            )
-            if table.num_rows != len(values):
-                return None
-            for name, allowed in self.enums.items():
-                column = table.column(name)
-                if pc.all(pc.is_in(column.drop_null(), value_set=allowed)).as_py() is False:
-                    return None
-            event_us: pa.ChunkedArray | None = None
-            for name, target in self.casts.items():
-                cast = pc.cast(table.column(name), target)
-                if name == self.event_time_field:
-                    event_us = cast
-        except (pa.ArrowException, ValueError):
-            return None
-        assert event_us is not None
-        if event_us.null_count:
-            return None
-        micros = pc.cast(event_us, pa.int64()).to_pylist()
-        return [m // _US_PER_HOUR for m in micros]
+        might be invalid."""
+        parsed = self.parse(values)
+        return None if parsed is None else [int(h) for h in parsed.hours.to_pylist()]

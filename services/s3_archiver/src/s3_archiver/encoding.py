@@ -1,8 +1,11 @@
 """Events to Parquet bytes (zstd) with the dataset's explicit schema; bytes to events back.
 
-Deterministic: the same rows in the same order give the same bytes. `_archived_at` is
-therefore not the wall clock but the newest Kafka timestamp among the object's records (the
-stream time at which the object closed), so a replay rewrites an object byte for byte.
+Buffers hold each batch's rows as an Arrow table of the event columns plus `_offset` (built
+once, when the batch is validated); writing an object concatenates its chunks and adds the
+constant archive columns. Deterministic: the same rows in the same order give the same
+bytes whatever the chunking. `_archived_at` is therefore not the wall clock but the newest
+Kafka timestamp among the object's records (the stream time at which the object closed), so
+a replay rewrites an object byte for byte.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import pyarrow as pa
-import pyarrow.json as pajson
 import pyarrow.parquet as pq
 from contracts.events import Event
 
@@ -20,7 +22,45 @@ from s3_archiver.parquet_schema import DatasetSchema
 
 COMPRESSION = "zstd"
 ROW_GROUP_ROWS = 256 * 1024
-BLOCK_BYTES = 64 * 1024 * 1024  # Arrow JSON reader block: one block per typical buffer
+OFFSET_FIELD = pa.field("_offset", pa.int64(), nullable=False)
+
+
+def event_table(dataset: DatasetSchema, events: Sequence[Event]) -> pa.Table:
+    """The events' own columns (the model path); raises pyarrow errors if a value does not
+    fit its column."""
+    schema = dataset.event_schema
+    columns = [
+        pa.array([getattr(e, name) for e in events], type=schema.field(name).type)
+        for name in dataset.event_fields
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def with_offsets(events: pa.Table, offsets: Sequence[int]) -> pa.Table:
+    """A buffer chunk: the event columns plus each record's Kafka offset."""
+    if len(offsets) != events.num_rows:
+        raise ValueError("one offset per event")
+    return events.append_column(OFFSET_FIELD, pa.array(offsets, type=pa.int64()))
+
+
+def assemble(
+    dataset: DatasetSchema,
+    chunks: Sequence[pa.Table],
+    *,
+    topic: str,
+    partition: int,
+    archived_at: datetime,
+) -> pa.Table:
+    """One object's table from its buffer's chunks (each from `with_offsets`)."""
+    rows = pa.concat_tables(chunks).combine_chunks()  # one chunk: bytes independent of batching
+    n = rows.num_rows
+    schema = dataset.schema
+    columns = [rows.column(name) for name in dataset.event_fields]
+    columns.append(pa.repeat(pa.scalar(topic, pa.string()), n))
+    columns.append(pa.repeat(pa.scalar(partition, pa.int32()), n))
+    columns.append(rows.column("_offset"))
+    columns.append(pa.repeat(pa.scalar(archived_at, schema.field("_archived_at").type), n))
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def to_table(
@@ -32,72 +72,21 @@ def to_table(
     offsets: Sequence[int],
     archived_at: datetime,
 ) -> pa.Table:
-    """One Arrow table; raises pyarrow errors if a value does not fit its column."""
-    if len(events) != len(offsets):
-        raise ValueError("one offset per event")
-    n = len(events)
-    columns: list[pa.Array] = []
-    schema = dataset.schema
-    for name in dataset.event_fields:
-        field = schema.field(name)
-        columns.append(pa.array([getattr(e, name) for e in events], type=field.type))
-    columns.append(pa.array([topic] * n, type=pa.string()))
-    columns.append(pa.array([partition] * n, type=pa.int32()))
-    columns.append(pa.array(offsets, type=pa.int64()))
-    columns.append(pa.array([archived_at] * n, type=schema.field("_archived_at").type))
-    return pa.Table.from_arrays(columns, schema=schema)
-
-
-def from_json_values(
-    dataset: DatasetSchema,
-    model: type[Event],
-    values: Sequence[bytes],
-    *,
-    topic: str,
-    partition: int,
-    offsets: Sequence[int],
-    archived_at: datetime,
-) -> pa.Table:
-    """One Arrow table from JSON values that already passed the contract model.
-
-    Fast path: Arrow's JSON reader converts the whole batch in C++ (decimals from strings,
-    ISO times to UTC) with the explicit schema. It is used only where it gives exactly the
-    model path's values: no map/list columns (the reader cannot build maps) and one value
-    per line. Anything else, or any reader error, takes the model path.
-    """
-    if dataset.json_readable and not any(b"\n" in v for v in values):
-        try:
-            events = pajson.read_json(
-                io.BytesIO(b"\n".join(values)),
-                read_options=pajson.ReadOptions(use_threads=False, block_size=BLOCK_BYTES),
-                parse_options=pajson.ParseOptions(
-                    explicit_schema=dataset.event_schema, unexpected_field_behavior="ignore"
-                ),
-            )
-        except (pa.ArrowException, ValueError):
-            events = None
-        if events is not None and events.num_rows == len(values):
-            n = len(values)
-            archive = [
-                pa.array([topic] * n, type=pa.string()),
-                pa.array([partition] * n, type=pa.int32()),
-                pa.array(offsets, type=pa.int64()),
-                pa.array([archived_at] * n, type=dataset.schema.field("_archived_at").type),
-            ]
-            columns = [events.column(name).combine_chunks() for name in dataset.event_fields]
-            return pa.Table.from_arrays([*columns, *archive], schema=dataset.schema)
-    parsed = [model.model_validate_json(v) for v in values]
-    return to_table(
+    """One object's table straight from events (the model path in one call)."""
+    return assemble(
         dataset,
-        parsed,
+        [with_offsets(event_table(dataset, events), offsets)],
         topic=topic,
         partition=partition,
-        offsets=offsets,
         archived_at=archived_at,
     )
 
 
 def to_parquet(table: pa.Table) -> bytes:
+    """zstd; dictionary encoding only for string columns (symbols, enums, ids, `_topic`).
+    Prices, times and counts are mostly distinct: there the writer would build a dictionary,
+    overflow it and fall back to plain, at twice the CPU for larger files (bench/s3_archiver:
+    1.3 vs 0.7 us per candle, 3.2 vs 2.6 MB per 50k candles)."""
     sink = io.BytesIO()
     pq.write_table(
         table,
@@ -105,6 +94,7 @@ def to_parquet(table: pa.Table) -> bytes:
         compression=COMPRESSION,
         row_group_size=ROW_GROUP_ROWS,
         write_statistics=True,
+        use_dictionary=[f.name for f in table.schema if pa.types.is_string(f.type)],
     )
     return sink.getvalue()
 

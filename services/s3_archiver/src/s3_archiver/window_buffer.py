@@ -27,15 +27,28 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Generic, TypeVar
+from itertools import accumulate
+from typing import Generic, Protocol, TypeVar
 
 from servicekit.clock import Clock
 
 from s3_archiver.object_keys import PartitionPath
 
-T = TypeVar("T")
-
 TopicPartition = tuple[str, int]
+
+
+class Rows(Protocol):
+    """The contents of a batch of records, in offset order: a `pyarrow.Table` in the
+    archiver (one row per record), a small list type in tests."""
+
+    def __len__(self) -> int: ...
+
+    def slice(self, offset: int, length: int) -> Rows: ...
+
+    def take(self, indices: Sequence[int]) -> Rows: ...
+
+
+R = TypeVar("R", bound=Rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +68,9 @@ class BufferPolicy:
 
 
 @dataclass(slots=True)
-class Buffer(Generic[T]):
-    """Records of one Kafka partition for one event-time hour, in offset order."""
+class Buffer(Generic[R]):
+    """Records of one Kafka partition for one event-time hour, in offset order, held as
+    chunks (one per batch that fed it)."""
 
     topic: str
     partition: int
@@ -64,9 +78,10 @@ class Buffer(Generic[T]):
     start_offset: int
     first_timestamp_ms: int
     opened_mono: float
-    rows: list[T] = field(default_factory=list)
-    offsets: list[int] = field(default_factory=list)
-    timestamps_ms: list[int] = field(default_factory=list)
+    chunks: list[R] = field(default_factory=list)
+    count: int = 0
+    end_offset: int = -1  # the last offset this buffer holds (inclusive)
+    last_timestamp_ms: int = 0  # the newest Kafka timestamp among its records
     size_bytes: int = 0
     seal_reason: str | None = None
 
@@ -74,34 +89,47 @@ class Buffer(Generic[T]):
     def sealed(self) -> bool:
         return self.seal_reason is not None
 
-    @property
-    def end_offset(self) -> int:
-        """The last offset this buffer holds (inclusive)."""
-        return self.offsets[-1]
-
-    @property
-    def last_timestamp_ms(self) -> int:
-        return max(self.timestamps_ms)
+    def _append(self, chunk: R, *, count: int, end_offset: int, newest_ms: int, size: int) -> None:
+        self.chunks.append(chunk)
+        self.count += count
+        self.end_offset = end_offset
+        self.last_timestamp_ms = max(self.last_timestamp_ms, newest_ms)
+        self.size_bytes += size
 
 
 @dataclass(slots=True)
-class _PartitionState(Generic[T]):
-    open: dict[PartitionPath, Buffer[T]] = field(default_factory=dict)
-    sealed: list[Buffer[T]] = field(default_factory=list)
+class _PartitionState(Generic[R]):
+    topic: str
+    partition: int
+    open: dict[PartitionPath, Buffer[R]] = field(default_factory=dict)
+    sealed: list[Buffer[R]] = field(default_factory=list)
     position: int | None = None  # next offset after the last record seen
     committed: int | None = None
     first_offset: int | None = None  # first record seen since assignment
     last_record_mono: float = 0.0
 
+    def new_buffer(self, path: PartitionPath, offset: int, ts: int, now: float) -> Buffer[R]:
+        return Buffer(
+            topic=self.topic,
+            partition=self.partition,
+            path=path,
+            start_offset=offset,
+            first_timestamp_ms=ts,
+            opened_mono=now,
+            end_offset=offset,
+            last_timestamp_ms=ts,
+        )
 
-class WindowBuffers(Generic[T]):
+
+class WindowBuffers(Generic[R]):
     """All buffers of one consumer; see the module docstring for the rules."""
 
     def __init__(self, policy: BufferPolicy, clock: Clock) -> None:
         self.policy = policy
         self.clock = clock
-        self._parts: dict[TopicPartition, _PartitionState[T]] = {}
+        self._parts: dict[TopicPartition, _PartitionState[R]] = {}
         self._buffered_bytes = 0
+        self._window_ms = int(policy.window.total_seconds() * 1000)
 
     # --- input -------------------------------------------------------------------------
 
@@ -113,34 +141,19 @@ class WindowBuffers(Generic[T]):
         offset: int,
         timestamp_ms: int,
         path: PartitionPath,
-        row: T,
+        row: R,
         size_bytes: int,
     ) -> None:
-        """Buffer one record. Records of a partition must come in offset order."""
-        state = self._state(topic, partition, offset)
-        self._seal_by_stream_time(state, timestamp_ms)
-        buffer = state.open.get(path)
-        if buffer is None:
-            buffer = Buffer(
-                topic=topic,
-                partition=partition,
-                path=path,
-                start_offset=offset,
-                first_timestamp_ms=timestamp_ms,
-                opened_mono=self.clock.monotonic(),
-            )
-            state.open[path] = buffer
-        buffer.rows.append(row)
-        buffer.offsets.append(offset)
-        buffer.timestamps_ms.append(timestamp_ms)
-        buffer.size_bytes += size_bytes
-        self._buffered_bytes += size_bytes
-        if len(buffer.rows) >= self.policy.max_records:
-            self._seal(state, buffer, "records")
-        elif buffer.size_bytes >= self.policy.max_bytes:
-            self._seal(state, buffer, "bytes")
-        state.position = offset + 1
-        state.last_record_mono = self.clock.monotonic()
+        """Buffer one record (`row` holds just it). Records of a partition come in offset order."""
+        self.add_batch(
+            topic=topic,
+            partition=partition,
+            offsets=[offset],
+            timestamps_ms=[timestamp_ms],
+            paths=path,
+            rows=row,
+            sizes=[size_bytes],
+        )
 
     def add_batch(
         self,
@@ -149,50 +162,134 @@ class WindowBuffers(Generic[T]):
         partition: int,
         offsets: Sequence[int],
         timestamps_ms: Sequence[int],
-        paths: Sequence[PartitionPath],
-        rows: Sequence[T],
+        paths: Sequence[PartitionPath] | PartitionPath,
+        rows: R,
         sizes: Sequence[int],
+        position: int | None = None,
     ) -> None:
-        """`add` for each record of one partition in turn (same buffers, same seals), with
-        the per-record work kept to appends: the archiver's hot path."""
-        if not offsets:
+        """Buffer consecutive records of one partition; exactly as if each were added in turn
+        (same buffers, same seals, same rows). `paths` is one path for all records or one
+        per record; `position` (default: after the last offset) covers records dropped from
+        the batch (dead-lettered).
+
+        The archiver's hot path. When no record can trigger the stream-time rule (every
+        timestamp is within `window` of the oldest open buffer and of each other, the usual
+        case), the buffers of different hours are independent and each one takes its records
+        as a few slices, cut only where the count or size rule seals; otherwise the batch is
+        walked record by record.
+        """
+        n = len(offsets)
+        if n != len(timestamps_ms) or n != len(sizes) or n != len(rows):
+            raise ValueError("one offset, timestamp, size and row per record")
+        if isinstance(paths, PartitionPath):
+            uniform: PartitionPath | None = paths
+        else:
+            if len(paths) != n:
+                raise ValueError("one path per record")
+            uniform = paths[0] if n and all(p is paths[0] for p in paths) else None
+        if not n:
             return
         state = self._state(topic, partition, offsets[0])
-        open_ = state.open
-        window_ms = int(self.policy.window.total_seconds() * 1000)
-        max_records, max_bytes = self.policy.max_records, self.policy.max_bytes
         now = self.clock.monotonic()
-        oldest = min((b.first_timestamp_ms for b in open_.values()), default=None)
-        added = 0
-        for offset, ts, path, row, size in zip(
-            offsets, timestamps_ms, paths, rows, sizes, strict=True
-        ):
-            if oldest is not None and ts - oldest >= window_ms:
-                self._seal_by_stream_time(state, ts)
-                oldest = min((b.first_timestamp_ms for b in open_.values()), default=None)
-            buffer = open_.get(path)
-            if buffer is None:
-                buffer = open_[path] = Buffer(
-                    topic=topic,
-                    partition=partition,
-                    path=path,
-                    start_offset=offset,
-                    first_timestamp_ms=ts,
-                    opened_mono=now,
-                )
-                oldest = ts if oldest is None else min(oldest, ts)
-            buffer.rows.append(row)
-            buffer.offsets.append(offset)
-            buffer.timestamps_ms.append(ts)
-            buffer.size_bytes += size
-            added += size
-            if len(buffer.rows) >= max_records or buffer.size_bytes >= max_bytes:
-                reason = "records" if len(buffer.rows) >= max_records else "bytes"
-                self._seal(state, buffer, reason)
-                oldest = min((b.first_timestamp_ms for b in open_.values()), default=None)
-        self._buffered_bytes += added
-        state.position = offsets[-1] + 1
+        oldest = min((b.first_timestamp_ms for b in state.open.values()), default=None)
+        low = min(timestamps_ms)
+        if max(timestamps_ms) - (low if oldest is None else min(oldest, low)) < self._window_ms:
+            if uniform is not None:
+                self._append_run(state, uniform, rows, None, offsets, timestamps_ms, sizes, now)
+            else:
+                assert not isinstance(paths, PartitionPath)
+                groups: dict[PartitionPath, list[int]] = {}
+                for i, path in enumerate(paths):
+                    groups.setdefault(path, []).append(i)
+                for path, idx in groups.items():
+                    self._append_run(state, path, rows, idx, offsets, timestamps_ms, sizes, now)
+        else:
+            self._walk(state, paths, rows, offsets, timestamps_ms, sizes, now)
+        state.position = offsets[-1] + 1 if position is None else position
         state.last_record_mono = now
+
+    def _append_run(
+        self,
+        state: _PartitionState[R],
+        path: PartitionPath,
+        rows: R,
+        idx: list[int] | None,
+        offsets: Sequence[int],
+        timestamps_ms: Sequence[int],
+        sizes: Sequence[int],
+        now: float,
+    ) -> None:
+        """Records `idx` (None: all) of one hour, none triggering the stream-time rule."""
+        if idx is not None:
+            offsets = [offsets[i] for i in idx]
+            timestamps_ms = [timestamps_ms[i] for i in idx]
+            sizes = [sizes[i] for i in idx]
+        max_records, max_bytes = self.policy.max_records, self.policy.max_bytes
+        total, pos = len(offsets), 0
+        while pos < total:
+            buffer = state.open.get(path)
+            if buffer is None:
+                buffer = state.open[path] = state.new_buffer(
+                    path, offsets[pos], timestamps_ms[pos], now
+                )
+            take = min(max_records - buffer.count, total - pos)
+            size = sum(sizes[pos : pos + take])
+            if buffer.size_bytes + size >= max_bytes:
+                # The record that reaches max_bytes is the last one of this buffer.
+                cumulative = accumulate(sizes[pos : pos + take], initial=buffer.size_bytes)
+                take = next(k for k, c in enumerate(cumulative) if c >= max_bytes)
+                size = sum(sizes[pos : pos + take])
+            end = pos + take
+            if idx is None:
+                chunk = rows if take == len(rows) else rows.slice(pos, take)
+            else:
+                chunk = rows.take(idx[pos:end])
+            buffer._append(
+                chunk,  # type: ignore[arg-type]  # Rows.slice/take return the same kind
+                count=take,
+                end_offset=offsets[end - 1],
+                newest_ms=max(timestamps_ms[pos:end]),
+                size=size,
+            )
+            self._buffered_bytes += size
+            if buffer.count >= max_records:
+                self._seal(state, buffer, "records")
+            elif buffer.size_bytes >= max_bytes:
+                self._seal(state, buffer, "bytes")
+            pos = end
+
+    def _walk(
+        self,
+        state: _PartitionState[R],
+        paths: Sequence[PartitionPath] | PartitionPath,
+        rows: R,
+        offsets: Sequence[int],
+        timestamps_ms: Sequence[int],
+        sizes: Sequence[int],
+        now: float,
+    ) -> None:
+        """Record by record, for batches where the stream-time rule may fire."""
+        max_records, max_bytes = self.policy.max_records, self.policy.max_bytes
+        taken: dict[int, tuple[Buffer[R], list[int]]] = {}  # id(buffer) → its indices
+        for i, (offset, ts, size) in enumerate(zip(offsets, timestamps_ms, sizes, strict=True)):
+            path = paths if isinstance(paths, PartitionPath) else paths[i]
+            self._seal_by_stream_time(state, ts)
+            buffer = state.open.get(path)
+            if buffer is None:
+                buffer = state.open[path] = state.new_buffer(path, offset, ts, now)
+            taken.setdefault(id(buffer), (buffer, []))[1].append(i)
+            buffer.count += 1
+            buffer.end_offset = offset
+            buffer.last_timestamp_ms = max(buffer.last_timestamp_ms, ts)
+            buffer.size_bytes += size
+            self._buffered_bytes += size
+            if buffer.count >= max_records:
+                self._seal(state, buffer, "records")
+            elif buffer.size_bytes >= max_bytes:
+                self._seal(state, buffer, "bytes")
+        for buffer, idx in taken.values():
+            chunk = rows if len(idx) == len(rows) else rows.take(idx)
+            buffer.chunks.append(chunk)  # type: ignore[arg-type]  # take returns the same kind
 
     def skip(self, *, topic: str, partition: int, offset: int) -> None:
         """A record consumed but not buffered (dead-lettered): only the position moves."""
@@ -227,7 +324,7 @@ class WindowBuffers(Generic[T]):
                 sealed += 1
         return sealed
 
-    def seal_largest(self) -> Buffer[T] | None:
+    def seal_largest(self) -> Buffer[R] | None:
         """Seal the largest open buffer (memory pressure); returns it, or None if none is open.
 
         Unlike the other rules this depends on every partition's buffers at once, so it is
@@ -241,14 +338,14 @@ class WindowBuffers(Generic[T]):
         self._seal(state, buffer, "pressure")
         return buffer
 
-    def ready(self) -> list[Buffer[T]]:
+    def ready(self) -> list[Buffer[R]]:
         """Sealed buffers waiting to be written, oldest start offset first per partition."""
-        out: list[Buffer[T]] = []
+        out: list[Buffer[R]] = []
         for state in self._parts.values():
             out.extend(state.sealed)
         return out
 
-    def mark_written(self, buffer: Buffer[T]) -> None:
+    def mark_written(self, buffer: Buffer[R]) -> None:
         """The object holding `buffer` is in the store: forget its rows."""
         state = self._parts.get((buffer.topic, buffer.partition))
         if state is None or buffer not in state.sealed:
@@ -306,10 +403,12 @@ class WindowBuffers(Generic[T]):
 
     # --- internals ---------------------------------------------------------------------
 
-    def _state(self, topic: str, partition: int, offset: int) -> _PartitionState[T]:
+    def _state(self, topic: str, partition: int, offset: int) -> _PartitionState[R]:
         state = self._parts.get((topic, partition))
         if state is None:
-            state = self._parts[(topic, partition)] = _PartitionState(first_offset=offset)
+            state = self._parts[(topic, partition)] = _PartitionState(
+                topic=topic, partition=partition, first_offset=offset
+            )
         elif state.position is not None and offset < state.position:
             raise ValueError(
                 f"{topic}[{partition}] went back from {state.position} to {offset}: "
@@ -317,23 +416,22 @@ class WindowBuffers(Generic[T]):
             )
         return state
 
-    def _seal_by_stream_time(self, state: _PartitionState[T], timestamp_ms: int) -> None:
-        window_ms = int(self.policy.window.total_seconds() * 1000)
+    def _seal_by_stream_time(self, state: _PartitionState[R], timestamp_ms: int) -> None:
         for buffer in list(state.open.values()):
-            if timestamp_ms - buffer.first_timestamp_ms >= window_ms:
+            if timestamp_ms - buffer.first_timestamp_ms >= self._window_ms:
                 self._seal(state, buffer, "window")
 
-    def _seal(self, state: _PartitionState[T], buffer: Buffer[T], reason: str) -> None:
+    def _seal(self, state: _PartitionState[R], buffer: Buffer[R], reason: str) -> None:
         buffer.seal_reason = reason
         del state.open[buffer.path]
         state.sealed.append(buffer)
 
     @staticmethod
-    def _unwritten(state: _PartitionState[T]) -> Iterator[Buffer[T]]:
+    def _unwritten(state: _PartitionState[R]) -> Iterator[Buffer[R]]:
         yield from state.open.values()
         yield from state.sealed
 
     @staticmethod
-    def _safe_offset(state: _PartitionState[T]) -> int | None:
+    def _safe_offset(state: _PartitionState[R]) -> int | None:
         starts = [b.start_offset for b in WindowBuffers._unwritten(state)]
         return min(starts) if starts else state.position
