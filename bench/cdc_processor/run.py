@@ -33,6 +33,7 @@ from contracts.events import QuotePolled
 from pulse_cli.stackenv import read_env_file
 from servicekit.settings import KafkaSettings
 
+CPU_US: dict[str, float] = {}  # "bare|agent <topic>" → process CPU µs per record
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 BODIES = [
     "The kettle boils fast but the lid feels cheap. Contact me at {n}@example.com if needed.",
@@ -163,7 +164,7 @@ async def bare_loop(bootstrap: str, topic: str, out_topic: str, n: int, decode: 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
     await consumer.start()
     await producer.start()
-    seen, started = 0, None
+    seen, started, cpu_started = 0, None, 0.0
     try:
         while seen < n:
             batch = await consumer.getmany(timeout_ms=1000, max_records=2000)
@@ -171,6 +172,7 @@ async def bare_loop(bootstrap: str, topic: str, out_topic: str, n: int, decode: 
                 for message in messages:
                     if started is None:
                         started = time.perf_counter()
+                        cpu_started = time.process_time()
                     decoded = decode(message.value)
                     await producer.send(out_topic, key=message.key, value=orjson.dumps(decoded))
                     seen += 1
@@ -178,6 +180,7 @@ async def bare_loop(bootstrap: str, topic: str, out_topic: str, n: int, decode: 
                 await producer.flush()
                 await consumer.commit()
         elapsed = time.perf_counter() - (started or time.perf_counter())
+        CPU_US[f"bare {topic}"] = (time.process_time() - cpu_started) / n * 1e6
     finally:
         await producer.stop()
         await consumer.stop()
@@ -201,7 +204,7 @@ async def faust_run(
         data_dir=Path(tempfile.mkdtemp(prefix="cdc-bench-")),
         pseudonym_key="bench-key",
         batch_max=batch_max,
-    )  # type: ignore[arg-type]
+    )
     sources = {route: topic}
     if preload:
         sources[preload[0]] = preload[1]
@@ -212,17 +215,22 @@ async def faust_run(
     p = create_app(
         settings, KafkaSettings(kafka_bootstrap_servers=bootstrap), sources=sources, outputs=outputs
     )
-    counts = {"n": 0, "first": 0.0, "last": 0.0}
+    counts = {"n": 0, "first": 0.0, "last": 0.0, "cpu_first": 0.0, "cpu_last": 0.0}
     original = agents.process_batch
 
     async def counting_batch(processor: Any, events: Any, handle: Any, stream: Any = None) -> None:
         if counts["n"] == 0:
             counts["first"] = time.perf_counter()
+            counts["cpu_first"] = time.process_time()
+        t = time.perf_counter()
         await original(processor, events, handle, stream)
+        counts["busy"] = counts.get("busy", 0.0) + time.perf_counter() - t
+        counts["batches"] = counts.get("batches", 0) + 1
         counts["n"] += sum(1 for event in events if event.message.topic == topic)
         counts["last"] = time.perf_counter()
+        counts["cpu_last"] = time.process_time()
 
-    agents.process_batch = counting_batch  # type: ignore[assignment]
+    agents.process_batch = counting_batch
     try:
         await p.app.start()
         deadline = time.monotonic() + 600
@@ -230,8 +238,14 @@ async def faust_run(
             await asyncio.sleep(0.2)
         assert counts["n"] >= n, f"faust processed {counts['n']} of {n}"
     finally:
-        agents.process_batch = original  # type: ignore[assignment]
+        agents.process_batch = original
         await p.app.stop()
+    wall = counts["last"] - counts["first"]
+    print(
+        f"agent {route}: {counts.get('batches', 0):.0f} batches, "
+        f"{counts.get('busy', 0.0) / wall:.0%} of the time in process_batch"
+    )
+    CPU_US[f"agent {topic}"] = (counts["cpu_last"] - counts["cpu_first"]) / n * 1e6
     return n / (counts["last"] - counts["first"])
 
 
@@ -251,7 +265,12 @@ async def main() -> None:
     parser.add_argument(
         "--batch", type=int, default=CdcSettings().batch_max, help="CDC_BATCH_MAX for the agents"
     )
+    parser.add_argument("--quick", action="store_true", help="small N (smoke runs)")
+    parser.add_argument("--paths", default="reviews,ticks", help="which paths to measure")
     args = parser.parse_args()
+    paths = set(args.paths.split(","))
+    if args.quick:
+        args.reviews, args.ticks = min(args.reviews, 1_000), min(args.ticks, 3_000)
     bootstrap = env().get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:59092")
     prefix = f"bench.cdc.{uuid.uuid4().hex[:8]}"
     t_reviews, t_products, t_quotes = f"{prefix}.reviews", f"{prefix}.products", f"{prefix}.quotes"
@@ -266,34 +285,79 @@ async def main() -> None:
     await produce(bootstrap, t_reviews, review_envelopes(args.reviews))
     await produce(bootstrap, t_quotes, quotes(args.ticks))
 
-    bare_reviews = await bare_loop(
-        bootstrap, t_reviews, f"{prefix}.bare.out", args.reviews, decode_review
-    )
-    agent_reviews = await faust_run(
-        bootstrap,
-        "reviews-cdc",
-        t_reviews,
-        args.reviews,
-        prefix,
-        preload=("products", t_products, 10),
-        batch_max=args.batch,
-    )
-    bare_ticks = await bare_loop(
-        bootstrap, t_quotes, f"{prefix}.bare.out", args.ticks, decode_quote
-    )
-    agent_ticks = await faust_run(
-        bootstrap, "quotes", t_quotes, args.ticks, prefix, batch_max=args.batch
-    )
+    figures: list[dict[str, Any]] = []
+    if "reviews" in paths:
+        bare = await bare_loop(
+            bootstrap, t_reviews, f"{prefix}.bare.out", args.reviews, decode_review
+        )
+        agent = await faust_run(
+            bootstrap,
+            "reviews-cdc",
+            t_reviews,
+            args.reviews,
+            prefix,
+            preload=("products", t_products, 10),
+            batch_max=args.batch,
+        )
+        print(
+            f"reviews: bare loop {bare:,.0f}/s, agent {agent:,.0f}/s, "
+            f"ratio {agent / bare:.2f} (targets: >= 0.60 and >= 10,000/s)"
+        )
+        figures += [
+            figure("cdc reviews enriched per worker", agent, bare, 0.6, ">= 0.6x bare loop"),
+            figure(
+                "cdc reviews enriched per worker (absolute)",
+                agent,
+                None,
+                None,
+                ">= 10000/s",
+                passed=agent >= 10_000,
+            ),
+        ]
+    if "ticks" in paths:
+        bare = await bare_loop(bootstrap, t_quotes, f"{prefix}.bare.out", args.ticks, decode_quote)
+        agent = await faust_run(
+            bootstrap, "quotes", t_quotes, args.ticks, prefix, batch_max=args.batch
+        )
+        print(
+            f"ticks:   bare loop {bare:,.0f}/s, agent {agent:,.0f}/s, "
+            f"ratio {agent / bare:.2f} (target: >= 0.70)"
+        )
+        figures.append(
+            figure("cdc ticks to candles per worker", agent, bare, 0.7, ">= 0.7x bare loop")
+        )
+    for name, us in CPU_US.items():
+        kind, topic = name.split(" ", 1)
+        print(f"cpu {kind} {topic.rsplit('.', 1)[-1]}: {us:.1f} us/record")
+    print(orjson.dumps({"figures": figures}).decode())
 
-    print(
-        f"reviews: bare loop {bare_reviews:,.0f}/s, agent {agent_reviews:,.0f}/s, "
-        f"ratio {agent_reviews / bare_reviews:.2f} (targets: >= 0.60 and >= 10,000/s)"
-    )
-    print(
-        f"ticks:   bare loop {bare_ticks:,.0f}/s, agent {agent_ticks:,.0f}/s, "
-        f"ratio {agent_ticks / bare_ticks:.2f} (target: >= 0.70)"
-    )
+
+def figure(
+    name: str,
+    value: float,
+    baseline: float | None,
+    min_ratio: float | None,
+    target: str,
+    *,
+    passed: bool | None = None,
+) -> dict[str, Any]:
+    ratio = None if baseline is None else round(value / baseline, 3)
+    if passed is None and ratio is not None and min_ratio is not None:
+        passed = ratio >= min_ratio
+    return {
+        "name": name,
+        "value": round(value, 1),
+        "unit": "records/s",
+        "baseline": None if baseline is None else round(baseline, 1),
+        "ratio": ratio,
+        "target": target,
+        "pass": passed,
+    }
 
 
 if __name__ == "__main__":
+    if os.environ.get("X_UVLOOP"):
+        import uvloop
+
+        uvloop.install()
     asyncio.run(main())

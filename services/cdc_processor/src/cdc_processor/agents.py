@@ -40,6 +40,7 @@ async def process_batch(
     tables = processor.tables
     set_event = None if stream is None else stream._set_current_event
     counts_in: dict[str, int] = {}
+    latencies: dict[str, Any] = {}  # topic → its latency histogram child
     last: Any = None
     for event in events:
         message = event.message
@@ -55,9 +56,12 @@ async def process_batch(
         if rejected is not None:
             outputs.append(_dead_letter(processor, message, rejected))
         if message.timestamp:
-            metrics.PROCESSING_LATENCY.labels(SERVICE, message.topic).observe(
-                max(0.0, time.time() - message.timestamp)
-            )
+            latency = latencies.get(message.topic)
+            if latency is None:
+                latency = latencies[message.topic] = metrics.PROCESSING_LATENCY.labels(
+                    SERVICE, message.topic
+                )
+            latency.observe(max(0.0, time.time() - message.timestamp))
         POSITIONS[(message.topic, message.partition)] = message.offset + 1
     for table in tables:
         if table.pending:

@@ -75,13 +75,19 @@ def new_state() -> dict[str, Any]:
     }
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_WINDOW_US = WINDOW // _MICROSECOND
+_WINDOW_S = _WINDOW_US // 1_000_000
+
+
 def _epoch_us(ts: datetime) -> int:
-    delta = ts.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+    """Exact epoch microseconds of an aware datetime (no float rounding)."""
+    return (ts - _EPOCH) // _MICROSECOND
 
 
 def _from_epoch_s(seconds: int) -> datetime:
-    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds)
+    return _EPOCH + timedelta(seconds=seconds)
 
 
 def apply_tick(
@@ -92,56 +98,51 @@ def apply_tick(
     config: CandleConfig,
     now: datetime,
 ) -> TickResult:
-    """Apply one tick to `state` in place; returns the verdict and any candles it closed."""
-    with localcontext(_EXACT):
-        return _apply(state, tick, position=position, config=config, now=now)
+    """Apply one tick to `state` in place; returns the verdict and any candles it closed.
 
-
-def _apply(
-    state: dict[str, Any],
-    tick: Tick,
-    *,
-    position: tuple[str, int, int],
-    config: CandleConfig,
-    now: datetime,
-) -> TickResult:
+    The hot path runs once per tick: integer epoch arithmetic for windows, and the two
+    decimal operations (p×v, sums) through the 80-digit context explicitly, so nothing here
+    rounds before the quantize at close.
+    """
     topic, partition, offset = position
     source = f"{topic}:{partition}"
     positions: dict[str, int] = state["positions"]
     if positions.get(source, -1) >= offset:
         return TickResult(Verdict.REDELIVERED)
     positions[source] = offset  # every verdict below consumes this position
-    if tick.price <= 0 or tick.size < 0:
-        return TickResult(Verdict.INVALID, detail=f"price {tick.price} size {tick.size}")
-    if tick.tick_id in state["recent_ids"]:
+    price, size = tick.price, tick.size
+    if price <= 0 or size < 0:
+        return TickResult(Verdict.INVALID, detail=f"price {price} size {size}")
+    recent: list[str] = state["recent_ids"]
+    if tick.tick_id in recent:
         return TickResult(Verdict.DUPLICATE, detail=f"tick {tick.tick_id} seen")
-    start = window_start(tick.event_time)
-    start_s = _epoch_us(start) // 1_000_000
+    ts = _epoch_us(tick.event_time)
+    start_s = ts // _WINDOW_US * _WINDOW_S
     closed_through = state["closed_through"]
     if closed_through is not None and start_s < closed_through:
-        return TickResult(Verdict.LATE, detail=f"window {start.isoformat()} already closed")
-    recent: list[str] = state["recent_ids"]
+        start = _from_epoch_s(start_s).isoformat()
+        return TickResult(Verdict.LATE, detail=f"window {start} already closed")
     recent.append(tick.tick_id)
     if len(recent) > RECENT_TICK_IDS:
         del recent[: len(recent) - RECENT_TICK_IDS]
     state["asset_class"] = tick.asset_class.value
     key = str(start_s)
-    price, size = tick.price, tick.size
-    agg = state["open"].get(key)
+    opened: dict[str, Any] = state["open"]
+    agg = opened.get(key)
     if agg is None:
-        state["open"][key] = {
-            "o": str(price),
-            "h": str(price),
-            "l": str(price),
-            "c": str(price),
-            "ot": _epoch_us(tick.event_time),
-            "ct": _epoch_us(tick.event_time),
+        text = str(price)
+        opened[key] = {
+            "o": text,
+            "h": text,
+            "l": text,
+            "c": text,
+            "ot": ts,
+            "ct": ts,
             "v": str(size),
-            "pv": str(price * size),
+            "pv": str(_EXACT.multiply(price, size)),
             "n": 1,
         }
     else:
-        ts = _epoch_us(tick.event_time)
         if ts < agg["ot"]:
             agg["o"], agg["ot"] = str(price), ts
         if ts >= agg["ct"]:
@@ -150,13 +151,18 @@ def _apply(
             agg["h"] = str(price)
         if price < Decimal(agg["l"]):
             agg["l"] = str(price)
-        agg["v"] = str(Decimal(agg["v"]) + size)
-        agg["pv"] = str(Decimal(agg["pv"]) + price * size)
+        agg["v"] = str(_EXACT.add(Decimal(agg["v"]), size))
+        agg["pv"] = str(_EXACT.add(Decimal(agg["pv"]), _EXACT.multiply(price, size)))
         agg["n"] += 1
-    watermark = max(state["watermark"] or 0, _epoch_us(tick.event_time))
-    state["watermark"] = watermark
+    watermark = state["watermark"]
+    if watermark is None or ts > watermark:
+        state["watermark"] = watermark = ts
+    # Fast exit: nothing can close while the oldest open window ends after the horizon.
+    horizon_us = watermark - config.grace // _MICROSECOND
+    if (min(map(int, opened)) + _WINDOW_S) * 1_000_000 > horizon_us:
+        return TickResult(Verdict.ACCEPTED)
     return TickResult(
-        Verdict.ACCEPTED, closed=_close_due(state, tick.symbol, config=config, now=now)
+        Verdict.ACCEPTED, closed=close_due(state, tick.symbol, config=config, now=now)
     )
 
 
@@ -173,16 +179,15 @@ def _close_due(
 ) -> list[CandleClosed]:
     if state["watermark"] is None:
         return []
-    horizon_us = state["watermark"] - int(config.grace.total_seconds() * 1_000_000)
-    window_s = int(WINDOW.total_seconds())
+    horizon_us = state["watermark"] - config.grace // _MICROSECOND
     closed: list[CandleClosed] = []
     for key in sorted(state["open"], key=int):
         start_s = int(key)
-        if (start_s + window_s) * 1_000_000 > horizon_us:
+        if (start_s + _WINDOW_S) * 1_000_000 > horizon_us:
             break
         agg = state["open"].pop(key)
         closed.append(_close(state, symbol, start_s, agg, config=config, now=now))
-        state["closed_through"] = start_s + window_s
+        state["closed_through"] = start_s + _WINDOW_S
     return closed
 
 

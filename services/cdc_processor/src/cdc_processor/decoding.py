@@ -202,12 +202,16 @@ def decode_tick_cdc(value: bytes | None) -> Tick | None:
 
 
 def decode_quote(value: bytes | None) -> Tick | None:
-    document = _json(value)
-    if document is None:
+    if value is None or value == b"":
         return None
+    if len(value) > MAX_VALUE_BYTES:
+        raise DecodeError("oversized", f"{len(value)} bytes > {MAX_VALUE_BYTES}")
     try:
-        quote = QuotePolled.model_validate(document)
+        # One pass from bytes (pydantic's parser): no intermediate dict per quote.
+        quote = QuotePolled.model_validate_json(value)
     except ValidationError as exc:
+        if exc.errors()[0]["type"] == "json_invalid":
+            raise DecodeError("undecodable", f"not JSON: {_short(exc)}") from exc
         raise DecodeError("schema_invalid", _short(exc)) from exc
     return Tick(
         tick_id=f"quote:{quote.source}:{quote.symbol}:{quote.event_time.isoformat()}",

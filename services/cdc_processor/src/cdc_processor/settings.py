@@ -31,6 +31,9 @@ class CdcSettings(ServiceSettings):
     # each changed table key once and send the outputs; 1 = one event at a time. See README.
     batch_max: int = Field(default=500, ge=1, le=10_000)
     batch_within_s: float = Field(default=0.05, gt=0)
+    # Events a stream may buffer before Faust pauses fetching its partition (memory bound:
+    # about this many records per source partition, e.g. 32,768 × ~2 KB ≈ 64 MB for reviews).
+    stream_buffer_maxsize: int = Field(default=32_768, ge=64, le=1_048_576)
     # Where a new consumer group starts. "latest" skips history (tests on a shared stack).
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     # Faust wants a data directory even with the memory store; nothing durable is kept there.

@@ -1,0 +1,145 @@
+"""Faust runtime tuned for throughput, without changing its delivery semantics.
+
+Profiles of the worker (see the README's benchmark section) put most of Faust's own cost per
+record in two places this module replaces through Faust's extension points:
+
+- **`QuietMonitor`** (the `Monitor` setting): Faust's default monitor keeps per-record stats
+  for its web UI (off here: `/metrics` is servicekit's). The per-record hooks become no-ops;
+  the rest of the monitor (rebalance, commit, assignment bookkeeping) is unchanged.
+- **`ChunkedConsumer`** (through `PulseTransport`, set on `app.transport`): Faust's fetch loop
+  races *every* record's delivery against "flow suspended" with `Service.wait_first`, which
+  creates four tasks per record. Here one `wait_first` covers a whole fetched chunk: the
+  records are delivered in order inside one task, the read offset advancing after each, and
+  a rebalance (flow suspended) or a stop cancels that task exactly as it cancelled the
+  single-record one. Gap tracking for acked topics and `broker_commit_every` keep their
+  per-record behaviour.
+
+Written against faust-streaming 0.15.x (`faust.transport.consumer.Consumer._drain_messages`);
+the service pins that range, and tests/unit/cdc_processor/test_cdc_runtime.py checks the
+upstream method still has the shape this override mirrors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from faust.sensors.monitor import Monitor
+from faust.transport.consumer import CONSUMER_FETCHING
+from faust.transport.drivers import aiokafka as faust_aiokafka
+
+# Records delivered between two yields to the event loop (Faust's own value).
+YIELD_EVERY = 100
+
+
+class QuietMonitor(Monitor):
+    """Faust's monitor without its per-record statistics (nothing reads them here)."""
+
+    def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
+        return None
+
+    def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> None:
+        return None
+
+    def on_stream_event_out(
+        self, tp: Any, offset: int, stream: Any, event: Any, state: Any = None
+    ) -> None:
+        return None
+
+    def on_message_out(self, tp: Any, offset: int, message: Any) -> None:
+        return None
+
+    def on_table_get(self, table: Any, key: Any) -> None:
+        return None
+
+    def on_table_set(self, table: Any, key: Any, value: Any) -> None:
+        return None
+
+    def on_table_del(self, table: Any, key: Any) -> None:
+        return None
+
+    def on_send_initiated(
+        self, producer: Any, topic: str, message: Any, keysize: int, valsize: int
+    ) -> None:
+        return None
+
+    def on_send_completed(self, producer: Any, state: Any, metadata: Any) -> None:
+        return None
+
+
+class ChunkedConsumer(faust_aiokafka.Consumer):
+    """Faust's aiokafka consumer delivering each fetched chunk under one `wait_first`."""
+
+    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - via worker
+        getmany = self.getmany
+        consumer_should_stop = self._stopped.is_set
+        fetcher_should_stop = fetcher._stopped.is_set
+        get_read_offset = self._read_offset.__getitem__
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        flag = CONSUMER_FETCHING
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                self.diag.set_flag(flag)
+                chunk: list[tuple[Any, Any]] = []
+                # Offsets accepted in this chunk, so gaps are measured against the record
+                # before, as the one-at-a-time loop did after each delivery.
+                accepted: dict[Any, int] = {}
+                ait = getmany(timeout=1.0)
+                await self.sleep(0)
+                if not self.should_stop:
+                    async for tp, message in ait:
+                        offset = message.offset
+                        r_offset = accepted.get(tp)
+                        if r_offset is None:
+                            r_offset = get_read_offset(tp)
+                        if r_offset is None or offset >= r_offset:
+                            gap = offset - (r_offset or 0)
+                            if gap > 1 and r_offset and acks_enabled_for(message.topic):
+                                await self._add_gap(tp, r_offset + 1, offset)
+                            accepted[tp] = offset
+                            chunk.append((tp, message))
+                    if chunk:
+                        await self.wait_first(self._deliver(chunk), self.suspend_flow.wait())
+                self.diag.unset_flag(flag)
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                self.log.info("Broker stopped consumer, shutting down...")
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                self.log.info("Consumer shutting down for user cancel.")
+                return
+            raise
+        except Exception as exc:
+            self.log.exception("Drain messages raised: %r", exc)
+            raise
+        finally:
+            self.diag.unset_flag(flag)
+
+    async def _deliver(self, chunk: Sequence[tuple[Any, Any]]) -> None:
+        """Hand records to the conductor in order; the read offset follows each delivery."""
+        callback = self.callback
+        set_read_offset = self._read_offset.__setitem__
+        commit_every = self._commit_every
+        since_yield = 0
+        for tp, message in chunk:
+            since_yield += 1
+            if since_yield > YIELD_EVERY:
+                await asyncio.sleep(0)
+                since_yield = 0
+            if commit_every is not None and self._n_acked >= commit_every:
+                self._n_acked = 0
+                await self.commit()
+            await callback(message)
+            set_read_offset(tp, message.offset)
+
+
+class PulseTransport(faust_aiokafka.Transport):
+    Consumer = ChunkedConsumer
+
+
+def install(app: Any) -> None:
+    """Use the chunked consumer for `app` (before the app starts)."""
+    app.transport = PulseTransport(app.conf.broker_consumer, app)
