@@ -78,6 +78,25 @@ async def test_concurrent_submits_share_flushes() -> None:
     assert len(db.batches) < 50  # coalesced
 
 
+async def test_linger_gathers_requests_that_arrive_just_after_the_first() -> None:
+    async def staggered(writer: ReviewWriter) -> None:
+        async def later(i: int) -> StoredResponse:
+            await asyncio.sleep(i * 0.002)  # 0, 2, 4, 6, 8 ms after the first
+            return await writer.submit(pending(f"s{i}"))
+
+        await asyncio.gather(*(later(i) for i in range(5)))
+
+    eager, lingering = FakeDatabase(), FakeDatabase()
+    for db, linger_s in ((eager, 0.0), (lingering, 0.05)):
+        writer = await _writer(db, flushers=4, linger_s=linger_s)
+        try:
+            await staggered(writer)
+        finally:
+            await writer.stop()
+    assert len(eager.batches) == 5  # nothing waiting: each one alone
+    assert lingering.batches == [["s0", "s1", "s2", "s3", "s4"]]
+
+
 async def test_one_key_never_appears_twice_in_a_statement() -> None:
     db = FakeDatabase(delay_s=0.005)
     writer = await _writer(db, flushers=2)

@@ -9,6 +9,7 @@ exactly. The request schemas are still published in the OpenAPI document.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -138,6 +139,7 @@ def create_app(
         db,
         deadline_s=settings.db_acquire_timeout_s + settings.db_statement_timeout_s + 0.1,
         flushers=settings.review_flushers,
+        linger_s=settings.review_linger_ms / 1000,
     )
 
     @asynccontextmanager
@@ -146,6 +148,11 @@ def create_app(
         writer.start()
         purge = asyncio.create_task(purge_idempotency_keys())
         metrics.SERVICE_INFO.labels("ingest").set(1)
+        # Everything built so far (FastAPI, pydantic schemas, ~60k objects) lives as long as
+        # the process: take it out of the cyclic GC's sight. A full collection over it took
+        # ~19 ms, a stall for every request in flight on this worker, often enough to set p99.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:

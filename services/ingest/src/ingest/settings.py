@@ -43,3 +43,5 @@ class IngestSettings(ServiceSettings):
     fast_path: bool = True
     # Concurrent flushes of coalesced single-review inserts (each one statement + commit).
     review_flushers: int = Field(default=4, ge=1, le=64)
+    # A waking flusher waits this long before taking the queue (0 = flush at once).
+    review_linger_ms: float = Field(default=2.0, ge=0, le=50)
