@@ -134,7 +134,8 @@ class Archiver:
         # Buffers hold validated rows as Arrow tables (one chunk per batch and hour): columnar,
         # smaller than the JSON, and invisible to the cyclic GC.
         self.buffers: WindowBuffers[pa.Table] = WindowBuffers(settings.policy, clock)
-        self._writer: asyncio.Task[None] | None = None
+        self._writers: set[asyncio.Task[None]] = set()
+        self._claimed: set[int] = set()  # id() of the buffers a writer is writing
         self._generation = 0  # bumped by every revocation
         self.listener = _DropOnRevoke(self)
         self.store_retry_at: float | None = None  # monotonic; set while the store is down
@@ -278,25 +279,35 @@ class Archiver:
     # --- 1. write (one object at a time, beside the consume loop) ---------------------------
 
     def start_writing(self) -> None:
-        """Start the writer if sealed buffers wait and the store is not in back-off.
+        """Keep up to `writer_concurrency` writers going while sealed buffers wait and the
+        store is not in back-off.
 
-        One writer at a time: objects upload while the loop keeps consuming, and the bytes
-        of every buffer stay accounted (and bound fetching) until its object is in the store.
+        Objects encode and upload while the loop keeps consuming, and the bytes of every
+        buffer stay accounted (and bound fetching) until its object is in the store.
         """
-        if self._writer is not None:
-            if not self._writer.done():
-                return
-            writer, self._writer = self._writer, None
+        for writer in [w for w in self._writers if w.done()]:
+            self._writers.discard(writer)
             writer.result()  # a bug in writing stops the archiver (it replays on restart)
         if self.store_retry_at is not None and self.clock.monotonic() < self.store_retry_at:
             return  # the store is down: keep everything, commit nothing
-        if self.buffers.ready():
-            self._writer = asyncio.create_task(self.write_ready(), name="archiver-writer")
+        waiting = sum(1 for b in self.buffers.ready() if id(b) not in self._claimed)
+        while waiting > 0 and len(self._writers) < self.settings.writer_concurrency:
+            self._writers.add(asyncio.create_task(self.write_ready(), name="archiver-writer"))
+            waiting -= 1
 
     async def write_ready(self) -> None:
-        """Write sealed buffers one by one until none is left or the store fails."""
-        while ready := self.buffers.ready():
-            if not await self._write(ready[0]):
+        """Write sealed buffers not claimed by another writer until none is left or the
+        store fails."""
+        while True:
+            buffer = next((b for b in self.buffers.ready() if id(b) not in self._claimed), None)
+            if buffer is None:
+                return
+            self._claimed.add(id(buffer))
+            try:
+                written = await self._write(buffer)
+            finally:
+                self._claimed.discard(id(buffer))
+            if not written:
                 return
 
     async def _write(self, buffer: Buffer[pa.Table]) -> bool:
@@ -386,17 +397,16 @@ class Archiver:
         self.buffers.seal_all()
         deadline = self.clock.monotonic() + self.settings.shutdown_grace_s
         while (left := deadline - self.clock.monotonic()) > 0:
-            if self._writer is None or self._writer.done():
-                self.store_retry_at = None  # in shutdown, retry as fast as the store's own backoff
-                self.start_writing()
-                if self._writer is None:
-                    break  # nothing left to write
-            await asyncio.wait({self._writer}, timeout=left)
+            self.store_retry_at = None  # in shutdown, retry as fast as the store's own backoff
+            self.start_writing()
+            if not self._writers:
+                break  # nothing left to write
+            await asyncio.wait(self._writers, timeout=left, return_when=asyncio.FIRST_COMPLETED)
             await self.commit()
-        if self._writer is not None and not self._writer.done():
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
+        for writer in self._writers:
+            writer.cancel()
+        await asyncio.gather(*self._writers, return_exceptions=True)
+        self._writers.clear()
         await self.commit()
         left_over = len(self.buffers.ready())
         if left_over:

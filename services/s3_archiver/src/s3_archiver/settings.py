@@ -50,6 +50,9 @@ class ArchiverSettings(ServiceSettings):
     session_timeout_ms: int = Field(default=10_000, ge=1000)
     poll_timeout_ms: int = Field(default=500, ge=10)
     poll_max_records: int = Field(default=20_000, ge=1)
+    # Objects encoded and uploaded at once, beside the consume loop (each holds one object's
+    # Parquet bytes in memory on top of the buffers).
+    writer_concurrency: int = Field(default=2, ge=1, le=8)
     multipart_threshold_bytes: int = Field(default=32 * 1024 * 1024, ge=5 * 1024 * 1024)
     multipart_part_bytes: int = Field(default=16 * 1024 * 1024, ge=5 * 1024 * 1024)
     s3_attempts: int = Field(default=3, ge=1)  # per call, before the archiver backs off
