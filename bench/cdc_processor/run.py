@@ -218,12 +218,14 @@ async def faust_run(
     counts = {"n": 0, "first": 0.0, "last": 0.0, "cpu_first": 0.0, "cpu_last": 0.0}
     original = agents.process_batch
 
-    async def counting_batch(processor: Any, events: Any, handle: Any, stream: Any = None) -> None:
+    async def counting_batch(
+        processor: Any, events: Any, handle: Any, stream: Any = None, after: Any = None
+    ) -> None:
         if counts["n"] == 0:
             counts["first"] = time.perf_counter()
             counts["cpu_first"] = time.process_time()
         t = time.perf_counter()
-        await original(processor, events, handle, stream)
+        await original(processor, events, handle, stream, after)
         counts["busy"] = counts.get("busy", 0.0) + time.perf_counter() - t
         counts["batches"] = counts.get("batches", 0) + 1
         counts["n"] += sum(1 for event in events if event.message.topic == topic)

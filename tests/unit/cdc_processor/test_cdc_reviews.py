@@ -248,3 +248,73 @@ def test_french_text_language_detected_without_locale() -> None:
         topics.REVIEWS_ENRICHED.name,
     )
     assert record["language"] == "fr"
+
+
+def _crawl(body: str, external_id: str = "9") -> bytes:
+    return orjson.dumps(
+        {
+            "source": "shopx",
+            "external_id": external_id,
+            "url": f"https://shopx.example/{external_id}",
+            "product_sku": "KTL-100",
+            "rating": 2,
+            "body": body,
+            "crawled_at": T0.isoformat(),
+        }
+    )
+
+
+def _app_review(flow, n: int, body: str) -> list:
+    review_id = f"00000000-0000-4000-8000-{n:012d}"
+    return flow.on_review(
+        decoding.decode_review_cdc(envelope("c", after=review_row(review_id, body=body)))
+    )
+
+
+def test_dedup_claims_expire_after_the_ttl_and_the_sweep_deletes_them_oldest_first() -> None:
+    clock = FakeClock(T0)
+    flow = review_flow(clock)
+    flow.dedup_ttl_s = timedelta(days=30).total_seconds()
+    _product(flow)
+    old_body = "The lid cracked after a week of normal use, very disappointing."
+    _app_review(flow, 21, old_body)
+    clock.advance(timedelta(days=20))
+    young_body = "Boils quickly and quietly, the handle stays cool, lovely kettle."
+    _app_review(flow, 22, young_body)
+    assert len(flow.dedup) == 2
+    assert flow.sweep_dedup(limit=100) == 0  # nothing is 30 days old yet
+
+    clock.advance(timedelta(days=11))  # the first claim is 31 days old, the second 11
+    # An expired claim no longer merges: the crawl of the old text is enriched again.
+    assert _records(
+        flow.on_review(decoding.decode_review_crawled(_crawl(old_body))),
+        topics.REVIEWS_ENRICHED.name,
+    )
+    # The live claim still does.
+    assert flow.on_review(decoding.decode_review_crawled(_crawl(young_body, "10"))) == []
+    removed = flow.sweep_dedup(limit=100)
+    # The first key was re-claimed by the crawl just now, so nothing expired yet.
+    assert removed == 0 and len(flow.dedup) == 2
+
+    clock.advance(timedelta(days=25))  # the second claim is 36 days old, the re-claim 25
+    assert flow.sweep_dedup(limit=100) == 1
+    assert len(flow.dedup) == 1
+    clock.advance(timedelta(days=6))
+    assert flow.sweep_dedup(limit=100) == 1
+    assert flow.dedup == {}
+
+
+def test_dedup_sweep_honours_its_limit_and_dates_claims_written_before_expiry_existed() -> None:
+    clock = FakeClock(T0)
+    flow = review_flow(clock)
+    _product(flow)
+    flow.dedup.update({f"legacy-{n}": f"review-{n}" for n in range(3)})
+    for n in range(5):
+        _app_review(flow, 30 + n, f"A long enough review text number {n} about the kettle lid.")
+    assert flow.sweep_dedup(limit=100) == 0  # undated claims get a date; none expired
+    assert all(isinstance(v, dict) for v in flow.dedup.values())
+    clock.advance(timedelta(days=31))
+    assert flow.sweep_dedup(limit=2) == 2
+    assert len(flow.dedup) == 6
+    assert flow.sweep_dedup(limit=100) == 6
+    assert flow.dedup == {}

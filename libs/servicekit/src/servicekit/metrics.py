@@ -71,6 +71,12 @@ CANDLES_EMITTED = Counter(
     "pulse_candles_emitted_total", "Candles closed and emitted", ["symbol"], registry=REGISTRY
 )
 ALERTS_RAISED = Counter("pulse_alerts_raised_total", "Alerts raised", ["kind"], registry=REGISTRY)
+DEDUP_CLAIMS = Gauge(
+    "pulse_cdc_dedup_claims", "Review dedup claims tracked for expiry", registry=REGISTRY
+)
+DEDUP_EXPIRED = Counter(
+    "pulse_cdc_dedup_claims_expired_total", "Review dedup claims expired", registry=REGISTRY
+)
 PARTITION_STALLED = Gauge(
     "pulse_partition_stalled",
     "1 when a partition's lag grows while its position does not advance",

@@ -30,7 +30,11 @@ POSITIONS: dict[tuple[str, int], int] = {}
 
 
 async def process_batch(
-    processor: Processor, events: Sequence[Any], handle: Handler, stream: Any = None
+    processor: Processor,
+    events: Sequence[Any],
+    handle: Handler,
+    stream: Any = None,
+    after: Callable[[], object] | None = None,
 ) -> None:
     """Process a batch of Kafka events: handle each (dead-lettering rejections), write every
     changed table key once, then send all outputs in order. Runs synchronously up to the
@@ -63,6 +67,8 @@ async def process_batch(
                 )
             latency.observe(max(0.0, time.time() - message.timestamp))
         POSITIONS[(message.topic, message.partition)] = message.offset + 1
+    if after is not None:
+        after()  # housekeeping writes, under the batch's last event
     for table in tables:
         if table.pending:
             table.flush(set_event)
@@ -170,11 +176,17 @@ def register(p: Processor, *, sources: Mapping[str, str] | None = None) -> None:
         if unknown:
             raise ValueError(f"unknown routes: {sorted(unknown)}")
         routes = {name: (sources[name], routes[name][1]) for name in sources}
+
+    def sweep_dedup() -> int:
+        return p.reviews.sweep_dedup(limit=p.settings.dedup_sweep_per_batch)
+
+    housekeeping = {"reviews-cdc": sweep_dedup, "reviews-crawled": sweep_dedup}
     for name, (topic_name, handle) in routes.items():
         channel = p.topics.get(topic_name) or p.app.topic(
             topic_name, key_serializer="raw", value_serializer="raw", allow_empty=True
         )
-        app.agent(channel, name=name, concurrency=1)(_make_agent(p, handle))
+        agent = _make_agent(p, handle, housekeeping.get(name))
+        app.agent(channel, name=name, concurrency=1)(agent)
 
     @app.timer(p.settings.stale_check_interval_s)  # type: ignore[untyped-decorator]  # faust is untyped
     async def stale_feeds() -> None:
@@ -197,20 +209,22 @@ def register(p: Processor, *, sources: Mapping[str, str] | None = None) -> None:
         p.health_port = server.bound_port
 
 
-def _make_agent(p: Processor, handle: Handler) -> Callable[[Any], Any]:
+def _make_agent(
+    p: Processor, handle: Handler, after: Callable[[], object] | None = None
+) -> Callable[[Any], Any]:
     batch_max = p.settings.batch_max
     if batch_max <= 1:
 
         async def agent(stream: Any) -> None:
             async for event in stream.events():
-                await process_batch(p, (event,), handle)
+                await process_batch(p, (event,), handle, after=after)
 
         return agent
 
     async def batched_agent(stream: Any) -> None:
         # take_events acks the batch only after this loop body finishes (at-least-once).
         async for events in stream.take_events(batch_max, within=p.settings.batch_within_s):
-            await process_batch(p, events, handle, stream)
+            await process_batch(p, events, handle, stream, after)
 
     return batched_agent
 

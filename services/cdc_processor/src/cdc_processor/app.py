@@ -167,6 +167,7 @@ def create_app(
         dedup=dedup,
         bursts=bursts,
         clock=clock,
+        dedup_ttl=timedelta(days=settings.dedup_ttl_days),
     )
     ticks = TickFlow(
         candle_config=candles.CandleConfig(

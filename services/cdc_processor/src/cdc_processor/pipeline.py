@@ -8,8 +8,10 @@ returns the records to emit; nothing here does I/O.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import MutableMapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from contracts import topics
@@ -68,6 +70,7 @@ class ReviewFlow:
         dedup: MutableMapping[str, Any],
         bursts: MutableMapping[str, Any],
         clock: Clock,
+        dedup_ttl: timedelta = timedelta(days=30),
     ) -> None:
         self.enricher = enricher
         self.alert_config = alert_config
@@ -77,6 +80,10 @@ class ReviewFlow:
         self.dedup = dedup
         self.bursts = bursts
         self.clock = clock
+        self.dedup_ttl_s = dedup_ttl.total_seconds()
+        # Dedup keys oldest claim first (claims are appended as they are made), built from the
+        # table on the first sweep after a start; the sweep pops expired keys off the front.
+        self._claim_order: deque[tuple[str, float | None]] | None = None
 
     def on_product(self, change: ProductChange) -> list[Output]:
         row = change.product
@@ -121,12 +128,15 @@ class ReviewFlow:
         metrics.REVIEWS_ENRICHED.labels(record.op.value).inc()
         if record.op is ReviewOp.DELETE:
             return [_enriched(record)]
-        claimed = self.dedup.get(record.dedup_key)
+        now_s = self.clock.now().timestamp()
+        claimed = self._live_claim(self.dedup.get(record.dedup_key), now_s)
         if claimed is not None and claimed != record.review_id and _crawled(claimed, record):
             log.debug("review %s duplicates %s; not enriched again", record.review_id, claimed)
             return []
         if claimed is None:
-            self.dedup[record.dedup_key] = record.review_id
+            self.dedup[record.dedup_key] = {"id": record.review_id, "at": now_s}
+            if self._claim_order is not None:
+                self._claim_order.append((record.dedup_key, now_s))
         for kind, count in record.pii_counts.items():
             metrics.PII_REDACTIONS.labels(kind).inc(count)
         if product is None:
@@ -142,6 +152,50 @@ class ReviewFlow:
             if burst is not None:
                 outputs.append(_alert(burst))
         return outputs
+
+    def _live_claim(self, claim: Any, now_s: float) -> str | None:
+        """The review id holding a dedup claim, or None when there is none or it expired.
+        Claims written before expiry existed are bare ids: live until the sweep dates them."""
+        if claim is None:
+            return None
+        if isinstance(claim, str):
+            return claim
+        if now_s - float(claim["at"]) >= self.dedup_ttl_s:
+            return None
+        return str(claim["id"])
+
+    def sweep_dedup(self, *, limit: int) -> int:
+        """Delete up to `limit` expired dedup claims, oldest first; the number deleted.
+
+        Runs inside a batch (the agent calls it before writing tables back), so deletions go
+        to the changelog like any write and compaction drops them: the table and its
+        recovery time stay bounded by the claims of the last `dedup_ttl`."""
+        order = self._claim_order
+        if order is None:
+            order = self._claim_order = deque(
+                (key, _claim_time(claim)) for key, claim in self.dedup.items()
+            )
+        now_s = self.clock.now().timestamp()
+        removed = 0
+        while order and removed < limit:
+            key, at = order[0]
+            claim = self.dedup.get(key)
+            if claim is None or _claim_time(claim) != at:
+                order.popleft()  # deleted since, or claimed again (a later entry tracks it)
+                continue
+            if at is None:  # an undated claim: dated now, expires one TTL from now
+                self.dedup[key] = {"id": claim, "at": now_s}
+                order.popleft()
+                order.append((key, now_s))
+                continue
+            if now_s - at < self.dedup_ttl_s:
+                break  # every claim behind this one is younger
+            order.popleft()
+            del self.dedup[key]
+            removed += 1
+        metrics.DEDUP_EXPIRED.inc(removed)
+        metrics.DEDUP_CLAIMS.set(len(order))
+        return removed
 
     def _hold(self, review: ReviewInput, record: ReviewEnriched) -> None:
         """Keep an orphan for re-emission: one entry per review (`<product key>|<review id>`)
@@ -210,6 +264,11 @@ class TickFlow:
             _alert(alert)
             for alert in self.stale.due(monotonic=self.clock.monotonic(), now=self.clock.now())
         ]
+
+
+def _claim_time(claim: Any) -> float | None:
+    """When a dedup claim was made (epoch seconds); None for an undated (bare id) claim."""
+    return None if isinstance(claim, str) else float(claim["at"])
 
 
 def _crawled(claimed_id: str, record: ReviewEnriched) -> bool:

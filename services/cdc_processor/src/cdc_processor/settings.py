@@ -45,6 +45,10 @@ class CdcSettings(ServiceSettings):
     burst_window_s: float = Field(default=600.0, gt=0)
     burst_threshold: int = Field(default=3, ge=2)
     orphan_reviews_per_product_max: int = Field(default=1000, ge=1)
+    # A dedup claim (text → first review id) expires after this long, so the table stays
+    # bounded; a crawl of the same text after that is enriched again.
+    dedup_ttl_days: float = Field(default=30.0, gt=0)
+    dedup_sweep_per_batch: int = Field(default=1000, ge=1)
 
     # market data
     candle_grace_s: float = Field(default=5.0, ge=0)
