@@ -63,6 +63,12 @@ _PATTERN = re.compile(
     """,
     re.VERBOSE,
 )
+# Every alternative but `name_cue` needs a (Unicode) digit, an "@" or a ":" to match; a text
+# without any of them can only hold name cues, searched with that alternative alone.
+_NEEDS_FULL_PATTERN = re.compile(r"[\d@:]")
+_NAME_CUE_ONLY = re.compile(
+    _PATTERN.pattern[_PATTERN.pattern.index("(?P<name_cue>") :].rstrip(), re.VERBOSE
+)
 
 # Words before a number that make it an order, invoice, SKU or tracking number, not a phone/card.
 _NOT_PII_CONTEXT = re.compile(
@@ -233,7 +239,8 @@ def _phone_fallback(value: str, text: str, start: int, end: int) -> tuple[PiiKin
 def detect(text: str) -> list[tuple[PiiKind, int, int]]:
     """Every PII span in `text` (kind, start, end), left to right, not overlapping."""
     found = []
-    for match in _PATTERN.finditer(text):
+    pattern = _PATTERN if _NEEDS_FULL_PATTERN.search(text) else _NAME_CUE_ONLY
+    for match in pattern.finditer(text):
         span = _classify(match, text)
         if span is not None:
             found.append(span)
