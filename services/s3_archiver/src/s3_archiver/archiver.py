@@ -1,4 +1,6 @@
-"""The consumer loop: decode → buffer → seal → write → commit, with back-pressure and shutdown.
+"""The consumer loop: poll → parse → buffer → seal → write → commit, with back-pressure and
+shutdown. Parsing runs on a worker thread beside the next poll; writing runs in up to
+`writer_concurrency` background writers beside the loop.
 
 Order, per sealed buffer (written down because it is the whole point):
   1. write the object (its name comes from the buffer's first offset);
