@@ -40,6 +40,9 @@ class HttpPool:
         """A connection for the caller, who holds a slot."""
         if self.idle:
             return self.idle.pop()
+        return await self._open()
+
+    async def _open(self) -> _Conn:
         return await asyncio.open_connection(self.host, self.port)
 
     def _drop(self, conn: _Conn) -> None:
@@ -58,7 +61,9 @@ class HttpPool:
 
     async def _exchange(self, request: bytes) -> tuple[int, bytes]:
         for attempt in (0, 1):
-            conn = await self._get()
+            # A retry never takes another idle connection: the server may have closed those
+            # too (keepalive timeout); the Idempotency-Key makes the resend safe.
+            conn = await self._get() if attempt == 0 else await self._open()
             reader, writer = conn
             try:
                 writer.write(request)
