@@ -27,8 +27,12 @@ def _load_schema() -> Any:
     from ingest.settings import IngestSettings
 
     loaded = schemathesis.openapi.from_dict(create_app(IngestSettings()).openapi())
-    # nginx's fixed port; the test also passes the fixture's PULSE_API_URL per call.
-    loaded.config.update(base_url=os.environ.get("PULSE_API_URL", "http://127.0.0.1:58000"))
+    # The suite's target: INGEST_TEST_API_URL when set (as for every other test here), else
+    # nginx's fixed port.
+    base_url = os.environ.get("INGEST_TEST_API_URL") or os.environ.get(
+        "PULSE_API_URL", "http://127.0.0.1:58000"
+    )
+    loaded.config.update(base_url=base_url)
     loaded.config.generation.update(
         modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE],
         max_examples=EXAMPLES_PER_OPERATION,
