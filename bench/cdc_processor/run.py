@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import tempfile
 import time
 import uuid
@@ -331,6 +332,8 @@ async def main() -> None:
     for name, us in CPU_US.items():
         kind, topic = name.split(" ", 1)
         print(f"cpu {kind} {topic.rsplit('.', 1)[-1]}: {us:.1f} us/record")
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS of the bench process (bare loops and agents): {peak_mb:.0f} MB")
     print(orjson.dumps({"figures": figures}).decode())
 
 
