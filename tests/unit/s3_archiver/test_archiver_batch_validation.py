@@ -56,6 +56,10 @@ VARIANTS = {
     "too many fractional digits": {"low": "0.0000000000000000001"},
     "too many integer digits": {"high": "100000000000000000000"},
     "naive time": {"event_time": "2026-11-22T17:30:00"},
+    "offset without minutes": {"event_time": "2026-11-22T19:30:00+02"},
+    "offset without colon": {"emitted_at": "2026-11-22T19:30:00+0200"},
+    "negative offset": {"window_start": "2026-11-22T12:30:00-05:00"},
+    "zulu": {"window_end": "2026-11-22T17:30:00Z"},
     "unknown enum": {"asset_class": "bond"},
     "int as string": {"trade_count": "3"},
     "missing required": {"symbol": None},
@@ -71,7 +75,7 @@ def test_a_batch_passes_only_if_pydantic_accepts_every_record(name: str) -> None
         record.pop("symbol")
     value = orjson.dumps(record)
     hours = validator().event_hours([orjson.dumps(GOOD), value])
-    if name in {"good", "utc offset", "extra field", "null optional"}:
+    if name in {"good", "utc offset", "extra field", "null optional", "negative offset", "zulu"}:
         assert hours is not None, f"{name}: valid batch should take the fast path"
     if hours is not None:
         assert pydantic_accepts(value), f"{name}: Arrow accepted what the model rejects"
