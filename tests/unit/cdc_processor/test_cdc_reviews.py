@@ -89,27 +89,33 @@ def test_update_re_emits_under_same_key_and_delete_emits_delete_record() -> None
     assert deleted[0].key == b"7d3f2b1e-9c4a-4b7e-8f21-0a6c5d4e3b21"
 
 
+def _crawl(body: str, external_id: str = "9") -> bytes:
+    return orjson.dumps(
+        {
+            "source": "shopx",
+            "external_id": external_id,
+            "url": f"https://shopx.example/{external_id}",
+            "product_sku": "KTL-100",
+            "rating": 2,
+            "body": body,
+            "crawled_at": T0.isoformat(),
+        }
+    )
+
+
+def _app_review(flow, n: int, body: str) -> list:
+    review_id = f"00000000-0000-4000-8000-{n:012d}"
+    return flow.on_review(
+        decoding.decode_review_cdc(envelope("c", after=review_row(review_id, body=body)))
+    )
+
+
 def test_same_review_from_app_and_crawl_is_enriched_once() -> None:
     flow = review_flow()
     _product(flow)
     body = "The lid cracked after a week of normal use, very disappointing."
-    app = flow.on_review(
-        decoding.decode_review_cdc(
-            envelope("c", after=review_row("00000000-0000-4000-8000-000000000003", body=body))
-        )
-    )
-    crawled = orjson.dumps(
-        {
-            "source": "shopx",
-            "external_id": "9",
-            "url": "https://shopx.example/9",
-            "product_sku": "KTL-100",
-            "rating": 2,
-            "body": body.upper(),
-            "crawled_at": T0.isoformat(),
-        }
-    )
-    again = flow.on_review(decoding.decode_review_crawled(crawled))
+    app = _app_review(flow, 3, body)
+    again = flow.on_review(decoding.decode_review_crawled(_crawl(body.upper())))
     assert len(_records(app, topics.REVIEWS_ENRICHED.name)) == 1
     assert again == []
 
@@ -118,16 +124,8 @@ def test_two_app_reviews_with_the_same_long_text_are_both_enriched() -> None:
     flow = review_flow()
     _product(flow)
     body = "The lid cracked after a week of normal use, very disappointing."
-    first = flow.on_review(
-        decoding.decode_review_cdc(
-            envelope("c", after=review_row("00000000-0000-4000-8000-000000000006", body=body))
-        )
-    )
-    second = flow.on_review(
-        decoding.decode_review_cdc(
-            envelope("c", after=review_row("00000000-0000-4000-8000-000000000007", body=body))
-        )
-    )
+    first = _app_review(flow, 6, body)
+    second = _app_review(flow, 7, body)
     assert len(_records(first, topics.REVIEWS_ENRICHED.name)) == 1
     assert len(_records(second, topics.REVIEWS_ENRICHED.name)) == 1
 
@@ -248,27 +246,6 @@ def test_french_text_language_detected_without_locale() -> None:
         topics.REVIEWS_ENRICHED.name,
     )
     assert record["language"] == "fr"
-
-
-def _crawl(body: str, external_id: str = "9") -> bytes:
-    return orjson.dumps(
-        {
-            "source": "shopx",
-            "external_id": external_id,
-            "url": f"https://shopx.example/{external_id}",
-            "product_sku": "KTL-100",
-            "rating": 2,
-            "body": body,
-            "crawled_at": T0.isoformat(),
-        }
-    )
-
-
-def _app_review(flow, n: int, body: str) -> list:
-    review_id = f"00000000-0000-4000-8000-{n:012d}"
-    return flow.on_review(
-        decoding.decode_review_cdc(envelope("c", after=review_row(review_id, body=body)))
-    )
 
 
 def test_dedup_claims_expire_after_the_ttl_and_the_sweep_deletes_them_oldest_first() -> None:

@@ -57,11 +57,6 @@ class TickResult:
     detail: str = ""
 
 
-def window_start(ts: datetime) -> datetime:
-    ts = ts.astimezone(UTC)
-    return ts.replace(second=0, microsecond=0)
-
-
 def new_state() -> dict[str, Any]:
     return {
         "positions": {},  # "topic:partition" → highest offset applied
@@ -88,6 +83,15 @@ def _epoch_us(ts: datetime) -> int:
 
 def _from_epoch_s(seconds: int) -> datetime:
     return _EPOCH + timedelta(seconds=seconds)
+
+
+def _window_start_s(epoch_us: int) -> int:
+    return epoch_us // _WINDOW_US * _WINDOW_S
+
+
+def window_start(ts: datetime) -> datetime:
+    """Start of the 1-minute window holding `ts` (UTC)."""
+    return _from_epoch_s(_window_start_s(_epoch_us(ts)))
 
 
 def apply_tick(
@@ -117,7 +121,7 @@ def apply_tick(
     if tick.tick_id in recent:
         return TickResult(Verdict.DUPLICATE, detail=f"tick {tick.tick_id} seen")
     ts = _epoch_us(tick.event_time)
-    start_s = ts // _WINDOW_US * _WINDOW_S
+    start_s = _window_start_s(ts)
     closed_through = state["closed_through"]
     if closed_through is not None and start_s < closed_through:
         start = _from_epoch_s(start_s).isoformat()

@@ -73,10 +73,8 @@ class Tick:
 
 
 def _change(value: bytes | None) -> ChangeEvent | None:
-    if value is not None and len(value) > MAX_VALUE_BYTES:
-        raise DecodeError("oversized", f"{len(value)} bytes > {MAX_VALUE_BYTES}")
     try:
-        change = decode_change_event(value)
+        change = decode_change_event(_sized(value))
     except EnvelopeError as exc:
         raise DecodeError(exc.reason, exc.detail) from exc
     if change is None or change.op in (Op.TRUNCATE, Op.MESSAGE):
@@ -145,11 +143,19 @@ def _int_or_none(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _json(value: bytes | None) -> object:
+def _sized(value: bytes | None) -> bytes | None:
+    """The value, None for a tombstone; DecodeError when it is over the size limit."""
     if value is None or value == b"":
         return None
     if len(value) > MAX_VALUE_BYTES:
         raise DecodeError("oversized", f"{len(value)} bytes > {MAX_VALUE_BYTES}")
+    return value
+
+
+def _json(value: bytes | None) -> object:
+    value = _sized(value)
+    if value is None:
+        return None
     try:
         return orjson.loads(value)
     except orjson.JSONDecodeError as exc:
@@ -202,10 +208,9 @@ def decode_tick_cdc(value: bytes | None) -> Tick | None:
 
 
 def decode_quote(value: bytes | None) -> Tick | None:
-    if value is None or value == b"":
+    value = _sized(value)
+    if value is None:
         return None
-    if len(value) > MAX_VALUE_BYTES:
-        raise DecodeError("oversized", f"{len(value)} bytes > {MAX_VALUE_BYTES}")
     try:
         # One pass from bytes (pydantic's parser): no intermediate dict per quote.
         quote = QuotePolled.model_validate_json(value)

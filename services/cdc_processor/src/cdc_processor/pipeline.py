@@ -158,11 +158,10 @@ class ReviewFlow:
         Claims written before expiry existed are bare ids: live until the sweep dates them."""
         if claim is None:
             return None
-        if isinstance(claim, str):
-            return claim
-        if now_s - float(claim["at"]) >= self.dedup_ttl_s:
-            return None
-        return str(claim["id"])
+        at = _claim_time(claim)
+        if at is None:
+            return str(claim)
+        return None if now_s - at >= self.dedup_ttl_s else str(claim["id"])
 
     def sweep_dedup(self, *, limit: int) -> int:
         """Delete up to `limit` expired dedup claims, oldest first; the number deleted.

@@ -161,12 +161,7 @@ class VaderCompound:
             ):
                 # No rule applies but capitals (the rules' `valence + 0.0` only ever turned
                 # -0.0 into 0.0, and zeros are dropped either way).
-                valence = lexicon[w0]
-                if raw[i].isupper() and _cap_diff(raw, caps):
-                    if valence > 0:
-                        valence += C_INCR
-                    else:
-                        valence -= C_INCR
+                valence = _emphasised(lexicon[w0], raw[i], raw, caps)
                 if valence:
                     positions.append(i)
                     values.append(valence)
@@ -183,43 +178,18 @@ class VaderCompound:
                 or (i > 2 and lower[i - 3] == "no" and lower[i - 1] in _OR_NOR)
             ):
                 valence = base * N_SCALAR
-            if raw[i].isupper() and _cap_diff(raw, caps):
-                if valence > 0:
-                    valence += C_INCR
-                else:
-                    valence -= C_INCR
+            valence = _emphasised(valence, raw[i], raw, caps)
 
             if i > 0:
                 w1 = lower[i - 1]
                 if w1 not in lexicon:
-                    s = 0.0
-                    boost = boosters.get(w1)
-                    if boost is not None:
-                        s = boost
-                        if valence < 0:
-                            s *= -1
-                        if raw[i - 1].isupper() and _cap_diff(raw, caps):
-                            if valence > 0:
-                                s += C_INCR
-                            else:
-                                s -= C_INCR
-                    valence = valence + s
+                    valence = valence + _booster(boosters, w1, raw[i - 1], valence, raw, caps)
                     if w1 in negate or "n't" in w1:
                         valence = valence * N_SCALAR
                 if i > 1:
                     w2 = lower[i - 2]
                     if w2 not in lexicon:
-                        s = 0.0
-                        boost = boosters.get(w2)
-                        if boost is not None:
-                            s = boost
-                            if valence < 0:
-                                s *= -1
-                            if raw[i - 2].isupper() and _cap_diff(raw, caps):
-                                if valence > 0:
-                                    s += C_INCR
-                                else:
-                                    s -= C_INCR
+                        s = _booster(boosters, w2, raw[i - 2], valence, raw, caps)
                         if s != 0:
                             s = s * 0.95
                         valence = valence + s
@@ -232,17 +202,7 @@ class VaderCompound:
                     if i > 2:
                         w3 = lower[i - 3]
                         if w3 not in lexicon:
-                            s = 0.0
-                            boost = boosters.get(w3)
-                            if boost is not None:
-                                s = boost
-                                if valence < 0:
-                                    s *= -1
-                                if raw[i - 3].isupper() and _cap_diff(raw, caps):
-                                    if valence > 0:
-                                        s += C_INCR
-                                    else:
-                                        s -= C_INCR
+                            s = _booster(boosters, w3, raw[i - 3], valence, raw, caps)
                             if s != 0:
                                 s = s * 0.9
                             valence = valence + s
@@ -304,6 +264,32 @@ def _idioms(valence: float, lower: list[str], i: int, w3: str, w2: str, w1: str,
         if boost is not None:
             valence = valence + boost
     return valence
+
+
+def _emphasised(valence: float, raw_word: str, raw: list[str], caps: list[bool]) -> float:
+    """A scored word in ALL CAPS among mixed-case text pushes its valence outwards."""
+    if raw_word.isupper() and _cap_diff(raw, caps):
+        valence = valence + C_INCR if valence > 0 else valence - C_INCR
+    return valence
+
+
+def _booster(
+    boosters: dict[str, float],
+    word: str,
+    raw_word: str,
+    valence: float,
+    raw: list[str],
+    caps: list[bool],
+) -> float:
+    """The reference's `scalar_inc_dec`: a booster word's push on `valence` (0.0 otherwise)."""
+    s = boosters.get(word)
+    if s is None:
+        return 0.0
+    if valence < 0:
+        s *= -1
+    if raw_word.isupper() and _cap_diff(raw, caps):
+        s = s + C_INCR if valence > 0 else s - C_INCR  # outwards from the word it boosts
+    return s
 
 
 def _cap_diff(tokens: list[str], cache: list[bool]) -> bool:
