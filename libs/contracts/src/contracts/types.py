@@ -55,6 +55,8 @@ ExactDecimal = Annotated[
 
 
 def _require_utc(value: datetime) -> datetime:
+    if value.tzinfo is UTC:
+        return value
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("timestamp must carry a timezone (e.g. 2026-11-22T17:00:00Z)")
     return value.astimezone(UTC)

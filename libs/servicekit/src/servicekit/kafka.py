@@ -16,6 +16,7 @@ from contracts import topics
 from contracts.events import DeadLettered
 from pydantic import BaseModel
 
+from servicekit.partitioner import Murmur2Partitioner
 from servicekit.settings import KafkaSettings
 
 E = TypeVar("E", bound=BaseModel)
@@ -45,6 +46,7 @@ def make_producer(
         "acks": "all",
         "linger_ms": linger_ms,
         "compression_type": None,
+        "partitioner": Murmur2Partitioner(),
     }
     options.update(overrides)
     return AIOKafkaProducer(**options)

@@ -54,7 +54,8 @@ _PATTERN = re.compile(
       | \(\d{3}\)[ ]?\d{3}[ .\-]\d{4}
       | \d{3}[.\-]\d{3}[.\-]\d{4}
     )(?!\d))
-  | (?P<name_cue>(?:\b(?:[Mm]y\ name\ is|I\ am|I'm|[Jj]e\ m'appelle|[Jj]e\ suis|[Mm]oi\ c'est|
+  | (?P<name_cue>(?:\b(?=[MmIJjRrCcTtGgVLHFD])  # the first letters of the cues below
+        (?:[Mm]y\ name\ is|I\ am|I'm|[Jj]e\ m'appelle|[Jj]e\ suis|[Mm]oi\ c'est|
         [Ii]ch\ heiße|[Ii]ch\ heisse|[Ii]ch\ bin|[Mm]ein\ Name\ ist|
         [Rr]egards,|[Cc]heers,|[Tt]hanks,|
         [Cc]ordialement,|[Mm]erci,|[Gg]rüße,|[Gg]ruß,|Viele\ Grüße,|LG,|MfG,|
@@ -63,12 +64,47 @@ _PATTERN = re.compile(
     """,
     re.VERBOSE,
 )
-# Every alternative but `name_cue` needs a (Unicode) digit, an "@" or a ":" to match; a text
-# without any of them can only hold name cues, searched with that alternative alone.
-_NEEDS_FULL_PATTERN = re.compile(r"[\d@:]")
-_NAME_CUE_ONLY = re.compile(
-    _PATTERN.pattern[_PATTERN.pattern.index("(?P<name_cue>") :].rstrip(), re.VERBOSE
-)
+_ALTERNATIVES: dict[str, str] = {}
+for _part in _PATTERN.pattern.split("\n  | "):
+    _name = re.match(r"\s*\(\?P<(\w+)>", _part)
+    assert _name is not None
+    _ALTERNATIVES[_name.group(1)] = _part.strip()
+
+_DIGIT = re.compile(r"\d")
+_TWO_DIGITS = re.compile(r"\d\d")  # in every phone, card and IBAN
+_IBAN_START = re.compile(r"[A-Z]{2}\d\d")
+_FOUR_DIGITS = re.compile(r"\d{4}")  # a card starts with four
+_DOTTED_DIGITS = re.compile(r"\d\.\d")  # in every IPv4 address
+
+
+def _possible(text: str) -> tuple[str, ...]:
+    """The alternatives that can match somewhere in `text`, in the pattern's order: each is
+    left out only when `text` lacks something it cannot match without ("://" and "@" for a
+    credentialed URL, "@" for an email, ":" for IPv6, digits as the comments say)."""
+    at, colon = "@" in text, ":" in text
+    if _DIGIT.search(text) is None:
+        pair = iban = card = ipv4 = False
+    else:
+        pair = _TWO_DIGITS.search(text) is not None
+        iban = pair and _IBAN_START.search(text) is not None
+        card = pair and _FOUR_DIGITS.search(text) is not None
+        ipv4 = _DOTTED_DIGITS.search(text) is not None
+    return _names(at and colon and "://" in text, at, iban, card, ipv4, colon, pair)
+
+
+@functools.lru_cache(maxsize=128)
+def _names(*present: bool) -> tuple[str, ...]:
+    # name_cue is always tried: its cues ("I am", "Je suis", "Dr") are in most texts anyway.
+    return (*(name for name, ok in zip(_ALTERNATIVES, present, strict=False) if ok), "name_cue")
+
+
+@functools.lru_cache(maxsize=256)
+def _pattern_for(names: tuple[str, ...]) -> re.Pattern[str]:
+    """The combined pattern without the alternatives that cannot match. Leaving out an
+    alternative that matches nowhere in a text changes no match, so the spans are those of
+    the full pattern, found without trying eight alternatives at every character."""
+    return re.compile("|".join(_ALTERNATIVES[name] for name in names), re.VERBOSE)
+
 
 # Words before a number that make it an order, invoice, SKU or tracking number, not a phone/card.
 _NOT_PII_CONTEXT = re.compile(
@@ -238,9 +274,8 @@ def _phone_fallback(value: str, text: str, start: int, end: int) -> tuple[PiiKin
 
 def detect(text: str) -> list[tuple[PiiKind, int, int]]:
     """Every PII span in `text` (kind, start, end), left to right, not overlapping."""
-    found = []
-    pattern = _PATTERN if _NEEDS_FULL_PATTERN.search(text) else _NAME_CUE_ONLY
-    for match in pattern.finditer(text):
+    found: list[tuple[PiiKind, int, int]] = []
+    for match in _pattern_for(_possible(text)).finditer(text):
         span = _classify(match, text)
         if span is not None:
             found.append(span)
@@ -296,13 +331,24 @@ def _may_contain_author(text: str, author_names: tuple[str, ...]) -> bool:
     """A cheap necessary condition for `_author_pattern(author_names)` to match `text`: when
     every name part is ASCII, a match needs that part as a case-insensitive substring. Unsure
     (non-ASCII names, the few characters re folds onto ASCII) → True, and the regex decides."""
-    parts = _author_parts(author_names)
-    if not parts:
+    folded = _folded_parts(author_names)
+    if folded is None:
+        return True
+    if not folded:
         return False
-    if not all(part.isascii() for part in parts) or not _ASCII_FOLD_EXCEPTIONS.isdisjoint(text):
+    if not _ASCII_FOLD_EXCEPTIONS.isdisjoint(text):
         return True
     lowered = text.lower()
-    return any(part.lower() in lowered for part in parts)
+    return any(part in lowered for part in folded)
+
+
+@functools.lru_cache(maxsize=8192)
+def _folded_parts(author_names: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The author's name parts lower-cased, or None when one is not ASCII (no shortcut)."""
+    parts = _author_parts(author_names)
+    if not all(part.isascii() for part in parts):
+        return None
+    return tuple(part.lower() for part in parts)
 
 
 @functools.lru_cache(maxsize=8192)
