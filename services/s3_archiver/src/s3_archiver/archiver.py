@@ -18,7 +18,9 @@ import contextlib
 import logging
 import os
 import random
+from collections import deque
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -50,6 +52,8 @@ SERVICE = "s3_archiver"
 # dataset (bench/s3_archiver measures the real footprint).
 RECORD_OVERHEAD_BYTES = 160
 CRASH_EXIT_CODE = 86
+# Polls parsed or waiting for the parser while the loop fetches: one parsing, one queued.
+PARSE_AHEAD = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +63,16 @@ class Route:
     dataset: Dataset
     schema: DatasetSchema
     batch: BatchValidator | None  # None: this model is validated record by record
+
+
+@dataclass(frozen=True, slots=True)
+class _Parsing:
+    """A fetched poll and its Arrow parse, running or done; `generation` is the revocation
+    count when it was fetched."""
+
+    batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    task: asyncio.Future[dict[TopicPartition, ParsedBatch | None]]
+    generation: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +153,9 @@ class Archiver:
         self._writers: set[asyncio.Task[None]] = set()
         self._claimed: set[int] = set()  # id() of the buffers a writer is writing
         self._generation = 0  # bumped by every revocation
+        # One parser thread: polls are parsed one at a time, in order (two at once on a
+        # 2-core node only took CPU from the loop's fetching).
+        self._parser = ThreadPoolExecutor(max_workers=1, thread_name_prefix="archiver-parse")
         self.listener = _DropOnRevoke(self)
         self.store_retry_at: float | None = None  # monotonic; set while the store is down
         self._store_failures = 0
@@ -152,26 +169,47 @@ class Archiver:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set, then write what is buffered within the grace period.
 
-        The next poll is fetched (aiokafka decodes its records on this thread) while the
-        current one is parsed by Arrow on a worker thread, and the writer uploads beside both.
+        A pipeline of three stages on two threads and a writer: the loop thread fetches
+        (aiokafka decodes each record here) and buffers; a worker thread parses each poll in
+        Arrow as soon as it is fetched; background writers encode and upload. Up to
+        `PARSE_AHEAD` polls are parsed or queued at once, so the loop keeps fetching while a
+        poll is parsed and the worker starts on the next poll while the loop buffers the last
+        one. Polls are buffered strictly in the order they were fetched.
         """
         fetch = self._poll()
+        parsing: deque[_Parsing] = deque()
         try:
             while not stop.is_set():
-                batch = await fetch
-                fetch = self._poll()
-                await self.accept_poll(batch)
-                self.buffers.seal_idle()
-                self._relieve_pressure()
-                self.start_writing()
+                waits: set[asyncio.Future[Any]] = {parsing[0].task} if parsing else set()
+                if len(parsing) < PARSE_AHEAD:
+                    waits.add(fetch)
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                if fetch.done() and len(parsing) < PARSE_AHEAD:
+                    batch = fetch.result()
+                    fetch = self._poll()
+                    if batch:
+                        parsing.append(self._start_parse(batch))
+                while parsing and parsing[0].task.done():
+                    await self._accept_parsed(parsing.popleft())
+                self._tend()
                 await self.commit()
                 self._apply_backpressure()
                 self._observe()
+            while parsing:  # fetched before the stop: buffer them, the shutdown writes them
+                await self._accept_parsed(parsing.popleft())
         finally:
             fetch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await fetch
+            for left in parsing:  # only after an error: these records replay from the commit
+                left.task.cancel()
+            self._parser.shutdown(wait=False, cancel_futures=True)
         await self.shutdown()
+
+    def _tend(self) -> None:
+        self.buffers.seal_idle()
+        self._relieve_pressure()
+        self.start_writing()
 
     def _poll(self) -> asyncio.Task[dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]]:
         return asyncio.create_task(
@@ -182,20 +220,29 @@ class Archiver:
             name="archiver-poll",
         )
 
+    def _start_parse(
+        self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    ) -> _Parsing:
+        loop = asyncio.get_running_loop()
+        task = loop.run_in_executor(self._parser, self._parse_poll, batch)
+        return _Parsing(batch=batch, task=task, generation=self._generation)
+
+    async def _accept_parsed(self, parsing: _Parsing) -> None:
+        parsed = parsing.task.result()
+        if parsing.generation != self._generation:
+            # A rebalance dropped the buffers meanwhile: these records replay from the commit.
+            log.info("rebalance during a poll: %d partitions' records dropped", len(parsed))
+            return
+        for tp, records in parsing.batch.items():
+            await self.accept_batch(records, parsed.get(tp))
+            metrics.EVENTS_IN.labels(SERVICE, tp.topic).inc(len(records))
+
     async def accept_poll(
         self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
     ) -> None:
-        if not batch:
-            return
-        generation = self._generation
-        parsed = await asyncio.to_thread(self._parse_poll, batch)
-        if generation != self._generation:
-            # A rebalance dropped the buffers meanwhile: these records replay from the commit.
-            log.info("rebalance during a poll: %d partitions' records dropped", len(batch))
-            return
-        for tp, records in batch.items():
-            await self.accept_batch(records, parsed.get(tp))
-            metrics.EVENTS_IN.labels(SERVICE, tp.topic).inc(len(records))
+        """Parse and buffer one poll (the loop pipelines the same two steps)."""
+        if batch:
+            await self._accept_parsed(self._start_parse(batch))
 
     def _parse_poll(
         self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
@@ -204,8 +251,7 @@ class Archiver:
         out: dict[TopicPartition, ParsedBatch | None] = {}
         for tp, records in batch.items():
             validator = self.routes[tp.topic].batch
-            if validator is not None:
-                out[tp] = validator.parse([r.value for r in records])
+            out[tp] = None if validator is None else validator.parse([r.value for r in records])
         return out
 
     async def accept_batch(
