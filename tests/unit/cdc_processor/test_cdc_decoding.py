@@ -68,6 +68,23 @@ def test_schemas_on_and_off_decode_the_same_row() -> None:
     assert decoding.decode_review_cdc(wrapped) == decoding.decode_review_cdc(orjson.dumps(plain))
 
 
+@pytest.mark.parametrize("name", ["review_insert", "review_update", "review_snapshot"])
+def test_one_pass_review_decode_equals_the_general_path(name: str) -> None:
+    value = golden(name)
+    assert decoding._review_upsert(value) is not None  # the one-pass path is the one taken
+    change = decoding._change(value)
+    assert change is not None
+    general = decoding._review_input(
+        decoding._row(change, decoding.ReviewRow), lsn=change.source.lsn
+    )
+    assert decoding.decode_review_cdc(value) == general
+
+
+@pytest.mark.parametrize("name", ["review_delete", "review_insert_with_schema", "truncate"])
+def test_other_envelopes_take_the_general_path(name: str) -> None:
+    assert decoding._review_upsert(golden(name)) is None
+
+
 def test_decimal_strings_stay_exact() -> None:
     tick = decoding.decode_tick_cdc(golden("tick_insert"))
     assert tick is not None

@@ -55,3 +55,13 @@ def test_delete_of_a_missing_key_raises_and_set_after_delete_wins() -> None:
     view["x"] = 3
     view.flush()
     assert view.table == {"x": 3}
+
+
+def test_get_reads_pending_then_table_then_default() -> None:
+    view = WriteBack(_Recording({"kept": 5, "gone": 1}))
+    view["new"] = 2
+    del view["gone"]
+    assert view.get("new") == 2  # pending write
+    assert view.get("kept") == 5  # table
+    assert view.get("gone", "d") == "d"  # pending delete
+    assert view.get("never") is None and view.get("never", 0) == 0

@@ -9,13 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import orjson
-from contracts.debezium import ChangeEvent, EnvelopeError, Op, decode_change_event
+from contracts.debezium import ChangeEvent, EnvelopeError, Op, Source, decode_change_event
 from contracts.events import QuotePolled, ReviewCrawled
 from contracts.rows import AssetClass, MarketTickRow, ProductRow, ReviewRow
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 RowT = TypeVar("RowT", ProductRow, ReviewRow, MarketTickRow)
 
@@ -96,7 +96,30 @@ def decode_product(value: bytes | None) -> ProductChange | None:
     return ProductChange(_row(change, ProductRow), deleted=change.op is Op.DELETE)
 
 
+class _ReviewUpsert(BaseModel):
+    """The common review envelope (insert, update or snapshot, schemas off) with its row
+    typed, so the bytes are validated in one pass; anything else takes the general path."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    op: Literal["c", "u", "r"]
+    after: ReviewRow
+    source: Source
+
+
+def _review_upsert(value: bytes | None) -> _ReviewUpsert | None:
+    if not value or len(value) > MAX_VALUE_BYTES:
+        return None
+    try:
+        return _ReviewUpsert.model_validate_json(value)
+    except ValidationError:
+        return None  # the general path decodes it or says precisely what is wrong
+
+
 def decode_review_cdc(value: bytes | None) -> ReviewInput | None:
+    upsert = _review_upsert(value)
+    if upsert is not None:
+        return _review_input(upsert.after, lsn=upsert.source.lsn)
     change = _change(value)
     if change is None:
         return None
@@ -121,7 +144,10 @@ def decode_review_cdc(value: bytes | None) -> ReviewInput | None:
             event_time=change.source_time,
             source_lsn=change.source.lsn,
         )
-    row = _row(change, ReviewRow)
+    return _review_input(_row(change, ReviewRow), lsn=change.source.lsn)
+
+
+def _review_input(row: ReviewRow, *, lsn: int | None) -> ReviewInput:
     return ReviewInput(
         review_id=str(row.id),
         source=row.source,
@@ -135,7 +161,7 @@ def decode_review_cdc(value: bytes | None) -> ReviewInput | None:
         author_email=row.author_email,
         locale=row.locale,
         event_time=row.updated_at,
-        source_lsn=change.source.lsn,
+        source_lsn=lsn,
     )
 
 

@@ -29,6 +29,14 @@ class WriteBack(MutableMapping[str, Any]):
             return pending[0]
         return self.table[key]
 
+    def get(self, key: str, default: Any = None) -> Any:
+        # Not Mapping.get: a miss (every new dedup key) would raise and catch a KeyError.
+        pending = self._pending.get(key)
+        if pending is not None:
+            return default if pending[0] is _DELETED else pending[0]
+        table = self.table
+        return table[key] if key in table else default  # noqa: SIM401  # see above
+
     def __setitem__(self, key: str, value: Any) -> None:
         self._pending[key] = (value, self.current_event)
 
