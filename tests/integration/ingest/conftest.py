@@ -176,15 +176,23 @@ def load_stack_module() -> ModuleType:
 
 
 @contextlib.contextmanager
-def _private_nginx(upstream_url: str, *, rate: str, burst: int) -> Iterator[str]:
+def _private_nginx(
+    upstream_url: str,
+    *,
+    rate: str | None = None,
+    burst: int | None = None,
+    unix_socket: Path | None = None,
+) -> Iterator[str]:
     """The real deploy/nginx/nginx.conf on a free port in front of `upstream_url`, with the
-    per-key limit scaled down to `rate`/`burst` so one test client can exceed it."""
+    per-key limit scaled down to `rate`/`burst` if given (so one test client can exceed it),
+    proxying to ingest's `unix_socket` (env/local/upstream-ingest-uds.conf) if given."""
     stack = load_stack_module()
     conf_text = (stack.DEPLOY_NGINX / "nginx.conf").read_text()
     assert "rate=5000r/s" in conf_text and "burst=2000" in conf_text
-    conf_text = conf_text.replace("rate=5000r/s", f"rate={rate}").replace(
-        "burst=2000", f"burst={burst}"
-    )
+    if rate is not None and burst is not None:
+        conf_text = conf_text.replace("rate=5000r/s", f"rate={rate}").replace(
+            "burst=2000", f"burst={burst}"
+        )
     prefix = Path(tempfile.mkdtemp(prefix="pulse-ingest-nginx-"))
     prefix.chmod(0o755)  # as root, nginx workers run as nobody
     listen_port = free_port()
@@ -195,6 +203,12 @@ def _private_nginx(upstream_url: str, *, rate: str, burst: int) -> Iterator[str]
         query_port=free_port(),
         conf_text=conf_text,
     )
+    if unix_socket is not None:
+        stack.render(
+            stack.DEPLOY_NGINX / "env" / "local" / "upstream-ingest-uds.conf",
+            conf.parent / "upstream-ingest.conf",
+            {"INGEST_SOCKET": str(unix_socket)},
+        )
     log = (prefix / "nginx.log").open("wb")
     proc = subprocess.Popen(
         [stack.nginx_bin(), "-p", f"{prefix}/", "-c", str(conf), "-g", "daemon off;"],
@@ -236,5 +250,6 @@ def app_url(ingest_api: str) -> str:
 
 @pytest.fixture(scope="session")
 def private_nginx() -> Callable[..., contextlib.AbstractContextManager[str]]:
-    """`with private_nginx(upstream_url, rate="20r/s", burst=10) as url:` — see _private_nginx."""
+    """`with private_nginx(upstream_url, rate="20r/s", burst=10) as url:`, or
+    `private_nginx(upstream_url, unix_socket=path)` — see _private_nginx."""
     return _private_nginx

@@ -25,5 +25,6 @@ def test_bench_script_runs_with_small_n(ingest_env: dict[str, str]) -> None:
         timeout=180,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "single review POST, via nginx" in done.stdout
+    assert "via nginx, TCP upstream" in done.stdout
+    assert "via nginx, unix-socket upstream" in done.stdout
     assert "non-2xx or socket errors: 0" in done.stdout

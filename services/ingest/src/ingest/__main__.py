@@ -5,12 +5,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
+from collections.abc import Callable
+from types import FrameType
 
 from servicekit.logging import configure_logging
 from servicekit.settings import load_settings
 
 from ingest.auth import ALL_SCOPES, Scope, hash_key, new_key
+from ingest.listeners import SocketInUseError, UnixListener, bind_unix
 from ingest.migrate import migrate, seed_dev_key
 from ingest.repository import Database
 from ingest.settings import IngestSettings
@@ -38,7 +42,7 @@ def _serve(settings: IngestSettings) -> None:
         options["http"] = "httptools"
     except ImportError:
         pass
-    uvicorn.run(
+    config = uvicorn.Config(
         "ingest.app:build_app",
         factory=True,
         host=settings.http_host,
@@ -50,6 +54,41 @@ def _serve(settings: IngestSettings) -> None:
         backlog=2048,
         **options,  # type: ignore[arg-type]  # only loop/http keys are set
     )
+    # TCP always (direct callers, probes, Kubernetes' Service); a unix socket beside it when
+    # INGEST_HTTP_UDS is set, for an nginx on the same host (see listeners.py).
+    sockets = [config.bind_socket()]
+    unix = None
+    if settings.http_uds is not None:
+        try:
+            unix = bind_unix(settings.http_uds)
+        except (SocketInUseError, OSError) as exc:
+            log.error("INGEST_HTTP_UDS: cannot listen on %s: %s", settings.http_uds, exc)
+            sys.exit(2)
+        sockets.append(unix.sock)
+        log.info("listening on unix socket %s", settings.http_uds)
+    try:
+        if settings.workers > 1:
+            from uvicorn.supervisors import Multiprocess
+
+            Multiprocess(config, sockets=sockets).run()
+        else:
+            if unix is not None:
+                # uvicorn's Server re-raises the SIGTERM it caught once it has shut down,
+                # under the handler found at start: this one, so the socket file goes too.
+                signal.signal(signal.SIGTERM, _exit_on(unix))
+            uvicorn.Server(config).run(sockets=sockets)
+    finally:
+        if unix is not None:
+            unix.close()
+
+
+def _exit_on(unix: UnixListener) -> Callable[[int, FrameType | None], None]:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        unix.close()
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
+
+    return handler
 
 
 async def _create_key(settings: IngestSettings, name: str, scopes: list[str]) -> str:

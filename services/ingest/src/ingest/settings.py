@@ -3,6 +3,8 @@ are read unprefixed because `.stack/env` and every other service share those nam
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 from servicekit.settings import ServiceSettings
@@ -14,6 +16,8 @@ class IngestSettings(ServiceSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=58001, ge=0, le=65535)
     workers: int = Field(default=2, ge=1, le=64)
+    # Also listen on this unix socket (for an nginx on the same host); TCP stays on.
+    http_uds: Path | None = None
 
     database_url: SecretStr = Field(
         default=SecretStr("postgresql://pulse@127.0.0.1:55432/pulse"),
