@@ -50,7 +50,8 @@ from pulse_cli.stackenv import repo_root, stack_env
 CDC_TOPIC = topics.REVIEWS_CDC.name
 TARGET_RATE = 1000.0  # issue 8: the latency targets hold at a constant 1,000 reviews/s
 # cdc_processor's consumer group: its app id (bench/e2e/_services.py runs it on a bench group)
-PROCESSOR_GROUP = os.environ.get("CDC_APP_ID", "pulse-cdc-processor")
+# The group _services.py runs the processor on (its BENCH_ENV), unless the caller set one.
+PROCESSOR_GROUP = os.environ.get("CDC_APP_ID", "pulse-cdc-e2e-bench")
 
 
 def _use_uvloop() -> None:
