@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import orjson
@@ -209,6 +210,25 @@ def test_burst_of_negative_reviews_alerts_once_per_burst() -> None:
         outputs = flow.on_review(decoding.decode_review_cdc(envelope("c", after=row)))
         kinds += [a["kind"] for a in _records(outputs, topics.ALERTS.name)]
     assert kinds.count("negative_burst") == 2
+
+
+def test_a_long_hot_burst_keeps_its_state_small_and_alerts_once() -> None:
+    clock = FakeClock(T0)
+    flow = review_flow(clock)
+    _product(flow)
+    bursts, sizes = 0, set()
+    for i in range(300):
+        row = review_row(
+            str(uuid.UUID(int=0x500 + i)),
+            rating=1,
+            body=f"Broken on arrival, unit {i}, awful",
+            at=T0 + timedelta(seconds=i),  # 300 negatives within the 10-minute window
+        )
+        outputs = flow.on_review(decoding.decode_review_cdc(envelope("c", after=row)))
+        bursts += sum(a["kind"] == "negative_burst" for a in _records(outputs, topics.ALERTS.name))
+        sizes.add(len(flow.bursts["product:1"]["reviews"]))
+    assert bursts == 1
+    assert max(sizes) == 3  # the threshold, not the 300 reviews in the window
 
 
 def test_redelivered_negative_review_counts_once_in_burst() -> None:

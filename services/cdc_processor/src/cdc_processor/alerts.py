@@ -102,6 +102,12 @@ def observe_negative(
     horizon = newest - config.burst_window.total_seconds()
     for rid in [rid for rid, ts in reviews.items() if ts < horizon]:
         del reviews[rid]
+    # Only whether `threshold` of them fall in the window matters: keep the newest that many,
+    # so a product's state (one changelog record) stays small however hot its burst runs.
+    surplus = len(reviews) - config.burst_threshold
+    if surplus > 0:
+        for rid, _ts in sorted(reviews.items(), key=lambda item: (item[1], item[0]))[:surplus]:
+            del reviews[rid]
     if len(reviews) < config.burst_threshold:
         state["in_burst"] = False
         return None
