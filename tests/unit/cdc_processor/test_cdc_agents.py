@@ -160,6 +160,23 @@ class _Event:
         self.message = message
 
 
+async def test_global_table_writes_and_deletes_become_changelog_records(
+    processor: Processor,
+) -> None:
+    products = processor.reviews.products
+    table = products.table  # type: ignore[attr-defined]
+    products["sku:KTL-100"] = {"id": 1, "name": "Kettle"}
+    [record] = products.changelog_records()  # type: ignore[attr-defined]
+    assert record.topic == table.changelog_topic.get_topic_name()
+    assert (record.key, record.partition) == (b'"sku:KTL-100"', None)  # partitioner decides
+    assert orjson.loads(record.value) == {"id": 1, "name": "Kettle"}
+    assert table["sku:KTL-100"] == {"id": 1, "name": "Kettle"}
+    del products["sku:KTL-100"]
+    [tombstone] = products.changelog_records()  # type: ignore[attr-defined]
+    assert (tombstone.key, tombstone.value) == (b'"sku:KTL-100"', None)
+    assert "sku:KTL-100" not in table
+
+
 def _event(value: bytes, *, partition: int, offset: int, key: bytes) -> _Event:
     return _Event(
         MagicMock(
@@ -183,14 +200,7 @@ async def test_a_batch_writes_each_table_key_once_under_its_last_event(
     p = processor
     candles = p.ticks.states
     table = candles.table  # type: ignore[attr-defined]
-    current: list[Any] = []  # events the batch made current, in order
-    written: list[tuple[str, int]] = []
-    table.partition_for_key = lambda key: current[-1].message.partition  # type: ignore[method-assign]
-    table.send_changelog = MagicMock(  # type: ignore[method-assign]
-        side_effect=lambda partition, key, value, **kw: (
-            written.append((key, partition)) or MagicMock(message=MagicMock(partition=partition))
-        )
-    )
+    changelog = table.changelog_topic.get_topic_name()
     batch = [
         _event(quote("AAPL", "100", T0 + timedelta(seconds=1)), partition=1, offset=0, key=b"A"),
         _event(quote("MSFT", "200", T0 + timedelta(seconds=1)), partition=2, offset=0, key=b"M"),
@@ -198,11 +208,19 @@ async def test_a_batch_writes_each_table_key_once_under_its_last_event(
         _event(b"{", partition=0, offset=9, key=b"x"),
         _event(quote("AAPL", "102", T0 + timedelta(seconds=3)), partition=1, offset=2, key=b"A"),
     ]
-    stream = MagicMock(_set_current_event=current.append)
-    await process_batch(p, batch, p.handlers["quotes"], stream)
-    # AAPL three times and MSFT once: one changelog write per symbol, each on the partition of
-    # the last event that touched it; nothing left pending; the garbage went to the DLQ.
-    assert sorted(written) == [("AAPL", 1), ("MSFT", 2)]
+    await process_batch(p, batch, p.handlers["quotes"], MagicMock())
+    # AAPL three times and MSFT once: one changelog record per symbol, on the partition of the
+    # last event that touched it, keyed and serialized as the table reads them back.
+    calls = p.app.producer.send.call_args_list  # type: ignore[attr-defined]
+    written = [c.args for c in calls if c.args[0] == changelog]
+    assert sorted((key, partition) for _t, key, _v, partition, *_ in written) == [
+        (b'"AAPL"', 1),
+        (b'"MSFT"', 2),
+    ]
+    loads = p.app.serializers.loads_value
+    for _t, key, value, *_ in written:
+        symbol = p.app.serializers.loads_key(None, key, serializer="json")
+        assert loads(None, value, serializer="json") == table[symbol]
     assert candles.pending == 0 and len(table["AAPL"]["recent_ids"]) == 3
     [(key, dlq)] = sent(p, topics.DLQ.name)
     assert key == b"x" and dlq["source_offset"] == 9

@@ -20,6 +20,7 @@ from servicekit.kafka import dead_letter
 from cdc_processor import decoding
 from cdc_processor.app import SERVICE, Processor
 from cdc_processor.pipeline import Output, Rejected
+from cdc_processor.writeback import ChangelogRecord
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +38,10 @@ async def process_batch(
     after: Callable[[], object] | None = None,
 ) -> None:
     """Process a batch of Kafka events: handle each (dead-lettering rejections), write every
-    changed table key once, then send all outputs in order. Runs synchronously up to the
-    sends, so another agent's batch never interleaves with this one's table writes; Faust
-    flushes the producer before it commits the batch's offsets (at-least-once)."""
+    changed table key once (its store, and one changelog record), then send the changelog
+    records and all outputs in order. Runs synchronously up to the sends, so another agent's
+    batch never interleaves with this one's table writes; Faust flushes the producer before
+    it commits the batch's offsets (at-least-once)."""
     outputs: list[Output] = []
     tables = processor.tables
     set_event = None if stream is None else stream._set_current_event
@@ -69,15 +71,16 @@ async def process_batch(
         POSITIONS[(message.topic, message.partition)] = message.offset + 1
     if after is not None:
         after()  # housekeeping writes, under the batch's last event
+    changelog: list[ChangelogRecord] = []
     for table in tables:
         if table.pending:
-            table.flush(set_event)
+            changelog += table.changelog_records()
         table.current_event = None
     if set_event is not None and last is not None:
         set_event(events[-1])
     for topic, n in counts_in.items():
         metrics.EVENTS_IN.labels(SERVICE, topic).inc(n)
-    await publish(processor, outputs)
+    await publish(processor, outputs, changelog)
 
 
 def _dead_letter(processor: Processor, message: Any, rejected: Rejected) -> Output:
@@ -103,13 +106,20 @@ def _dead_letter(processor: Processor, message: Any, rejected: Rejected) -> Outp
     return Output(topics.DLQ.name, key, value)
 
 
-async def publish(processor: Processor, outputs: Sequence[Output]) -> None:
-    """Hand every output to the producer (no per-record Topic/FutureMessage wrapping): the
-    producer batches them (linger) and Faust flushes it before committing offsets."""
+async def publish(
+    processor: Processor,
+    outputs: Sequence[Output],
+    changelog: Sequence[ChangelogRecord] = (),
+) -> None:
+    """Hand the batch's table changelog records, then its outputs, to the producer (no
+    per-record Topic/FutureMessage wrapping): the producer batches them (linger) and Faust
+    flushes it before committing offsets."""
+    send = processor.app.producer.send
+    for record in changelog:
+        await send(record.topic, record.key, record.value, record.partition, None, None)
     if not outputs:
         return
     names = processor.topic_names
-    send = processor.app.producer.send
     counts_out: dict[str, int] = {}
     for out in outputs:
         await send(names.get(out.topic, out.topic), out.key, out.value, None, None, None)

@@ -5,14 +5,28 @@ reads go through to the table (or to this batch's pending value), writes are hel
 `flush()` writes every changed key once — one changelog record per key per batch instead of one
 per event. For a partitioned table the changelog partition comes from the *current event*, so
 each pending write remembers the event that last touched its key and flush re-enters it.
+
+`changelog_records()` does the same writes without Faust's per-write machinery (a
+FutureMessage, its buffer and callbacks: about 35 µs a write): it sets the table's store and
+returns the changelog records, keyed and serialized as the table would, for the agent to send
+with its outputs. Faust flushes the producer before it commits, so they are as safe.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
 _DELETED = object()
+
+
+@dataclass(frozen=True, slots=True)
+class ChangelogRecord:
+    topic: str
+    key: bytes
+    value: bytes | None  # None: a tombstone (the key was deleted)
+    partition: int | None  # None: the producer's partitioner picks (global tables)
 
 
 class WriteBack(MutableMapping[str, Any]):
@@ -79,3 +93,32 @@ class WriteBack(MutableMapping[str, Any]):
                     del self.table[key]
             else:
                 self.table[key] = value
+
+    def changelog_records(self) -> list[ChangelogRecord]:
+        """Apply every pending key to the Faust table's store; its changelog records to send."""
+        pending, self._pending = self._pending, {}
+        table: Any = self.table  # a Faust table here (plain mappings use `flush`)
+        store = table.data
+        topic = table.changelog_topic.get_topic_name()
+        dumps_key, dumps_value = table.app.serializers.dumps_key, table.app.serializers.dumps_value
+        key_type, key_serializer = table.key_type, table.key_serializer
+        value_type, value_serializer = table.value_type, table.value_serializer
+        records = []
+        for key, (value, event) in pending.items():
+            if value is _DELETED:
+                if key not in store:
+                    continue
+                del store[key]
+                raw_value = None
+            else:
+                store[key] = value
+                raw_value = dumps_value(value_type, value, serializer=value_serializer)
+            records.append(
+                ChangelogRecord(
+                    topic,
+                    dumps_key(key_type, key, serializer=key_serializer),
+                    raw_value,
+                    None if table.use_partitioner else event.message.partition,
+                )
+            )
+        return records
