@@ -1,7 +1,10 @@
 """Ingest benchmark: wrk (a separate process) against the live app, directly and via nginx.
 
 Figures, each with its target and a baseline measured in the same run:
-  1. single review POST, nginx vs direct (ratio >= 0.9), req/s via nginx (>= 2,500);
+  1. single review POST, nginx vs direct (ratio >= 0.9), req/s via nginx (>= 2,500), for
+     nginx proxying over TCP (the Kubernetes topology, the local stack today) and over
+     ingest's unix socket (INGEST_HTTP_UDS, a same-host nginx); the baseline is the same app
+     hit directly over TCP with the same wrk settings;
   2. p99 at a constant 1,500 req/s through nginx (<= 30 ms): `constant_rate.py`, an
      open-loop generator in several processes, latency measured from each request's due time;
   3. batch ingest rows/s through nginx (>= 50,000), beside a raw asyncpg COPY of the same rows.
@@ -112,6 +115,27 @@ def wrk(
     result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
     result["ok_rps"] = result["ok"] / (result["duration_us"] / 1e6)
     return result
+
+
+def _busy_jiffies() -> tuple[int, int]:
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
+
+
+def settle(*, busy_below: float = 0.35, max_wait_s: float = 30.0) -> float:
+    """Waits (bounded) until the machine's CPU is less than `busy_below` busy over a second,
+    e.g. Kafka Connect done decoding the previous run's rows; returns the seconds waited.
+    Every measured run starts this way, baseline and nginx alike."""
+    started = time.monotonic()
+    while time.monotonic() - started < max_wait_s:
+        busy0, total0 = _busy_jiffies()
+        time.sleep(1)
+        busy1, total1 = _busy_jiffies()
+        if (busy1 - busy0) / max(1, total1 - total0) < busy_below:
+            break
+    return time.monotonic() - started
 
 
 def env_from_stack() -> dict[str, str]:
@@ -379,10 +403,26 @@ def run(
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
     for url in targets.values():
         wrk(url, "/v1/reviews", review, key, duration_s=1, **common)
+    waits = []
     for n in range(args.rounds):
         for name, url in list(targets.items())[:: 1 if n % 2 == 0 else -1]:
-            runs[name].append(wrk(url, "/v1/reviews", review, key, duration_s=duration, **common))
+            waits.append(settle())
+            busy0, _ = _busy_jiffies()
+            result = wrk(url, "/v1/reviews", review, key, duration_s=duration, **common)
+            busy1, _ = _busy_jiffies()
+            # The whole machine's CPU per OK request (app, PostgreSQL, Kafka Connect, wrk,
+            # nginx, kernel, and whatever else ran): steadier than req/s on a shared box.
+            cpu_s = (busy1 - busy0) / os.sysconf("SC_CLK_TCK")
+            result["cpu_us"] = cpu_s * 1e6 / max(1, result["ok"])
+            runs[name].append(result)
     best = {name: max(r, key=lambda x: x["ok_rps"]) for name, r in runs.items()}
+    print(f"# waited {min(waits):.0f}-{max(waits):.0f} s before each run for the CPU to settle")
+    print("# every run, machine CPU us per request: " + "; ".join(
+        f"{name} " + " / ".join(f"{r['cpu_us']:.0f}" for r in rs) for name, rs in runs.items()
+    ))  # fmt: skip
+    print("# every run, req/s: " + "; ".join(
+        f"{name} " + " / ".join(f"{r['ok_rps']:.0f}" for r in rs) for name, rs in runs.items()
+    ))  # fmt: skip
     direct = best["direct"]
     line("single review POST, direct", f"{direct['ok_rps']:.0f} req/s, "
          f"p99 {direct['p99_us'] / 1000:.1f} ms", "(baseline)")  # fmt: skip
@@ -398,6 +438,7 @@ def run(
                baseline=round(direct["ok_rps"], 1), target=">= 2500 req/s and >= 0.9x direct",
                ok=via["ok_rps"] >= 2500 and ratio >= 0.9)  # fmt: skip
 
+    print(f"# waited {settle():.0f} s for the CPU to settle")
     steady = constant_rate(nginx, review, key, rate=args.rate, duration_s=duration,
                            processes=args.generators)  # fmt: skip
     p99_ms = steady["p99_ms"]
@@ -408,6 +449,7 @@ def run(
            target="p99 <= 30 ms", ok=p99_ms <= 30)  # fmt: skip
 
     body, records = ticks_body(args.batch)
+    print(f"# waited {settle():.0f} s for the CPU to settle")
     batch = wrk(nginx, "/v1/ticks/batch", body, key, threads=min(2, args.threads),
                 connections=4, duration_s=max(duration, 2))  # fmt: skip
     rows_s = batch["ok_rps"] * args.batch
