@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pulse_cli.stackenv import read_env_file
-from s3_archiver.main import FETCH_MAX_BYTES, PARTITION_FETCH_BYTES
+from s3_archiver.main import FETCH_MAX_BYTES, PARTITION_FETCH_BYTES, configure_interpreter
 
 REPO = Path(__file__).resolve().parents[2]
 PARTITIONS = 3
@@ -241,6 +241,7 @@ def main() -> None:
     args = parser.parse_args()
     load_stack_env()
     if args.child:
+        configure_interpreter()  # both sides run with the service's interpreter settings
         fn = child_baseline if args.child == "baseline" else child_archiver
         print(json.dumps(asyncio.run(fn(args.topic, args.n))))
         return

@@ -106,3 +106,46 @@ def test_models_with_constraints_or_maps_are_validated_record_by_record() -> Non
 def test_empty_or_multiline_values_fall_back() -> None:
     assert validator().event_hours([b""]) is None
     assert validator().event_hours([orjson.dumps(GOOD, option=orjson.OPT_INDENT_2)]) is None
+
+
+def candle_at(when: str, **changes: object) -> bytes:
+    return orjson.dumps({**GOOD, "event_time": when, **changes})
+
+
+def test_a_poll_read_together_gives_each_batch_what_reading_it_alone_gives() -> None:
+    batches = [
+        [candle_at("2026-11-22T10:59:59Z", trade_count=i) for i in range(5)],
+        [candle_at(f"2026-11-22T1{h}:00:00+01:00") for h in (1, 2, 1, 3)],  # three hours
+        [candle_at("1969-12-31T23:59:59.999999Z"), candle_at("1969-12-31T22:00:00Z")],
+        [candle_at("2026-11-22T12:30:00Z")],
+    ]
+    together = validator().parse_many(batches)
+    for values, parsed in zip(batches, together, strict=True):
+        alone = validator().parse(values)
+        assert parsed is not None and alone is not None
+        assert parsed.table.equals(alone.table)
+        assert parsed.hours.to_pylist() == alone.hours.to_pylist()
+        assert parsed.one_hour == alone.one_hour
+        assert [hour_path(h) for h in parsed.hours.to_pylist()] == [
+            partition_path(CandleClosed.model_validate_json(v).event_time) for v in values
+        ]
+    assert [p.one_hour is not None for p in together if p is not None] == [True, False, False, True]
+
+
+def test_a_bad_record_sends_only_its_own_batch_record_by_record() -> None:
+    good = [candle_at("2026-11-22T10:00:00Z")] * 3
+    bad = [candle_at("2026-11-22T10:00:00Z"), candle_at("2026-11-22T10:00:00+02")]
+    parsed = validator().parse_many([good, bad, good])
+    assert parsed[1] is None
+    assert parsed[0] is not None and parsed[2] is not None
+    assert parsed[0].table.num_rows == parsed[2].table.num_rows == 3
+
+
+def test_minor_batches_of_a_poll_do_not_pin_the_whole_polls_memory() -> None:
+    big = [candle_at("2026-11-22T10:00:00Z", trade_count=i) for i in range(3000)]
+    small = [candle_at("2026-11-22T10:00:00Z")] * 10
+    whole = validator().parse(big + small)
+    parsed = validator().parse_many([big, small])
+    assert whole is not None and parsed[1] is not None
+    # A slice would report the whole poll's buffers; its own copy holds just its rows.
+    assert parsed[1].table.get_total_buffer_size() * 100 < whole.table.get_total_buffer_size()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from aiokafka import ConsumerRecord, TopicPartition
 from contracts import datasets
+from s3_archiver import encoding
 from s3_archiver.archiver import Archiver, routes_for
 from s3_archiver.object_store import MemoryObjectStore
 from s3_archiver.settings import ArchiverSettings
@@ -107,4 +109,38 @@ async def test_consuming_continues_during_an_upload_and_the_commit_waits_for_it(
     stop.set()
     await asyncio.wait_for(run, 10)
     assert len(store.objects) == 3
+    assert consumer.commits[-1] == {TopicPartition(TOPIC, 0): 6}
+
+
+async def test_polls_are_buffered_in_fetch_order_when_a_later_one_parses_first() -> None:
+    consumer = FakeConsumer([[0, 1], [2, 3], [4, 5]])
+    store = MemoryObjectStore()
+    archiver = Archiver(
+        settings=ArchiverSettings(
+            topic_datasets={TOPIC: "market_candles"}, max_records=6, poll_timeout_ms=10
+        ),
+        consumer=consumer,  # type: ignore[arg-type]
+        producer=None,  # type: ignore[arg-type]  # no record here is dead-lettered
+        store=store,
+        routes=routes_for({TOPIC: datasets.MARKET_CANDLES}),
+        clock=FakeClock(),
+    )
+    parse = archiver._parse_poll
+
+    def slow_first(batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> Any:
+        if next(iter(batch.values()))[0].offset == 0:
+            time.sleep(0.3)  # the parser thread: the next polls finish parsing first
+        return parse(batch)
+
+    archiver._parse_poll = slow_first  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    run = asyncio.create_task(archiver.run(stop))
+    for _ in range(400):
+        await asyncio.sleep(0.005)
+        if store.objects:
+            break
+    stop.set()
+    await asyncio.wait_for(run, 10)
+    (data,) = store.objects.values()
+    assert encoding.read_parquet(data).column("_offset").to_pylist() == [0, 1, 2, 3, 4, 5]
     assert consumer.commits[-1] == {TopicPartition(TOPIC, 0): 6}

@@ -37,6 +37,15 @@ LIVENESS_STALL_S = 120.0
 # Larger fetches per partition: fewer round trips while draining a backlog (bench/s3_archiver).
 FETCH_MAX_BYTES = 16 * 1024 * 1024
 PARTITION_FETCH_BYTES = 4 * 1024 * 1024
+# The parser thread takes the GIL back from the loop thread a few times per poll (between its
+# Arrow calls, which release it); with the default 5 ms switch interval each of those waits
+# could last 5 ms while the loop decodes records (bench: +0.04x throughput at 1 ms).
+SWITCH_INTERVAL_S = 0.001
+
+
+def configure_interpreter() -> None:
+    """Process-wide settings the archiver's threads rely on (called before the loop starts)."""
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
 async def write_catalog(store: ObjectStore, settings: ArchiverSettings, bucket: str) -> None:
@@ -146,4 +155,5 @@ def main(argv: list[str] | None = None) -> None:
     s3 = load_settings(S3Settings)
     kafka = load_settings(KafkaSettings)
     configure_logging(SERVICE, level=settings.log_level, json=settings.log_json)
+    configure_interpreter()
     asyncio.run(serve(settings, s3, kafka))
