@@ -144,3 +144,34 @@ async def test_polls_are_buffered_in_fetch_order_when_a_later_one_parses_first()
     (data,) = store.objects.values()
     assert encoding.read_parquet(data).column("_offset").to_pylist() == [0, 1, 2, 3, 4, 5]
     assert consumer.commits[-1] == {TopicPartition(TOPIC, 0): 6}
+
+
+async def test_polls_fetched_before_a_stop_are_written_by_the_shutdown() -> None:
+    consumer = FakeConsumer([[0, 1], [2, 3], [4, 5]])
+    store = MemoryObjectStore()
+    archiver = Archiver(
+        settings=ArchiverSettings(topic_datasets={TOPIC: "market_candles"}, poll_timeout_ms=10),
+        consumer=consumer,  # type: ignore[arg-type]
+        producer=None,  # type: ignore[arg-type]  # no record here is dead-lettered
+        store=store,
+        routes=routes_for({TOPIC: datasets.MARKET_CANDLES}),
+        clock=FakeClock(),
+    )
+    parse = archiver._parse_poll
+
+    def slow(batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> Any:
+        time.sleep(0.2)  # still parsing when the stop comes
+        return parse(batch)
+
+    archiver._parse_poll = slow  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    run = asyncio.create_task(archiver.run(stop))
+    for _ in range(200):
+        await asyncio.sleep(0.005)
+        if not consumer.polls:
+            break
+    stop.set()
+    await asyncio.wait_for(run, 10)
+    (data,) = store.objects.values()
+    assert encoding.read_parquet(data).column("_offset").to_pylist() == [0, 1, 2, 3, 4, 5]
+    assert consumer.commits[-1] == {TopicPartition(TOPIC, 0): 6}

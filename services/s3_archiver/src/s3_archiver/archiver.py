@@ -229,7 +229,7 @@ class Archiver:
         return _Parsing(batch=batch, task=task, generation=self._generation)
 
     async def _accept_parsed(self, parsing: _Parsing) -> None:
-        parsed = parsing.task.result()
+        parsed = await parsing.task  # done, except when draining at a stop
         if parsing.generation != self._generation:
             # A rebalance dropped the buffers meanwhile: these records replay from the commit.
             log.info("rebalance during a poll: %d partitions' records dropped", len(parsed))
@@ -237,13 +237,6 @@ class Archiver:
         for tp, records in parsing.batch.items():
             await self.accept_batch(records, parsed.get(tp))
             metrics.EVENTS_IN.labels(SERVICE, tp.topic).inc(len(records))
-
-    async def accept_poll(
-        self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
-    ) -> None:
-        """Parse and buffer one poll (the loop pipelines the same two steps)."""
-        if batch:
-            await self._accept_parsed(self._start_parse(batch))
 
     def _parse_poll(
         self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
