@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from typing import Any
 
 import orjson
 from cdc_fixtures import T0, envelope, golden, product_row, review_flow, review_row
@@ -315,3 +316,33 @@ def test_dedup_sweep_honours_its_limit_and_dates_claims_written_before_expiry_ex
     assert len(flow.dedup) == 6
     assert flow.sweep_dedup(limit=100) == 6
     assert flow.dedup == {}
+
+
+class _CountingTable(dict[str, Any]):
+    """A table that counts value reads (a Faust table's reads each cost a lookup and hooks)."""
+
+    reads = 0
+
+    def __getitem__(self, key: str) -> Any:
+        self.reads += 1
+        return super().__getitem__(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.reads += 1
+        return super().get(key, default)
+
+    def items(self) -> Any:  # as a Mapping's items(): one read per key
+        return [(key, self[key]) for key in self]
+
+
+def test_first_sweep_after_a_start_reads_keys_not_every_claim() -> None:
+    clock = FakeClock(T0)
+    flow = review_flow(clock)
+    table = _CountingTable(
+        {f"claim-{n}": {"id": f"r{n}", "at": T0.timestamp()} for n in range(20_000)}
+    )
+    flow.dedup = table
+    assert flow.sweep_dedup(limit=100) == 0  # none expired: stops at the first young claim
+    assert table.reads <= 2
+    clock.advance(timedelta(days=31))
+    assert flow.sweep_dedup(limit=100) == 100 and len(table) == 19_900
