@@ -2,6 +2,7 @@
 same input topic, same run.
 
   uv run python bench/cdc_processor/run.py [--reviews N] [--ticks N] [--batch N]
+                                           [--runtime service|plain]
 
 Review path: Debezium review envelopes → the `reviews-cdc` agent (decode, scrub, score,
 language, pseudonym, dedup/burst tables, join) → enriched topic. Tick path: quotes → the
@@ -270,6 +271,12 @@ async def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="small N (smoke runs)")
     parser.add_argument("--paths", default="reviews,ticks", help="which paths to measure")
+    parser.add_argument(
+        "--runtime",
+        choices=("service", "plain"),
+        default="service",
+        help="service: uvloop and the service's GC tuning (both sides); plain: asyncio, default GC",
+    )
     args = parser.parse_args()
     paths = set(args.paths.split(","))
     if args.quick:
@@ -360,9 +367,20 @@ def figure(
     }
 
 
+def runtime_option() -> str:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--runtime", choices=("service", "plain"), default="service")
+    return str(pre.parse_known_args()[0].runtime)
+
+
 if __name__ == "__main__":
-    if os.environ.get("X_UVLOOP"):
+    if runtime_option() == "service":
+        # What `python -m cdc_processor` runs on, for the whole process (bare loops included).
+        from cdc_processor.__main__ import tune_gc
+
+        tune_gc()
         import uvloop
 
-        uvloop.install()
-    asyncio.run(main())
+        uvloop.run(main())
+    else:
+        asyncio.run(main())

@@ -28,6 +28,17 @@ def test_app_uses_the_quiet_monitor_the_chunked_consumer_and_the_buffer_setting(
     assert app.conf.stream_buffer_maxsize == 12_345
 
 
+async def test_fetch_batching_settings_reach_the_kafka_consumer() -> None:
+    app = _app(fetch_min_bytes=65_536, fetch_max_wait_ms=20)
+    app.loop = asyncio.get_running_loop()
+    thread = app.consumer._new_consumer_thread()
+    assert isinstance(thread, runtime.FetchTunedConsumerThread)
+    kafka_consumer = thread._create_worker_consumer(app.transport)
+    # aiokafka builds its fetcher from these when the consumer starts
+    assert (kafka_consumer._fetch_min_bytes, kafka_consumer._fetch_max_wait_ms) == (65_536, 20)
+    await kafka_consumer.stop()
+
+
 def test_quiet_monitor_keeps_no_per_record_state() -> None:
     app = _app()
     monitor = app.monitor

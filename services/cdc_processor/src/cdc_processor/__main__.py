@@ -29,7 +29,7 @@ def _use_uvloop() -> bool:
     return True
 
 
-def _tune_gc() -> None:
+def tune_gc() -> None:
     """Start-up objects (the language models, the lexicon) leave the collector's view, and a
     young-generation pass runs every 100,000 allocations instead of 700: the stream allocates
     a great deal and frees nearly all of it by reference counting (about 5% less CPU per
@@ -56,7 +56,7 @@ def main() -> None:
     )
     (settings.data_dir / settings.app_id).mkdir(parents=True, exist_ok=True)
     processor = create_app(settings, kafka)
-    _tune_gc()
+    tune_gc()
     worker = faust.Worker(
         processor.app,
         loglevel=settings.log_level,

@@ -114,7 +114,11 @@ def create_app(
         stream_buffer_maxsize=settings.stream_buffer_maxsize,
         Monitor=runtime.QuietMonitor,
     )
-    runtime.install(app)
+    runtime.install(
+        app,
+        fetch_min_bytes=settings.fetch_min_bytes,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+    )
     named = {
         spec.name: _raw_topic(app, spec.name, partitions=spec.partitions) for spec in topics.ALL
     }

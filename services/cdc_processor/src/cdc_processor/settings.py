@@ -34,6 +34,10 @@ class CdcSettings(ServiceSettings):
     # Events a stream may buffer before Faust pauses fetching its partition (memory bound:
     # about this many records per source partition, e.g. 32,768 × ~2 KB ≈ 64 MB for reviews).
     stream_buffer_maxsize: int = Field(default=32_768, ge=64, le=1_048_576)
+    # A fetch waits for this many bytes or this long, whichever comes first: records arrive in
+    # chunks instead of one fetch each when they trickle in (see runtime.install).
+    fetch_min_bytes: int = Field(default=1, ge=1, le=16 * 1024 * 1024)
+    fetch_max_wait_ms: int = Field(default=1500, ge=0, le=60_000)
     # Where a new consumer group starts. "latest" skips history (tests on a shared stack).
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     # Faust wants a data directory even with the memory store; nothing durable is kept there.
