@@ -14,7 +14,7 @@ The real groups (`pulse-cdc-processor`, `s3_archiver`) are never touched. Record
 groups skip are still there for the real groups; the archive's object names derive from
 offsets, so what the bench archiver writes is what the real one would write.
 
-    uv run python bench/e2e/_services.py up     # fast-forward the bench groups, `pulse up`
+    uv run python bench/e2e/_services.py up     # empty bench tables, fast-forward, `pulse up`
     uv run python bench/e2e/_services.py down   # `pulse down --services-only` (never the stack)
 """
 
@@ -75,6 +75,28 @@ async def fast_forward(bootstrap: str, group: str, first: list[topics.TopicSpec]
     )
 
 
+async def drop_state(bootstrap: str, app_id: str, *, timeout_s: float = 60.0) -> list[str]:
+    """Delete the bench processor's own table topics (`<app_id>-…-changelog`, its repartition
+    topic) so it starts with empty tables. Its review-dedup claims otherwise pile up over bench
+    runs (578,000 after one day's runs), and their recovery, read-back and garbage collection
+    make later runs slower than earlier ones for reasons that are not the code under test."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if t.startswith(f"{app_id}-")]
+        if names:
+            await admin.delete_topics(names)
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while names and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.5)
+            remaining = set(names) & set(await admin.list_topics())
+            if not remaining:
+                break
+    finally:
+        await admin.close()
+    return names
+
+
 def bench_env() -> dict[str, str]:
     """The process environment plus the bench groups (the caller's own settings win)."""
     return {**BENCH_ENV, **os.environ}
@@ -94,9 +116,12 @@ def pulse(*args: str, timeout_s: float) -> int:
         return -1
 
 
-def up(timeout_s: float = 900.0) -> int:
+def up(timeout_s: float = 900.0, *, keep_state: bool = False) -> int:
     env = {**read_env_file(ROOT / ".stack" / "env"), **bench_env()}
     bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:59092")
+    if not keep_state:
+        dropped = asyncio.run(drop_state(bootstrap, env["CDC_APP_ID"]))
+        print(f"{env['CDC_APP_ID']}: dropped {len(dropped)} table topics", file=sys.stderr)
     for var in ("CDC_APP_ID", "ARCHIVER_GROUP_ID"):
         skipped = asyncio.run(fast_forward(bootstrap, env[var], FIRST_TOPICS.get(var, [])))
         print(f"{var}={env[var]}: fast-forwarded past {skipped} records", file=sys.stderr)
@@ -110,8 +135,13 @@ def down(timeout_s: float = 180.0) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=["up", "down"])
+    parser.add_argument(
+        "--keep-state",
+        action="store_true",
+        help="keep the bench processor's tables from earlier runs (default: start empty)",
+    )
     args = parser.parse_args()
-    return up() if args.action == "up" else down()
+    return up(keep_state=args.keep_state) if args.action == "up" else down()
 
 
 if __name__ == "__main__":
