@@ -82,19 +82,24 @@ class GatedStore(MemoryObjectStore):
         return await super().put(key, data)
 
 
-async def test_consuming_continues_during_an_upload_and_the_commit_waits_for_it() -> None:
-    consumer = FakeConsumer([[0, 1], [2, 3], [4, 5]])
-    store = GatedStore()
-    archiver = Archiver(
+def _archiver(consumer: FakeConsumer, store: MemoryObjectStore, **settings: Any) -> Archiver:
+    """The archiver over the fake consumer and store; nothing here is dead-lettered."""
+    return Archiver(
         settings=ArchiverSettings(
-            topic_datasets={TOPIC: "market_candles"}, max_records=2, poll_timeout_ms=10
+            topic_datasets={TOPIC: "market_candles"}, poll_timeout_ms=10, **settings
         ),
         consumer=consumer,  # type: ignore[arg-type]
-        producer=None,  # type: ignore[arg-type]  # no record here is dead-lettered
+        producer=None,  # type: ignore[arg-type]
         store=store,
         routes=routes_for({TOPIC: datasets.MARKET_CANDLES}),
         clock=FakeClock(),
     )
+
+
+async def test_consuming_continues_during_an_upload_and_the_commit_waits_for_it() -> None:
+    consumer = FakeConsumer([[0, 1], [2, 3], [4, 5]])
+    store = GatedStore()
+    archiver = _archiver(consumer, store, max_records=2)
     stop = asyncio.Event()
     run = asyncio.create_task(archiver.run(stop))
     await asyncio.wait_for(store.started.wait(), 5)
@@ -115,16 +120,7 @@ async def test_consuming_continues_during_an_upload_and_the_commit_waits_for_it(
 async def test_polls_are_buffered_in_fetch_order_when_a_later_one_parses_first() -> None:
     consumer = FakeConsumer([[0, 1], [2, 3], [4, 5]])
     store = MemoryObjectStore()
-    archiver = Archiver(
-        settings=ArchiverSettings(
-            topic_datasets={TOPIC: "market_candles"}, max_records=6, poll_timeout_ms=10
-        ),
-        consumer=consumer,  # type: ignore[arg-type]
-        producer=None,  # type: ignore[arg-type]  # no record here is dead-lettered
-        store=store,
-        routes=routes_for({TOPIC: datasets.MARKET_CANDLES}),
-        clock=FakeClock(),
-    )
+    archiver = _archiver(consumer, store, max_records=6)
     parse = archiver._parse_poll
 
     def slow_first(batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> Any:
@@ -149,14 +145,7 @@ async def test_polls_are_buffered_in_fetch_order_when_a_later_one_parses_first()
 async def test_polls_fetched_before_a_stop_are_written_by_the_shutdown() -> None:
     consumer = FakeConsumer([[0, 1], [2, 3], [4, 5]])
     store = MemoryObjectStore()
-    archiver = Archiver(
-        settings=ArchiverSettings(topic_datasets={TOPIC: "market_candles"}, poll_timeout_ms=10),
-        consumer=consumer,  # type: ignore[arg-type]
-        producer=None,  # type: ignore[arg-type]  # no record here is dead-lettered
-        store=store,
-        routes=routes_for({TOPIC: datasets.MARKET_CANDLES}),
-        clock=FakeClock(),
-    )
+    archiver = _archiver(consumer, store)
     parse = archiver._parse_poll
 
     def slow(batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> Any:
