@@ -117,18 +117,24 @@ async def test_consuming_continues_during_an_upload_and_the_commit_waits_for_it(
     assert consumer.commits[-1] == {TopicPartition(TOPIC, 0): 6}
 
 
+def _slow_parse(archiver: Archiver, seconds: float, *, first_offset: int | None = None) -> None:
+    """Make the parser thread sleep `seconds` per poll (only the poll starting at
+    `first_offset`, when given) before parsing it as before."""
+    parse = archiver._parse_poll
+
+    def slow(batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> Any:
+        if first_offset is None or next(iter(batch.values()))[0].offset == first_offset:
+            time.sleep(seconds)
+        return parse(batch)
+
+    archiver._parse_poll = slow  # type: ignore[method-assign]
+
+
 async def test_polls_are_buffered_in_fetch_order_when_a_later_one_parses_first() -> None:
     consumer = FakeConsumer([[0, 1], [2, 3], [4, 5]])
     store = MemoryObjectStore()
     archiver = _archiver(consumer, store, max_records=6)
-    parse = archiver._parse_poll
-
-    def slow_first(batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> Any:
-        if next(iter(batch.values()))[0].offset == 0:
-            time.sleep(0.3)  # the parser thread: the next polls finish parsing first
-        return parse(batch)
-
-    archiver._parse_poll = slow_first  # type: ignore[method-assign]
+    _slow_parse(archiver, 0.3, first_offset=0)  # the next polls finish parsing first
     stop = asyncio.Event()
     run = asyncio.create_task(archiver.run(stop))
     for _ in range(400):
@@ -146,13 +152,7 @@ async def test_polls_fetched_before_a_stop_are_written_by_the_shutdown() -> None
     consumer = FakeConsumer([[0, 1], [2, 3], [4, 5]])
     store = MemoryObjectStore()
     archiver = _archiver(consumer, store)
-    parse = archiver._parse_poll
-
-    def slow(batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> Any:
-        time.sleep(0.2)  # still parsing when the stop comes
-        return parse(batch)
-
-    archiver._parse_poll = slow  # type: ignore[method-assign]
+    _slow_parse(archiver, 0.2)  # still parsing when the stop comes
     stop = asyncio.Event()
     run = asyncio.create_task(archiver.run(stop))
     for _ in range(200):

@@ -70,6 +70,8 @@ for _part in _PATTERN.pattern.split("\n  | "):
     assert _name is not None
     _ALTERNATIVES[_name.group(1)] = _part.strip()
 
+# Every alternative but name_cue, in the pattern's order: the ones `_possible` may leave out.
+_GATED = tuple(name for name in _ALTERNATIVES if name != "name_cue")
 _DIGIT = re.compile(r"\d")
 _TWO_DIGITS = re.compile(r"\d\d")  # in every phone, card and IBAN
 _IBAN_START = re.compile(r"[A-Z]{2}\d\d")
@@ -95,7 +97,7 @@ def _possible(text: str) -> tuple[str, ...]:
 @functools.lru_cache(maxsize=128)
 def _names(*present: bool) -> tuple[str, ...]:
     # name_cue is always tried: its cues ("I am", "Je suis", "Dr") are in most texts anyway.
-    return (*(name for name, ok in zip(_ALTERNATIVES, present, strict=False) if ok), "name_cue")
+    return (*(name for name, ok in zip(_GATED, present, strict=True) if ok), "name_cue")
 
 
 @functools.lru_cache(maxsize=256)
