@@ -275,7 +275,8 @@ async def main() -> None:
         "--runtime",
         choices=("service", "plain"),
         default="service",
-        help="service: uvloop and the service's GC tuning (both sides); plain: asyncio, default GC",
+        help="service: the service's event loop (CDC_EVENT_LOOP) and GC tuning, both sides;"
+        " plain: asyncio, default GC",
     )
     args = parser.parse_args()
     paths = set(args.paths.split(","))
@@ -376,11 +377,11 @@ def runtime_option() -> str:
 if __name__ == "__main__":
     if runtime_option() == "service":
         # What `python -m cdc_processor` runs on, for the whole process (bare loops included).
-        from cdc_processor.__main__ import tune_gc
+        from cdc_processor.__main__ import tune_gc, use_event_loop
+        from cdc_processor.settings import CdcSettings
 
         tune_gc()
-        import uvloop
-
-        uvloop.run(main())
+        use_event_loop(CdcSettings().event_loop)
+        asyncio.run(main())
     else:
         asyncio.run(main())

@@ -234,46 +234,54 @@ async def test_kill_9_mid_stream_then_restart_equals_uninterrupted_run(
     by_window = lambda rs: _by_window(rs, sma_period=4)  # noqa: E731
     done = lambda rs: len(by_window(rs)) >= expected_windows  # noqa: E731
 
-    async def produce(group: str) -> None:
-        # The first tick of each symbol, then wait until the worker has committed it: a fresh
-        # group starts at "latest", so a kill before its first commit would restart past the
-        # stream (a test artefact — workers start at "earliest" by default). Then the rest.
+    async def produce(part: list[tuple[bytes, bytes]], *, group: str | None = None) -> None:
+        # With `group`: the first tick of each symbol, then wait until the worker has committed
+        # it (a fresh group starts at "latest", so a kill before its first commit would restart
+        # past the stream: a test artefact, workers start at "earliest" by default). Then the
+        # rest of `part`.
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, acks="all")
         await producer.start()
         try:
-            first = quotes[: len(symbols)]
-            sent = [
-                await (await producer.send(topics.MARKET_QUOTES.name, key=key, value=value))
-                for key, value in first
-            ]
-            await _wait_committed(bootstrap, group, {(m.topic, m.partition) for m in sent})
-            for key, value in quotes[len(symbols) :]:
+            if group is not None:
+                first, part = part[: len(symbols)], part[len(symbols) :]
+                sent = [
+                    await (await producer.send(topics.MARKET_QUOTES.name, key=key, value=value))
+                    for key, value in first
+                ]
+                await _wait_committed(bootstrap, group, {(m.topic, m.partition) for m in sent})
+            for key, value in part:
                 await producer.send(topics.MARKET_QUOTES.name, key=key, value=value)
             await producer.flush()
         finally:
             await producer.stop()
 
+    async def start(worker: Any) -> None:
+        # The readiness wait polls synchronously (up to a session timeout after a kill -9):
+        # off the event loop, so the tail's fetches are answered meanwhile.
+        await asyncio.to_thread(worker.start)
+        await asyncio.sleep(2)
+
     # Each run is a fresh app id starting at "latest" (no shared-stack history), fed the same
     # quotes once it is assigned; the two runs' outputs are told apart by TopicTail offsets.
     async with TopicTail(bootstrap, topics.MARKET_CANDLES.name) as tail:
         baseline = make_worker(**settings)
-        baseline.start()
-        await asyncio.sleep(2)
-        await produce(baseline.app_id)
+        await start(baseline)
+        await produce(quotes, group=baseline.app_id)
         uninterrupted = by_window(await tail.collect(done, timeout_s=150, keys=keys))
         baseline.stop()
 
+    # The victim gets the first half, is killed as soon as some of its candles are out (its
+    # last second of work uncommitted: commits run every second), and the second half arrives
+    # while it is down; the restarted worker replays from its last commit on restored state.
+    half = len(quotes) // 2
     async with TopicTail(bootstrap, topics.MARKET_CANDLES.name) as tail:
         victim = make_worker(**settings)
-        victim.start()
-        await asyncio.sleep(2)
-        await produce(victim.app_id)
-        # Mid-stream: some candles out, not all.
+        await start(victim)
+        await produce(quotes[:half], group=victim.app_id)
         partial = await tail.collect(lambda rs: len(rs) >= 10, timeout_s=120, keys=keys)
-        assert len(by_window(partial)) < expected_windows, "stream finished before the kill"
         victim.kill9()
-        await asyncio.sleep(1)
-        victim.start()
+        await produce(quotes[half:])
+        await start(victim)
         restarted = by_window(
             partial + await tail.collect(lambda rs: done(partial + rs), timeout_s=150, keys=keys)
         )

@@ -112,3 +112,18 @@ def test_upstream_fetch_loop_still_has_the_shape_the_override_mirrors() -> None:
         "set_read_offset(tp, offset)",
     ):
         assert needle in source, needle
+
+
+def test_event_loop_defaults_to_asyncio_and_rejects_unknown_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from cdc_processor.__main__ import use_event_loop
+    from pydantic import ValidationError
+
+    assert CdcSettings().event_loop == "asyncio"
+    policy = asyncio.get_event_loop_policy()
+    assert use_event_loop("asyncio") == "asyncio"
+    assert asyncio.get_event_loop_policy() is policy  # asyncio: the policy is left alone
+    monkeypatch.setenv("CDC_EVENT_LOOP", "trio")
+    with pytest.raises(ValidationError, match="event_loop"):
+        CdcSettings()

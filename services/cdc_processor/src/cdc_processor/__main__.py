@@ -19,14 +19,16 @@ from cdc_processor.topic_admin import ensure_topics
 log = logging.getLogger(__name__)
 
 
-def _use_uvloop() -> bool:
-    """uvloop when it is installed: about 4% less CPU per review on the bench's backlog."""
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return False
-    mode.loop.use("uvloop")
-    return True
+def use_event_loop(name: str) -> str:
+    """Install the event loop `CDC_EVENT_LOOP` names; asyncio when uvloop is not installed."""
+    if name == "uvloop":
+        try:
+            import uvloop  # noqa: F401
+        except ImportError:
+            log.warning("CDC_EVENT_LOOP=uvloop but uvloop is not installed: using asyncio")
+            return "asyncio"
+        mode.loop.use("uvloop")
+    return name
 
 
 def tune_gc() -> None:
@@ -40,11 +42,10 @@ def tune_gc() -> None:
 
 
 def main() -> None:
-    uvloop = _use_uvloop()
     settings = load_settings(CdcSettings)
     kafka = load_settings(KafkaSettings)
     configure_logging(SERVICE, level=settings.log_level, json=settings.log_json)
-    log.info("event loop: %s", "uvloop" if uvloop else "asyncio")
+    log.info("event loop: %s", use_event_loop(settings.event_loop))
     if settings.uses_dev_pseudonym_key:
         log.warning("CDC_PSEUDONYM_KEY is not set: using the public DEV-ONLY key")
     asyncio.run(
