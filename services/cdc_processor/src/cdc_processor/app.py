@@ -104,7 +104,7 @@ def create_app(
         table_standby_replicas=0,
         producer_acks=-1,
         # Default linger 0 sends one produce request per record (changelog writes included).
-        producer_linger=0.02,
+        producer_linger=settings.producer_linger_s,
         producer_max_batch_size=256 * 1024,
         producer_partitioner=Murmur2Partitioner(),  # the Java client's partitions, faster
         broker_commit_interval=1.0,

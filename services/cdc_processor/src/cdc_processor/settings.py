@@ -30,7 +30,11 @@ class CdcSettings(ServiceSettings):
     # Agents take up to this many events at a time (stream.take_events), handle them, write
     # each changed table key once and send the outputs; 1 = one event at a time. See README.
     batch_max: int = Field(default=500, ge=1, le=10_000)
-    batch_within_s: float = Field(default=0.05, gt=0)
+    # ... or whatever arrived within this window: a trickle of events waits at most this long.
+    batch_within_s: float = Field(default=0.02, gt=0)
+    # The producer waits this long to batch a burst of sends (a batch's outputs and changelog
+    # records are sent together, so a few ms gather them; every output waits for it).
+    producer_linger_s: float = Field(default=0.005, ge=0, le=1)
     # Events a stream may buffer before Faust pauses fetching its partition (memory bound:
     # about this many records per source partition, e.g. 32,768 × ~2 KB ≈ 64 MB for reviews).
     stream_buffer_maxsize: int = Field(default=32_768, ge=64, le=1_048_576)
