@@ -382,6 +382,4 @@ if __name__ == "__main__":
 
         tune_gc()
         use_event_loop(CdcSettings().event_loop)
-        asyncio.run(main())
-    else:
-        asyncio.run(main())
+    asyncio.run(main())

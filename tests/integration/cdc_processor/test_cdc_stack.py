@@ -75,14 +75,14 @@ async def test_review_inserted_in_postgres_is_scrubbed_scored_joined_and_alerted
         # with product_known=False and re-emitted joined. Wait for this worker's joined record:
         # other processors on the shared stack (the e2e tier's, with the stack's pseudonym key)
         # may enrich the same row, and their pseudonyms differ by design.
-        mine = hmac.new(b"integration-test-key", b"email:jane.doe@example.com", hashlib.sha256)
+        key_bytes = worker.env["CDC_PSEUDONYM_KEY"].encode()
+        mine = hmac.new(key_bytes, b"email:jane.doe@example.com", hashlib.sha256).hexdigest()[:32]
 
         def joined(rs: list[Any]) -> list[Any]:
-            values = [orjson.loads(r.value) for r in rs]
             return [
                 r
-                for r, v in zip(rs, values, strict=True)
-                if v["product_known"] and v["author_pseudonym"] == mine.hexdigest()[:32]
+                for r in rs
+                if (v := orjson.loads(r.value))["product_known"] and v["author_pseudonym"] == mine
             ]
 
         records = joined(await enriched.collect(joined, timeout_s=90, keys={key}))
