@@ -1,8 +1,10 @@
 """Archiver benchmark: throughput vs a bare aiokafka consume-only loop over the same backlog,
 the share of the archiver's CPU spent encoding Parquet, and peak memory under backlog.
 
-`uv run python bench/s3_archiver/run.py [--quick] [--n N]` (reads .stack/env). Each side runs
-in its own fresh child process over the same topic, one after the other, in the same run.
+`uv run python bench/s3_archiver/run.py [--quick] [--n N]` (reads .stack/env). The default
+backlog, 1,050,000 candles (seven 50,000-row objects per partition), is long enough that start-up
+and the last upload are a few per cent of the run. Each side runs in its own fresh child process
+over the same topic, one after the other, in the same run.
 Throughput is measured from the first record consumed to the last one done (counted by the
 baseline; written to S3 by the archiver), so group joins are left out of both.
 """
@@ -27,6 +29,13 @@ from s3_archiver.main import FETCH_MAX_BYTES, PARTITION_FETCH_BYTES, configure_i
 
 REPO = Path(__file__).resolve().parents[2]
 PARTITIONS = 3
+OBJECT_ROWS = 50_000  # rows per object, sealed by count as in steady state
+
+
+def object_rows(n: int) -> int:
+    """Rows per object for a backlog of `n`: OBJECT_ROWS, or half a partition's share for a
+    small (quick) backlog, so every partition ends on a full object."""
+    return max(1, min(OBJECT_ROWS, n // PARTITIONS // 2))
 
 
 def load_stack_env() -> None:
@@ -156,9 +165,9 @@ async def child_archiver(topic: str, n: int) -> dict[str, Any]:
         group_id=f"bench-arch-{uuid.uuid4().hex[:6]}",
         http_port=0,
         write_catalog=False,
-        # Two objects per partition, sealed by count as in steady state (the default
-        # 1M rows would need a longer backlog than a benchmark wants to produce).
-        max_records=max(1, n // PARTITIONS // 2),
+        # Objects sealed by count as in steady state (the default 1M rows would need a
+        # longer backlog than a benchmark wants to produce); n is a multiple of P x rows.
+        max_records=object_rows(n),
     )
     s3, clock = S3Settings(), SystemClock()
     first: list[float] = []
@@ -245,8 +254,8 @@ def main() -> None:
         fn = child_baseline if args.child == "baseline" else child_archiver
         print(json.dumps(asyncio.run(fn(args.topic, args.n))))
         return
-    n = args.n or (6_000 if args.quick else 300_000)
-    n -= n % PARTITIONS
+    n = args.n or (6_000 if args.quick else 1_050_000)
+    n -= n % (PARTITIONS * object_rows(n))  # each partition ends on a full object
     topic = f"bench.s3arch.{uuid.uuid4().hex[:8]}"
     started = time.perf_counter()
     asyncio.run(prepare(topic, n))

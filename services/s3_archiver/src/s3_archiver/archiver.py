@@ -384,6 +384,10 @@ class Archiver:
         self.store_retry_at = None
         self._store_failures = 0
         self.buffers.mark_written(buffer)
+        # Hand the freed object's Arrow memory back to the OS now: mimalloc otherwise keeps
+        # it, and under a backlog the next buffers peak on top (bench peaks: 408-437 MB with
+        # this, 421-473 MB without).
+        pa.default_memory_pool().release_unused()
         metrics.ARCHIVE_RECORDS.labels(route.dataset.name).inc(buffer.count)
         metrics.ARCHIVE_BYTES.labels(route.dataset.name).inc(len(data))
         metrics.ARCHIVE_OBJECTS.labels(route.dataset.name).inc()
