@@ -1,9 +1,10 @@
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import orjson
 import pytest
 from contracts import datasets, topics
-from contracts.events import CandleClosed, QuotePolled
+from contracts.events import AlertRaised, CandleClosed, QuotePolled, ReviewEnriched
 from pydantic import ValidationError
 from servicekit.kafka import decode_event, encode_event
 
@@ -81,3 +82,40 @@ def test_candle_serializes_every_money_field_as_string() -> None:
     dumped = candle.model_dump(mode="json")
     for field in ("open", "high", "low", "close", "volume", "vwap", "ema"):
         assert isinstance(dumped[field], str), field
+
+
+def test_encode_event_writes_the_json_of_the_models_json_dump() -> None:
+    """The wire form is the serializer's direct output; it must stay the JSON of
+    `model_dump(mode="json")`, byte for byte (decimals as strings, UTC times, enums, unicode,
+    floats, nested dicts, nulls), or replays and consumers would see other records."""
+    events = [
+        quote(price="0.000000000000000001", size="123456789.5"),
+        ReviewEnriched(
+            review_id="00000000-0000-0000-0000-000000000001",
+            op="upsert",
+            source="app",
+            dedup_key="d" * 32,
+            product_id=7,
+            product_known=True,
+            rating=2,
+            title="Déçu \u2014 «bof»",
+            body='Zu laut 😞 [EMAIL] "quoted" \\ and\nnew line',
+            pii_counts={"email": 1, "phone": 2},
+            sentiment_score=-0.4215,
+            sentiment_label="negative",
+            event_time="2026-11-22T19:00:00.5+02:00",
+            enriched_at=NOW,
+        ),
+        AlertRaised(
+            alert_id="a1",
+            kind="negative_review",
+            subject="SKU-1",
+            severity="warning",
+            message="2★: bof",
+            event_time=NOW,
+            details={"rating": "2"},
+            raised_at=NOW,
+        ),
+    ]
+    for event in events:
+        assert encode_event(event) == orjson.dumps(event.model_dump(mode="json"))
