@@ -6,6 +6,7 @@ import asyncio
 import base64
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 from unittest.mock import AsyncMock, MagicMock
 
@@ -19,15 +20,17 @@ from servicekit.clock import FakeClock
 from servicekit.settings import KafkaSettings
 
 
-@pytest.fixture
-async def processor() -> AsyncIterator[Processor]:
+def make_processor(**overrides: Any) -> Processor:
     settings = CdcSettings(
-        app_id=f"cdc-unit-{uuid.uuid4().hex[:8]}",
-        http_port=0,
-        candle_grace_s=5,
-        sma_period=2,
-        ema_period=2,
-        batch_max=1,  # test_context stops the agent before a take_events batch would flush
+        **{
+            "app_id": f"cdc-unit-{uuid.uuid4().hex[:8]}",
+            "http_port": 0,
+            "candle_grace_s": 5,
+            "sma_period": 2,
+            "ema_period": 2,
+            "batch_max": 1,  # test_context stops the agent before a take_events batch would flush
+            **overrides,
+        }
     )
     p = create_app(
         settings, KafkaSettings(kafka_bootstrap_servers="127.0.0.1:1"), clock=FakeClock(T0)
@@ -42,7 +45,12 @@ async def processor() -> AsyncIterator[Processor]:
     app.producer.send = AsyncMock()  # type: ignore[method-assign]  # agents publish here
     for table in app.tables.values():
         table.send_changelog = MagicMock()  # type: ignore[method-assign]
-    yield p
+    return p
+
+
+@pytest.fixture
+async def processor() -> AsyncIterator[Processor]:
+    yield make_processor()
 
 
 def sent(p: Processor, topic: str) -> list[tuple[bytes | None, dict[str, Any]]]:
@@ -224,3 +232,55 @@ async def test_a_batch_writes_each_table_key_once_under_its_last_event(
     assert candles.pending == 0 and len(table["AAPL"]["recent_ids"]) == 3
     [(key, dlq)] = sent(p, topics.DLQ.name)
     assert key == b"x" and dlq["source_offset"] == 9
+
+
+async def batch_sizes(
+    monkeypatch: pytest.MonkeyPatch, count: int, *, settle_s: float, **overrides: Any
+) -> list[int]:
+    """Put `count` quotes through a batched `quotes` agent; the sizes of the batches it took
+    while the test context stayed open for `settle_s` after the last put (leaving the context
+    stops the agent, which hands over what it holds: not counted)."""
+    from cdc_processor import agents
+
+    p = make_processor(**overrides)
+    sizes: list[int] = []
+    original = agents.process_batch
+
+    async def recording(processor: Any, events: Any, *args: Any) -> None:
+        sizes.append(len(events))
+        await original(processor, events, *args)
+
+    monkeypatch.setattr(agents, "process_batch", recording)
+    async with p.app.agents["quotes"].test_context() as quotes:
+        for i in range(count):
+            await quotes.put(quote("BTC-USD", "100", T0 + timedelta(seconds=i)), key=b"BTC-USD")
+        await asyncio.sleep(settle_s)
+        taken = list(sizes)
+    return taken
+
+
+async def test_a_batch_ends_once_records_stop_coming_not_at_the_window(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A 10 s window: only the 2 ms quiet rule can end these batches while the context is open
+    # (Faust's take_events waited out the window before every batch).
+    sizes = await batch_sizes(
+        monkeypatch, 5, settle_s=0.2, batch_max=500, batch_within_s=10, batch_idle_s=0.002
+    )
+    assert sum(sizes) == 5
+
+
+async def test_a_batch_never_holds_more_than_batch_max(monkeypatch: pytest.MonkeyPatch) -> None:
+    sizes = await batch_sizes(
+        monkeypatch, 7, settle_s=0.2, batch_max=3, batch_within_s=10, batch_idle_s=0.002
+    )
+    assert sum(sizes) == 7 and max(sizes) <= 3
+
+
+async def test_with_a_long_quiet_rule_a_batch_waits_for_its_window(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sizes = await batch_sizes(
+        monkeypatch, 3, settle_s=0.1, batch_max=500, batch_within_s=10, batch_idle_s=10
+    )
+    assert sizes == []  # neither full, nor quiet for 10 s, nor 10 s old: still gathering

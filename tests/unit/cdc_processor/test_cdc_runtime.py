@@ -7,6 +7,7 @@ import inspect
 import uuid
 from typing import Any
 
+import faust
 import pytest
 from cdc_processor import runtime
 from cdc_processor.app import create_app
@@ -110,6 +111,23 @@ def test_upstream_fetch_loop_still_has_the_shape_the_override_mirrors() -> None:
         "await self._add_gap(tp, r_offset + 1, offset)",
         "self._n_acked >= commit_every",
         "set_read_offset(tp, offset)",
+    ):
+        assert needle in source, needle
+
+
+def test_upstream_take_still_has_the_shape_take_batches_mirrors() -> None:
+    # take_batches follows faust-streaming 0.15's Stream.take_events (its passive buffer, acks
+    # after the batch, the stream held while a batch is consumed) and adds the quiet rule.
+    source = inspect.getsource(faust.Stream.take_events)
+    for needle in (
+        "self.enable_acks = False",
+        "self.add_processor(add_to_buffer)",
+        "self._enable_passive(cast(ChannelT, channel_it))",
+        "event = self.current_event",
+        "await self.wait(buffer_consumed)",
+        "buffer_consuming = self.loop.create_future()",
+        "await self.ack(event)",
+        "self._processors.remove(add_to_buffer)",
     ):
         assert needle in source, needle
 

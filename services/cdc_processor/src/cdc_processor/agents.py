@@ -17,7 +17,7 @@ from servicekit import metrics
 from servicekit.health import HealthServer
 from servicekit.kafka import dead_letter
 
-from cdc_processor import decoding
+from cdc_processor import decoding, runtime
 from cdc_processor.app import SERVICE, Processor
 from cdc_processor.pipeline import Output, Rejected
 from cdc_processor.writeback import ChangelogRecord
@@ -232,8 +232,11 @@ def _make_agent(
         return agent
 
     async def batched_agent(stream: Any) -> None:
-        # take_events acks the batch only after this loop body finishes (at-least-once).
-        async for events in stream.take_events(batch_max, within=p.settings.batch_within_s):
+        # The batch is acknowledged only after this loop body finishes (at-least-once).
+        batches = runtime.take_batches(
+            stream, batch_max, within=p.settings.batch_within_s, idle=p.settings.batch_idle_s
+        )
+        async for events in batches:
             await process_batch(p, events, handle, stream, after)
 
     return batched_agent

@@ -6,6 +6,12 @@ record in two places this module replaces through Faust's extension points:
 - **`QuietMonitor`** (the `Monitor` setting): Faust's default monitor keeps per-record stats
   for its web UI (off here: `/metrics` is servicekit's). The per-record hooks become no-ops;
   the rest of the monitor (rebalance, commit, assignment bookkeeping) is unchanged.
+- **`take_batches`** (the agents' batching): Faust's `Stream.take_events` waits `within` after
+  every batch, even when the next records are already buffered, so a busy worker idles a full
+  window per batch and records queue behind it. Here a batch also ends as soon as the records
+  stop coming (`idle`, a fetched chunk has been delivered), with the same buffer, the same
+  acknowledgements after the batch, and the same bound (`max_`, `within` since its first
+  record).
 - **`ChunkedConsumer`** (through `PulseTransport`, set on `app.transport`): Faust's fetch loop
   races *every* record's delivery against "flow suspended" with `Service.wait_first`, which
   creates four tasks per record. Here one `wait_first` covers a whole fetched chunk: the
@@ -22,12 +28,15 @@ upstream method still has the shape this override mirrors.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import time
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from faust.sensors.monitor import Monitor
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from mode.utils.aiter import aiter
+from mode.utils.futures import notify
 
 # Records delivered between two yields to the event loop (Faust's own value).
 YIELD_EVERY = 100
@@ -66,6 +75,78 @@ class QuietMonitor(Monitor):
 
     def on_send_completed(self, producer: Any, state: Any, metadata: Any) -> None:
         return None
+
+
+async def take_batches(
+    stream: Any, max_: int, *, within: float, idle: float
+) -> AsyncIterator[Sequence[Any]]:
+    """Faust's `Stream.take_events` with one more way for a batch to end (see the module
+    docstring): up to `max_` events, yielded when the buffer is full, when `idle` seconds pass
+    with no new event, or `within` seconds after the batch's first event. The events are
+    acknowledged after the consumer of the batch is done with it (at-least-once), and the
+    stream is held while a batch is being consumed, as upstream does."""
+    buffer: list[Any] = []
+    buffer_full = asyncio.Event()
+    buffer_started = asyncio.Event()
+    buffer_consumed = asyncio.Event()
+    last_added = [0.0]
+    consuming: list[asyncio.Future[None] | None] = [None]
+
+    async def add_to_buffer(value: Any) -> Any:
+        try:
+            if consuming[0] is not None:
+                try:
+                    await consuming[0]
+                finally:
+                    consuming[0] = None
+            event = stream.current_event
+            if event is None:
+                raise RuntimeError("take_batches found current_event is None")
+            buffer.append(event)
+            last_added[0] = time.monotonic()
+            buffer_started.set()
+            if len(buffer) >= max_:
+                buffer_full.set()
+                buffer_consumed.clear()
+                await stream.wait(buffer_consumed)  # never more than max_ in a batch
+        except asyncio.CancelledError:  # pragma: no cover
+            raise
+        except Exception as exc:
+            stream.log.exception("Error adding to take buffer: %r", exc)
+            await stream.crash(exc)
+        return value
+
+    enable_acks = stream.enable_acks
+    stream.enable_acks = False  # acknowledged below, once the batch is consumed
+    stream.add_processor(add_to_buffer)
+    stream._enable_passive(aiter(stream.channel))
+    try:
+        while not stream.should_stop:
+            await stream.wait_for_stopped(buffer_started)
+            started = time.monotonic()
+            while not buffer_full.is_set() and not stream.should_stop:
+                now = time.monotonic()
+                wait = min(within - (now - started), idle - (now - last_added[0]))
+                if wait <= 0:
+                    break
+                await stream.wait_for_stopped(buffer_full, timeout=wait)
+            if not buffer:
+                continue
+            consuming[0] = stream.loop.create_future()
+            try:
+                yield list(buffer)
+            finally:
+                events = list(buffer)
+                buffer.clear()
+                for event in events:
+                    await stream.ack(event)
+                notify(consuming[0])
+                buffer_full.clear()
+                buffer_started.clear()
+                buffer_consumed.set()
+    finally:
+        stream.enable_acks = enable_acks
+        stream._processors.remove(add_to_buffer)
 
 
 class ChunkedConsumer(faust_aiokafka.Consumer):

@@ -27,11 +27,14 @@ class CdcSettings(ServiceSettings):
     pseudonym_key: SecretStr = SecretStr(DEV_ONLY_PSEUDONYM_KEY)
     expected_languages: str = Field(default="en,fr,de", pattern=r"^[a-z]{2}(,[a-z]{2})*$")
     topic_replication_factor: int = Field(default=1, ge=1)
-    # Agents take up to this many events at a time (stream.take_events), handle them, write
+    # Agents take up to this many events at a time (runtime.take_batches), handle them, write
     # each changed table key once and send the outputs; 1 = one event at a time. See README.
     batch_max: int = Field(default=500, ge=1, le=10_000)
     # ... or whatever arrived within this window: a trickle of events waits at most this long.
     batch_within_s: float = Field(default=0.02, gt=0)
+    # ... or what has arrived once no event came for this long (a fetched chunk is in): a busy
+    # worker starts the next batch at once instead of waiting out the window. 0: never wait.
+    batch_idle_s: float = Field(default=0.002, ge=0)
     # The producer waits this long to batch a burst of sends (a batch's outputs and changelog
     # records are sent together, so a few ms gather them; every output waits for it).
     producer_linger_s: float = Field(default=0.005, ge=0, le=1)
