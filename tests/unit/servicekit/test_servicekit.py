@@ -71,3 +71,23 @@ async def test_health_server_reports_failing_check_as_503() -> None:
     finally:
         await server.stop()
     await asyncio.sleep(0)
+
+
+def test_http_services_keep_idle_connections_longer_than_nginx_does() -> None:
+    # nginx must be the side that closes an idle upstream connection (see
+    # ServiceSettings.http_keepalive_s): every upstream block of both nginx configurations.
+    import re
+    from pathlib import Path
+
+    from ingest.settings import IngestSettings
+    from query.settings import QuerySettings
+
+    root = Path(__file__).resolve().parents[3]
+    upstream_timeouts = []
+    for conf in ("deploy/nginx/nginx.conf", "deploy/k8s/base/nginx/conf/nginx.conf"):
+        text = (root / conf).read_text()
+        for block in re.findall(r"upstream \w+ \{(.*?)\}", text, re.DOTALL):
+            upstream_timeouts += [int(s) for s in re.findall(r"keepalive_timeout (\d+)s;", block)]
+    assert len(upstream_timeouts) == 4
+    for settings in (IngestSettings(), QuerySettings()):
+        assert settings.http_keepalive_s > max(upstream_timeouts)

@@ -32,6 +32,11 @@ class ServiceSettings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=0, ge=0, le=65535)  # health/metrics port; 0 = none
     shutdown_grace_s: float = Field(default=25.0, gt=0)
+    # HTTP services keep an idle keep-alive connection this long: longer than nginx keeps its
+    # idle upstream connections (60 s), so nginx is the side that closes one. The other way
+    # round (uvicorn's default is 5 s) a request nginx sends on a connection the app is closing
+    # at that moment fails, and nginx answers a POST with 502 (it never retries those).
+    http_keepalive_s: float = Field(default=75.0, gt=0)
 
 
 S = TypeVar("S", bound=BaseSettings)

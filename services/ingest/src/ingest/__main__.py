@@ -51,6 +51,7 @@ def _serve(settings: IngestSettings) -> None:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace_s),
+        timeout_keep_alive=int(settings.http_keepalive_s),
         backlog=2048,
         **options,  # type: ignore[arg-type]  # only loop/http keys are set
     )

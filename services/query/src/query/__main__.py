@@ -18,6 +18,7 @@ def main() -> None:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace_s),
+        timeout_keep_alive=int(settings.http_keepalive_s),
     )
 
 
