@@ -122,7 +122,11 @@ async def take_batches(
     stream._enable_passive(aiter(stream.channel))
     try:
         while not stream.should_stop:
-            await stream.wait_for_stopped(buffer_started)
+            # Wakes every `within` even while nothing comes, as upstream's loop does: a missed
+            # signal costs one window, never a stalled stream.
+            await stream.wait_for_stopped(buffer_started, timeout=within)
+            if not buffer:
+                continue
             started = time.monotonic()
             while not buffer_full.is_set() and not stream.should_stop:
                 now = time.monotonic()
