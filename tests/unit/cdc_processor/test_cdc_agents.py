@@ -13,8 +13,11 @@ from unittest.mock import AsyncMock, MagicMock
 import orjson
 import pytest
 from cdc_fixtures import T0, envelope, golden, product_row, quote, tick_row
+from cdc_processor import agents
 from cdc_processor.app import Processor, create_app
+from cdc_processor.pipeline import Output
 from cdc_processor.settings import CdcSettings
+from cdc_processor.writeback import ChangelogRecord
 from contracts import topics
 from servicekit.clock import FakeClock
 from servicekit.settings import KafkaSettings
@@ -247,8 +250,6 @@ async def batch_sizes(
     """Put `count` quotes through a batched `quotes` agent; the sizes of the batches it took
     while the test context stayed open for `settle_s` after the last put (leaving the context
     stops the agent, which hands over what it holds: not counted)."""
-    from cdc_processor import agents
-
     p = make_processor(**overrides)
     sizes: list[int] = []
     original = agents.process_batch
@@ -298,10 +299,6 @@ async def test_table_changelog_is_sent_only_once_kafka_has_the_outputs(
 ) -> None:
     # A kill -9 between the two must never leave state (changelog) ahead of the outputs built
     # from it: the replay would see its inputs as done and never send those outputs again.
-    from cdc_processor import agents
-    from cdc_processor.pipeline import Output
-    from cdc_processor.writeback import ChangelogRecord
-
     p = processor
     loop = asyncio.get_running_loop()
     sends: list[str] = []
@@ -326,10 +323,6 @@ async def test_table_changelog_is_sent_only_once_kafka_has_the_outputs(
 
 
 async def test_a_refused_output_keeps_the_changelog_unsent(processor: Processor) -> None:
-    from cdc_processor import agents
-    from cdc_processor.pipeline import Output
-    from cdc_processor.writeback import ChangelogRecord
-
     p = processor
     sends: list[str] = []
 
