@@ -278,6 +278,16 @@ def secret(stack: Stack, name: str, make: Callable[[], str]) -> str:
     return value
 
 
+def kraft_cluster_id() -> str:
+    """A UUID in URL-safe base64 without padding, as KRaft wants, never starting with "-":
+    kafka-storage would read such an id as an option (1 in 64 random ids; Kafka's own
+    random-uuid avoids it the same way)."""
+    while True:
+        value = base64.urlsafe_b64encode(secrets.token_bytes(16)).decode().rstrip("=")
+        if not value.startswith("-"):
+            return value
+
+
 @dataclass(frozen=True)
 class Secrets:
     pg_admin_password: str
@@ -297,12 +307,7 @@ class Secrets:
             ),
             s3_secret_key=secret(stack, "s3_secret_key", lambda: secrets.token_urlsafe(30)),
             api_key=secret(stack, "api_key", lambda: "pulse-local-" + secrets.token_hex(16)),
-            # KRaft cluster ids are a UUID in URL-safe base64 without padding
-            kafka_cluster_id=secret(
-                stack,
-                "kafka_cluster_id",
-                lambda: base64.urlsafe_b64encode(secrets.token_bytes(16)).decode().rstrip("="),
-            ),
+            kafka_cluster_id=secret(stack, "kafka_cluster_id", kraft_cluster_id),
         )
 
 
@@ -929,8 +934,8 @@ def start_kafka(stack: Stack, sec: Secrets) -> int:
             [
                 "kafka.tools.StorageTool",
                 "format",
-                "-t",
-                sec.kafka_cluster_id,
+                # One token: an id starting with "-" must not read as an option.
+                f"--cluster-id={sec.kafka_cluster_id}",
                 "-c",
                 str(kdir / "server.properties"),
                 "--standalone",
