@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
+import functools
 import os
 import shutil
 import signal
@@ -162,21 +162,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def load_stack_module() -> ModuleType:
-    """deploy/local/stack.py as a module, for its `render_nginx` (it is a script)."""
-    name = "pulse_local_stack"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, REPO / "deploy" / "local" / "stack.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
 @contextlib.contextmanager
 def _private_nginx(
+    stack: ModuleType,
     upstream_url: str,
     *,
     rate: str | None = None,
@@ -186,7 +174,6 @@ def _private_nginx(
     """The real deploy/nginx/nginx.conf on a free port in front of `upstream_url`, with the
     per-key limit scaled down to `rate`/`burst` if given (so one test client can exceed it),
     proxying to ingest's `unix_socket` (env/local/upstream-ingest-uds.conf) if given."""
-    stack = load_stack_module()
     conf_text = (stack.DEPLOY_NGINX / "nginx.conf").read_text()
     assert "rate=5000r/s" in conf_text and "burst=2000" in conf_text
     if rate is not None and burst is not None:
@@ -249,7 +236,9 @@ def app_url(ingest_api: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def private_nginx() -> Callable[..., contextlib.AbstractContextManager[str]]:
+def private_nginx(
+    stack_module: ModuleType,
+) -> Callable[..., contextlib.AbstractContextManager[str]]:
     """`with private_nginx(upstream_url, rate="20r/s", burst=10) as url:`, or
     `private_nginx(upstream_url, unix_socket=path)` — see _private_nginx."""
-    return _private_nginx
+    return functools.partial(_private_nginx, stack_module)

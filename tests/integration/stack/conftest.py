@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
-import sys
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -21,17 +18,6 @@ STACK_PY = REPO / "deploy" / "local" / "stack.py"
 
 RunStack = Callable[..., subprocess.CompletedProcess[str]]
 OpenS3 = Callable[[dict[str, str]], AbstractAsyncContextManager[Any]]
-
-
-@pytest.fixture(scope="session")
-def stack_module() -> ModuleType:
-    """deploy/local/stack.py imported as a module (it is a script, not a package)."""
-    spec = importlib.util.spec_from_file_location("pulse_local_stack", STACK_PY)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="session")
