@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pulse_cli.stackenv import read_env_file
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,3 +57,29 @@ def stack_env() -> dict[str, str]:
 def _split(addr: str) -> tuple[str, int]:
     host, _, port = addr.rpartition(":")
     return host, int(port)
+
+
+NewTopicFactory = Callable[[str, int], Awaitable[str]]
+
+
+@pytest.fixture
+async def new_topic(stack_env: dict[str, str]) -> AsyncIterator[NewTopicFactory]:
+    """`await new_topic(name, partitions)` creates a topic on the stack's Kafka (which does not
+    auto-create them) and returns its name; the topics are deleted after the test."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack_env["KAFKA_BOOTSTRAP_SERVERS"])
+    await admin.start()
+    created: list[str] = []
+
+    async def create(name: str, partitions: int) -> str:
+        await admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+        created.append(name)
+        return name
+
+    try:
+        yield create
+    finally:
+        try:
+            if created:
+                await admin.delete_topics(created)
+        finally:
+            await admin.close()

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 pytestmark = pytest.mark.integration
 
@@ -24,17 +24,14 @@ async def _consume(
     return received
 
 
-async def test_consumer_group_resumes_from_committed_offset(stack_env: dict[str, str]) -> None:
+async def test_consumer_group_resumes_from_committed_offset(
+    stack_env: dict[str, str], new_topic: Any
+) -> None:
     bootstrap = stack_env["KAFKA_BOOTSTRAP_SERVERS"]
     run = uuid.uuid4().hex[:12]
-    topic, group = f"it.stack.kafka.{run}", f"it-stack-kafka-{run}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        # one partition: offsets give a total order to assert on
-        await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
-    finally:
-        await admin.close()
+    group = f"it-stack-kafka-{run}"
+    # one partition: offsets give a total order to assert on
+    topic = await new_topic(f"it.stack.kafka.{run}", 1)
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
     await producer.start()

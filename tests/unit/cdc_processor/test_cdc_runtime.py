@@ -6,6 +6,7 @@ import asyncio
 import inspect
 import uuid
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import faust
@@ -14,6 +15,7 @@ from cdc_processor import runtime
 from cdc_processor.app import create_app
 from cdc_processor.settings import CdcSettings
 from faust.transport import consumer as faust_consumer
+from mode.utils.queues import FlowControlQueue
 from servicekit.settings import KafkaSettings
 
 
@@ -99,6 +101,34 @@ async def test_a_cancelled_chunk_leaves_the_read_offset_at_the_last_delivered_re
         await task
     assert consumer.delivered == [0, 1, 2]
     assert consumer._read_offset == {"t-0": 2}
+
+
+def _queued(tp: str, offset: int) -> Any:
+    return SimpleNamespace(message=SimpleNamespace(tp=tp, offset=offset))
+
+
+async def test_a_queue_clear_notes_the_first_dropped_offset_of_each_partition() -> None:
+    flow = runtime.RewindingFlowControl()
+    queues = [FlowControlQueue(maxsize=100, flow_control=flow, clear_on_resume=True) for _ in "ab"]
+    for offset in (7, 5, 9):
+        queues[0].put_nowait(_queued("quotes-1", offset))
+    queues[1].put_nowait(_queued("quotes-2", 40))
+    queues[1].put_nowait(object())  # not a Kafka event: nothing to fetch again
+    flow.resume()  # what Faust calls after a rebalance: it empties every stream queue
+    assert [q.qsize() for q in queues] == [0, 0]
+    assert flow.take_dropped() == {"quotes-1": 5, "quotes-2": 40}
+    assert flow.dropped == {}
+    queues[0].put_nowait(_queued("quotes-1", 12))
+    flow.clear()
+    flow.clear()  # an empty clear keeps what the one before noted
+    assert flow.take_dropped() == {"quotes-1": 12}
+
+
+def test_install_replaces_the_flow_control_only_before_streams_exist() -> None:
+    app = _app()
+    assert isinstance(app.flow_control, runtime.RewindingFlowControl)
+    with pytest.raises(RuntimeError, match="before the app's streams"):
+        runtime.install(app)
 
 
 # The overrides copy faust-streaming 0.15's code: a Faust upgrade that changes it must be
