@@ -15,6 +15,7 @@ from cdc_processor import runtime
 from cdc_processor.app import create_app
 from cdc_processor.settings import CdcSettings
 from faust.transport import consumer as faust_consumer
+from faust.types import TP
 from mode.utils.queues import FlowControlQueue
 from servicekit.settings import KafkaSettings
 
@@ -58,20 +59,31 @@ class _Recorder:
 
     def __init__(self, *, commit_every: int | None = None) -> None:
         self.delivered: list[int] = []
-        self._read_offset: dict[str, int] = {}
+        self._read_offset: dict[TP, int] = {}
         self._commit_every = commit_every
         self._n_acked = 0
         self.commits = 0
         self.block_at: int | None = None
+        self.hold_at: int | None = None  # a seek starts once this offset is delivered
+        self._holding = False
+        self._in_callback = False
+        self._seek_waiter = None
+        self._held: dict[TP, int] = {}
+        self.app = SimpleNamespace(tables=SimpleNamespace(changelog_topics={"app-t-changelog"}))
 
     async def callback(self, message: Any) -> None:
         if message.offset == self.block_at:
             await asyncio.Event().wait()  # a full stream buffer: never returns
         self.delivered.append(message.offset)
         self._n_acked += 1
+        if message.offset == self.hold_at:
+            self._holding = True
 
     async def commit(self) -> None:
         self.commits += 1
+
+
+T0, T1 = TP("t", 0), TP("t", 1)
 
 
 class _Message:
@@ -81,10 +93,10 @@ class _Message:
 
 async def test_deliver_keeps_order_and_moves_the_read_offset_after_each_record() -> None:
     consumer = _Recorder(commit_every=4)
-    chunk = [("t-0", _Message(o)) for o in range(10)]
+    chunk = [(T0, _Message(o)) for o in range(10)]
     await runtime.ChunkedConsumer._deliver(consumer, chunk)  # type: ignore[arg-type]
     assert consumer.delivered == list(range(10))
-    assert consumer._read_offset == {"t-0": 9}
+    assert consumer._read_offset == {T0: 9}
     assert consumer.commits == 2  # broker_commit_every still counts acked records
 
 
@@ -93,14 +105,40 @@ async def test_a_cancelled_chunk_leaves_the_read_offset_at_the_last_delivered_re
     # task before: records after the blocked one are not marked read, so they are refetched.
     consumer = _Recorder()
     consumer.block_at = 3
-    chunk = [("t-0", _Message(o)) for o in range(6)]
+    chunk = [(T0, _Message(o)) for o in range(6)]
     task = asyncio.ensure_future(runtime.ChunkedConsumer._deliver(consumer, chunk))  # type: ignore[arg-type]
     await asyncio.sleep(0.01)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     assert consumer.delivered == [0, 1, 2]
-    assert consumer._read_offset == {"t-0": 2}
+    assert consumer._read_offset == {T0: 2}
+    assert not consumer._in_callback  # a seek would not wait for it
+
+
+async def test_from_a_seek_stream_records_are_held_and_noted_changelogs_still_flow() -> None:
+    # A seek starts after offset 1 of t-0 (rebalance end): from then on stream records are
+    # held until flow resumes, a held partition stays held for the rest of the chunk, and the
+    # first held offset of each partition is what gets fetched again.
+    consumer = _Recorder()
+    consumer.hold_at = 1
+    changelog = TP("app-t-changelog", 0)
+    chunk = [
+        (T0, _Message(0)),
+        (T0, _Message(1)),
+        (T1, _Message(50)),
+        (changelog, _Message(7)),
+        (T0, _Message(2)),
+        (T1, _Message(51)),
+    ]
+    await runtime.ChunkedConsumer._deliver(consumer, chunk)  # type: ignore[arg-type]
+    assert consumer.delivered == [0, 1, 7]
+    assert consumer._held == {T1: 50, T0: 2}
+    assert consumer._read_offset == {T0: 1, changelog: 7}
+
+    consumer._holding = False  # flow resumed; until the rewind, held partitions stay held
+    await runtime.ChunkedConsumer._deliver(consumer, [(T0, _Message(3))])  # type: ignore[arg-type]
+    assert consumer.delivered == [0, 1, 7]
 
 
 def _queued(tp: str, offset: int) -> Any:

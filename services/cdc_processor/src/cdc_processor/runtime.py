@@ -27,8 +27,11 @@ record in two places this module replaces through Faust's extension points:
   records fetched in between are dropped from the queues with the fetch position already past
   them, so they never came back. A restarted worker stalled with thousands of records unread,
   or, when more records followed, skipped minutes of ticks for good (the kill -9 integration
-  test, 1 run in 3 to 6). Each clear now notes the first dropped offset per partition, and the
-  fetch loop seeks a partition back there before its next fetch when its position is past it.
+  test, 1 run in 3 to 6). Each clear now notes the first dropped offset per partition; from
+  the seek until flow resumes the consumer holds stream records back instead of delivering
+  them (one delivered then could overtake dropped ones: a candle closed on part of its ticks);
+  then it seeks each such partition back to its first dropped or held record before fetching
+  on.
 
 Written against faust-streaming 0.15.x (`faust.transport.consumer.Consumer._drain_messages`);
 the service pins that range, and tests/unit/cdc_processor/test_cdc_runtime.py checks the
@@ -191,7 +194,31 @@ class RewindingFlowControl(FlowControlEvent):
 
 
 class ChunkedConsumer(faust_aiokafka.Consumer):
-    """Faust's aiokafka consumer delivering each fetched chunk under one `wait_first`."""
+    """Faust's aiokafka consumer delivering each fetched chunk under one `wait_first`.
+
+    From a seek to the committed offsets until flow resumes (the end of a rebalance), stream
+    records are held instead of delivered: Faust empties the stream queues when flow resumes,
+    so a record delivered then could be processed ahead of earlier ones dropped by that clear.
+    Held and dropped records are fetched again, in order, before anything else."""
+
+    _holding = False  # a seek started and flow has not resumed since
+    _in_callback = False  # a stream record is being handed to the conductor
+    _seek_waiter: asyncio.Future[None] | None = None
+    _held: dict[Any, int]  # stream partition → its first record held back
+
+    async def perform_seek(self) -> None:
+        self._holding = True
+        if self._in_callback:  # let the record in hand reach its queue before the clear
+            self._seek_waiter = self.loop.create_future()
+            try:
+                await self._seek_waiter
+            finally:
+                self._seek_waiter = None
+        await super().perform_seek()
+
+    def resume_flow(self) -> None:
+        self._holding = False
+        super().resume_flow()
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - via worker
         getmany = self.getmany
@@ -203,10 +230,11 @@ class ChunkedConsumer(faust_aiokafka.Consumer):
         flow_control = self.app.flow_control
         if not isinstance(flow_control, RewindingFlowControl):
             raise RuntimeError("ChunkedConsumer needs runtime.install's flow control")
+        self._held = {}
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
-                if flow_control.dropped:
-                    await self._rewind_dropped(flow_control.take_dropped())
+                if (flow_control.dropped or self._held) and not self._holding:
+                    await self._rewind(flow_control.take_dropped(), self._held)
                 self.diag.set_flag(flag)
                 chunk: list[tuple[Any, Any]] = []
                 # Offsets accepted in this chunk, so gaps are measured against the record
@@ -248,14 +276,16 @@ class ChunkedConsumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> Any:
         return FetchTunedConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
-    async def _rewind_dropped(self, dropped: dict[Any, int]) -> None:
-        """Fetch again, from the first dropped record, every stream partition whose records a
-        queue clear dropped after they were fetched (its position is past them). Partitions
-        the worker no longer holds, or already sought back (a rebalance's seek to the
-        committed offset), are left alone; table changelogs are the recovery's own."""
-        for tp, offset in dropped.items():
-            if self._is_changelog_tp(tp):
-                continue
+    async def _rewind(self, dropped: dict[Any, int], held: dict[Any, int]) -> None:
+        """Fetch again, from its first dropped or held record, every stream partition whose
+        position is past it. Partitions the worker no longer holds, or already sought back (a
+        rebalance's seek to the committed offset), are left alone; table changelogs are the
+        recovery's own."""
+        targets = {tp: offset for tp, offset in dropped.items() if not self._is_changelog_tp(tp)}
+        for tp, offset in held.items():
+            targets[tp] = min(offset, targets.get(tp, offset))
+        held.clear()
+        for tp, offset in targets.items():
             try:
                 position = await cast(FetchTunedConsumerThread, self._thread).rewind(tp, offset)
             except Exception as exc:  # the consumer is stopping or the partition moved on
@@ -264,17 +294,21 @@ class ChunkedConsumer(faust_aiokafka.Consumer):
             if position is not None:
                 self._read_offset[tp] = offset
                 self.log.warning(
-                    "%s: fetching again from %d (%d records were dropped at a rebalance)",
+                    "%s: fetching again from %d (%d records dropped or held at a rebalance)",
                     tp,
                     offset,
                     position - offset,
                 )
 
     async def _deliver(self, chunk: Sequence[tuple[Any, Any]]) -> None:
-        """Hand records to the conductor in order; the read offset follows each delivery."""
+        """Hand records to the conductor in order; the read offset follows each delivery.
+        Stream records are held back while a seek is under way (see the class docstring), and
+        so is every later record of a partition with one held."""
         callback = self.callback
         set_read_offset = self._read_offset.__setitem__
         commit_every = self._commit_every
+        held = self._held
+        changelog_topics = self.app.tables.changelog_topics
         since_yield = 0
         for tp, message in chunk:
             since_yield += 1
@@ -284,7 +318,20 @@ class ChunkedConsumer(faust_aiokafka.Consumer):
             if commit_every is not None and self._n_acked >= commit_every:
                 self._n_acked = 0
                 await self.commit()
-            await callback(message)
+            if tp.topic in changelog_topics:
+                await callback(message)
+            else:
+                if self._holding or tp in held:
+                    if tp not in held:
+                        held[tp] = message.offset
+                    continue
+                self._in_callback = True
+                try:
+                    await callback(message)
+                finally:
+                    self._in_callback = False
+                    if self._seek_waiter is not None:
+                        notify(self._seek_waiter)
             set_read_offset(tp, message.offset)
 
 
