@@ -294,19 +294,49 @@ async def test_with_a_long_quiet_rule_a_batch_waits_for_its_window(
     assert sizes == []  # neither full, nor quiet for 10 s, nor 10 s old: still gathering
 
 
-async def test_outputs_go_to_the_producer_before_the_table_changelog(
+async def test_table_changelog_is_sent_only_once_kafka_has_the_outputs(
     processor: Processor,
 ) -> None:
-    # State (the changelog) must not get ahead of the outputs built from it (see publish).
+    # A kill -9 between the two must never leave state (changelog) ahead of the outputs built
+    # from it: the replay would see its inputs as done and never send those outputs again.
+    p = processor
+    loop = asyncio.get_running_loop()
+    sends: list[str] = []
+    deliveries: list[asyncio.Future[None]] = []
+
+    async def send(topic: str, *_args: Any) -> asyncio.Future[None]:
+        sends.append(topic)
+        deliveries.append(loop.create_future())
+        return deliveries[-1]
+
+    p.app.producer.send = send  # type: ignore[method-assign]
+    outputs = [Output(topics.MARKET_CANDLES.name, b"BTC-USD", b"{}")] * 2
+    changelog = [ChangelogRecord("cdc-candles-changelog", b'"BTC-USD"', b"{}", 0)]
+    publishing = asyncio.create_task(agents.publish(p, outputs, changelog))
+    await asyncio.sleep(0.05)
+    assert sends == [topics.MARKET_CANDLES.name] * 2  # outputs out, changelog held back
+    assert not publishing.done()
+    for delivery in deliveries:
+        delivery.set_result(None)
+    await asyncio.wait_for(publishing, timeout=1)
+    assert sends[-1] == "cdc-candles-changelog"
+
+
+async def test_a_refused_output_keeps_the_changelog_unsent(processor: Processor) -> None:
     p = processor
     sends: list[str] = []
 
     async def send(topic: str, *_args: Any) -> asyncio.Future[None]:
         sends.append(topic)
-        return delivered()
+        future = asyncio.get_running_loop().create_future()
+        future.set_exception(RuntimeError("broker refused the record"))
+        return future
 
     p.app.producer.send = send  # type: ignore[method-assign]
-    outputs = [Output(topics.MARKET_CANDLES.name, b"BTC-USD", b"{}")] * 2
-    changelog = [ChangelogRecord("cdc-candles-changelog", b'"BTC-USD"', b"{}", 0)]
-    await agents.publish(p, outputs, changelog)
-    assert sends == [topics.MARKET_CANDLES.name] * 2 + ["cdc-candles-changelog"]
+    with pytest.raises(RuntimeError, match="refused"):
+        await agents.publish(
+            p,
+            [Output(topics.ALERTS.name, b"k", b"{}")],
+            [ChangelogRecord("cdc-bursts-changelog", b'"k"', b"{}", None)],
+        )
+    assert sends == [topics.ALERTS.name]

@@ -7,6 +7,7 @@ with its original bytes, reason and topic/partition/offset; processing always go
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -38,8 +39,8 @@ async def process_batch(
     after: Callable[[], object] | None = None,
 ) -> None:
     """Process a batch of Kafka events: handle each (dead-lettering rejections), write every
-    changed table key once (its store, and one changelog record), then send the outputs and
-    the changelog records, in that order (see `publish`). Runs synchronously up to the
+    changed table key once (its store, and one changelog record), then send the outputs and,
+    once Kafka has them, the changelog records (see `publish`). Runs synchronously up to the
     sends, so another agent's batch never interleaves with this one's table writes; Faust
     flushes the producer before it commits the batch's offsets (at-least-once)."""
     outputs: list[Output] = []
@@ -111,20 +112,27 @@ async def publish(
     outputs: Sequence[Output],
     changelog: Sequence[ChangelogRecord] = (),
 ) -> None:
-    """Hand the batch's outputs, then its table changelog records, to the producer (no
-    per-record Topic/FutureMessage wrapping; Faust flushes the producer before it commits).
+    """Send the batch's outputs, wait until Kafka has them, then send its table changelog
+    records (no per-record Topic/FutureMessage wrapping; Faust flushes the producer before it
+    commits offsets).
 
-    Outputs first: a kill -9 that lets the changelog reach Kafka but not the outputs leaves
-    restored state that counts the batch's inputs as done, and the replay never sends those
-    outputs (the kill -9 test lost two candles that way). Sending the changelog only once the
-    outputs are acknowledged closes that gap; it is not done yet (see the README, "Outputs
-    before state"): this order narrows it, both usually leave in the same produce request."""
+    In this order a crash loses nothing. Dying after the outputs but before the changelog, the
+    restarted worker restores the older state and replays the batch (its offsets are not
+    committed yet), sending the same records again: at-least-once. The other way round, the
+    restored state would already count the batch's inputs (a candle closed, a tick's position
+    recorded) while the outputs built from them never reached Kafka, and the replay, seeing
+    its inputs as done, would not send them again: a kill -9 lost candles that way."""
     send = processor.app.producer.send
     names = processor.topic_names
     counts_out: dict[str, int] = {}
+    delivered = []
     for out in outputs:
-        await send(names.get(out.topic, out.topic), out.key, out.value, None, None, None)
+        delivered.append(
+            await send(names.get(out.topic, out.topic), out.key, out.value, None, None, None)
+        )
         counts_out[out.topic] = counts_out.get(out.topic, 0) + 1
+    if changelog and delivered:
+        await asyncio.gather(*delivered)  # raises if Kafka refused one: no state is written
     for record in changelog:
         await send(record.topic, record.key, record.value, record.partition, None, None)
     for topic, n in counts_out.items():
