@@ -34,7 +34,7 @@ class CdcSettings(ServiceSettings):
     batch_within_s: float = Field(default=0.02, gt=0)
     # ... or what has arrived once no event came for this long (a fetched chunk is in): a busy
     # worker starts the next batch at once instead of waiting out the window (0: never wait).
-    # Unset: Faust's own take_events. Opt-in for now: see the README ("Batches").
+    # Unset: Faust's own take_events. Opt-in until re-measured: see the README ("Batches").
     batch_idle_s: float | None = Field(default=None, ge=0)
     # The producer waits this long to batch a burst of sends (a batch's outputs and changelog
     # records are sent together, so a few ms gather them; every output waits for it).
