@@ -20,7 +20,7 @@ record in two places this module replaces through Faust's extension points:
   single-record one. Gap tracking for acked topics and `broker_commit_every` keep their
   per-record behaviour.
 
-- **`RewindingFlowControl`** (set on `app.flow_control`, with the consumer's `_rewind_dropped`):
+- **`RewindingFlowControl`** (set on `app.flow_control`; `ChunkedConsumer` holds and rewinds):
   Faust empties every stream queue each time flow resumes. At the end of a rebalance its
   recovery resumes the stream partitions and seeks them to their committed offsets while the
   fetcher is already running (its standby phase resumed flow), then resumes flow again: the
