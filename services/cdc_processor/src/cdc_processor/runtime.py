@@ -318,20 +318,17 @@ class ChunkedConsumer(faust_aiokafka.Consumer):
             if commit_every is not None and self._n_acked >= commit_every:
                 self._n_acked = 0
                 await self.commit()
-            if tp.topic in changelog_topics:
+            stream = tp.topic not in changelog_topics
+            if stream and (self._holding or tp in held):
+                held.setdefault(tp, message.offset)
+                continue
+            self._in_callback = stream
+            try:
                 await callback(message)
-            else:
-                if self._holding or tp in held:
-                    if tp not in held:
-                        held[tp] = message.offset
-                    continue
-                self._in_callback = True
-                try:
-                    await callback(message)
-                finally:
-                    self._in_callback = False
-                    if self._seek_waiter is not None:
-                        notify(self._seek_waiter)
+            finally:
+                self._in_callback = False
+                if self._seek_waiter is not None:
+                    notify(self._seek_waiter)
             set_read_offset(tp, message.offset)
 
 
