@@ -14,6 +14,7 @@ import pytest
 from cdc_processor import runtime
 from cdc_processor.app import create_app
 from cdc_processor.settings import CdcSettings
+from faust.tables.recovery import Recovery
 from faust.transport import consumer as faust_consumer
 from faust.types import TP
 from mode.utils.queues import FlowControlQueue
@@ -197,6 +198,17 @@ UPSTREAM_SHAPES: dict[str, tuple[Callable[[], Any], tuple[str, ...]]] = {
             "buffer_consuming = self.loop.create_future()",
             "await self.ack(event)",
             "self._processors.remove(add_to_buffer)",
+        ),
+    ),
+    # The hold and rewind answer this sequence: stream partitions resumed, sought to their
+    # committed offsets, then every stream queue emptied by the flow resume.
+    "recovery end": (
+        lambda: Recovery.on_recovery_completed,
+        (
+            "consumer.resume_partitions(",
+            "consumer.perform_seek()",
+            "self.app.flow_control.resume()",
+            "consumer.resume_flow()",
         ),
     ),
 }
