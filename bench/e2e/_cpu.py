@@ -9,6 +9,7 @@ machine is "other" (the shared machine's noise, e.g. another engineer's own inge
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -41,11 +42,8 @@ def _service_pids() -> dict[int, str]:
     return pids
 
 
-def snapshot() -> dict[int, tuple[str, float]]:
-    """pid → (group, CPU seconds so far)."""
-    services = _service_pids()
-    parents: dict[int, int] = {}
-    raw: dict[int, tuple[str, float]] = {}
+def _processes() -> Iterator[tuple[int, str, list[str]]]:
+    """(pid, group by command line, /proc/<pid>/stat fields from field 3 (state) on)."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -54,9 +52,17 @@ def snapshot() -> dict[int, tuple[str, float]]:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        fields = stat[stat.rindex(")") + 2 :].split()  # from field 3 (state) on
-        parents[int(entry.name)] = int(fields[1])
-        raw[int(entry.name)] = (_group(cmdline), (int(fields[11]) + int(fields[12])) / _TICK)
+        yield int(entry.name), _group(cmdline), stat[stat.rindex(")") + 2 :].split()
+
+
+def snapshot() -> dict[int, tuple[str, float]]:
+    """pid → (group, CPU seconds so far)."""
+    services = _service_pids()
+    parents: dict[int, int] = {}
+    raw: dict[int, tuple[str, float]] = {}
+    for pid, group, fields in _processes():
+        parents[pid] = int(fields[1])
+        raw[pid] = (group, (int(fields[11]) + int(fields[12])) / _TICK)
     out: dict[int, tuple[str, float]] = {}
     for pid, (group, cpu) in raw.items():
         ancestor, hops = pid, 0
@@ -64,6 +70,14 @@ def snapshot() -> dict[int, tuple[str, float]]:
             ancestor, hops = parents[ancestor], hops + 1
         out[pid] = (services.get(ancestor, group), cpu)
     return out
+
+
+def youngest_age_s(groups: tuple[str, ...]) -> float | None:
+    """Seconds since the youngest running process of `groups` (e.g. the stack's JVMs) started;
+    None when none runs."""
+    uptime = float(Path("/proc/uptime").read_text().split()[0])
+    ages = [uptime - int(f[19]) / _TICK for _, g, f in _processes() if g in groups]  # field 22
+    return min(ages) if ages else None
 
 
 def used(

@@ -244,11 +244,8 @@ def _make_agent(
 
     async def batched_agent(stream: Any) -> None:
         # The batch is acknowledged only after this loop body finishes (at-least-once).
-        within, idle = p.settings.batch_within_s, p.settings.batch_idle_s
-        batches = (
-            stream.take_events(batch_max, within=within)
-            if idle is None
-            else runtime.take_batches(stream, batch_max, within=within, idle=idle)
+        batches = runtime.take_batches(
+            stream, batch_max, within=p.settings.batch_within_s, idle=p.settings.batch_idle_s
         )
         async for events in batches:
             await process_batch(p, events, handle, stream, after)

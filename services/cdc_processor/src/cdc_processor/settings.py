@@ -33,9 +33,9 @@ class CdcSettings(ServiceSettings):
     # ... or whatever arrived within this window: a trickle of events waits at most this long.
     batch_within_s: float = Field(default=0.02, gt=0)
     # ... or what has arrived once no event came for this long (a fetched chunk is in): a busy
-    # worker starts the next batch at once instead of waiting out the window (0: never wait).
-    # Unset: Faust's own take_events. Opt-in until re-measured: see the README ("Batches").
-    batch_idle_s: float | None = Field(default=None, ge=0)
+    # worker starts the next batch at once instead of waiting out the window (0: never wait;
+    # >= batch_within_s: always wait out the window, as Faust's take_events does). README.
+    batch_idle_s: float = Field(default=0.002, ge=0)
     # The producer waits this long to batch a burst of sends (a batch's outputs and changelog
     # records are sent together, so a few ms gather them; every output waits for it).
     producer_linger_s: float = Field(default=0.005, ge=0, le=1)
