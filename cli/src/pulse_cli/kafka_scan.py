@@ -1,7 +1,8 @@
 """Read-only looks at Kafka: consumer lag per group, and counting a run's records on a topic.
 
 Scans assign partitions directly (no consumer group, nothing committed) and read from the
-beginning up to the end offsets seen when the scan starts, with a deadline.
+beginning, or from the first record written at or after a given time, up to the end offsets
+seen when the scan starts, with a deadline.
 """
 
 from __future__ import annotations
@@ -38,14 +39,27 @@ async def group_lag(bootstrap: str, group: str, *, timeout_s: float = 5.0) -> in
         await admin.close()
 
 
+class ScanIncompleteError(Exception):
+    """The deadline passed before every partition was read to its end; `found` is partial."""
+
+    def __init__(self, topic: str, timeout_s: float, found: set[str]) -> None:
+        super().__init__(f"{topic}: not read to its end within {timeout_s:g} s")
+        self.found = found
+
+
 async def scan(
     bootstrap: str,
     topic: str,
     keep: Callable[[bytes | None, bytes | None], str | None],
     *,
+    since_ms: int | None = None,
+    partitions: int | None = None,
     timeout_s: float = 30.0,
 ) -> set[str]:
-    """Distinct `keep(key, value)` results (None: skip) over the topic as it is now."""
+    """Distinct `keep(key, value)` results (None: skip) over the topic as it is now, from the
+    first record timestamped at or after `since_ms` (epoch ms) when given, so a run's check
+    does not read a topic's whole history. `partitions`: for a topic outside the contract.
+    Raises ScanIncompleteError at the deadline."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
@@ -57,14 +71,22 @@ async def scan(
     await consumer.start()
     try:
         # Partition counts are part of the contract: no metadata round trip needed.
-        tps = [TopicPartition(topic, p) for p in range(topics.BY_NAME[topic].partitions)]
+        count = topics.BY_NAME[topic].partitions if partitions is None else partitions
+        tps = [TopicPartition(topic, p) for p in range(count)]
         if not tps:
             return found
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
-        deadline = time.monotonic() + timeout_s
         remaining = {tp for tp in tps if ends[tp] > 0}
+        if since_ms is not None:
+            starts = await consumer.offsets_for_times(dict.fromkeys(remaining, since_ms))
+            for tp, start in starts.items():
+                if start is None:  # nothing written since then
+                    remaining.discard(tp)
+                else:
+                    consumer.seek(tp, start.offset)
+        deadline = time.monotonic() + timeout_s
         while remaining and time.monotonic() < deadline:
             batches = await consumer.getmany(timeout_ms=500)
             for tp, records in batches.items():
@@ -77,6 +99,8 @@ async def scan(
             for tp in list(remaining):
                 if await consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
+        if remaining:
+            raise ScanIncompleteError(topic, timeout_s, found)
         return found
     finally:
         await consumer.stop()
