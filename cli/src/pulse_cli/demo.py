@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 TICK_STEP_PAUSE_S = 0.1
 CATALOGUE_SETTLE_S = 3.0
 PROCESSOR_GROUP = "pulse-cdc-processor"
+BACKLOG_MAX = 2000  # records cdc_processor may be behind before a run waits for it
 SCAN_SLACK = timedelta(seconds=10)  # topic scans start this long before the run (clock skew)
 FIXTURE_SITE = Path("tests/fixtures/crawler_site/crawler_fixture_site.py")
 FIXTURE_SKUS = {
@@ -90,6 +91,7 @@ class DemoReport:
     archive_location: str
     waited_s: float
     started: datetime  # the run's records were all written after this
+    backlog: int | None = None  # cdc_processor's lag when the run started sending
 
     @property
     def passed(self) -> bool:
@@ -492,7 +494,7 @@ def make_engine(env: dict[str, str]) -> QueryEngine:
 
 
 def wait_for_backlog(
-    env: dict[str, str], *, console: Console, max_lag: int = 2000, timeout_s: float = 420.0
+    env: dict[str, str], *, console: Console, max_lag: int = BACKLOG_MAX, timeout_s: float = 420.0
 ) -> int | None:
     """Wait until the stream processor's consumer lag is below `max_lag` (or the timeout).
 
@@ -537,7 +539,7 @@ def run_demo(
         f"{len(sc.ticks)} ticks ({sc.equity} jumps ~8 % at "
         f"{sc.move_minute:%H:%M} UTC), {len(sc.bad_requests)} bad requests"
     )
-    wait_for_backlog(env, console=console)
+    backlog = wait_for_backlog(env, console=console)
     api_url = env.get("PULSE_API_URL", "http://127.0.0.1:58000")
     engine = make_engine(env)
     with _progress(console) as progress:
@@ -562,7 +564,9 @@ def run_demo(
             failures=api.failures,
         )
     )
-    report = DemoReport(run_id, sc, api, crawled, [], engine.catalog.location.display, 0.0, now)
+    report = DemoReport(
+        run_id, sc, api, crawled, [], engine.catalog.location.display, 0.0, now, backlog
+    )
     # Archived before this run's records could be (the archiver's window is far longer): an
     # earlier run's. The processor enriches those once, so this run sends nothing new for them.
     prior = {str(row[0])[1:] for row in engine.run(archived_crawls_sql(crawled)).rows}
@@ -671,6 +675,13 @@ def print_summary(console: Console, report: DemoReport) -> None:
     console.print(table)
     for failure in report.api.failures[:20]:
         console.print(f"[red]  {failure}[/red]")
+    if not report.passed and (report.backlog or 0) > BACKLOG_MAX:
+        console.print(
+            f"[yellow]cdc_processor was {report.backlog} records behind when this run started "
+            "sending: its records queued behind that backlog, so the later stages may not have "
+            "seen them yet. `pulse status` shows the lag; run the demo again once it is small."
+            "[/yellow]"
+        )
     verdict = "[bold green]PASS[/bold green]" if report.passed else "[bold red]FAIL[/bold red]"
     console.print(f"Demo {verdict}: nothing lost" if report.passed else f"Demo {verdict}")
 
