@@ -377,8 +377,9 @@ def runtime_option() -> str:
 if __name__ == "__main__":
     if runtime_option() == "service":
         # What `python -m cdc_processor` runs on, for the whole process (bare loops included).
-        from cdc_processor.__main__ import tune_gc, use_event_loop
+        from cdc_processor.__main__ import use_event_loop
         from cdc_processor.settings import CdcSettings
+        from servicekit.interpreter import tune_gc
 
         tune_gc()
         use_event_loop(CdcSettings().event_loop)

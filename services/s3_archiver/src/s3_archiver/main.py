@@ -16,6 +16,7 @@ from contracts import datasets
 from servicekit import metrics
 from servicekit.clock import SystemClock
 from servicekit.health import HealthServer
+from servicekit.interpreter import tune_gc
 from servicekit.kafka import make_consumer, make_producer
 from servicekit.logging import configure_logging
 from servicekit.settings import KafkaSettings, load_settings
@@ -44,8 +45,10 @@ SWITCH_INTERVAL_S = 0.001
 
 
 def configure_interpreter() -> None:
-    """Process-wide settings the archiver's threads rely on (called before the loop starts)."""
+    """Process-wide settings the archiver's threads rely on (called before the loop starts):
+    the switch interval above, and the collector tuned for a stream (servicekit.interpreter)."""
     sys.setswitchinterval(SWITCH_INTERVAL_S)
+    tune_gc()
 
 
 async def write_catalog(store: ObjectStore, settings: ArchiverSettings, bucket: str) -> None:
