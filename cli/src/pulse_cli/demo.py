@@ -392,15 +392,21 @@ SELECT
     return dict(zip(keys, (int(v or 0) for v in row), strict=True))
 
 
-def archived_crawls_sql(crawled_ids: set[str]) -> str:
+def archived_crawls_sql(crawled_ids: set[str], *, other_than: str | None = None) -> str:
     """The external ids (`:<id>`) of `crawled_ids` (`<site>:<id>`) archived under any demo
-    run's site name. The processor deduplicates crawled reviews by content, so on a re-run the
-    sample site's reviews are already archived under the first run's site name."""
+    run's site name, or any but `other_than`'s. The processor deduplicates crawled reviews by
+    content, so on a re-run the sample site's reviews are already archived under the first
+    run's site name."""
     externals = sorted(key.split(":", 1)[1] for key in crawled_ids)
     ext_values = ", ".join(f"({sql_literal(':' + e)})" for e in externals) or "('')"
+    other = (
+        ""
+        if other_than is None
+        else f" AND NOT starts_with(r.review_id, {sql_literal(f'crawl:{other_than}:')})"
+    )
     return f"""SELECT DISTINCT e.x FROM (VALUES {ext_values}) AS e(x)
    WHERE EXISTS (SELECT 1 FROM reviews_enriched r
-                 WHERE r.review_id LIKE 'crawl:demo-%' AND suffix(r.review_id, e.x))"""  # noqa: S608
+                 WHERE r.review_id LIKE 'crawl:demo-%' AND suffix(r.review_id, e.x){other})"""  # noqa: S608
 
 
 def burst_subjects_sql(sku: str) -> str:
@@ -567,9 +573,10 @@ def run_demo(
     report = DemoReport(
         run_id, sc, api, crawled, [], engine.catalog.location.display, 0.0, now, backlog
     )
-    # Archived before this run's records could be (the archiver's window is far longer): an
-    # earlier run's. The processor enriches those once, so this run sends nothing new for them.
-    prior = {str(row[0])[1:] for row in engine.run(archived_crawls_sql(crawled)).rows}
+    # Archived under an earlier run's site name: the processor enriches a review once, so this
+    # run sends nothing new for those.
+    prior_sql = archived_crawls_sql(crawled, other_than=sc.crawl_site)
+    prior = {str(row[0])[1:] for row in engine.run(prior_sql).rows}
 
     expected = {
         "reviews": len(api.review_ids),
