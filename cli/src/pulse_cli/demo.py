@@ -392,12 +392,28 @@ SELECT
     return dict(zip(keys, (int(v or 0) for v in row), strict=True))
 
 
+def external_ids(crawled_ids: set[str]) -> set[str]:
+    """`<id>` of each crawled record key `<site>:<id>`."""
+    return {key.split(":", 1)[1] for key in crawled_ids}
+
+
+def crawled_on(site: str) -> Callable[[bytes | None, bytes | None], str | None]:
+    """A scan's `keep` for the crawler's records from `site`: their keys."""
+    prefix = f"{site}:"
+
+    def keep(key: bytes | None, _: bytes | None) -> str | None:
+        text = (key or b"").decode(errors="replace")
+        return text if text.startswith(prefix) else None
+
+    return keep
+
+
 def archived_crawls_sql(crawled_ids: set[str], *, other_than: str | None = None) -> str:
     """The external ids (`:<id>`) of `crawled_ids` (`<site>:<id>`) archived under any demo
     run's site name, or any but `other_than`'s. The processor deduplicates crawled reviews by
     content, so on a re-run the sample site's reviews are already archived under the first
     run's site name."""
-    externals = sorted(key.split(":", 1)[1] for key in crawled_ids)
+    externals = sorted(external_ids(crawled_ids))
     ext_values = ", ".join(f"({sql_literal(':' + e)})" for e in externals) or "('')"
     other = (
         ""
@@ -451,8 +467,6 @@ async def scan_since(
 async def topic_counts(bootstrap: str, report: DemoReport) -> dict[str, Any]:
     """This run's records on the CDC and enriched topics (distinct ids)."""
     ours = set(report.api.review_ids.values())
-    crawl_prefix = f"{report.scenario.crawl_site}:"
-    externals = {key.split(":", 1)[1] for key in report.crawled_ids}
 
     def cdc_review(key: bytes | None, _: bytes | None) -> str | None:
         try:
@@ -465,25 +479,22 @@ async def topic_counts(bootstrap: str, report: DemoReport) -> dict[str, Any]:
         text = (key or b"").decode(errors="replace")
         return text if text in ours or text.startswith("crawl:demo-") else None
 
-    def crawled(key: bytes | None, _: bytes | None) -> str | None:
-        text = (key or b"").decode(errors="replace")
-        return text if text.startswith(crawl_prefix) else None
-
     scan = functools.partial(
         scan_since, bootstrap, since=report.started, failures=report.api.failures
     )
     cdc, out, crawl = await asyncio.gather(
         scan(topics.REVIEWS_CDC.name, cdc_review),
         scan(topics.REVIEWS_ENRICHED.name, enriched),
-        scan(topics.REVIEWS_CRAWLED.name, crawled),
+        scan(topics.REVIEWS_CRAWLED.name, crawled_on(report.scenario.crawl_site)),
     )
     return {
         "cdc": len(cdc),
         "enriched_app": len([k for k in out if k in ours]),
         # External ids of crawled reviews enriched since the run started, under any demo run's
         # site name (deduplicated by content across runs).
-        "enriched_crawl": externals
-        & {k.split(":", 2)[2] for k in out if k.startswith("crawl:demo-") and k.count(":") >= 2},
+        "enriched_crawl": {
+            k.split(":", 2)[2] for k in out if k.startswith("crawl:demo-") and k.count(":") >= 2
+        },
         "crawled": len(crawl),
     }
 
@@ -563,9 +574,7 @@ def run_demo(
         scan_since(
             bootstrap,
             topics.REVIEWS_CRAWLED.name,
-            lambda k, _: (
-                (k or b"").decode() if (k or b"").decode().startswith(f"{sc.crawl_site}:") else None
-            ),
+            crawled_on(sc.crawl_site),
             since=now,
             failures=api.failures,
         )
@@ -629,7 +638,7 @@ def run_demo(
         )
     )
     s.append(Stage("enriched: app reviews", len(api.review_ids), topic["enriched_app"]))
-    fresh = {key.split(":", 1)[1] for key in crawled} - prior
+    fresh = external_ids(crawled) - prior
     s.append(
         Stage(
             "enriched: crawled reviews",
