@@ -482,10 +482,8 @@ async def topic_counts(bootstrap: str, report: DemoReport) -> dict[str, Any]:
     scan = functools.partial(
         scan_since, bootstrap, since=report.started, failures=report.api.failures
     )
-    cdc, out, crawl = await asyncio.gather(
-        scan(topics.REVIEWS_CDC.name, cdc_review),
-        scan(topics.REVIEWS_ENRICHED.name, enriched),
-        scan(topics.REVIEWS_CRAWLED.name, crawled_on(report.scenario.crawl_site)),
+    cdc, out = await asyncio.gather(
+        scan(topics.REVIEWS_CDC.name, cdc_review), scan(topics.REVIEWS_ENRICHED.name, enriched)
     )
     return {
         "cdc": len(cdc),
@@ -495,7 +493,6 @@ async def topic_counts(bootstrap: str, report: DemoReport) -> dict[str, Any]:
         "enriched_crawl": {
             k.split(":", 2)[2] for k in out if k.startswith("crawl:demo-") and k.count(":") >= 2
         },
-        "crawled": len(crawl),
     }
 
 
