@@ -3,6 +3,11 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON_PREFERENCE := only-system
+# Installed packages get their bytecode at sync time (uv compiles only what changed). Where
+# PYTHONDONTWRITEBYTECODE is set, as on the CI machines, Python would otherwise compile
+# every dependency from source in every process: ~2.4 s of imports per service or test
+# subprocess instead of ~0.9 s.
+export UV_COMPILE_BYTECODE := 1
 PY := uv run --locked
 
 .PHONY: help
