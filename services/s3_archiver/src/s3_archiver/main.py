@@ -16,7 +16,7 @@ from contracts import datasets
 from servicekit import metrics
 from servicekit.clock import SystemClock
 from servicekit.health import HealthServer
-from servicekit.interpreter import tune_gc
+from servicekit.interpreter import tune_gc, tune_malloc
 from servicekit.kafka import make_consumer, make_producer
 from servicekit.logging import configure_logging
 from servicekit.settings import KafkaSettings, load_settings
@@ -46,9 +46,11 @@ SWITCH_INTERVAL_S = 0.001
 
 def configure_interpreter() -> None:
     """Process-wide settings the archiver's threads rely on (called before the loop starts):
-    the switch interval above, and the collector tuned for a stream (servicekit.interpreter)."""
+    the switch interval above, and the collector and allocator tuned for a stream
+    (servicekit.interpreter)."""
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     tune_gc()
+    tune_malloc()
 
 
 async def write_catalog(store: ObjectStore, settings: ArchiverSettings, bucket: str) -> None:
