@@ -34,11 +34,11 @@ from query.engine import QueryEngine
 from query.insights import sql_literal
 from query.settings import ArchiveSettings, QuerySettings
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 from rich.table import Table
 
 from pulse_cli import kafka_scan, scenario
-from pulse_cli.render import result_table
+from pulse_cli.render import progress_bar, result_table
 
 log = logging.getLogger(__name__)
 
@@ -556,7 +556,7 @@ def run_demo(
     backlog = wait_for_backlog(env, console=console)
     api_url = env.get("PULSE_API_URL", "http://127.0.0.1:58000")
     engine = make_engine(env)
-    with _progress(console) as progress:
+    with progress_bar(console) as progress:
         api = asyncio.run(
             drive_api(sc, api_url=api_url, api_key=env["PULSE_API_KEY"], progress=progress)
         )
@@ -596,7 +596,7 @@ def run_demo(
     }
     started = time.monotonic()
     counts: dict[str, int] = dict.fromkeys(expected, 0)
-    with _progress(console) as progress:
+    with progress_bar(console) as progress:
         task = progress.add_task("waiting for the archive", total=sum(expected.values()))
         while time.monotonic() - started < timeout_s:
             try:
@@ -697,14 +697,3 @@ def print_summary(console: Console, report: DemoReport) -> None:
         )
     verdict = "[bold green]PASS[/bold green]" if report.passed else "[bold red]FAIL[/bold red]"
     console.print(f"Demo {verdict}: nothing lost" if report.passed else f"Demo {verdict}")
-
-
-def _progress(console: Console) -> Progress:
-    return Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        console=console,
-    )

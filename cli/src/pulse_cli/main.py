@@ -14,11 +14,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from pulse_cli import kafka_scan, processes
-from pulse_cli.render import result_table
+from pulse_cli.render import progress_bar, result_table
 from pulse_cli.stackenv import repo_root, stack_env
 
 if TYPE_CHECKING:
@@ -59,7 +58,7 @@ def bring_up(root: Path, *, wait_s: float = HEALTH_WAIT_S) -> dict[str, str]:
     if supervisor.run_once(specs[0], "migrate") != 0:
         console.print(f"[red]migrations failed: see {supervisor.log_file('ingest')}[/red]")
         raise typer.Exit(1)
-    with _progress() as progress:
+    with progress_bar(console) as progress:
         task = progress.add_task("services healthy", total=len(specs))
         for spec in specs:
             supervisor.start(spec)
@@ -202,18 +201,6 @@ def _engine() -> QueryEngine:
     from pulse_cli.demo import make_engine
 
     return make_engine(stack_env(repo_root()))
-
-
-def _progress() -> Progress:
-    return Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Rich tables for query results and summaries."""
+"""Rich tables for query results and summaries, and the progress bar the commands share."""
 
 from __future__ import annotations
 
@@ -8,7 +8,20 @@ from decimal import Decimal
 from typing import Any
 
 from query.app import jsonable
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+
+def progress_bar(console: Console) -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+    )
 
 
 def result_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
