@@ -110,16 +110,9 @@ class Enricher:
         self, review: ReviewInput, product: ProductInfo | None, *, now: datetime
     ) -> ReviewEnriched:
         ref = product_ref(review, product)
-        joined: dict[str, Any] = {}
+        joined: dict[str, Any]
         if product is not None:
-            joined = {
-                "product_id": product.id,
-                "product_sku": product.sku,
-                "product_name": product.name,
-                "product_brand": product.brand,
-                "product_category": product.category,
-                "product_known": True,
-            }
+            joined = product_fields(product)
         else:
             joined = {"product_id": review.product_id, "product_sku": review.product_sku}
         if review.deleted:
@@ -165,18 +158,19 @@ class Enricher:
         )
 
 
+def product_fields(product: ProductInfo) -> dict[str, Any]:
+    """The enriched record's fields that come from its (known) product."""
+    return {
+        "product_id": product.id,
+        "product_sku": product.sku,
+        "product_name": product.name,
+        "product_brand": product.brand,
+        "product_category": product.category,
+        "product_known": True,
+    }
+
+
 def with_product(enriched: ReviewEnriched, product: ProductInfo, *, text: str) -> ReviewEnriched:
     """Re-emit form of an orphan review once its product is known (`text`: normalized body)."""
-    return enriched.model_copy(
-        update={
-            "dedup_key": dedup_key(
-                review_id=enriched.review_id, text=text, product_ref=product.sku
-            ),
-            "product_id": product.id,
-            "product_sku": product.sku,
-            "product_name": product.name,
-            "product_brand": product.brand,
-            "product_category": product.category,
-            "product_known": True,
-        }
-    )
+    key = dedup_key(review_id=enriched.review_id, text=text, product_ref=product.sku)
+    return enriched.model_copy(update={"dedup_key": key, **product_fields(product)})
