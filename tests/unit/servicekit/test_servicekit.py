@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import orjson
 import pytest
+from aiokafka.structs import ConsumerRecord
 from contracts.events import DeadLettered
 from servicekit.clock import FakeClock
 from servicekit.health import HealthServer
@@ -32,17 +33,13 @@ def test_bad_setting_exits_naming_the_variable(
 
 
 def test_dead_letter_keeps_original_bytes_and_key() -> None:
-    key, value = dead_letter(
-        service="t",
-        reason="undecodable",
-        detail="bad",
-        topic="x",
-        partition=2,
-        offset=9,
-        key=b"k",
-        value=b"\xff\x00",
-        now=datetime(2026, 1, 1, tzinfo=UTC),
-    )
+    source = ConsumerRecord(
+        topic="x", partition=2, offset=9, timestamp=0, timestamp_type=0, key=b"k",
+        value=b"\xff\x00", checksum=None, serialized_key_size=1, serialized_value_size=2,
+        headers=(),
+    )  # fmt: skip
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    key, value = dead_letter(source, service="t", reason="undecodable", detail="bad", now=now)
     record = decode_event(DeadLettered, value)
     assert key == b"k"
     assert base64.b64decode(record.original_value_b64 or "") == b"\xff\x00"

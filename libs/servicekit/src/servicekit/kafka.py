@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -75,29 +75,37 @@ def make_consumer(
     return AIOKafkaConsumer(*topic_names, **options)
 
 
+class SourceRecord(Protocol):
+    """What a DLQ record keeps of the record that failed: aiokafka's ConsumerRecord and
+    Faust's Message both fit."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
 def dead_letter(
-    *,
-    service: str,
-    reason: str,
-    detail: str,
-    topic: str,
-    partition: int,
-    offset: int,
-    key: bytes | None,
-    value: bytes | None,
-    now: datetime,
+    source: SourceRecord, *, service: str, reason: str, detail: str, now: datetime
 ) -> tuple[bytes | None, bytes]:
     """The (key, value) to send to `pulse.dlq.v1` for a record that could not be processed.
 
     The original key stays the DLQ record's key, so a partition's failures stay in order.
     """
+    key, value = source.key, source.value
     record = DeadLettered(
         reason=reason,
         detail=detail[:2000],
         service=service,
-        source_topic=topic,
-        source_partition=partition,
-        source_offset=offset,
+        source_topic=source.topic,
+        source_partition=source.partition,
+        source_offset=source.offset,
         original_key_b64=None if key is None else base64.b64encode(key).decode(),
         original_value_b64=None if value is None else base64.b64encode(value).decode(),
         failed_at=now,

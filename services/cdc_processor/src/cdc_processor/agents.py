@@ -94,14 +94,10 @@ def _dead_letter(processor: Processor, message: Any, rejected: Rejected) -> Outp
     )
     metrics.DLQ_RECORDS.labels(SERVICE, rejected.reason).inc()
     key, value = dead_letter(
+        message,
         service=SERVICE,
         reason=rejected.reason,
         detail=rejected.detail,
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        key=message.key,
-        value=message.value,
         now=processor.clock.now(),
     )
     return Output(topics.DLQ.name, key, value)

@@ -479,15 +479,7 @@ class Archiver:
 
     async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], why: Rejected) -> None:
         key, value = dead_letter(
-            service=SERVICE,
-            reason=why.reason,
-            detail=why.detail,
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            key=record.key,
-            value=record.value,
-            now=self.clock.now(),
+            record, service=SERVICE, reason=why.reason, detail=why.detail, now=self.clock.now()
         )
         # Awaited: the record's offset may be committed only once the DLQ holds it.
         await self.producer.send_and_wait(self.settings.dlq_topic, value=value, key=key)
