@@ -73,32 +73,37 @@ async def scan(
         # Partition counts are part of the contract: no metadata round trip needed.
         count = topics.BY_NAME[topic].partitions if partitions is None else partitions
         tps = [TopicPartition(topic, p) for p in range(count)]
-        if not tps:
-            return found
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
         remaining = {tp for tp in tps if ends[tp] > 0}
-        if since_ms is not None:
-            starts = await consumer.offsets_for_times(dict.fromkeys(remaining, since_ms))
-            for tp, start in starts.items():
-                if start is None:  # nothing written since then
-                    remaining.discard(tp)
-                else:
-                    consumer.seek(tp, start.offset)
+        starts: dict[TopicPartition, int] = {}
+        if since_ms is not None and remaining:
+            times = await consumer.offsets_for_times(dict.fromkeys(remaining, since_ms))
+            starts = {tp: at.offset for tp, at in times.items() if at is not None}
+            remaining = set(starts)  # the others have nothing written since then
+        if not remaining:
+            return found
+        # Only the partitions to read are assigned, and each is paused once read to its end,
+        # so nothing before `since_ms` or after the end seen above is fetched.
+        consumer.assign(sorted(remaining, key=lambda tp: tp.partition))
+        if starts:
+            for tp, offset in starts.items():
+                consumer.seek(tp, offset)
+        else:
+            await consumer.seek_to_beginning(*remaining)
         deadline = time.monotonic() + timeout_s
         while remaining and time.monotonic() < deadline:
             batches = await consumer.getmany(timeout_ms=500)
             for tp, records in batches.items():
                 for record in records:
+                    if record.offset >= ends[tp]:
+                        break
                     result = keep(record.key, record.value)
                     if result is not None:
                         found.add(result)
-                if records and records[-1].offset + 1 >= ends[tp]:
-                    remaining.discard(tp)
             for tp in list(remaining):
                 if await consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
+                    consumer.pause(tp)
         if remaining:
             raise ScanIncompleteError(topic, timeout_s, found)
         return found
