@@ -103,6 +103,32 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def cpu_by_thread() -> dict[str, float]:
+    """CPU seconds so far of this process's live threads, summed by role (Linux /proc):
+    `loop` (the main thread), `parse` (the archiver's parser threads), `other` (encoders,
+    the asyncio executor, aiokafka's and botocore's helpers)."""
+    import threading
+
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {"loop": 0.0, "parse": 0.0, "other": 0.0}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue  # the thread ended meanwhile
+        fields = stat.rsplit(")", 1)[1].split()
+        cpu = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+        name = names.get(int(task.name), "")
+        if name == "MainThread":
+            out["loop"] += cpu
+        elif name.startswith("archiver-parse"):
+            out["parse"] += cpu
+        else:
+            out["other"] += cpu
+    return out
+
+
 async def child_baseline(topic: str, n: int) -> dict[str, Any]:
     from servicekit.kafka import make_consumer
     from servicekit.settings import KafkaSettings
@@ -207,7 +233,7 @@ async def child_archiver(topic: str, n: int) -> dict[str, Any]:
         await producer.start()
         await consumer.start()
         stop = asyncio.Event()
-        cpu_start = time.process_time()
+        cpu_start, threads_start = time.process_time(), cpu_by_thread()
         written = metrics.ARCHIVE_RECORDS.labels("market_candles")
         task = asyncio.create_task(arch.run(stop))
         deadline = time.monotonic() + 600
@@ -215,6 +241,7 @@ async def child_archiver(topic: str, n: int) -> dict[str, Any]:
             await asyncio.sleep(0.01)  # polling a counter the archiver bumps: no event to await
         end = time.perf_counter()
         cpu = time.process_time() - cpu_start
+        threads = {k: v - threads_start[k] for k, v in cpu_by_thread().items()}
         stop.set()
         await task
         await consumer.stop()
@@ -224,6 +251,7 @@ async def child_archiver(topic: str, n: int) -> dict[str, Any]:
         "records": int(written._value.get()),
         "cpu_s": cpu,
         "encode_cpu_s": encode_cpu[0],
+        "thread_cpu_s": threads,
         "peak_rss_mb": peak_rss_mb(),
         "max_records": settings.max_records,
         "max_bytes": settings.max_bytes,
@@ -292,6 +320,10 @@ def main() -> None:
         f"parquet encoding CPU  : {arch['encode_cpu_s']:.2f}s of {arch['cpu_s']:.2f}s "
         f"process CPU ({share:.0%})"
     )
+    per_thread = ", ".join(
+        f"{role} {cpu / n * 1e6:.1f} us" for role, cpu in arch["thread_cpu_s"].items()
+    )
+    print(f"archiver CPU by thread: {per_thread} per record")
     figures = [
         {
             "name": "s3_archiver throughput",
