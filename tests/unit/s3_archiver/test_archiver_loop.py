@@ -13,6 +13,7 @@ from contracts import datasets
 from s3_archiver import encoding
 from s3_archiver.archiver import Archiver, routes_for
 from s3_archiver.object_store import MemoryObjectStore
+from s3_archiver.record_blocks import RecordBlock
 from s3_archiver.settings import ArchiverSettings
 from servicekit.clock import FakeClock
 
@@ -122,8 +123,8 @@ def _slow_parse(archiver: Archiver, seconds: float, *, first_offset: int | None 
     `first_offset`, when given) before parsing it as before."""
     parse = archiver._parse_poll
 
-    def slow(batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> Any:
-        if first_offset is None or next(iter(batch.values()))[0].offset == first_offset:
+    def slow(batch: dict[TopicPartition, RecordBlock]) -> Any:
+        if first_offset is None or next(iter(batch.values())).offsets[0] == first_offset:
             time.sleep(seconds)
         return parse(batch)
 

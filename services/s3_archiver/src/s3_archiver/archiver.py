@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError
 from contracts.datasets import Dataset
@@ -36,11 +36,12 @@ from servicekit import metrics
 from servicekit.clock import Clock
 from servicekit.kafka import dead_letter
 
-from s3_archiver import encoding
+from s3_archiver import encoding, record_blocks
 from s3_archiver.batch_validation import BatchValidator, ParsedBatch
 from s3_archiver.object_keys import hour_path, object_key, partition_path
 from s3_archiver.object_store import ObjectStore, StoreUnavailableError
 from s3_archiver.parquet_schema import DatasetSchema, schema_for
+from s3_archiver.record_blocks import BlockRecord, RecordBlock
 from s3_archiver.settings import ArchiverSettings
 from s3_archiver.window_buffer import Buffer, WindowBuffers
 
@@ -71,7 +72,7 @@ class _Parsing:
     """A fetched poll and its Arrow parse, running or done; `generation` is the revocation
     count when it was fetched."""
 
-    batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    batch: dict[TopicPartition, RecordBlock]
     task: asyncio.Future[dict[TopicPartition, ParsedBatch | None]]
     generation: int
 
@@ -177,6 +178,8 @@ class Archiver:
         keeps fetching while polls are parsed, and a parser starts on the next poll while the
         loop buffers the last one. Polls are buffered strictly in the order they were fetched.
         """
+        if isinstance(self.consumer, AIOKafkaConsumer):  # started: its fetcher exists
+            record_blocks.install(self.consumer)
         fetch = self._poll()
         parsing: deque[_Parsing] = deque()
         try:
@@ -212,18 +215,17 @@ class Archiver:
         self._relieve_pressure()
         self.start_writing()
 
-    def _poll(self) -> asyncio.Task[dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]]:
-        return asyncio.create_task(
-            self.consumer.getmany(
-                timeout_ms=self.settings.poll_timeout_ms,
-                max_records=self.settings.poll_max_records,
-            ),
-            name="archiver-poll",
-        )
+    def _poll(self) -> asyncio.Task[dict[TopicPartition, RecordBlock]]:
+        return asyncio.create_task(self._fetch(), name="archiver-poll")
 
-    def _start_parse(
-        self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
-    ) -> _Parsing:
+    async def _fetch(self) -> dict[TopicPartition, RecordBlock]:
+        polled = await self.consumer.getmany(
+            timeout_ms=self.settings.poll_timeout_ms,
+            max_records=self.settings.poll_max_records,
+        )
+        return {tp: record_blocks.as_block(tp, records) for tp, records in polled.items()}
+
+    def _start_parse(self, batch: dict[TopicPartition, RecordBlock]) -> _Parsing:
         loop = asyncio.get_running_loop()
         task = loop.run_in_executor(self._parser, self._parse_poll, batch)
         return _Parsing(batch=batch, task=task, generation=self._generation)
@@ -234,12 +236,12 @@ class Archiver:
             # A rebalance dropped the buffers meanwhile: these records replay from the commit.
             log.info("rebalance during a poll: %d partitions' records dropped", len(parsed))
             return
-        for tp, records in parsing.batch.items():
-            await self.accept_batch(records, parsed.get(tp))
-            metrics.EVENTS_IN.labels(SERVICE, tp.topic).inc(len(records))
+        for tp, block in parsing.batch.items():
+            await self.accept_batch(block, parsed.get(tp))
+            metrics.EVENTS_IN.labels(SERVICE, tp.topic).inc(len(block))
 
     def _parse_poll(
-        self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+        self, batch: dict[TopicPartition, RecordBlock]
     ) -> dict[TopicPartition, ParsedBatch | None]:
         """Validate and convert each partition's records in Arrow (worker thread, no GIL)."""
         out: dict[TopicPartition, ParsedBatch | None] = {}
@@ -251,40 +253,35 @@ class Archiver:
             if validator is None:
                 out.update(dict.fromkeys(tps))
             else:
-                values = [[r.value for r in batch[tp]] for tp in tps]
+                values = [batch[tp].values for tp in tps]
                 out.update(zip(tps, validator.parse_many(values), strict=True))
         return out
 
-    async def accept_batch(
-        self, records: list[ConsumerRecord[bytes, bytes]], parsed: ParsedBatch | None
-    ) -> None:
+    async def accept_batch(self, block: RecordBlock, parsed: ParsedBatch | None) -> None:
         """Records of one partition, in offset order, with their Arrow rows when the whole
         batch passed Arrow validation (else record by record), buffered as one chunk per
         event-time hour."""
-        topic, partition = records[0].topic, records[0].partition
         if parsed is None:
-            await self._accept_one_by_one(self.routes[topic], records)
+            await self._accept_one_by_one(self.routes[block.topic], block.records())
             return
         one_hour = parsed.one_hour
         self.buffers.add_batch(
-            topic=topic,
-            partition=partition,
-            offsets=(offsets := [r.offset for r in records]),
-            timestamps_ms=[r.timestamp for r in records],
+            topic=block.topic,
+            partition=block.partition,
+            offsets=block.offsets,
+            timestamps_ms=block.timestamps,
             paths=(
                 hour_path(one_hour)
                 if one_hour is not None
                 else [hour_path(h) for h in parsed.hours.to_pylist()]
             ),
-            rows=encoding.with_offsets(parsed.table, offsets),
-            sizes=[len(r.value or b"") + RECORD_OVERHEAD_BYTES for r in records],
+            rows=encoding.with_offsets(parsed.table, block.offsets),
+            sizes=[len(v or b"") + RECORD_OVERHEAD_BYTES for v in block.values],
         )
 
-    async def _accept_one_by_one(
-        self, route: Route, records: list[ConsumerRecord[bytes, bytes]]
-    ) -> None:
+    async def _accept_one_by_one(self, route: Route, records: list[BlockRecord]) -> None:
         """The model path: pydantic per record; rejected records go to the DLQ first."""
-        kept: list[tuple[ConsumerRecord[bytes, bytes], Event]] = []
+        kept: list[tuple[BlockRecord, Event]] = []
         for record in records:
             result = decode(route, record.value)
             if isinstance(result, Rejected):
@@ -313,8 +310,8 @@ class Archiver:
         )
 
     async def _drop_unfit(
-        self, route: Route, kept: list[tuple[ConsumerRecord[bytes, bytes], Event]]
-    ) -> tuple[pa.Table, list[tuple[ConsumerRecord[bytes, bytes], Event]]]:
+        self, route: Route, kept: list[tuple[BlockRecord, Event]]
+    ) -> tuple[pa.Table, list[tuple[BlockRecord, Event]]]:
         fit = []
         for record, event in kept:
             try:
@@ -477,7 +474,7 @@ class Archiver:
         for (topic, partition), lag in self.buffers.commit_lag().items():
             metrics.COMMIT_LAG.labels(topic, str(partition)).set(lag)
 
-    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], why: Rejected) -> None:
+    async def _dead_letter(self, record: BlockRecord, why: Rejected) -> None:
         key, value = dead_letter(
             record, service=SERVICE, reason=why.reason, detail=why.detail, now=self.clock.now()
         )

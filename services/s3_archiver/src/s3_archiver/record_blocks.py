@@ -1,0 +1,253 @@
+"""Fetched records as columns: one `RecordBlock` per partition and poll instead of one
+aiokafka `ConsumerRecord` per record.
+
+The archiver needs four things of a record (offset, timestamp, key, value) and handles a
+poll's records as whole columns: the values go to Arrow in one read, the offsets and times to
+the window buffers as lists. aiokafka builds each record through a generator, a deserializer
+check, a headers tuple and a ten-field dataclass: ~1.9 µs a record on the consume loop (the
+bench's bare loop), of which the archiver used almost nothing. `install` makes one consumer's
+`getmany` return a `RecordBlock` per partition, decoded batch by batch from aiokafka's own
+Cython record batches straight into lists: ~0.8 µs a record, CRC check included
+(bench/s3_archiver).
+
+Everything aiokafka's fetcher does per batch is kept (`PartitionRecords._unpack_records`,
+aiokafka 0.14): the CRC check, read_committed filtering of aborted transactions, skipping
+control batches and records below the fetch position, and the position update after each
+take. Only per-record work moves. It reads private parts of aiokafka's fetcher, so `install`
+checks that they look as expected and otherwise leaves the consumer alone (`getmany` then
+returns lists, which `as_block` turns into blocks): slower, never wrong. A test compares
+blocks with aiokafka's own records over a real broker, aborted transactions included.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.consumer import fetcher as aiokafka_fetcher
+from aiokafka.errors import CorruptRecordException
+
+log = logging.getLogger(__name__)
+
+
+class BlockRecord(NamedTuple):
+    """One record of a block, for the paths that go record by record (the DLQ's source)."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(slots=True)
+class RecordBlock:
+    """One partition's records of one poll, in offset order, as columns."""
+
+    topic: str
+    partition: int
+    offsets: list[int]
+    timestamps: list[int]
+    keys: list[bytes | None]
+    values: list[bytes | None]
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def records(self) -> list[BlockRecord]:
+        topic, partition = self.topic, self.partition
+        return [
+            BlockRecord(topic, partition, o, t, k, v)
+            for o, t, k, v in zip(
+                self.offsets, self.timestamps, self.keys, self.values, strict=True
+            )
+        ]
+
+    @classmethod
+    def of(cls, tp: TopicPartition, records: Sequence[ConsumerRecord[bytes, bytes]]) -> RecordBlock:
+        return cls(
+            tp.topic,
+            tp.partition,
+            [r.offset for r in records],
+            [r.timestamp for r in records],
+            [r.key for r in records],
+            [r.value for r in records],
+        )
+
+
+def as_block(
+    tp: TopicPartition, records: RecordBlock | Sequence[ConsumerRecord[bytes, bytes]]
+) -> RecordBlock:
+    """`getmany`'s value for `tp` as a block, whether `install` took or not."""
+    return records if isinstance(records, RecordBlock) else RecordBlock.of(tp, records)
+
+
+def install(consumer: AIOKafkaConsumer) -> bool:
+    """Make a started consumer's `getmany` return a `RecordBlock` per partition. False (and
+    a warning) when aiokafka's fetcher is not what this was written against."""
+    fetcher: Any = getattr(consumer, "_fetcher", None)
+    results = getattr(fetcher, "_records", None)
+    if (
+        not isinstance(results, collections.OrderedDict)
+        or getattr(fetcher, "_key_deserializer", None) is not None
+        or getattr(fetcher, "_value_deserializer", None) is not None
+        or not all(
+            hasattr(aiokafka_fetcher.FetchResult, name)
+            for name in ("check_assignment", "has_more", "_update_position")
+        )
+        or not all(
+            hasattr(aiokafka_fetcher.PartitionRecords, name)
+            for name in ("_consume_aborted_up_to", "_contains_abort_marker")
+        )
+        or not hasattr(aiokafka_fetcher, "READ_COMMITTED")
+    ):
+        log.warning("aiokafka's fetcher is not as expected: records are fetched one by one")
+        return False
+    fetcher._records = _BlockResults(results)
+    log.info("fetched records are read as blocks, a list per column")
+    return True
+
+
+class _BlockResults(collections.OrderedDict):  # type: ignore[type-arg]
+    """The fetcher's table of fetched results; each result it stores takes blocks."""
+
+    def __init__(self, existing: collections.OrderedDict[Any, Any]) -> None:
+        super().__init__()
+        for tp, result in existing.items():
+            self[tp] = result
+
+    def __setitem__(self, tp: Any, result: Any) -> None:
+        # The fetcher tells results from errors by exact type: the result stays a
+        # FetchResult and only its `getall` is replaced. No reference cycle may hold a
+        # fetch response (up to 16 MiB) until the cyclic collector runs: the new `getall`
+        # reaches its result through a weak reference.
+        if type(result) is aiokafka_fetcher.FetchResult:
+            result.getall = _Getall(weakref.ref(result))
+        super().__setitem__(tp, result)
+
+
+class _Getall:
+    __slots__ = ("result",)
+
+    def __init__(self, result: weakref.ref[Any]) -> None:
+        self.result = result
+
+    def __call__(self, max_records: int | None = None) -> RecordBlock | list[Any]:
+        return _take(self.result(), max_records)
+
+
+def _take(result: Any, max_records: int | None) -> RecordBlock | list[Any]:
+    """`FetchResult.getall`, returning a block."""
+    tp: TopicPartition = result._topic_partition
+    if not result.check_assignment(tp) or not result.has_more():
+        return []
+    cursor: _Cursor | None = result.__dict__.get("_pulse_cursor")
+    if cursor is None:
+        cursor = result._pulse_cursor = _Cursor(tp, result._partition_records)
+    block = cursor.take(max_records)
+    result._update_position()
+    if cursor.done:
+        result._partition_records = None
+    return block if len(block) else []
+
+
+class _Cursor:
+    """Walks one fetch response's record batches (aiokafka's `PartitionRecords`), keeping
+    the part of a batch that a `max_records` limit left for the next take."""
+
+    def __init__(self, tp: TopicPartition, source: Any) -> None:
+        self.tp = tp
+        self.source = source
+        # aiokafka's own record generator, never started here, and its PartitionRecords
+        # hold each other: drop it so the response is freed as soon as it is consumed.
+        source._records_iterator = None
+        self.done = False
+        self._batches = source._records  # MemoryRecords
+        self._read_committed = source._isolation_level == aiokafka_fetcher.READ_COMMITTED
+        self._left: RecordBlock | None = None  # decoded, not yet taken
+        self._left_next_offset = 0  # the fetch position once `_left` is taken
+
+    def take(self, max_records: int | None) -> RecordBlock:
+        limit = max_records if max_records is not None else 1 << 62
+        out = RecordBlock(self.tp.topic, self.tp.partition, [], [], [], [])
+        if self._left is not None:
+            self._move_left(out, limit)
+        while len(out) < limit and self._left is None:
+            batch = self._next_data_batch()
+            if batch is None:
+                self.done = True
+                break
+            self._decode(batch, out)
+            if len(out) > limit:
+                self._keep_left(out, limit, batch.next_offset)
+            else:
+                self.source.next_fetch_offset = batch.next_offset
+        return out
+
+    def _next_data_batch(self) -> Any:
+        """The next batch that holds records to return (aiokafka's rules), or None."""
+        source, batches = self.source, self._batches
+        while batches.has_next():
+            batch = batches.next_batch()
+            if source._check_crcs and not batch.validate_crc():
+                raise CorruptRecordException(f"Invalid CRC - {self.tp}")
+            if self._read_committed and batch.producer_id is not None:
+                source._consume_aborted_up_to(batch.base_offset)
+                if batch.is_control_batch and source._contains_abort_marker(batch):
+                    source._aborted_producers.discard(batch.producer_id)
+                if batch.is_transactional and batch.producer_id in source._aborted_producers:
+                    source.next_fetch_offset = batch.next_offset
+                    continue
+            if batch.is_control_batch:
+                source.next_fetch_offset = batch.next_offset
+                continue
+            return batch
+        return None
+
+    def _decode(self, batch: Any, out: RecordBlock) -> None:
+        offsets, timestamps, keys, values = out.offsets, out.timestamps, out.keys, out.values
+        add_offset, add_time = offsets.append, timestamps.append
+        add_key, add_value = keys.append, values.append
+        position = self.source.next_fetch_offset
+        for record in batch:
+            offset = record.offset
+            if offset < position:
+                continue  # before the fetch position (a compressed set, a seek): aiokafka skips
+            add_offset(offset)
+            add_time(record.timestamp)
+            add_key(record.key)
+            add_value(record.value)
+
+    def _keep_left(self, out: RecordBlock, limit: int, next_offset: int) -> None:
+        """Cut `out` to `limit` records; the rest of the batch waits for the next take."""
+        self._left = RecordBlock(
+            out.topic,
+            out.partition,
+            out.offsets[limit:],
+            out.timestamps[limit:],
+            out.keys[limit:],
+            out.values[limit:],
+        )
+        self._left_next_offset = next_offset
+        for column in (out.offsets, out.timestamps, out.keys, out.values):
+            del column[limit:]
+        self.source.next_fetch_offset = out.offsets[-1] + 1
+
+    def _move_left(self, out: RecordBlock, limit: int) -> None:
+        left = self._left
+        assert left is not None
+        self._left = None
+        out.offsets += left.offsets
+        out.timestamps += left.timestamps
+        out.keys += left.keys
+        out.values += left.values
+        if len(out) > limit:
+            self._keep_left(out, limit, self._left_next_offset)
+        else:
+            self.source.next_fetch_offset = self._left_next_offset
