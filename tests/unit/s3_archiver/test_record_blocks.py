@@ -1,12 +1,18 @@
-"""RecordBlock's record view and the fallback when aiokafka's fetcher is not there (the
-comparison with aiokafka's own records runs on the real broker: tests/integration)."""
+"""RecordBlock's record view, the fallback when aiokafka's fetcher is not there, and the batch
+decoding with both CRC checks (the comparison with aiokafka's own records runs on the real
+broker: tests/integration)."""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.consumer import fetcher as aiokafka_fetcher
+from aiokafka.errors import CorruptRecordException
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from aiokafka.record.memory_records import MemoryRecords
 from s3_archiver import record_blocks
 from s3_archiver.record_blocks import BlockRecord
 
@@ -33,3 +39,54 @@ async def test_install_leaves_a_consumer_without_a_fetcher_alone(
     with caplog.at_level(logging.WARNING):
         assert not record_blocks.install(consumer)
     assert "fetched one by one" in caplog.text
+
+
+def _batches(values: list[bytes], per_batch: int) -> bytes:
+    """Kafka v2 record batches (no compression) holding `values`, offsets from 0."""
+    data = bytearray()
+    for start in range(0, len(values), per_batch):
+        builder = DefaultRecordBatchBuilder(
+            magic=2,
+            compression_type=0,
+            is_transactional=0,
+            producer_id=-1,
+            producer_epoch=-1,
+            base_sequence=-1,
+            batch_size=1 << 20,
+        )
+        for i, value in enumerate(values[start : start + per_batch]):
+            builder.append(i, timestamp=1_000 + start + i, key=None, value=value, headers=[])
+        batch = bytearray(builder.build())
+        batch[0:8] = start.to_bytes(8, "big")  # base offset (outside the CRC)
+        data += batch
+    return bytes(data)
+
+
+def _cursor(data: bytes, *, keep_bytes: bool) -> Any:
+    if keep_bytes:
+        record_blocks._keep_response_bytes()
+    records = aiokafka_fetcher.MemoryRecords(data) if keep_bytes else MemoryRecords(data)
+    source = aiokafka_fetcher.PartitionRecords(
+        TP, records, [], 0, None, None, True, aiokafka_fetcher.READ_COMMITTED
+    )
+    return record_blocks._Cursor(TP, source)
+
+
+@pytest.mark.parametrize("keep_bytes", [True, False], ids=["hardware crc", "aiokafka crc"])
+def test_batches_decode_to_columns_and_a_corrupt_batch_is_refused(keep_bytes: bool) -> None:
+    values = [b'{"n":%d}' % i for i in range(10)]
+    data = _batches(values, per_batch=4)
+    cursor = _cursor(data, keep_bytes=keep_bytes)
+    assert (cursor._data is not None) == keep_bytes
+    first = cursor.take(6)  # cuts the second batch: the rest comes with the next take
+    rest = cursor.take(None)
+    assert first.values + rest.values == values
+    assert first.offsets + rest.offsets == list(range(10))
+    assert rest.timestamps[0] == 1_006 and cursor.done
+
+    corrupt = bytearray(data)
+    corrupt[data.rindex(b'{"n":9}') + 5] ^= 0x01  # a value byte in the last batch
+    cursor = _cursor(bytes(corrupt), keep_bytes=keep_bytes)
+    assert cursor.take(4).values == values[:4]  # the first batch is intact
+    with pytest.raises(CorruptRecordException, match="Invalid CRC"):
+        cursor.take(None)

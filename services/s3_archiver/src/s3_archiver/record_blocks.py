@@ -7,8 +7,12 @@ the window buffers as lists. aiokafka builds each record through a generator, a 
 check, a headers tuple and a ten-field dataclass: ~1.9 µs a record on the consume loop (the
 bench's bare loop), of which the archiver used almost nothing. `install` makes one consumer's
 `getmany` return a `RecordBlock` per partition, decoded batch by batch from aiokafka's own
-Cython record batches straight into lists: ~0.8 µs a record, CRC check included
-(bench/s3_archiver).
+Cython record batches straight into lists: ~0.6 µs a record, CRC check included
+(bench/s3_archiver). The CRC-32C of each batch is computed with google-crc32c's hardware
+instructions (~23 GB/s) on the fetch response's bytes instead of aiokafka's table-driven
+loop (0.25 µs a record): for that, `install` has aiokafka's fetcher keep each response's
+bytes beside its `MemoryRecords` (`_MemoryRecordsWithBytes`, a subclass; aiokafka's own
+reading of it is unchanged).
 
 Everything aiokafka's fetcher does per batch is kept (`PartitionRecords._unpack_records`,
 aiokafka 0.14): the CRC check, read_committed filtering of aborted transactions, skipping
@@ -28,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import google_crc32c
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.consumer import fetcher as aiokafka_fetcher
 from aiokafka.errors import CorruptRecordException
@@ -110,8 +115,28 @@ def install(consumer: AIOKafkaConsumer) -> bool:
         log.warning("aiokafka's fetcher is not as expected: records are fetched one by one")
         return False
     fetcher._records = _BlockResults(results)
+    _keep_response_bytes()
     log.info("fetched records are read as blocks, a list per column")
     return True
+
+
+def _keep_response_bytes() -> None:
+    """Have aiokafka's fetcher keep each fetch response's bytes (for the CRC), unless the
+    CRC library has no compiled implementation here (then aiokafka's check is faster)."""
+    current = aiokafka_fetcher.MemoryRecords
+    if google_crc32c.implementation != "c" or issubclass(current, _MemoryRecordsWithBytes):
+        return
+    aiokafka_fetcher.MemoryRecords = type(  # a subclass of whichever class aiokafka uses
+        "MemoryRecords", (_MemoryRecordsWithBytes, current), {}
+    )
+
+
+class _MemoryRecordsWithBytes:
+    """Mixed into aiokafka's MemoryRecords: the same records, and the bytes they came from."""
+
+    def __init__(self, bytes_data: bytes) -> None:
+        super().__init__(bytes_data)  # type: ignore[call-arg]  # the MemoryRecords after it
+        self.data = bytes_data
 
 
 class _BlockResults(collections.OrderedDict):  # type: ignore[type-arg]
@@ -171,6 +196,9 @@ class _Cursor:
         self._batches = source._records  # MemoryRecords
         self._read_committed = source._isolation_level == aiokafka_fetcher.READ_COMMITTED
         self._left: RecordBlock | None = None  # decoded, not yet taken
+        # The response's bytes, when kept, and where the next batch starts in them.
+        self._data: bytes | None = getattr(self._batches, "data", None)
+        self._at = 0
         self._left_next_offset = 0  # the fetch position once `_left` is taken
 
     def take(self, max_records: int | None) -> RecordBlock:
@@ -195,7 +223,7 @@ class _Cursor:
         source, batches = self.source, self._batches
         while batches.has_next():
             batch = batches.next_batch()
-            if source._check_crcs and not batch.validate_crc():
+            if source._check_crcs and not self._crc_ok(batch):
                 raise CorruptRecordException(f"Invalid CRC - {self.tp}")
             if self._read_committed and batch.producer_id is not None:
                 source._consume_aborted_up_to(batch.base_offset)
@@ -209,6 +237,22 @@ class _Cursor:
                 continue
             return batch
         return None
+
+    def _crc_ok(self, batch: Any) -> bool:
+        """The batch's CRC-32C, over its bytes from `attributes` to its end (KIP-98), with
+        hardware instructions; aiokafka's own check where the bytes are not kept or the
+        batch is not of format v2. Batches are walked in step with `MemoryRecords`: every
+        batch and legacy message set starts with its offset (8 bytes) and its length after
+        those 12 bytes."""
+        data, at = self._data, self._at
+        if data is None:
+            return bool(batch.validate_crc())
+        end = at + 12 + int.from_bytes(data[at + 8 : at + 12], "big")
+        self._at = end
+        if batch.magic != 2 or int.from_bytes(data[at : at + 8], "big") != batch.base_offset:
+            self._data = None  # not a v2 batch where expected: aiokafka checks from here on
+            return bool(batch.validate_crc())
+        return bool(google_crc32c.value(data[at + 21 : end]) == batch.crc)
 
     def _decode(self, batch: Any, out: RecordBlock) -> None:
         offsets, timestamps, keys, values = out.offsets, out.timestamps, out.keys, out.values
