@@ -90,3 +90,34 @@ def test_batches_decode_to_columns_and_a_corrupt_batch_is_refused(keep_bytes: bo
     assert cursor.take(4).values == values[:4]  # the first batch is intact
     with pytest.raises(CorruptRecordException, match="Invalid CRC"):
         cursor.take(None)
+
+
+class _Result:
+    """What `_take` uses of aiokafka's FetchResult, with the position it would set."""
+
+    def __init__(self, source: Any) -> None:
+        self._topic_partition = TP
+        self._partition_records = source
+        self.position = 0
+
+    def check_assignment(self, tp: TopicPartition) -> bool:
+        return True
+
+    def has_more(self) -> bool:
+        return self._partition_records is not None
+
+    def _update_position(self) -> None:
+        self.position = self._partition_records.next_fetch_offset
+
+
+def test_after_a_corrupt_batch_nothing_more_is_taken_and_the_position_stays() -> None:
+    values = [b'{"n":%d}' % i for i in range(12)]
+    data = bytearray(_batches(values, per_batch=4))
+    data[data.rindex(b'{"n":5}') + 5] ^= 0x01  # the second batch
+    result = _Result(_cursor(bytes(data), keep_bytes=True).source)
+    assert record_blocks._take(result, 4).values == values[:4]
+    assert result.position == 4
+    with pytest.raises(CorruptRecordException):
+        record_blocks._take(result, None)
+    assert result.position == 4  # fetched again from here: the third batch is not skipped to
+    assert record_blocks._take(result, None) == []

@@ -175,7 +175,14 @@ def _take(result: Any, max_records: int | None) -> RecordBlock | list[Any]:
     cursor: _Cursor | None = result.__dict__.get("_pulse_cursor")
     if cursor is None:
         cursor = result._pulse_cursor = _Cursor(tp, result._partition_records)
-    block = cursor.take(max_records)
+    try:
+        block = cursor.take(max_records)
+    except CorruptRecordException:
+        # As aiokafka does: the position has not moved, so the partition is fetched again
+        # from the first record not returned (a transient corruption heals, a lasting one
+        # raises again); the batches after the corrupt one are never returned from here.
+        result._partition_records = None
+        raise
     result._update_position()
     if cursor.done:
         result._partition_records = None
