@@ -172,9 +172,9 @@ class Archiver:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set, then write what is buffered within the grace period.
 
-        A pipeline: the loop thread fetches (aiokafka decodes each record here) and buffers;
-        parser threads parse each poll in Arrow as soon as it is fetched; background writers
-        encode and upload. Up to `PARSE_AHEAD` polls are parsed or queued at once, so the loop
+        A pipeline: the loop thread fetches (each poll decoded into a block of columns per
+        partition, `record_blocks`) and buffers; parser threads parse each poll in Arrow as
+        soon as it is fetched; background writers encode and upload. Up to `PARSE_AHEAD` polls are parsed or queued at once, so the loop
         keeps fetching while polls are parsed, and a parser starts on the next poll while the
         loop buffers the last one. Polls are buffered strictly in the order they were fetched.
         """

@@ -98,6 +98,8 @@ def install(consumer: AIOKafkaConsumer) -> bool:
     a warning) when aiokafka's fetcher is not what this was written against."""
     fetcher: Any = getattr(consumer, "_fetcher", None)
     results = getattr(fetcher, "_records", None)
+    if isinstance(results, _BlockResults):
+        return True  # installed before
     if (
         not isinstance(results, collections.OrderedDict)
         or getattr(fetcher, "_key_deserializer", None) is not None
