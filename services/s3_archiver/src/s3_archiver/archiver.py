@@ -174,9 +174,10 @@ class Archiver:
 
         A pipeline: the loop thread fetches (each poll decoded into a block of columns per
         partition, `record_blocks`) and buffers; parser threads parse each poll in Arrow as
-        soon as it is fetched; background writers encode and upload. Up to `PARSE_AHEAD` polls are parsed or queued at once, so the loop
-        keeps fetching while polls are parsed, and a parser starts on the next poll while the
-        loop buffers the last one. Polls are buffered strictly in the order they were fetched.
+        soon as it is fetched; background writers encode and upload. Up to `PARSE_AHEAD`
+        polls are parsed or queued at once, so the loop keeps fetching while polls are
+        parsed, and a parser starts on the next poll while the loop buffers the last one.
+        Polls are buffered strictly in the order they were fetched.
         """
         if isinstance(self.consumer, AIOKafkaConsumer):  # started: its fetcher exists
             record_blocks.install(self.consumer)
