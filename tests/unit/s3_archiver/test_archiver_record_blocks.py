@@ -13,8 +13,13 @@ from aiokafka.consumer import fetcher as aiokafka_fetcher
 from aiokafka.errors import CorruptRecordException
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.record.memory_records import MemoryRecords
+from contracts import datasets
 from s3_archiver import record_blocks
+from s3_archiver.archiver import Archiver, routes_for
+from s3_archiver.object_store import MemoryObjectStore
 from s3_archiver.record_blocks import BlockRecord
+from s3_archiver.settings import ArchiverSettings
+from servicekit.clock import FakeClock
 
 TP = TopicPartition("t", 2)
 
@@ -121,3 +126,22 @@ def test_after_a_corrupt_batch_nothing_more_is_taken_and_the_position_stays() ->
         record_blocks._take(result, None)
     assert result.position == 4  # fetched again from here: the third batch is not skipped to
     assert record_blocks._take(result, None) == []
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+async def test_the_archiver_installs_blocks_unless_the_setting_is_off(
+    enabled: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    installed: list[AIOKafkaConsumer] = []
+    monkeypatch.setattr(record_blocks, "install", installed.append)
+    consumer = AIOKafkaConsumer(bootstrap_servers="127.0.0.1:9")
+    archiver = Archiver(
+        settings=ArchiverSettings(topic_datasets={"t": "market_candles"}, record_blocks=enabled),
+        consumer=consumer,
+        producer=None,  # type: ignore[arg-type]  # not used here
+        store=MemoryObjectStore(),
+        routes=routes_for({"t": datasets.MARKET_CANDLES}),
+        clock=FakeClock(),
+    )
+    archiver._read_blocks()
+    assert installed == ([consumer] if enabled else [])

@@ -179,8 +179,7 @@ class Archiver:
         parsed, and a parser starts on the next poll while the loop buffers the last one.
         Polls are buffered strictly in the order they were fetched.
         """
-        if isinstance(self.consumer, AIOKafkaConsumer):  # started: its fetcher exists
-            record_blocks.install(self.consumer)
+        self._read_blocks()
         fetch = self._poll()
         parsing: deque[_Parsing] = deque()
         try:
@@ -210,6 +209,12 @@ class Archiver:
                 left.task.cancel()
             self._parser.shutdown(wait=False, cancel_futures=True)
         await self.shutdown()
+
+    def _read_blocks(self) -> None:
+        """Have the (started) consumer return record blocks, unless the settings say not to;
+        either way `_fetch` hands the loop one block per partition."""
+        if self.settings.record_blocks and isinstance(self.consumer, AIOKafkaConsumer):
+            record_blocks.install(self.consumer)
 
     def _tend(self) -> None:
         self.buffers.seal_idle()
