@@ -101,20 +101,21 @@ class ConstantLoad:
             self._idle.append(conn)
 
     async def run(self) -> float:
-        self._start = self._loop.time() + 0.1
-        self._loop.call_at(self._start, self._tick)
+        self._start = time.monotonic() + 0.1
+        self._loop.call_later(0.1, self._tick)
         await self._finished
-        return self._loop.time() - self._start
+        return time.monotonic() - self._start
 
     def _tick(self) -> None:
         # The loop's timers fire with millisecond granularity: requests due within the
         # next millisecond go now (their latency then counts from the send, not from the
-        # earlier due time), or the timer would spin on a sub-millisecond delay.
-        now = self._loop.time()
+        # earlier due time), or the timer would spin on a sub-millisecond delay. Times are
+        # time.monotonic(): uvloop's loop.time() is in whole milliseconds.
+        now = time.monotonic()
         while self._next < self.total:
             due = self._start + self._next / self._rate
             if due > now + _TIMER_GRANULARITY_S:
-                self._loop.call_at(due, self._tick)
+                self._loop.call_later(due - now, self._tick)
                 return
             self._send(self._next, max(due, now))
             self._next += 1
@@ -130,7 +131,7 @@ class ConstantLoad:
         conn.transport.write(self._head + self._prefix + b"%d\r\n\r\n" % i + self._body)
 
     def answered(self, conn: _Connection, status: int) -> None:
-        self.latencies_ms.append((self._loop.time() - conn.due) * 1000)
+        self.latencies_ms.append((time.monotonic() - conn.due) * 1000)
         if not 200 <= status < 300:
             self.errors += 1
         self._ended += 1
