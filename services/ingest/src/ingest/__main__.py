@@ -39,7 +39,8 @@ def _serve(settings: IngestSettings) -> None:
     try:
         import httptools  # noqa: F401
 
-        options["http"] = "httptools"
+        # uvicorn's httptools protocol, with one write per response (see http_protocol.py).
+        options["http"] = "ingest.http_protocol:CoalescingHttpToolsProtocol"
     except ImportError:
         pass
     config = uvicorn.Config(
