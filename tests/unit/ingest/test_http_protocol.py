@@ -57,6 +57,18 @@ async def test_writes_in_one_loop_turn_leave_as_one_in_order() -> None:
     assert raw.writes[1:] == [b"next"]
 
 
+async def test_past_64_kib_pending_it_writes_at_once() -> None:
+    raw = RecordingTransport()
+    t = CoalescingTransport(raw, asyncio.get_running_loop())  # type: ignore[arg-type]
+    t.write(b"h" * 100)
+    t.write(b"b" * 70_000)  # the real transport's flow control must see a big body now
+    assert raw.writes == [b"h" * 100 + b"b" * 70_000]
+    assert t.get_write_buffer_size() == 0
+    t.write(b"tail")
+    await _turn()
+    assert raw.writes[1:] == [b"tail"]
+
+
 async def test_close_sends_what_is_pending_first_and_abort_drops_it() -> None:
     loop = asyncio.get_running_loop()
     raw = RecordingTransport()
