@@ -92,6 +92,7 @@ class ConstantLoad:
         self.latencies_ms: list[float] = []
         self.errors = 0
         self._finished = self._loop.create_future()
+        self._replacing: set[asyncio.Task[None]] = set()  # held: the loop keeps weak refs
 
     async def connect(self, count: int) -> None:
         for _ in range(count):
@@ -150,7 +151,9 @@ class ConstantLoad:
             return
         if conn.transport is not None:
             conn.transport.abort()
-        self._loop.create_task(self._replace())
+        task = self._loop.create_task(self._replace())
+        self._replacing.add(task)
+        task.add_done_callback(self._replacing.discard)
         self._check_finished()
 
     async def _replace(self) -> None:

@@ -60,8 +60,8 @@ def test_parser_refuses_chunked_bodies() -> None:
 
 
 class Server:
-    """Minimal keep-alive HTTP/1.1 server; `answer(n, head)` gives the n-th request's
-    response bytes, or None to drop the connection; `delay(n)` holds it first."""
+    """Minimal keep-alive HTTP/1.1 server: holds the n-th request `delay_s(n)`, then answers
+    201, or drops the connection if n is in `drop`."""
 
     def __init__(self, *, delay_s: Callable[[int], float], drop: set[int]) -> None:
         self.delay_s, self.drop = delay_s, drop

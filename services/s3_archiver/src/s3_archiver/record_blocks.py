@@ -65,6 +65,26 @@ class RecordBlock:
     def __len__(self) -> int:
         return len(self.offsets)
 
+    def extend(self, other: RecordBlock) -> None:
+        self.offsets += other.offsets
+        self.timestamps += other.timestamps
+        self.keys += other.keys
+        self.values += other.values
+
+    def split_off(self, at: int) -> RecordBlock:
+        """Cut this block to its first `at` records; the rest, as a new block."""
+        rest = RecordBlock(
+            self.topic,
+            self.partition,
+            self.offsets[at:],
+            self.timestamps[at:],
+            self.keys[at:],
+            self.values[at:],
+        )
+        for column in (self.offsets, self.timestamps, self.keys, self.values):
+            del column[at:]
+        return rest
+
     def records(self) -> list[BlockRecord]:
         topic, partition = self.topic, self.partition
         return [
@@ -279,27 +299,15 @@ class _Cursor:
 
     def _keep_left(self, out: RecordBlock, limit: int, next_offset: int) -> None:
         """Cut `out` to `limit` records; the rest of the batch waits for the next take."""
-        self._left = RecordBlock(
-            out.topic,
-            out.partition,
-            out.offsets[limit:],
-            out.timestamps[limit:],
-            out.keys[limit:],
-            out.values[limit:],
-        )
+        self._left = out.split_off(limit)
         self._left_next_offset = next_offset
-        for column in (out.offsets, out.timestamps, out.keys, out.values):
-            del column[limit:]
         self.source.next_fetch_offset = out.offsets[-1] + 1
 
     def _move_left(self, out: RecordBlock, limit: int) -> None:
         left = self._left
         assert left is not None
         self._left = None
-        out.offsets += left.offsets
-        out.timestamps += left.timestamps
-        out.keys += left.keys
-        out.values += left.values
+        out.extend(left)
         if len(out) > limit:
             self._keep_left(out, limit, self._left_next_offset)
         else:
