@@ -55,9 +55,10 @@ def _processes() -> Iterator[tuple[int, str, list[str]]]:
         yield int(entry.name), _group(cmdline), stat[stat.rindex(")") + 2 :].split()
 
 
-def snapshot() -> dict[int, tuple[str, float]]:
-    """pid → (group, CPU seconds so far)."""
-    services = _service_pids()
+def snapshot(roots: dict[int, str] | None = None) -> dict[int, tuple[str, float]]:
+    """pid → (group, CPU seconds so far). `roots` names more process trees, pid → group, e.g.
+    an ingest instance a benchmark started itself (with its workers)."""
+    services = {**_service_pids(), **(roots or {})}
     parents: dict[int, int] = {}
     raw: dict[int, tuple[str, float]] = {}
     for pid, group, fields in _processes():

@@ -39,6 +39,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -119,9 +120,14 @@ def wrk(
     return result
 
 
-def _busy_jiffies() -> tuple[int, int]:
+def _cpu_jiffies() -> list[int]:
+    """The machine's CPU jiffies by kind (/proc/stat: user, nice, system, idle, iowait, ...)."""
     with open("/proc/stat") as f:
-        values = [int(v) for v in f.readline().split()[1:]]
+        return [int(v) for v in f.readline().split()[1:]]
+
+
+def _busy_jiffies() -> tuple[int, int]:
+    values = _cpu_jiffies()
     idle = values[3] + values[4]
     return sum(values) - idle, sum(values)
 
@@ -163,6 +169,40 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], path: str = "/healthz"
         time.sleep(0.2)
 
 
+INGEST_PIDS: dict[str, int] = {}  # url -> pid of each ingest this bench started
+
+
+def _load_cpu_module() -> Any:
+    """bench/e2e/_cpu.py: CPU per part of the pipeline from /proc."""
+    spec = importlib.util.spec_from_file_location("pulse_bench_cpu", REPO / "bench/e2e/_cpu.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@contextlib.contextmanager
+def cpu_split(direct_url: str) -> Iterator[dict[str, float]]:
+    """CPU seconds used inside the block, per part: ingest (this bench's own instance and its
+    workers, or the stack's), PostgreSQL, Kafka, Connect, nginx, other; `generator` for the
+    child processes that ended inside it (the load generators); `softirq` and `machine`
+    (every busy jiffy) from /proc/stat. Filled in when the block ends."""
+    cpu = _load_cpu_module()
+    roots = {INGEST_PIDS[direct_url]: "ingest"} if direct_url in INGEST_PIDS else {}
+    out: dict[str, float] = {}
+    before, children, stat = cpu.snapshot(roots), os.times(), _cpu_jiffies()
+    yield out
+    after, children_after, stat_after = cpu.snapshot(roots), os.times(), _cpu_jiffies()
+    out.update(cpu.used(before, after))
+    out["generator"] = (children_after.children_user + children_after.children_system) - (
+        children.children_user + children.children_system
+    )
+    tick = os.sysconf("SC_CLK_TCK")
+    delta = [b - a for a, b in zip(stat, stat_after, strict=True)]
+    out["softirq"] = delta[6] / tick
+    out["machine"] = (sum(delta) - delta[3] - delta[4]) / tick
+
+
 @contextlib.contextmanager
 def own_ingest(env: dict[str, str], unix_socket: Path | None = None) -> Iterator[str]:
     port = free_port()
@@ -172,12 +212,14 @@ def own_ingest(env: dict[str, str], unix_socket: Path | None = None) -> Iterator
         env={**env, "INGEST_HTTP_PORT": str(port), "INGEST_LOG_LEVEL": "WARNING", **extra},
     )
     url = f"http://127.0.0.1:{port}"
+    INGEST_PIDS[url] = proc.pid
     try:
         wait_healthy(url, proc)
         yield url
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        del INGEST_PIDS[url]
 
 
 @contextlib.contextmanager
@@ -461,8 +503,13 @@ def run(
                ok=via["ok_rps"] >= 2500 and ratio >= 0.9)  # fmt: skip
 
     print(f"# waited {settle():.0f} s for the CPU to settle")
-    steady = constant_rate(nginx, review, key, rate=args.rate, duration_s=duration,
-                           processes=args.generators)  # fmt: skip
+    with cpu_split(direct_url) as used:
+        steady = constant_rate(nginx, review, key, rate=args.rate, duration_s=duration,
+                               processes=args.generators)  # fmt: skip
+    answered = max(1.0, steady["ok_rps"] * duration)
+    print("# constant-rate run, CPU us per request: " + ", ".join(
+        f"{part} {seconds * 1e6 / answered:.0f}" for part, seconds in used.items()
+    ))  # fmt: skip
     p99_ms = steady["p99_ms"]
     line(f"constant {args.rate}/s, via nginx", f"{steady['ok_rps']:.0f} req/s, p50 "
          f"{steady['p50_ms']:.1f} ms, p99 {p99_ms:.1f} ms", "target p99 <= 30 ms",

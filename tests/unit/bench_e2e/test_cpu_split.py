@@ -1,0 +1,41 @@
+"""bench/e2e/_cpu.py: a process tree named in `roots` is counted as that part, workers included.
+
+The ingest bench starts its own ingest (not in `.stack/run`), whose uvicorn workers are its
+children: their CPU must land on "ingest", not on "other".
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from types import ModuleType
+
+import pytest
+
+# A parent that starts one busy child (a stand-in for a uvicorn worker) and waits for it.
+_SPIN = "import time\nend = time.monotonic() + 5\nwhile time.monotonic() < end: pass"
+_TREE = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {_SPIN!r}])"
+
+
+@pytest.mark.timeout(30)
+def test_a_named_tree_counts_its_workers_cpu(bench_cpu_module: ModuleType) -> None:
+    cpu = bench_cpu_module
+    parent = subprocess.Popen([sys.executable, "-c", _TREE], start_new_session=True)
+    try:
+        time.sleep(0.5)  # the child is spinning by now
+        roots = {parent.pid: "ingest"}
+        named0, plain0 = cpu.snapshot(roots), cpu.snapshot()
+        time.sleep(1.0)
+        named1, plain1 = cpu.snapshot(roots), cpu.snapshot()
+    finally:
+        os.killpg(parent.pid, signal.SIGKILL)  # the child too
+        parent.wait()
+    named, plain = cpu.used(named0, named1), cpu.used(plain0, plain1)
+    # The child spun for the whole second: most of a core, counted as the tree's part.
+    assert named.get("ingest", 0.0) >= 0.5, named
+    # Without the root it is nobody's: the same CPU lands on "other".
+    assert plain.get("ingest", 0.0) == 0.0, plain
+    assert plain.get("other", 0.0) >= 0.5, plain
