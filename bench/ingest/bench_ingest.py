@@ -172,11 +172,12 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], path: str = "/healthz"
 INGEST_PIDS: dict[str, int] = {}  # url -> pid of each ingest this bench started
 
 
-def _load_cpu_module() -> Any:
-    """bench/e2e/_cpu.py: CPU per part of the pipeline from /proc."""
-    spec = importlib.util.spec_from_file_location("pulse_bench_cpu", REPO / "bench/e2e/_cpu.py")
+def _load_script(path: Path, name: str) -> Any:
+    """A script of this repo (not part of a package) imported as the module `name`."""
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
     spec.loader.exec_module(module)
     return module
 
@@ -187,7 +188,7 @@ def cpu_split(direct_url: str) -> Iterator[dict[str, float]]:
     workers, or the stack's), PostgreSQL, Kafka, Connect, nginx, other; `generator` for the
     child processes that ended inside it (the load generators); `softirq` and `machine`
     (every busy jiffy) from /proc/stat. Filled in when the block ends."""
-    cpu = _load_cpu_module()
+    cpu = _load_script(REPO / "bench" / "e2e" / "_cpu.py", "pulse_bench_cpu")  # CPU per part
     roots = {INGEST_PIDS[direct_url]: "ingest"} if direct_url in INGEST_PIDS else {}
     out: dict[str, float] = {}
     before, children, stat = cpu.snapshot(roots), os.times(), _cpu_jiffies()
@@ -226,13 +227,7 @@ def own_ingest(env: dict[str, str], unix_socket: Path | None = None) -> Iterator
 def own_nginx(upstream: str, unix_socket: Path | None = None) -> Iterator[str]:
     """deploy/nginx/nginx.conf as is, on a free port, proxying to `upstream` over TCP, or to
     `unix_socket` with deploy/nginx/env/local/upstream-ingest-uds.conf."""
-    spec = importlib.util.spec_from_file_location(
-        "pulse_local_stack", REPO / "deploy" / "local" / "stack.py"
-    )
-    assert spec and spec.loader
-    stack = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = stack
-    spec.loader.exec_module(stack)
+    stack = _load_script(REPO / "deploy" / "local" / "stack.py", "pulse_local_stack")
     prefix = Path(tempfile.mkdtemp(prefix="pulse-bench-nginx-"))
     prefix.chmod(0o755)
     port = free_port()

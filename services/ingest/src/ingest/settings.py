@@ -16,9 +16,10 @@ class IngestSettings(ServiceSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=58001, ge=0, le=65535)
     # One process by default: on a small host shared with PostgreSQL and Kafka, one worker
-    # coalesces more reviews per INSERT and used ~20 % less CPU per request than two at a
-    # constant 1,500 req/s (services/ingest/README.md). Scale out with pods, or raise this
-    # on a host with cores to spare.
+    # coalesces more reviews per INSERT. With the writer defaults below, the whole machine
+    # used 13-24 % less CPU per request than with two workers at a constant 1,500 req/s
+    # (services/ingest/README.md). Scale out with pods, or raise this on a host with cores
+    # to spare.
     workers: int = Field(default=1, ge=1, le=64)
     # Also listen on this unix socket (for an nginx on the same host); TCP stays on.
     http_uds: Path | None = None
@@ -50,8 +51,9 @@ class IngestSettings(ServiceSettings):
     # routing and dependency overhead); off = the FastAPI route serves it.
     fast_path: bool = True
     # Concurrent flushes of coalesced single-review inserts (each one statement + commit).
-    # Two: one statement fills while the other commits; more split the queue into smaller
-    # statements, each costing PostgreSQL ~0.4 ms of CPU however few reviews it holds.
+    # Two: one statement fills while the other commits. More flushers split the queue into
+    # smaller statements, and each statement costs PostgreSQL ~0.4 ms of CPU on top of its
+    # reviews (bench/ingest/statement_cost.py).
     review_flushers: int = Field(default=2, ge=1, le=64)
     # A waking flusher waits this long before taking the queue (0 = flush at once).
     review_linger_ms: float = Field(default=5.0, ge=0, le=50)
