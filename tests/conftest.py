@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from pulse_cli.scripts import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 STACK_PY = REPO / "deploy" / "local" / "stack.py"
-
-
-def load_script(path: Path, name: str) -> ModuleType:
-    """A script (not part of a package) imported as the module `name`."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib.util
 import io
 import json
 import os
@@ -39,10 +38,10 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import httpx
+from pulse_cli.scripts import load_script
 from pulse_cli.stackenv import read_env_file
 
 REPO = Path(__file__).resolve().parents[2]
@@ -172,23 +171,13 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], path: str = "/healthz"
 INGEST_PIDS: dict[str, int] = {}  # url -> pid of each ingest this bench started
 
 
-def _load_script(path: Path, name: str) -> Any:
-    """A script of this repo (not part of a package) imported as the module `name`."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
 @contextlib.contextmanager
 def cpu_split(direct_url: str) -> Iterator[dict[str, float]]:
     """CPU seconds used inside the block, per part: ingest (this bench's own instance and its
     workers, or the stack's), PostgreSQL, Kafka, Connect, nginx, other; `generator` for the
     child processes that ended inside it (the load generators); `softirq` and `machine`
     (every busy jiffy) from /proc/stat. Filled in when the block ends."""
-    cpu = _load_script(REPO / "bench" / "e2e" / "_cpu.py", "pulse_bench_cpu")  # CPU per part
+    cpu = load_script(REPO / "bench" / "e2e" / "_cpu.py", "pulse_bench_cpu")  # CPU per part
     roots = {INGEST_PIDS[direct_url]: "ingest"} if direct_url in INGEST_PIDS else {}
     out: dict[str, float] = {}
     before, children, stat = cpu.snapshot(roots), os.times(), _cpu_jiffies()
@@ -227,7 +216,7 @@ def own_ingest(env: dict[str, str], unix_socket: Path | None = None) -> Iterator
 def own_nginx(upstream: str, unix_socket: Path | None = None) -> Iterator[str]:
     """deploy/nginx/nginx.conf as is, on a free port, proxying to `upstream` over TCP, or to
     `unix_socket` with deploy/nginx/env/local/upstream-ingest-uds.conf."""
-    stack = _load_script(REPO / "deploy" / "local" / "stack.py", "pulse_local_stack")
+    stack = load_script(REPO / "deploy" / "local" / "stack.py", "pulse_local_stack")
     prefix = Path(tempfile.mkdtemp(prefix="pulse-bench-nginx-"))
     prefix.chmod(0o755)
     port = free_port()

@@ -24,27 +24,18 @@ from pathlib import Path
 import asyncpg
 from ingest.repository import Database, DatabaseConfig, PendingReview
 from ingest.schemas import ReviewIn
+from pulse_cli.scripts import load_script
 from pulse_cli.stackenv import read_env_file
 
 REPO = Path(__file__).resolve().parents[2]
-_TICK = os.sysconf("SC_CLK_TCK")
+
+
+_CPU = load_script(REPO / "bench" / "e2e" / "_cpu.py", "pulse_bench_cpu")  # CPU per part
 
 
 def postgres_cpu_s() -> float:
-    """CPU seconds used so far by every process whose command line is `postgres...`."""
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if not (entry / "cmdline").read_bytes().startswith(b"postgres"):
-                continue
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / _TICK
+    """CPU seconds used so far by the PostgreSQL processes (backends, walsender, the rest)."""
+    return sum(cpu for group, cpu in _CPU.snapshot().values() if group == "postgres")
 
 
 def pending(api_key_id: int, sku: str, now: datetime) -> PendingReview:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import importlib.util
 import json
 import logging
 import os
@@ -39,6 +38,7 @@ from rich.table import Table
 
 from pulse_cli import kafka_scan, scenario
 from pulse_cli.render import progress_bar, result_table
+from pulse_cli.scripts import load_script
 
 log = logging.getLogger(__name__)
 
@@ -292,12 +292,7 @@ async def drive_api(
 def fixture_site(root: Path) -> Iterator[Any]:
     """The crawler engineer's sample review site, served on loopback for the run."""
     path = root / FIXTURE_SITE
-    spec = importlib.util.spec_from_file_location("crawler_fixture_site", path)
-    if spec is None or spec.loader is None:
-        raise FileNotFoundError(path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("crawler_fixture_site", module)
-    spec.loader.exec_module(module)
+    module = load_script(path, "crawler_fixture_site")
     with module.FixtureSite(crawl_delay_s=0.0) as site:
         yield site
 

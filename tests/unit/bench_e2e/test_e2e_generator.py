@@ -8,7 +8,6 @@ an Idempotency-Key each, and that `analyse` counts lost reviews and splits the l
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -17,6 +16,7 @@ from types import ModuleType
 
 import orjson
 import pytest
+from pulse_cli.scripts import load_script
 
 E2E = Path(__file__).resolve().parents[3] / "bench" / "e2e"
 
@@ -24,11 +24,7 @@ E2E = Path(__file__).resolve().parents[3] / "bench" / "e2e"
 def load(name: str) -> ModuleType:
     sys.path.insert(0, str(E2E))
     sys.path.insert(0, str(E2E.parents[1] / "cli" / "src"))
-    spec = importlib.util.spec_from_file_location(name, E2E / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(E2E / f"{name}.py", name)
 
 
 class CannedApi:

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from types import ModuleType
+
+from pulse_cli.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
 def runner() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("run_all", ROOT / "bench" / "run_all.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROOT / "bench" / "run_all.py", "run_all")
 
 
 def test_last_json_line_with_figures_wins() -> None:

@@ -8,26 +8,17 @@ Idempotency-Key, and a dropped connection is one error, not a hang or a lost cou
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import re
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from pulse_cli.scripts import load_script
 
 SCRIPT = Path(__file__).resolve().parents[3] / "bench" / "ingest" / "constant_rate.py"
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("ingest_constant_rate", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-cr = _load()
+cr = load_script(SCRIPT, "ingest_constant_rate")
 
 
 def response(status: int, body: bytes = b'{"ok":true}', *, name: str = "content-length") -> bytes:
