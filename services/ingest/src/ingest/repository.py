@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -182,12 +183,14 @@ class Database:
     ) -> AsyncIterator[asyncpg.Connection]:
         if self._pool is None:
             raise DatabaseUnavailableError("pool not started")
+        deadline_s = (
+            self._deadline_s
+            if statement_timeout_s is None
+            else self._config.acquire_timeout_s + statement_timeout_s
+        )
+        conn: asyncpg.Connection | None = None
+        started = time.monotonic()
         try:
-            deadline_s = (
-                self._deadline_s
-                if statement_timeout_s is None
-                else self._config.acquire_timeout_s + statement_timeout_s
-            )
             async with asyncio.timeout(deadline_s):
                 conn = await self._pool.acquire(timeout=self._config.acquire_timeout_s)
                 try:
@@ -200,8 +203,22 @@ class Database:
                 finally:
                     await self._pool.release(conn)
         except _UNAVAILABLE as exc:
-            log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
-            raise DatabaseUnavailableError(f"{type(exc).__name__}: {exc}") from exc
+            # Say which step failed, after how long, and which setting limits it: an empty
+            # TimeoutError from the pool and one from a slow statement otherwise read alike.
+            step = "acquiring a connection" if conn is None else "running the statement"
+            reason = f"{type(exc).__name__} while {step} after {time.monotonic() - started:.2f} s"
+            if str(exc):
+                reason += f": {exc}"
+            if isinstance(exc, TimeoutError):
+                config = self._config
+                if conn is None:
+                    reason += f" (INGEST_DB_ACQUIRE_TIMEOUT_S={config.acquire_timeout_s:g})"
+                elif statement_timeout_s is None:
+                    reason += f" (INGEST_DB_STATEMENT_TIMEOUT_S={config.statement_timeout_s:g})"
+                else:
+                    reason += f" (INGEST_DB_BATCH_STATEMENT_TIMEOUT_S={statement_timeout_s:g})"
+            log.warning("database unavailable: %s", reason)
+            raise DatabaseUnavailableError(reason) from exc
 
     async def ping(self) -> None:
         async with self._connection() as conn:
