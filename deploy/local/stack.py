@@ -226,15 +226,16 @@ def say(msg: str) -> None:
     print(msg, flush=True)
 
 
-def render(template: Path, dest: Path, values: dict[str, str]) -> None:
-    """Fill ``${NAME}`` placeholders; a placeholder without a value is an error, not a blank."""
+def render(template: Path, dest: Path, values: dict[str, str]) -> bool:
+    """Fill ``${NAME}`` placeholders; a placeholder without a value is an error, not a blank.
+    True when `dest` was written (it did not hold this text yet)."""
     try:
         text = string.Template(template.read_text()).substitute(values)
     except (KeyError, ValueError) as err:
         raise StackError(
             f"template {template}: bad or unknown placeholder ({err}); write a literal $ as $$"
         ) from None
-    write_if_changed(dest, text)
+    return write_if_changed(dest, text)
 
 
 def write_if_changed(dest: Path, text: str, mode: int | None = None) -> bool:
@@ -816,6 +817,32 @@ def start_postgres(stack: Stack, sec: Secrets) -> int | None:
     return part_pid(stack, "postgres")
 
 
+def refresh_postgres_conf(stack: Stack) -> str:
+    """`up` on a running cluster: render pulse.conf and pg_hba.conf again and, if either
+    changed, reload the server, so an edited setting applies without a restart. Returns a
+    note for the status line, naming any changed setting that still needs one."""
+    values = stack.template_vars()
+    changed = []
+    for name in ("pulse.conf", "pg_hba.conf"):
+        if render(DEPLOY_LOCAL / "postgres" / name, stack.pg_data / name, values):
+            chown_pg(stack.pg_data / name)
+            changed.append(name)
+    if not changed:
+        return ""
+    pg_ctl = [str(stack.pg_bin / "pg_ctl"), "-D", str(stack.pg_data), "reload"]
+    r = subprocess.run(as_pg(pg_ctl), capture_output=True, text=True, cwd="/")
+    if r.returncode != 0:
+        raise StackError(f"postgres: pg_ctl reload failed: {r.stderr.strip() or r.stdout}")
+    # pg_file_settings reads the files now, so this does not race the reload's SIGHUP.
+    pending = psql(
+        stack, "-At", "-c",
+        "SELECT string_agg(DISTINCT name, ', ') FROM pg_file_settings"
+        " WHERE error = 'setting could not be applied'",
+    ).stdout.strip()  # fmt: skip
+    note = f"; {' and '.join(changed)} changed, reloaded"
+    return note + (f" (restart postgres to apply {pending})" if pending else "")
+
+
 def probe_postgres(stack: Stack) -> str | None:
     r = subprocess.run(
         [
@@ -1331,7 +1358,8 @@ def cmd_up(stack: Stack, names: list[str]) -> None:
 
     def launch(part: str) -> None:
         if is_running(stack, part):
-            say(f"{part:9} {stack.address(part):45} already running")
+            note = refresh_postgres_conf(stack) if part == "postgres" else ""
+            say(f"{part:9} {stack.address(part):45} already running{note}")
             return
         check_ports_free(stack, part)
         timers[part] = Timer()

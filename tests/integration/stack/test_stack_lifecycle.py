@@ -1,10 +1,12 @@
 """stack.py's process lifecycle, on a private mini stack (PostgreSQL + S3Proxy, own state dir
 and ports) so the shared stack is untouched: up is idempotent, down leaves no process behind,
-rows and objects persist across down/up and `restart s3proxy`, and a taken port is a clear
+rows and objects persist across down/up and `restart s3proxy`, `up` reloads an edited
+pulse.conf into a running server, and a taken port is a clear
 error."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
@@ -160,3 +162,44 @@ def test_takeover_stops_another_stack_holding_the_ports(
         run_stack("down", env=second)
         shutil.rmtree(second["PULSE_STACK_DIR"], ignore_errors=True)
     assert _processes_mentioning(f"{second['PULSE_STACK_DIR']}/") == []
+
+
+async def _shown_soon(admin: asyncpg.Connection, setting: str, want: str) -> str:
+    """The server's value of `setting` once it reads `want`, or after 5 s (a reload is a
+    signal the server handles a moment later)."""
+    for _ in range(50):
+        if (shown := await admin.fetchval(f"SHOW {setting}")) == want:
+            return str(shown)
+        await asyncio.sleep(0.1)
+    return str(await admin.fetchval(f"SHOW {setting}"))
+
+
+async def test_up_on_a_running_cluster_applies_an_edited_pulse_conf(
+    mini_env: dict[str, str], run_stack: RunStack
+) -> None:
+    up = run_stack("up", "postgres", env=mini_env)
+    assert up.returncode == 0, up.stdout + up.stderr
+    state = Path(mini_env["PULSE_STACK_DIR"])
+    env = read_env_file(state / "env")
+    rendered = state / "pg" / "data" / "pulse.conf"
+    template_line = "backend_flush_after = 256kB"
+    assert template_line in rendered.read_text()
+    # The running server drifts from deploy/local/postgres/pulse.conf (as after a git pull
+    # that edits it): its rendered copy says otherwise and has been loaded.
+    rendered.write_text(rendered.read_text().replace(template_line, "backend_flush_after = 0"))
+    admin = await asyncpg.connect(env["PULSE_PG_ADMIN_URL"])
+    try:
+        await admin.execute("SELECT pg_reload_conf()")
+        assert await _shown_soon(admin, "backend_flush_after", "0") == "0"
+
+        again = run_stack("up", "postgres", env=mini_env)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "already running; pulse.conf changed, reloaded" in again.stdout
+        assert "restart postgres" not in again.stdout
+        assert template_line in rendered.read_text()
+        assert await _shown_soon(admin, "backend_flush_after", "256kB") == "256kB"
+
+        unchanged = run_stack("up", "postgres", env=mini_env)
+        assert "already running\n" in unchanged.stdout, unchanged.stdout
+    finally:
+        await admin.close()
