@@ -1,8 +1,7 @@
 """stack.py's process lifecycle, on a private mini stack (PostgreSQL + S3Proxy, own state dir
 and ports) so the shared stack is untouched: up is idempotent, down leaves no process behind,
 rows and objects persist across down/up and `restart s3proxy`, `up` reloads an edited
-pulse.conf into a running server, and a taken port is a clear
-error."""
+pulse.conf into a running server, and a taken port is a clear error."""
 
 from __future__ import annotations
 
