@@ -780,9 +780,7 @@ def start_postgres(stack: Stack, sec: Secrets) -> int | None:
     check_pg_can_reach(stack)
     if not (stack.pg_data / "PG_VERSION").exists():
         pg_initdb(stack, sec)
-    values = stack.template_vars()
-    render(DEPLOY_LOCAL / "postgres" / "pulse.conf", stack.pg_data / "pulse.conf", values)
-    render(DEPLOY_LOCAL / "postgres" / "pg_hba.conf", stack.pg_data / "pg_hba.conf", values)
+    render_postgres_conf(stack)
     stack.pg_socket_dir.mkdir(parents=True, exist_ok=True)
     stack.pg_socket_dir.chmod(0o700)
     stack.logs.mkdir(parents=True, exist_ok=True)
@@ -817,16 +815,23 @@ def start_postgres(stack: Stack, sec: Secrets) -> int | None:
     return part_pid(stack, "postgres")
 
 
-def refresh_postgres_conf(stack: Stack) -> str:
-    """`up` on a running cluster: render pulse.conf and pg_hba.conf again and, if either
-    changed, reload the server, so an edited setting applies without a restart. Returns a
-    note for the status line, naming any changed setting that still needs one."""
+def render_postgres_conf(stack: Stack) -> list[str]:
+    """deploy/local/postgres's server config files into the data dir; the names of those
+    that changed."""
     values = stack.template_vars()
     changed = []
     for name in ("pulse.conf", "pg_hba.conf"):
         if render(DEPLOY_LOCAL / "postgres" / name, stack.pg_data / name, values):
             chown_pg(stack.pg_data / name)
             changed.append(name)
+    return changed
+
+
+def refresh_postgres_conf(stack: Stack) -> str:
+    """`up` on a running cluster: render the config files again and, if one changed, reload
+    the server, so an edited setting applies without a restart. Returns a note for the
+    status line, naming any changed setting that still needs one."""
+    changed = render_postgres_conf(stack)
     if not changed:
         return ""
     pg_ctl = [str(stack.pg_bin / "pg_ctl"), "-D", str(stack.pg_data), "reload"]
