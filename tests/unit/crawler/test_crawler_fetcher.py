@@ -111,15 +111,16 @@ async def test_content_type_outside_the_allowlist_is_refused(
 
 
 async def test_a_drip_ends_at_the_whole_request_deadline(site: FixtureSite, tmp_path: Path) -> None:
-    drip = await make_fetcher(tmp_path, request_deadline_s=1.5, max_retries=0)
+    drip = await make_fetcher(tmp_path, request_deadline_s=1.5, min_body_bytes_per_s=0)
     started = time.monotonic()
     try:
         with pytest.raises(FetchError) as caught:
             await drip.fetch(f"{site.origin}/drip.html", delay_s=0)
     finally:
         await drip.aclose()
-    assert caught.value.reason == "timeout"
+    assert caught.value.reason == "trickle"  # the body was arriving: never retried
     assert time.monotonic() - started < 3.0  # a read timeout alone would wait 100 s
+    assert site.paths().count("/drip.html") == 1
 
 
 async def test_429_retry_after_is_honoured(site: FixtureSite, fetcher: Fetcher) -> None:

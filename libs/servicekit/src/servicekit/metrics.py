@@ -143,6 +143,24 @@ SITE_LAG = Gauge(
 QUOTES_POLLED = Counter(
     "pulse_crawler_quotes_total", "Quotes polled and published", ["feed"], registry=REGISTRY
 )
+STRUCTURED_DATA_ERRORS = Counter(
+    "pulse_crawler_structured_data_errors_total",
+    "Structured-data blocks that could not be read; the page's other blocks are kept",
+    ["site", "syntax"],  # syntax: json-ld | microdata | rdfa | html
+    registry=REGISTRY,
+)
+SLOW_PAGES = Counter(
+    "pulse_crawler_slow_pages_total",
+    "URLs given up as slow: a trickling body or the URL's time budget spent",
+    ["site", "reason"],  # reason: trickle | budget
+    registry=REGISTRY,
+)
+ROBOTS_FETCHES = Counter(
+    "pulse_crawler_robots_fetches_total",
+    "robots.txt fetches sent (concurrent askers for one origin share one)",
+    ["origin"],
+    registry=REGISTRY,
+)
 
 # --- query -----------------------------------------------------------------------------
 QUERIES = Counter("pulse_queries_total", "SQL queries answered", ["outcome"], registry=REGISTRY)

@@ -26,6 +26,9 @@ def build_policy(settings: CrawlerSettings) -> FetchPolicy:
     return FetchPolicy(
         user_agent=settings.user_agent,
         request_deadline_s=settings.request_deadline_s,
+        url_budget_s=settings.url_budget_s,
+        min_body_bytes_per_s=settings.min_body_bytes_per_s,
+        trickle_grace_s=settings.trickle_grace_s,
         connect_timeout_s=settings.connect_timeout_s,
         max_retries=settings.max_retries,
         backoff_base_s=settings.backoff_base_s,
@@ -91,6 +94,7 @@ class CrawlerApp:
         self._last_crawl: dict[str, float] = {}
 
     async def aclose(self) -> None:
+        await self.robots.aclose()
         await self.fetcher.aclose()
 
     async def run_once(self) -> None:

@@ -25,7 +25,7 @@ from crawler.extraction import (
     map_product,
     parse_sitemap,
 )
-from crawler.fetcher import Fetcher, FetchError
+from crawler.fetcher import SLOW_REASONS, Fetcher, FetchError
 from crawler.publisher import Publisher
 from crawler.quotes import FeedError, parse_feed
 from crawler.robots import RobotsCache
@@ -49,6 +49,8 @@ class CrawlReport:
     extracted: int = 0
     published: int = 0
     unmapped: int = 0
+    broken_blocks: int = 0  # structured-data blocks that could not be read (others kept)
+    slow: list[str] = field(default_factory=list)  # URLs given up as slow (trickle or budget)
 
     def error(self, reason: str) -> None:
         self.errors[reason] = self.errors.get(reason, 0) + 1
@@ -103,7 +105,12 @@ class SiteCrawler:
         except FetchError as exc:
             report.error(exc.reason)
             metrics.PAGES_FETCHED.labels(site=self.site.name, status=exc.reason).inc()
-            log.info("site %s: %s", self.site.name, exc)
+            if exc.reason in SLOW_REASONS:
+                report.slow.append(url)
+                metrics.SLOW_PAGES.labels(site=self.site.name, reason=exc.reason).inc()
+                log.warning("site %s: slow page given up (%s)", self.site.name, exc)
+            else:
+                log.info("site %s: %s", self.site.name, exc)
             return None
         report.pages += 1
         metrics.PAGES_FETCHED.labels(site=self.site.name, status=str(result.status)).inc()
@@ -188,12 +195,15 @@ class SiteCrawler:
         await self._publish(by_product, sku_of, url_of, report)
         metrics.SITE_LAG.labels(site=self.site.name).set(0)
         log.info(
-            "site %s crawled: %d pages, %d reviews extracted, %d published, errors %s",
+            "site %s crawled: %d pages, %d reviews extracted, %d published, errors %s, "
+            "%d broken structured-data blocks, %d slow pages",
             self.site.name,
             report.pages,
             report.extracted,
             report.published,
             report.errors,
+            report.broken_blocks,
+            len(report.slow),
         )
         return report
 
@@ -209,7 +219,23 @@ class SiteCrawler:
             next_page_selector=self.site.next_page_selector,
             default_language=self.site.language,
         )
+        self._note_broken(final_url, page, report)
         return final_url, page
+
+    def _note_broken(self, url: str, page: PageExtract, report: CrawlReport) -> None:
+        """Count and log unreadable structured-data blocks; the page's other blocks were kept."""
+        for block in page.broken:
+            report.broken_blocks += 1
+            metrics.STRUCTURED_DATA_ERRORS.labels(site=self.site.name, syntax=block.syntax).inc()
+            log.warning(
+                "site %s: %s block %d on %s unreadable (%s); %d reviews kept from the page",
+                self.site.name,
+                block.syntax,
+                block.index,
+                url,
+                block.error,
+                len(page.reviews),
+            )
 
     async def _publish(
         self,
@@ -288,6 +314,8 @@ class FeedPoller:
                 content_types=("application/json", "text/plain"),
             )
         except FetchError as exc:
+            if exc.reason in SLOW_REASONS:
+                metrics.SLOW_PAGES.labels(site=self.feed.name, reason=exc.reason).inc()
             log.warning("feed %s: %s", self.feed.name, exc)
             return 0
         metrics.PAGES_FETCHED.labels(site=self.feed.name, status=str(result.status)).inc()

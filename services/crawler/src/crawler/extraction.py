@@ -1,9 +1,12 @@
 """Reviews out of a product page (pure): schema.org structured data first, site selectors second.
 
-JSON-LD, microdata and RDFa are read with `extruct`; RDFa's expanded IRIs and `@graph`
-documents are folded into the same short-key node shape so one walk finds `Review` and
-`AggregateRating` nodes whether they are nested under a `Product`, linked by `@id`, or stand
-alone with `itemReviewed`. Ratings are normalised to 1–5; dates become timezone-aware UTC.
+JSON-LD, microdata and RDFa are read with `extruct`, one block at a time: each JSON-LD
+`<script>` and each outermost microdata item is its own extraction, so one broken block is
+reported (`PageExtract.broken`) and the valid blocks beside it are kept; RDFa is one graph per
+page and fails alone. RDFa's expanded IRIs and `@graph` documents are folded into the same
+short-key node shape so one walk finds `Review` and `AggregateRating` nodes whether they are
+nested under a `Product`, linked by `@id`, or stand alone with `itemReviewed`. Ratings are
+normalised to 1–5; dates become timezone-aware UTC.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from typing import Any
 from urllib.parse import urljoin
 
 import extruct
+from extruct.utils import parse_html, parse_xmldom_html
+from lxml import etree
 from selectolax.lexbor import LexborHTMLParser as HTMLParser
 from selectolax.lexbor import LexborNode as Node
 
@@ -30,6 +35,10 @@ _PRODUCT_TYPES = frozenset({"Product", "ProductModel", "IndividualProduct", "Pro
 _REF_KINDS = ("sku", "gtin", "gtin8", "gtin12", "gtin13", "gtin14", "mpn", "productID")
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)
 _NUMBER = re.compile(r"-?\d+(?:[.,]\d+)?")
+# Blocks as extruct itself finds them: its JSON-LD XPath, and microdata items not nested in one.
+_JSON_LD_BLOCKS = etree.XPath('//script[@type="application/ld+json"]')
+_MICRODATA_BLOCKS = etree.XPath("//*[@itemscope][not(ancestor::*[@itemscope])]")
+_MAX_ERROR_CHARS = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +62,15 @@ class AggregateRatingSeen:
 
 
 @dataclass(frozen=True, slots=True)
+class BrokenBlock:
+    """A structured-data block that could not be read; the page's other blocks still count."""
+
+    syntax: str  # json-ld | microdata | rdfa | html (the page itself did not parse)
+    index: int  # 1-based position among the page's blocks of that syntax
+    error: str  # the parser's message, shortened
+
+
+@dataclass(frozen=True, slots=True)
 class PageExtract:
     reviews: list[ExtractedReview] = field(default_factory=list)
     aggregates: list[AggregateRatingSeen] = field(default_factory=list)
@@ -60,6 +78,7 @@ class PageExtract:
     next_pages: list[str] = field(default_factory=list)
     links: list[str] = field(default_factory=list)
     language: str | None = None
+    broken: list[BrokenBlock] = field(default_factory=list)
 
 
 # --- decoding ------------------------------------------------------------------------------
@@ -351,22 +370,46 @@ def _syntaxes_present(html: str) -> list[str]:
     return found
 
 
-def _structured(html: str, url: str) -> dict[str, list[Any]]:
+def _error_text(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_CHARS]
+
+
+def _blocks(syntax: str, nodes: list[Any], url: str, broken: list[BrokenBlock]) -> list[Any]:
+    """Every block's items, each block extracted alone; a failing block is recorded, skipped."""
+    items: list[Any] = []
+    for index, node in enumerate(nodes, start=1):
+        try:
+            data = extruct.extract(
+                node, base_url=url, syntaxes=[syntax], uniform=True, errors="strict"
+            )
+        except Exception as exc:  # extruct raises whatever its parsers raise on broken markup
+            broken.append(BrokenBlock(syntax, index, _error_text(exc)))
+            continue
+        items.extend(data.get(syntax) or [])
+    return items
+
+
+def _structured(html: str, url: str) -> tuple[dict[str, list[Any]], list[BrokenBlock]]:
+    """The page's structured data by syntax, and the blocks that could not be read."""
     syntaxes = _syntaxes_present(html)
+    broken: list[BrokenBlock] = []
     if not syntaxes:
-        return {}
+        return {}, broken
+    # One parse for every syntax; RDFa needs extruct's xmldom tree, which the others read too.
+    parser = parse_xmldom_html if "rdfa" in syntaxes else parse_html
     try:
-        data: dict[str, list[Any]] = extruct.extract(
-            html,
-            base_url=url,
-            syntaxes=syntaxes,
-            uniform=True,
-            errors="ignore",
-        )
-    except Exception:  # extruct raises whatever its parsers raise on broken markup
-        log.warning("structured data extraction failed on %s", url, exc_info=True)
-        return {}
-    return data
+        tree = parser(html, encoding="UTF-8")
+    except Exception as exc:  # lxml's errors on a document it cannot build a tree from
+        return {}, [BrokenBlock("html", 1, _error_text(exc))]
+    data: dict[str, list[Any]] = {}
+    if "json-ld" in syntaxes:
+        data["json-ld"] = _blocks("json-ld", _JSON_LD_BLOCKS(tree), url, broken)
+    if "microdata" in syntaxes:
+        data["microdata"] = _blocks("microdata", _MICRODATA_BLOCKS(tree), url, broken)
+    if "rdfa" in syntaxes:
+        # RDFa is one graph over the whole document: it cannot be split, so it fails alone.
+        data["rdfa"] = _blocks("rdfa", [tree], url, broken)
+    return data, broken
 
 
 # --- selectors ----------------------------------------------------------------------------
@@ -446,7 +489,7 @@ def extract_page(
     aggregates: list[AggregateRatingSeen] = []
     main_refs: dict[str, str] = {}
     seen_ids: set[str] = set()
-    data = _structured(html, url)
+    data, broken = _structured(html, url)
     for syntax in ("json-ld", "microdata", "rdfa"):
         items = data.get(syntax) or []
         roots = _rdfa_to_nodes(items) if syntax == "rdfa" else items
@@ -490,6 +533,7 @@ def extract_page(
         next_pages=next_pages,
         links=links,
         language=page_language,
+        broken=broken,
     )
 
 
@@ -498,7 +542,10 @@ def _hrefs(tree: HTMLParser, selector: str, base: str) -> list[str]:
     for node in tree.css(selector):
         href = node.attributes.get("href")
         if href and not href.startswith(("javascript:", "mailto:", "#")):
-            found.append(urljoin(base, href.strip()))
+            try:
+                found.append(urljoin(base, href.strip()))
+            except ValueError:  # e.g. "http://[broken": one bad link must not lose the page
+                continue
     return found
 
 

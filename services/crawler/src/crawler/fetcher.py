@@ -9,6 +9,13 @@ and decompressed by us with a cap on decompressed bytes, so a gzip bomb stops at
 Order per attempt: 1. normalise and pre-check the URL 2. wait for the host's politeness slot
 3. send under one deadline that covers headers and body 4. check content type from headers
 5. stream the body under the cap.
+
+Time per URL is bounded twice: each attempt by `request_deadline_s`, and the URL as a whole
+(attempts, backoffs, Retry-After and politeness waits) by `url_budget_s`. A body that was
+arriving but too slowly (below `min_body_bytes_per_s` after `trickle_grace_s`, or still
+incomplete at the deadline) is a trickle: retrying it would cost another full deadline for
+the same result, so it is never retried. Both end as a `FetchError` whose reason is in
+`SLOW_REASONS`, which the crawl records as a slow page.
 """
 
 from __future__ import annotations
@@ -46,6 +53,9 @@ Resolver = Callable[[str, int], Awaitable[list[IPAddress]]]
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _RETRY_AFTER_STATUSES = frozenset({429, 503})
+_RETRIED_REASONS = frozenset({"timeout", "connect"})
+SLOW_REASONS = frozenset({"trickle", "budget"})
+"""FetchError reasons that mean "this URL is slow": given up, not retried."""
 
 
 class FetchError(Exception):
@@ -145,6 +155,9 @@ class PinnedTransport(httpx.AsyncHTTPTransport):
 class FetchPolicy:
     user_agent: str
     request_deadline_s: float = 30.0
+    url_budget_s: float = 60.0  # every attempt, backoff and wait for one URL, together
+    min_body_bytes_per_s: float = 1024.0  # below this after trickle_grace_s: a trickle
+    trickle_grace_s: float = 5.0
     connect_timeout_s: float = 10.0
     max_retries: int = 3
     backoff_base_s: float = 0.5
@@ -156,6 +169,14 @@ class FetchPolicy:
     global_concurrency: int = 8
     per_host_concurrency: int = 1
     allow: tuple[IPNetwork, ...] = ()
+
+
+@dataclass(slots=True)
+class _BodyProgress:
+    """How much of a body has arrived, so a timeout can tell a trickle from a stall."""
+
+    started_at: float | None = None  # clock.monotonic() when the headers were in
+    raw_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,21 +328,25 @@ class Fetcher:
 
         Returns the last response (possibly 4xx/5xx, with an empty body). Raises FetchError
         when no response could be had or the response was refused (blocked address, content
-        type, size, too many redirects).
+        type, size, too many redirects), and with a reason in SLOW_REASONS when the body
+        trickled (not retried) or the URL's time budget ran out.
         """
         allowed_types = tuple(
             content_types if content_types is not None else self.policy.content_types
         )
+        budget_end = self._clock.monotonic() + self.policy.url_budget_s
         attempts = self.policy.max_retries + 1
         last: FetchResult | None = None
         for attempt in range(attempts):
             final = attempt == attempts - 1
             try:
-                result = await self._follow(url, delay_s=delay_s, content_types=allowed_types)
+                result = await self._follow(
+                    url, delay_s=delay_s, content_types=allowed_types, budget_end=budget_end
+                )
             except FetchError as exc:
-                if exc.reason not in ("timeout", "connect") or final:
+                if exc.reason not in _RETRIED_REASONS or final:
                     raise
-                await self._clock.sleep(self._backoff(attempt))
+                await self._sleep_within(budget_end, self._backoff(attempt), url, cause=exc)
                 continue
             last = result
             if result.status in _RETRY_AFTER_STATUSES:
@@ -330,17 +355,36 @@ class Fetcher:
                 )
                 if wait is None:
                     wait = self._backoff(attempt)
-                if wait > self.policy.max_retry_after_s or final:
+                if (
+                    wait > self.policy.max_retry_after_s
+                    or final
+                    or self._clock.monotonic() + wait >= budget_end
+                ):
                     return result
                 # Honoured per host: every request to it waits, not only this one.
                 self.gate.defer(host_of(result.url), wait)
                 continue
             if result.status >= 500 and not final:
-                await self._clock.sleep(self._backoff(attempt))
+                backoff = self._backoff(attempt)
+                if self._clock.monotonic() + backoff >= budget_end:
+                    return result
+                await self._clock.sleep(backoff)
                 continue
             return result
         assert last is not None
         return last
+
+    async def _sleep_within(
+        self, budget_end: float, seconds: float, url: str, *, cause: FetchError
+    ) -> None:
+        """Back off before a retry, or give the URL up if the retry would start past its budget."""
+        if self._clock.monotonic() + seconds >= budget_end:
+            raise FetchError(
+                "budget",
+                f"{url}: {self.policy.url_budget_s}s budget (CRAWLER_URL_BUDGET_S) spent; "
+                f"last attempt: {cause.detail}",
+            ) from cause
+        await self._clock.sleep(seconds)
 
     def _backoff(self, attempt: int) -> float:
         return backoff_s(
@@ -351,7 +395,7 @@ class Fetcher:
         )
 
     async def _follow(
-        self, url: str, *, delay_s: float, content_types: tuple[str, ...]
+        self, url: str, *, delay_s: float, content_types: tuple[str, ...], budget_end: float
     ) -> FetchResult:
         try:
             current = normalise_url(url)
@@ -361,7 +405,7 @@ class Fetcher:
             self._precheck(current)
             host = host_of(current)
             async with self.gate.slot(host, delay_s=delay_s):
-                result, location = await self._one_hop(current, content_types)
+                result, location = await self._one_hop(current, content_types, budget_end)
             if location is None:
                 return result
             try:
@@ -381,27 +425,65 @@ class Fetcher:
             raise AddressBlockedError(str(literal), verdict.reason)
 
     async def _one_hop(
-        self, url: str, content_types: tuple[str, ...]
+        self, url: str, content_types: tuple[str, ...], budget_end: float
     ) -> tuple[FetchResult, str | None]:
+        remaining_s = budget_end - self._clock.monotonic()
+        deadline_s = min(self.policy.request_deadline_s, remaining_s)
+        if deadline_s <= 0:
+            raise FetchError(
+                "budget", f"{url}: {self.policy.url_budget_s}s budget (CRAWLER_URL_BUDGET_S) spent"
+            )
+        progress = _BodyProgress()
         try:
-            async with asyncio.timeout(self.policy.request_deadline_s):
+            async with asyncio.timeout(deadline_s):
                 request = self._client.build_request("GET", url)
                 response = await self._client.send(request, stream=True)
                 try:
-                    return await self._read(url, response, content_types)
+                    return await self._read(url, response, content_types, progress)
                 finally:
                     await response.aclose()
-        except TimeoutError as exc:
-            raise FetchError(
-                "timeout", f"{url}: no complete response within {self.policy.request_deadline_s}s"
-            ) from exc
-        except httpx.TimeoutException as exc:
-            raise FetchError("timeout", f"{url}: {type(exc).__name__}") from exc
+        except (TimeoutError, httpx.TimeoutException) as exc:
+            raise self._timeout_error(url, progress, deadline_s) from exc
         except httpx.TransportError as exc:
             raise FetchError("connect", f"{url}: {type(exc).__name__}: {exc}") from exc
 
+    def _timeout_error(self, url: str, progress: _BodyProgress, deadline_s: float) -> FetchError:
+        """trickle: body bytes had arrived; budget: the budget cut the deadline; else timeout."""
+        if progress.raw_bytes > 0:
+            return FetchError(
+                "trickle",
+                f"{url}: body still arriving after {deadline_s:.1f}s "
+                f"({progress.raw_bytes} bytes); not retried",
+            )
+        if deadline_s < self.policy.request_deadline_s:
+            return FetchError(
+                "budget",
+                f"{url}: {self.policy.url_budget_s}s budget (CRAWLER_URL_BUDGET_S) spent "
+                f"waiting for a response",
+            )
+        return FetchError("timeout", f"{url}: no complete response within {deadline_s:.1f}s")
+
+    def _check_rate(self, url: str, progress: _BodyProgress) -> None:
+        """Give up on a body arriving below the minimum rate once the grace period is over."""
+        assert progress.started_at is not None
+        elapsed_s = self._clock.monotonic() - progress.started_at
+        if elapsed_s < self.policy.trickle_grace_s:
+            return
+        rate = progress.raw_bytes / elapsed_s
+        if rate < self.policy.min_body_bytes_per_s:
+            raise FetchError(
+                "trickle",
+                f"{url}: body at {rate:.0f} B/s after {elapsed_s:.1f}s, below "
+                f"{self.policy.min_body_bytes_per_s:.0f} B/s (CRAWLER_MIN_BODY_BYTES_PER_S); "
+                f"not retried",
+            )
+
     async def _read(
-        self, url: str, response: httpx.Response, content_types: tuple[str, ...]
+        self,
+        url: str,
+        response: httpx.Response,
+        content_types: tuple[str, ...],
+        progress: _BodyProgress,
     ) -> tuple[FetchResult, str | None]:
         headers = {k.lower(): v for k, v in response.headers.items()}
         media, charset = _media_type(headers.get("content-type", ""))
@@ -426,7 +508,10 @@ class Fetcher:
         decoder = _Decoder(headers.get("content-encoding", ""))
         parts: list[bytes] = []
         total = 0
+        progress.started_at = self._clock.monotonic()
         async for raw in response.aiter_raw():
+            progress.raw_bytes += len(raw)
+            self._check_rate(url, progress)
             for piece in decoder.feed(raw, cap - total):
                 total += len(piece)
                 if total > cap:

@@ -2,14 +2,19 @@
 
 Fetch outcomes (RFC 9309 §2.3.1): 2xx → the rules; 4xx → no rules, everything allowed;
 5xx, 429, refused or unreachable → everything disallowed (retried sooner than a success).
+One fetch per origin at a time: callers asking while it is in flight (a site's pages and its
+feed at start-up) await the same fetch rather than sending their own.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 from dataclasses import dataclass
 
 from protego import Protego
+from servicekit import metrics
 from servicekit.clock import Clock
 
 from crawler.extraction import decode_html
@@ -48,15 +53,35 @@ class RobotsCache:
         self._agent = agent
         self._cache_s = min(cache_s, 24 * 3600.0)
         self._rules: dict[str, RobotsRules] = {}
+        self._inflight: dict[str, asyncio.Task[RobotsRules]] = {}
 
     async def rules_for(self, url: str, *, delay_s: float) -> RobotsRules:
         origin = origin_of(url)
         cached = self._rules.get(origin)
         if cached is not None and cached.expires_at > self._clock.monotonic():
             return cached
+        task = self._inflight.get(origin)
+        if task is None:
+            task = asyncio.create_task(self._fetch_and_keep(origin, delay_s=delay_s))
+            self._inflight[origin] = task
+            task.add_done_callback(functools.partial(self._forget, origin))
+        # Shielded: one asker being cancelled must not cancel the fetch the others await.
+        return await asyncio.shield(task)
+
+    async def _fetch_and_keep(self, origin: str, *, delay_s: float) -> RobotsRules:
         rules = await self._fetch(origin, delay_s=delay_s)
         self._rules[origin] = rules
         return rules
+
+    def _forget(self, origin: str, task: asyncio.Task[RobotsRules]) -> None:
+        if self._inflight.get(origin) is task:
+            del self._inflight[origin]
+
+    async def aclose(self) -> None:
+        """Cancel fetches nobody awaits any more (a shutdown mid-fetch)."""
+        for task in list(self._inflight.values()):
+            task.cancel()
+        await asyncio.gather(*self._inflight.values(), return_exceptions=True)
 
     async def allowed(self, url: str, *, delay_s: float) -> tuple[bool, float | None]:
         """(may the agent fetch url, the Crawl-delay that applies to the agent if any)."""
@@ -65,6 +90,7 @@ class RobotsCache:
 
     async def _fetch(self, origin: str, *, delay_s: float) -> RobotsRules:
         now = self._clock.monotonic()
+        metrics.ROBOTS_FETCHES.labels(origin=origin).inc()
         try:
             result = await self._fetcher.fetch(
                 f"{origin}/robots.txt", delay_s=delay_s, content_types=()

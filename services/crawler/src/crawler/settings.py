@@ -138,6 +138,11 @@ class CrawlerSettings(ServiceSettings):
     per_host_concurrency: int = Field(default=1, ge=1)
     min_delay_s: float = Field(default=1.0, ge=0)
     request_deadline_s: float = Field(default=30.0, gt=0)  # whole request incl. body
+    # One URL's whole cost: every attempt, backoff and Retry-After wait together.
+    url_budget_s: float = Field(default=60.0, gt=0)
+    # A body below this rate once trickle_grace_s has passed is a trickle: given up, not retried.
+    min_body_bytes_per_s: float = Field(default=1024.0, ge=0)
+    trickle_grace_s: float = Field(default=5.0, gt=0)
     connect_timeout_s: float = Field(default=10.0, gt=0)
     max_retries: int = Field(default=3, ge=0)
     backoff_base_s: float = Field(default=0.5, ge=0)
