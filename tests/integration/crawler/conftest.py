@@ -14,11 +14,12 @@ FIXTURE_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "crawler_site"
 sys.path.insert(0, str(FIXTURE_DIR))
 
 from crawler_fixture_site import FixtureSite  # noqa: E402
+from hostile_site import free_port_in_range  # noqa: E402
 
 
 @pytest.fixture
 def site() -> Iterator[FixtureSite]:
-    with FixtureSite() as running:
+    with FixtureSite(port=free_port_in_range()) as running:
         yield running
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import sys
 import time
 from decimal import Decimal
@@ -17,6 +16,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from contracts.events import QuotePolled, ReviewCrawled
 from crawler_fixture_site import FixtureSite, feed_config, site_config
+from hostile_site import free_port_in_range
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[3]
@@ -107,6 +107,10 @@ async def test_once_publishes_reviews_and_quotes_and_a_second_run_nothing_new(
     leak = next(v for k, v in reviews if k == "homegear:https://homegear.example/reviews/r-1002")
     assert leak["rating"] == 1.0 and leak["published_at"] == "2026-10-12T00:00:00Z"
     assert leak["product_ref"] == "gtin13:4006381333931"
+    # The grill page states 7 on 0–10: carried exactly (decimal strings) with its scale.
+    grill = next(v for _, v in reviews if v.get("rating_source_value") == "7")
+    assert grill["rating_exact"] == "3.8"
+    assert (grill["rating_source_worst"], grill["rating_source_best"]) == ("0", "10")
 
     quotes = await read_all(bootstrap, crawl_topics["quotes"])
     assert sorted(k for k, _ in quotes) == ["ACME", "BTC-USD", "ETH-USD"]
@@ -124,16 +128,10 @@ async def test_once_publishes_reviews_and_quotes_and_a_second_run_nothing_new(
     assert "homegear:https://homegear.example/reviews/r-1006" in {k for k, _ in after}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def test_continuous_mode_serves_health_and_crawler_metrics(
     stack_env: dict[str, str], site: FixtureSite, crawl_topics: dict[str, str], tmp_path: Path
 ) -> None:
-    port = free_port()
+    port = free_port_in_range()
     env = crawler_env(
         stack_env,
         site,

@@ -24,7 +24,17 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]
 WINDOW_S, GRACE_S = 3.0, 1.0
 
 
+# Even reviews: a crawled 1.8 on 0–10, exact. Odd ones: written before the exact fields.
+EXACT = {
+    "rating_exact": "1.72",
+    "rating_source_value": "1.8",
+    "rating_source_worst": "0",
+    "rating_source_best": "10",
+}
+
+
 def review(i: int) -> ReviewEnriched:
+    exact = EXACT if i % 2 == 0 else {}
     return ReviewEnriched.model_validate(
         {
             "review_id": f"r-{i}",
@@ -38,8 +48,17 @@ def review(i: int) -> ReviewEnriched:
             "sentiment_label": "negative",
             "event_time": BASE_TIME,
             "enriched_at": BASE_TIME,
+            **exact,
         }
     )
+
+
+def review_bytes(i: int) -> bytes:
+    """The record as its producer wrote it: old producers sent no rating_* keys at all."""
+    document = review(i).model_dump(mode="json")
+    if i % 2:
+        document = {k: v for k, v in document.items() if k not in EXACT}
+    return orjson.dumps(document)
 
 
 async def read_dlq(sc: Scenario, count: int, timeout_s: float) -> list[dict[str, object]]:
@@ -86,7 +105,7 @@ async def test_idle_flush_dead_letters_and_duckdb_views(
     # The rest, with two records the archive cannot hold.
     await sc.produce_candles(range(1, 40))
     await sc.produce(
-        [(f"r-{i}".encode(), review(i).model_dump_json().encode()) for i in range(10)],
+        [(f"r-{i}".encode(), review_bytes(i)) for i in range(10)],
         topic=reviews_topic,
     )
     bad_price = candle(999).model_dump(mode="json") | {"open": 1.5}  # a float: not exact
@@ -125,6 +144,16 @@ async def test_idle_flush_dead_letters_and_duckdb_views(
         "SELECT review_id, pii_counts['email'], rating FROM reviews_enriched ORDER BY _offset"
     ).fetchall()
     assert sorted(pii) == sorted((f"r-{i}", i, 1 + i % 5) for i in range(10))
+    # The exact rating lands as DECIMAL; rows from old producers have NULL there.
+    ratings = con.sql(
+        "SELECT review_id, rating_exact, rating_source_value, rating_source_worst, "
+        "rating_source_best, typeof(rating_exact) FROM reviews_enriched"
+    ).fetchall()
+    want_exact = (Decimal("1.72"), Decimal("1.8"), Decimal("0"), Decimal("10"))
+    assert sorted(ratings) == sorted(
+        (f"r-{i}", *(want_exact if i % 2 == 0 else (None,) * 4), "DECIMAL(38,18)")
+        for i in range(10)
+    )
     catalog_keys = await sc.listing_all()
     assert f"{sc.root}/_catalog/market_candles.json" in catalog_keys
     assert proc.terminate(30) == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -12,6 +13,7 @@ from cdc_processor import decoding
 from cdc_processor.decoding import ProductChange
 from cdc_processor.enrichment import normalize_rating
 from contracts import topics
+from contracts.events import ReviewEnriched
 from contracts.rows import ProductRow
 from servicekit.clock import FakeClock
 
@@ -251,7 +253,8 @@ def test_redelivered_negative_review_counts_once_in_burst() -> None:
 
 
 def test_rating_normalization() -> None:
-    assert [normalize_rating(r) for r in (0.2, 1, 2.5, 3.49, 4.5, 7)] == [1, 1, 3, 3, 5, 5]
+    ratings = ("0.2", "1", "1.72", "2.5", "3.49", "4.5", "7")
+    assert [normalize_rating(Decimal(r)) for r in ratings] == [1, 1, 2, 3, 3, 5, 5]
     assert normalize_rating(None) is None
 
 
@@ -346,3 +349,67 @@ def test_first_sweep_after_a_start_reads_keys_not_every_claim() -> None:
     assert table.reads <= 2
     clock.advance(timedelta(days=31))
     assert flow.sweep_dedup(limit=100) == 100 and len(table) == 19_900
+
+
+def _crawled_with_scale(value: str, *, worst: str, best: str, exact: str) -> bytes:
+    """A crawled review as the crawler now writes it: the float, the exact value, the scale."""
+    return orjson.dumps(
+        {
+            "source": "shopx",
+            "external_id": f"scale-{value}",
+            "url": "https://shopx.example/scale",
+            "product_sku": "KTL-100",
+            "rating": float(exact),
+            "rating_exact": exact,
+            "rating_source_value": value,
+            "rating_source_worst": worst,
+            "rating_source_best": best,
+            "body": "The lid cracked within a week of normal use.",
+            "crawled_at": T0.isoformat(),
+        }
+    )
+
+
+def test_crawled_rating_on_ten_point_scale_keeps_exact_value_and_scale() -> None:
+    flow = review_flow()
+    outputs = flow.on_review(
+        decoding.decode_review_crawled(
+            _crawled_with_scale("1.8", worst="0", best="10", exact="1.72")
+        )
+    )
+    [record] = _records(outputs, topics.REVIEWS_ENRICHED.name)
+    assert record["rating_exact"] == "1.72"  # a decimal string on the wire, never a float
+    assert record["rating_source_value"] == "1.8"
+    assert (record["rating_source_worst"], record["rating_source_best"]) == ("0", "10")
+    assert record["rating"] == 2  # whole stars stay for the views that need them
+    enriched = ReviewEnriched.model_validate(record)
+    assert enriched.rating_exact == Decimal("1.72")
+
+
+def test_crawled_1_8_normalized_is_not_rounded_to_2() -> None:
+    flow = review_flow()
+    outputs = flow.on_review(
+        decoding.decode_review_crawled(_crawled_with_scale("2", worst="0", best="10", exact="1.8"))
+    )
+    [record] = _records(outputs, topics.REVIEWS_ENRICHED.name)
+    assert record["rating_exact"] == "1.8" and record["rating"] == 2
+
+
+def test_crawled_record_from_before_the_exact_fields_keeps_its_float_exactly() -> None:
+    flow = review_flow()
+    old = orjson.loads(_crawl("An older crawled review without the exact rating fields"))
+    old["rating"] = 1.8
+    outputs = flow.on_review(decoding.decode_review_crawled(orjson.dumps(old)))
+    [record] = _records(outputs, topics.REVIEWS_ENRICHED.name)
+    assert record["rating_exact"] == "1.8" and record["rating"] == 2
+    assert record["rating_source_value"] is None and record["rating_source_best"] is None
+
+
+def test_app_review_stars_give_the_same_exact_value_on_one_to_five() -> None:
+    flow = review_flow()
+    _product(flow)
+    outputs = flow.on_review(decoding.decode_review_cdc(golden("review_update")))
+    [record] = _records(outputs, topics.REVIEWS_ENRICHED.name)
+    assert record["rating"] == 4 and record["rating_exact"] == "4"
+    assert record["rating_source_value"] == "4"
+    assert (record["rating_source_worst"], record["rating_source_best"]) == ("1", "5")

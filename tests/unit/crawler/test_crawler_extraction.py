@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 from crawler.extraction import (
@@ -13,6 +14,7 @@ from crawler.extraction import (
     normalise_rating,
     parse_published,
     parse_sitemap,
+    read_rating,
 )
 from crawler.settings import ProductMapping, SiteConfig
 from crawler_fixture_site import _ktl_page, site_config
@@ -205,3 +207,33 @@ def test_sitemap_and_index() -> None:
     assert nested == []
     index = "<sitemapindex><sitemap><loc>http://h.example/s1.xml</loc></sitemap></sitemapindex>"
     assert parse_sitemap(index, "http://h.example/") == ([], ["http://h.example/s1.xml"])
+
+
+@pytest.mark.parametrize(
+    ("value", "best", "worst", "normalized"),
+    [
+        ("1.8", "10", "0", "1.72"),  # a float would give 1.7200000000000002
+        (1.8, 10, 0, "1.72"),  # JSON-LD numbers arrive as floats: read as written
+        ("2", "10", "0", "1.8"),
+        ("4", None, None, "4"),
+        ("7", "10", "1", "3.666667"),  # 4/9 a point does not terminate: 6 places, half-even
+        ("87", "100", "0", "4.48"),
+        ("3,5", None, None, "3.5"),
+        (12, 10, 0, "5"),  # clamped
+    ],
+)
+def test_ratings_are_read_exactly_with_their_source_scale(
+    value: object, best: object, worst: object, normalized: str
+) -> None:
+    reading = read_rating(value, best=best, worst=worst)
+    assert reading is not None
+    assert reading.normalized == Decimal(normalized)
+    assert str(reading.normalized) == normalized  # no float noise, no trailing zeros
+    assert reading.source_best == Decimal(str(best if best is not None else 5))
+    assert reading.source_worst == Decimal(str(worst if worst is not None else 1))
+    assert reading.as_float == normalise_rating(value, best=best, worst=worst)
+
+
+@pytest.mark.parametrize("value", [None, "n/a", True, "1." + "1" * 19, "9" * 21])
+def test_ratings_too_long_for_the_archive_or_unreadable_are_none(value: object) -> None:
+    assert read_rating(value) is None

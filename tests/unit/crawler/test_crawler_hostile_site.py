@@ -9,6 +9,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,12 @@ async def test_crawl_counts_and_logs_broken_blocks_by_site(
         "Microdata, valid.",
         "Third, valid.",
     ]
+    # The page states 1.8 on 0–10: carried exactly, with the scale, as decimal strings.
+    first = next(e for e in published if isinstance(e, ReviewCrawled) and e.external_id == "r-a")
+    assert first.rating_exact == Decimal("1.72") and first.rating == 1.72
+    wire = first.model_dump(mode="json")
+    assert (wire["rating_exact"], wire["rating_source_value"]) == ("1.72", "1.8")
+    assert (wire["rating_source_worst"], wire["rating_source_best"]) == ("0", "10")
     lines = [r.getMessage() for r in caplog.records if "unreadable" in r.getMessage()]
     assert len(lines) == 2 and "json-ld block 2" in lines[0] and "broken-structured" in lines[0]
 

@@ -63,6 +63,7 @@ def review(rid: str, when: datetime | None) -> ExtractedReview:
         external_id=rid,
         body="b",
         rating=None,
+        rating_reading=None,
         title=None,
         author_name=None,
         published_at=when,

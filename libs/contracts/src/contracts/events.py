@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.rows import AssetClass
-from contracts.types import ExactDecimal, UtcDatetime
+from contracts.types import ExactDecimal, ExactRating, UtcDatetime
 
 
 class Event(BaseModel):
@@ -34,6 +34,12 @@ class ReviewCrawled(Event):
     product_sku: str | None = None  # our SKU, when the page maps to one
     product_ref: str | None = None  # the gtin/mpn/sku the page itself states
     rating: Annotated[float, Field(ge=1.0, le=5.0)] | None = None  # normalized to 1–5
+    # The same rating exact, and what the page stated (value on its own worst…best scale).
+    # Optional: records written before them lack them; `rating` stays for older consumers.
+    rating_exact: ExactRating | None = None
+    rating_source_value: ExactDecimal | None = None
+    rating_source_worst: ExactDecimal | None = None
+    rating_source_best: ExactDecimal | None = None
     title: str | None = None
     body: str
     author_name: str | None = None
@@ -89,7 +95,14 @@ class ReviewEnriched(Event):
     product_brand: str | None = None
     product_category: str | None = None
     product_known: bool = False
-    rating: Annotated[int, Field(ge=1, le=5)] | None = None
+    rating: Annotated[int, Field(ge=1, le=5)] | None = None  # whole stars, for views needing them
+    # The exact normalized rating (1–5) and the source's own value and scale: an app review's
+    # 4 is 4 on 1–5; a crawled 1.8 on 0–10 is 1.72. Absent from records written before them
+    # (and rating_exact from old crawled records is their float rating, scale unknown).
+    rating_exact: ExactRating | None = None
+    rating_source_value: ExactDecimal | None = None
+    rating_source_worst: ExactDecimal | None = None
+    rating_source_best: ExactDecimal | None = None
     title: str | None = None  # scrubbed
     body: str | None = None  # scrubbed
     pii_counts: dict[str, int] = Field(default_factory=dict)

@@ -1,4 +1,5 @@
-"""Field types shared by every schema: exact decimals that travel as strings, UTC times."""
+"""Field types shared by every schema: exact decimals that travel as strings (money, ratings),
+UTC times."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, PlainSerializer
+from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer
 
 # Parquet and Athena store money as DECIMAL(precision, scale); values are quantized to it.
 DECIMAL_PRECISION = 38
@@ -60,6 +61,19 @@ def _require_utc(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("timestamp must carry a timezone (e.g. 2026-11-22T17:00:00Z)")
     return value.astimezone(UTC)
+
+
+RATING_WORST = 1
+RATING_BEST = 5
+"""Pulse's rating scale: the app's whole stars, and what every other scale is mapped onto."""
+
+ExactRating = Annotated[ExactDecimal, Field(ge=RATING_WORST, le=RATING_BEST)]
+"""A rating normalized onto the 1–5 scale, exact: a decimal string such as "1.72"."""
+
+RATING_FRACTION_DIGITS = 6
+"""Fractional digits a normalized rating is rounded to (half-even) when the linear map from
+its source scale does not terminate (4/9 per point on a 1–10 scale); 0–10, 0–100, 1–5 and
+0–5 scales map exactly."""
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_require_utc)]

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Literal, TypeVar
 
 import orjson
 from contracts.debezium import ChangeEvent, EnvelopeError, Op, Source, decode_change_event
 from contracts.events import QuotePolled, ReviewCrawled
 from contracts.rows import AssetClass, MarketTickRow, ProductRow, ReviewRow
+from contracts.types import RATING_BEST, RATING_FRACTION_DIGITS, RATING_WORST
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 RowT = TypeVar("RowT", ProductRow, ReviewRow, MarketTickRow)
@@ -24,6 +25,10 @@ MAX_VALUE_BYTES = 1_000_000  # larger values are dead-lettered as `oversized`, n
 
 # Crawled reviews get ids `crawl:<site>:<external_id>`; app reviews keep their UUID.
 CRAWL_ID_PREFIX = "crawl:"
+
+_APP_WORST = Decimal(RATING_WORST)
+_APP_BEST = Decimal(RATING_BEST)
+_RATING_QUANTUM = Decimal(1).scaleb(-RATING_FRACTION_DIGITS)
 
 
 class DecodeError(ValueError):
@@ -50,7 +55,7 @@ class ReviewInput:
     deleted: bool
     product_id: int | None
     product_sku: str | None
-    rating: float | None
+    rating: Decimal | None  # exact, on 1–5
     title: str | None
     body: str
     author_name: str | None
@@ -58,6 +63,10 @@ class ReviewInput:
     locale: str | None
     event_time: datetime
     source_lsn: int | None = None
+    # What the source stated, on its own scale; None when unknown (old crawled records).
+    rating_source_value: Decimal | None = None
+    rating_source_worst: Decimal | None = None
+    rating_source_best: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,13 +157,17 @@ def decode_review_cdc(value: bytes | None) -> ReviewInput | None:
 
 
 def _review_input(row: ReviewRow, *, lsn: int | None) -> ReviewInput:
+    stars = Decimal(row.rating)  # the app's whole stars are already on 1–5: exact as they are
     return ReviewInput(
         review_id=str(row.id),
         source=row.source,
         deleted=False,
         product_id=row.product_id,
         product_sku=None,
-        rating=float(row.rating),
+        rating=stars,
+        rating_source_value=stars,
+        rating_source_worst=_APP_WORST,
+        rating_source_best=_APP_BEST,
         title=row.title,
         body=row.body,
         author_name=row.author_name,
@@ -208,7 +221,10 @@ def decode_review_crawled(value: bytes | None) -> ReviewInput | None:
         deleted=False,
         product_id=None,
         product_sku=crawled.product_sku,
-        rating=crawled.rating,
+        rating=_crawled_rating(crawled),
+        rating_source_value=crawled.rating_source_value,
+        rating_source_worst=crawled.rating_source_worst,
+        rating_source_best=crawled.rating_source_best,
         title=crawled.title,
         body=crawled.body,
         author_name=crawled.author_name,
@@ -216,6 +232,16 @@ def decode_review_crawled(value: bytes | None) -> ReviewInput | None:
         locale=crawled.language,
         event_time=crawled.published_at or crawled.crawled_at,
     )
+
+
+def _crawled_rating(crawled: ReviewCrawled) -> Decimal | None:
+    """The exact rating; a record from before `rating_exact` has only its float (the crawler
+    rounded it to 3 places, so its shortest repr is the value it meant)."""
+    if crawled.rating_exact is not None:
+        return crawled.rating_exact
+    if crawled.rating is None:
+        return None
+    return Decimal(repr(crawled.rating)).quantize(_RATING_QUANTUM, ROUND_HALF_EVEN).normalize()
 
 
 def decode_tick_cdc(value: bytes | None) -> Tick | None:

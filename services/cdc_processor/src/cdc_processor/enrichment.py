@@ -12,9 +12,11 @@ import hmac
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from contracts.events import ReviewEnriched, ReviewOp
+from contracts.types import RATING_BEST, RATING_WORST
 
 from cdc_processor.decoding import ReviewInput
 from cdc_processor.language import LanguageDetector
@@ -23,6 +25,7 @@ from cdc_processor.sentiment import SentimentScorer
 
 DEDUP_MIN_TEXT_CHARS = 24
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
+_ONE = Decimal(1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,11 +56,13 @@ class ProductInfo:
         )
 
 
-def normalize_rating(rating: float | None) -> int | None:
-    """Round half up to an integer star count and clamp to 1–5."""
+def normalize_rating(rating: Decimal | None) -> int | None:
+    """Whole stars for views and alerts that need them: round half up, clamp to 1–5. The
+    exact rating travels beside it (`ReviewEnriched.rating_exact`)."""
     if rating is None:
         return None
-    return max(1, min(5, int(rating + 0.5)))
+    stars = int(rating.quantize(_ONE, rounding=ROUND_HALF_UP))
+    return max(RATING_WORST, min(RATING_BEST, stars))
 
 
 def normalized_text(text: str) -> str:
@@ -144,6 +149,10 @@ class Enricher:
                 review_id=review.review_id, text=normalized_text(review.body), product_ref=ref
             ),
             rating=normalize_rating(review.rating),
+            rating_exact=review.rating,
+            rating_source_value=review.rating_source_value,
+            rating_source_worst=review.rating_source_worst,
+            rating_source_best=review.rating_source_best,
             title=title.text if review.title is not None else None,
             body=body.text,
             pii_counts=counts,

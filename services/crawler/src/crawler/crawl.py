@@ -254,6 +254,7 @@ class SiteCrawler:
             if sku_of[key] is None:
                 report.unmapped += len(fresh)
             for review in fresh:
+                reading = review.rating_reading
                 event = ReviewCrawled(
                     source=self.site.name,
                     external_id=review.external_id,
@@ -263,6 +264,10 @@ class SiteCrawler:
                         (f"{k}:{v}" for k, v in sorted(review.product_refs.items())), None
                     ),
                     rating=review.rating,
+                    rating_exact=reading.normalized if reading else None,
+                    rating_source_value=reading.source_value if reading else None,
+                    rating_source_worst=reading.source_worst if reading else None,
+                    rating_source_best=reading.source_best if reading else None,
                     title=review.title,
                     body=review.body,
                     author_name=review.author_name,

@@ -17,10 +17,12 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urljoin
 
 import extruct
+from contracts.types import DECIMAL_PRECISION, DECIMAL_SCALE, RATING_FRACTION_DIGITS
 from extruct.utils import parse_html, parse_xmldom_html
 from lxml import etree
 from selectolax.lexbor import LexborHTMLParser as HTMLParser
@@ -42,10 +44,26 @@ _MAX_ERROR_CHARS = 200
 
 
 @dataclass(frozen=True, slots=True)
+class RatingReading:
+    """A rating as the page states it (value on its worst…best scale) and exactly on 1–5."""
+
+    normalized: Decimal  # 1–5, exact to RATING_FRACTION_DIGITS places
+    source_value: Decimal
+    source_worst: Decimal
+    source_best: Decimal
+
+    @property
+    def as_float(self) -> float:
+        """The 1–5 rating as the float `ReviewCrawled.rating` has always carried (3 places)."""
+        return round(float(self.normalized), 3)
+
+
+@dataclass(frozen=True, slots=True)
 class ExtractedReview:
     external_id: str
     body: str
     rating: float | None
+    rating_reading: RatingReading | None
     title: str | None
     author_name: str | None
     published_at: datetime | None
@@ -116,22 +134,63 @@ def _to_float(value: Any) -> float | None:
     return float(match.group(0).replace(",", ".")) if match else None
 
 
-def normalise_rating(value: Any, *, best: Any = None, worst: Any = None) -> float | None:
-    """A rating on the 1–5 scale, linear from [worst, best] (schema.org defaults 1 and 5).
+def _to_decimal(value: Any) -> Decimal | None:
+    """A stated number exactly as written ("1.8", 1.8, "3,5 stars"); None if unreadable or
+    too long for the archive's DECIMAL."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        number = Decimal(value)
+    elif isinstance(value, float):
+        number = Decimal(repr(value))  # JSON-LD numbers arrive as floats: their shortest form
+    else:
+        text = _text(value)
+        match = _NUMBER.search(text) if text else None
+        if match is None:
+            return None
+        try:
+            number = Decimal(match.group(0).replace(",", "."))
+        except InvalidOperation:
+            return None
+    if not number.is_finite():
+        return None
+    exponent = number.as_tuple().exponent
+    assert isinstance(exponent, int)  # finite
+    if -exponent > DECIMAL_SCALE or number.adjusted() >= DECIMAL_PRECISION - DECIMAL_SCALE:
+        return None
+    return number
+
+
+_RATING_QUANTUM = Decimal(1).scaleb(-RATING_FRACTION_DIGITS)
+_ONE = Decimal(1)
+_FIVE = Decimal(5)
+
+
+def read_rating(value: Any, *, best: Any = None, worst: Any = None) -> RatingReading | None:
+    """The rating on the 1–5 scale, linear from [worst, best] (schema.org defaults 1 and 5),
+    computed in decimal: 1.8 on 0–10 is exactly 1.72, never a float's 1.7200000000000002.
 
     Out-of-range values are clamped; a scale with best <= worst gives None.
     """
-    number = _to_float(value)
+    number = _to_decimal(value)
     if number is None:
         return None
-    high = _to_float(best)
-    low = _to_float(worst)
-    high = 5.0 if high is None else high
-    low = 1.0 if low is None else low
+    high = _to_decimal(best)
+    low = _to_decimal(worst)
+    high = _FIVE if high is None else high
+    low = _ONE if low is None else low
     if high <= low:
         return None
-    scaled = 1.0 + 4.0 * (number - low) / (high - low)
-    return round(min(5.0, max(1.0, scaled)), 3)
+    scaled = _ONE + 4 * (number - low) / (high - low)
+    clamped = min(_FIVE, max(_ONE, scaled))
+    normalized = clamped.quantize(_RATING_QUANTUM, rounding=ROUND_HALF_EVEN).normalize()
+    return RatingReading(normalized, source_value=number, source_worst=low, source_best=high)
+
+
+def normalise_rating(value: Any, *, best: Any = None, worst: Any = None) -> float | None:
+    """`read_rating` as a float rounded to 3 places (aggregates, `ReviewCrawled.rating`)."""
+    reading = read_rating(value, best=best, worst=worst)
+    return None if reading is None else reading.as_float
 
 
 def parse_published(value: Any) -> datetime | None:
@@ -328,13 +387,13 @@ def _review_from_node(
         return None
     rating_node = resolve(node.get("reviewRating"))
     if isinstance(rating_node, dict):
-        rating = normalise_rating(
+        reading = read_rating(
             rating_node.get("ratingValue"),
             best=rating_node.get("bestRating"),
             worst=rating_node.get("worstRating"),
         )
     else:
-        rating = normalise_rating(rating_node)
+        reading = read_rating(rating_node)
     author = _author(resolve(node.get("author")))
     published = parse_published(node.get("datePublished") or node.get("dateCreated"))
     title = _text(node.get("name")) or _text(node.get("headline"))
@@ -347,7 +406,8 @@ def _review_from_node(
     return ExtractedReview(
         external_id=external_id,
         body=body,
-        rating=rating,
+        rating=None if reading is None else reading.as_float,
+        rating_reading=reading,
         title=title,
         author_name=author,
         published_at=published,
@@ -429,7 +489,7 @@ def _select_reviews(
         body = _node_text(item.css_first(selectors.body))
         if not body:
             continue
-        rating = None
+        reading = None
         if selectors.rating:
             rating_node = item.css_first(selectors.rating)
             if rating_node is not None:
@@ -438,9 +498,7 @@ def _select_reviews(
                     if selectors.rating_attr
                     else _node_text(rating_node)
                 )
-                rating = normalise_rating(
-                    raw, best=selectors.best_rating, worst=selectors.worst_rating
-                )
+                reading = read_rating(raw, best=selectors.best_rating, worst=selectors.worst_rating)
         author = _node_text(item.css_first(selectors.author)) if selectors.author else None
         published = None
         if selectors.date:
@@ -457,7 +515,8 @@ def _select_reviews(
                 external_id=own_id
                 or content_id(refs=refs, author=author, when=published, title=title, body=body),
                 body=body,
-                rating=rating,
+                rating=None if reading is None else reading.as_float,
+                rating_reading=reading,
                 title=title,
                 author_name=author,
                 published_at=published,

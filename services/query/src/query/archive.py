@@ -96,8 +96,9 @@ class ArchiveCatalog:
 
     def _load(self, dataset: Dataset) -> pa.Table | ds.Dataset:
         paths = self.files(dataset.name)
+        declared = self.declared_schema(dataset)
         if not paths:
-            return self.declared_schema(dataset).empty_table()
+            return declared.empty_table()
         factory = ds.FileSystemDatasetFactory(
             self.location.filesystem,
             paths,
@@ -110,7 +111,7 @@ class ArchiveCatalog:
         # Files written before a column was added lack it: unify every file's schema, then
         # add any contract field no file has yet (as nulls), so queries can name it.
         schema = factory.inspect(promote_options="permissive")
-        for contract_field in self.declared_schema(dataset):
+        for contract_field in declared:
             if schema.get_field_index(contract_field.name) < 0:
                 schema = schema.append(contract_field)
         return factory.finish(schema)
@@ -122,6 +123,7 @@ class ArchiveCatalog:
         names a type this reader does not know.
         """
         path = f"{self.location.root}/_catalog/{dataset.name}.json"
+        derived = empty_table(dataset.model).schema
         try:
             with self.location.filesystem.open_input_stream(path) as stream:
                 document = json.loads(stream.read())
@@ -133,7 +135,11 @@ class ArchiveCatalog:
             log.debug(
                 "no usable catalog for %s (%s): deriving from the contract", dataset.name, exc
             )
-            return empty_table(dataset.model).schema
+            return derived
+        # A catalog written by an archiver older than this reader's contract lacks the newest
+        # fields: add them (null until written) so the views naming them still bind.
+        named = {f.name for f in fields} | set(PARTITIONING.schema.names)
+        fields += [f for f in derived if f.name not in named]
         return pa.schema([*fields, *PARTITIONING.schema])
 
 

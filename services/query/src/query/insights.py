@@ -10,6 +10,12 @@ Latest state of a review: dedupe on (`_topic`, `_partition`, `_offset`) (the arc
 at-least-once), then keep the last record per `review_id` in (`_partition`, `_offset`) order
 (the key is the review id, so all of a review's records share one partition), then drop
 reviews whose latest op is `delete`.
+
+Ratings: `rating_exact` is the exact rating on 1–5 (DECIMAL, e.g. 1.72 for a crawled 1.8 on
+0–10), with the source's own value and scale beside it; `rating` is whole stars. Rows archived
+before `rating_exact` existed have it NULL in the table; the views fall back to their whole
+stars (`COALESCE(rating_exact, CAST(rating AS DECIMAL(38,18)))`: the precision such a row lost
+cannot be recovered) and `rating_source_*` stay NULL for them.
 """
 
 # ruff: noqa: S608  # SQL built only from constants here; the one parameter goes through sql_literal
@@ -36,16 +42,21 @@ latest_reviews AS (
     SELECT * FROM ranked_reviews WHERE version_rank = 1 AND op <> 'delete'
 )"""
 
+# The exact rating where a row has one, its whole stars where it was archived before.
+RATING_EXACT_OR_STARS = "COALESCE(rating_exact, CAST(rating AS DECIMAL(38,18)))"
+
 LATEST_REVIEWS = f"""WITH {LATEST_REVIEWS_CTES}
-SELECT review_id, source, product_sku, product_name, rating, title, body, language,
-       sentiment_score, sentiment_label, event_time
+SELECT review_id, source, product_sku, product_name, rating,
+       {RATING_EXACT_OR_STARS} AS rating_exact,
+       rating_source_value, rating_source_worst, rating_source_best,
+       title, body, language, sentiment_score, sentiment_label, event_time
 FROM latest_reviews"""
 
 RATING_BY_PRODUCT_DAY = f"""WITH {LATEST_REVIEWS_CTES}
 SELECT product_sku,
        CAST(event_time AS DATE) AS day,
        COUNT(*) AS reviews,
-       ROUND(AVG(CAST(rating AS DOUBLE)), 3) AS avg_rating,
+       ROUND(AVG(CAST({RATING_EXACT_OR_STARS} AS DOUBLE)), 3) AS avg_rating,
        ROUND(AVG(sentiment_score), 3) AS avg_sentiment
 FROM latest_reviews
 WHERE product_sku IS NOT NULL
@@ -53,7 +64,8 @@ GROUP BY product_sku, CAST(event_time AS DATE)
 ORDER BY day, product_sku"""
 
 LATEST_NEGATIVE_REVIEWS = f"""WITH {LATEST_REVIEWS_CTES}
-SELECT event_time, product_sku, rating, ROUND(sentiment_score, 3) AS sentiment, title, body
+SELECT event_time, product_sku, {RATING_EXACT_OR_STARS} AS rating,
+       ROUND(sentiment_score, 3) AS sentiment, title, body
 FROM latest_reviews
 WHERE sentiment_label = 'negative'
 ORDER BY event_time DESC, review_id
