@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,16 +27,11 @@ from crawler.app import CrawlerApp  # noqa: E402
 from crawler.publisher import MemoryPublisher  # noqa: E402
 from crawler.settings import CrawlerSettings  # noqa: E402
 from crawler_fixture_site import site_config  # noqa: E402
+from hostile_site import free_port_in_range  # noqa: E402
 from servicekit.clock import SystemClock  # noqa: E402
 
 PRODUCTS = ["tst-200", "bln-300", "grl-400", "mxr-500", "cfm-600", "ktl-100"]
 CONCURRENCY = 8
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def page_urls(origin: str, count: int) -> list[str]:
@@ -101,7 +95,7 @@ async def main() -> None:
     parser.add_argument("--pages", type=int, default=600)
     args = parser.parse_args()
     count = 60 if args.quick else args.pages
-    port = free_port()
+    port = free_port_in_range()  # the crawler's range (61000-61099): shared machine
     server = subprocess.Popen(  # noqa: ASYNC220  # started once, before timing
         [
             sys.executable,

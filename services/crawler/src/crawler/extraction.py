@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
@@ -434,18 +434,30 @@ def _error_text(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_CHARS]
 
 
-def _blocks(syntax: str, nodes: list[Any], url: str, broken: list[BrokenBlock]) -> list[Any]:
-    """Every block's items, each block extracted alone; a failing block is recorded, skipped."""
+def _extract(node: Any, syntax: str, url: str) -> list[Any]:
+    data = extruct.extract(node, base_url=url, syntaxes=[syntax], uniform=True, errors="strict")
+    items: list[Any] = data.get(syntax) or []
+    return items
+
+
+def _blocks(
+    tree: Any, syntax: str, find: Callable[[Any], list[Any]], url: str, broken: list[BrokenBlock]
+) -> list[Any]:
+    """The syntax's items from every readable block; each unreadable block recorded, skipped.
+
+    The whole page is read in one call first (the common case, and as cheap as before); only
+    if that fails is each block read alone, to keep every valid one and name the broken.
+    """
+    try:
+        return _extract(tree, syntax, url)
+    except Exception:  # extruct raises whatever its parsers raise on broken markup
+        log.debug("%s on %s: a block is broken, reading each alone", syntax, url)
     items: list[Any] = []
-    for index, node in enumerate(nodes, start=1):
+    for index, node in enumerate(find(tree), start=1):
         try:
-            data = extruct.extract(
-                node, base_url=url, syntaxes=[syntax], uniform=True, errors="strict"
-            )
-        except Exception as exc:  # extruct raises whatever its parsers raise on broken markup
+            items.extend(_extract(node, syntax, url))
+        except Exception as exc:  # as above, for this block alone
             broken.append(BrokenBlock(syntax, index, _error_text(exc)))
-            continue
-        items.extend(data.get(syntax) or [])
     return items
 
 
@@ -463,12 +475,15 @@ def _structured(html: str, url: str) -> tuple[dict[str, list[Any]], list[BrokenB
         return {}, [BrokenBlock("html", 1, _error_text(exc))]
     data: dict[str, list[Any]] = {}
     if "json-ld" in syntaxes:
-        data["json-ld"] = _blocks("json-ld", _JSON_LD_BLOCKS(tree), url, broken)
+        data["json-ld"] = _blocks(tree, "json-ld", _JSON_LD_BLOCKS, url, broken)
     if "microdata" in syntaxes:
-        data["microdata"] = _blocks("microdata", _MICRODATA_BLOCKS(tree), url, broken)
+        data["microdata"] = _blocks(tree, "microdata", _MICRODATA_BLOCKS, url, broken)
     if "rdfa" in syntaxes:
         # RDFa is one graph over the whole document: it cannot be split, so it fails alone.
-        data["rdfa"] = _blocks("rdfa", [tree], url, broken)
+        try:
+            data["rdfa"] = _extract(tree, "rdfa", url)
+        except Exception as exc:  # pyRdfa/rdflib raise whatever they raise on broken markup
+            broken.append(BrokenBlock("rdfa", 1, _error_text(exc)))
     return data, broken
 
 
