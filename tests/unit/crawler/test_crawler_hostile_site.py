@@ -172,6 +172,22 @@ async def test_a_stalled_url_is_retried_only_within_its_budget(
     assert elapsed < budget_s + 0.3  # …but never past the URL's budget (11 deadlines before)
 
 
+async def test_waiting_for_the_hosts_turn_does_not_spend_the_budget(
+    hostile: HostileSite, tmp_path: Path
+) -> None:
+    fetcher = make_fetcher(tmp_path, url_budget_s=0.5)
+    try:
+        first = await fetcher.fetch(f"{hostile.origin}/quotes.json", delay_s=1.0)
+        started = time.monotonic()
+        # A Crawl-delay (here 1 s) longer than the budget: the URL waits its turn, then runs.
+        second = await fetcher.fetch(f"{hostile.origin}/quotes.json", delay_s=1.0)
+        waited = time.monotonic() - started
+    finally:
+        await fetcher.aclose()
+    assert first.ok and second.ok
+    assert waited >= 0.9
+
+
 async def test_a_connect_failure_is_still_retried(tmp_path: Path) -> None:
     port = free_port_in_range()  # nothing listens: the kernel refuses every connect
     connects = 0

@@ -11,7 +11,8 @@ Order per attempt: 1. normalise and pre-check the URL 2. wait for the host's pol
 5. stream the body under the cap.
 
 Time per URL is bounded twice: each attempt by `request_deadline_s`, and the URL as a whole
-(attempts, backoffs, Retry-After and politeness waits) by `url_budget_s`. A body that was
+(its attempts, backoffs and Retry-After waits; not the wait for the host's turn, which a
+Crawl-delay may make longer than any budget) by `url_budget_s`. A body that was
 arriving but too slowly (below `min_body_bytes_per_s` after `trickle_grace_s`, or still
 incomplete at the deadline) is a trickle: retrying it would cost another full deadline for
 the same result, so it is never retried. Both end as a `FetchError` whose reason is in
@@ -155,7 +156,7 @@ class PinnedTransport(httpx.AsyncHTTPTransport):
 class FetchPolicy:
     user_agent: str
     request_deadline_s: float = 30.0
-    url_budget_s: float = 60.0  # every attempt, backoff and wait for one URL, together
+    url_budget_s: float = 60.0  # one URL's attempts, backoffs and Retry-After waits, together
     min_body_bytes_per_s: float = 1024.0  # below this after trickle_grace_s: a trickle
     trickle_grace_s: float = 5.0
     connect_timeout_s: float = 10.0
@@ -169,6 +170,19 @@ class FetchPolicy:
     global_concurrency: int = 8
     per_host_concurrency: int = 1
     allow: tuple[IPNetwork, ...] = ()
+
+
+@dataclass(slots=True)
+class _Budget:
+    """What one URL may still spend: its attempts, backoffs and Retry-After waits count; the
+    wait for the host's politeness slot does not."""
+
+    total_s: float
+    spent_s: float = 0.0
+
+    @property
+    def remaining_s(self) -> float:
+        return self.total_s - self.spent_s
 
 
 @dataclass(slots=True)
@@ -334,19 +348,19 @@ class Fetcher:
         allowed_types = tuple(
             content_types if content_types is not None else self.policy.content_types
         )
-        budget_end = self._clock.monotonic() + self.policy.url_budget_s
+        budget = _Budget(self.policy.url_budget_s)
         attempts = self.policy.max_retries + 1
         last: FetchResult | None = None
         for attempt in range(attempts):
             final = attempt == attempts - 1
             try:
                 result = await self._follow(
-                    url, delay_s=delay_s, content_types=allowed_types, budget_end=budget_end
+                    url, delay_s=delay_s, content_types=allowed_types, budget=budget
                 )
             except FetchError as exc:
                 if exc.reason not in _RETRIED_REASONS or final:
                     raise
-                await self._sleep_within(budget_end, self._backoff(attempt), url, cause=exc)
+                await self._sleep_within(budget, self._backoff(attempt), url, cause=exc)
                 continue
             last = result
             if result.status in _RETRY_AFTER_STATUSES:
@@ -355,19 +369,17 @@ class Fetcher:
                 )
                 if wait is None:
                     wait = self._backoff(attempt)
-                if (
-                    wait > self.policy.max_retry_after_s
-                    or final
-                    or self._clock.monotonic() + wait >= budget_end
-                ):
+                if wait > self.policy.max_retry_after_s or final or wait >= budget.remaining_s:
                     return result
+                budget.spent_s += wait  # this URL's own wait, though the gate does the waiting
                 # Honoured per host: every request to it waits, not only this one.
                 self.gate.defer(host_of(result.url), wait)
                 continue
             if result.status >= 500 and not final:
                 backoff = self._backoff(attempt)
-                if self._clock.monotonic() + backoff >= budget_end:
+                if backoff >= budget.remaining_s:
                     return result
+                budget.spent_s += backoff
                 await self._clock.sleep(backoff)
                 continue
             return result
@@ -375,15 +387,16 @@ class Fetcher:
         return last
 
     async def _sleep_within(
-        self, budget_end: float, seconds: float, url: str, *, cause: FetchError
+        self, budget: _Budget, seconds: float, url: str, *, cause: FetchError
     ) -> None:
         """Back off before a retry, or give the URL up if the retry would start past its budget."""
-        if self._clock.monotonic() + seconds >= budget_end:
+        if seconds >= budget.remaining_s:
             raise FetchError(
                 "budget",
                 f"{url}: {self.policy.url_budget_s}s budget (CRAWLER_URL_BUDGET_S) spent; "
                 f"last attempt: {cause.detail}",
             ) from cause
+        budget.spent_s += seconds
         await self._clock.sleep(seconds)
 
     def _backoff(self, attempt: int) -> float:
@@ -395,7 +408,7 @@ class Fetcher:
         )
 
     async def _follow(
-        self, url: str, *, delay_s: float, content_types: tuple[str, ...], budget_end: float
+        self, url: str, *, delay_s: float, content_types: tuple[str, ...], budget: _Budget
     ) -> FetchResult:
         try:
             current = normalise_url(url)
@@ -405,7 +418,11 @@ class Fetcher:
             self._precheck(current)
             host = host_of(current)
             async with self.gate.slot(host, delay_s=delay_s):
-                result, location = await self._one_hop(current, content_types, budget_end)
+                started = self._clock.monotonic()  # the budget counts from the host's turn
+                try:
+                    result, location = await self._one_hop(current, content_types, budget)
+                finally:
+                    budget.spent_s += self._clock.monotonic() - started
             if location is None:
                 return result
             try:
@@ -425,10 +442,9 @@ class Fetcher:
             raise AddressBlockedError(str(literal), verdict.reason)
 
     async def _one_hop(
-        self, url: str, content_types: tuple[str, ...], budget_end: float
+        self, url: str, content_types: tuple[str, ...], budget: _Budget
     ) -> tuple[FetchResult, str | None]:
-        remaining_s = budget_end - self._clock.monotonic()
-        deadline_s = min(self.policy.request_deadline_s, remaining_s)
+        deadline_s = min(self.policy.request_deadline_s, budget.remaining_s)
         if deadline_s <= 0:
             raise FetchError(
                 "budget", f"{url}: {self.policy.url_budget_s}s budget (CRAWLER_URL_BUDGET_S) spent"
