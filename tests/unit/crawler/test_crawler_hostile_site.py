@@ -223,10 +223,12 @@ async def test_crawl_records_a_slow_page(
     )
     caplog.set_level(logging.INFO, logger="crawler.crawl")
     try:
-        report = await app.sites[0].crawl_once()
+        await app.run_once()
     finally:
         await app.aclose()
+    report = app.last_reports[name]
     assert report.slow == [f"{hostile.origin}/drip.html"]
+    assert app.summary().endswith(f"{name}: 1 pages, 1 slow, 2 broken blocks")
     assert report.errors == {"trickle": 1}
     assert report.extracted == 3  # the other page was still crawled
     assert sample("pulse_crawler_slow_pages_total", site=name, reason="trickle") == 1
@@ -262,6 +264,7 @@ async def test_pages_and_feed_asking_at_once_fetch_robots_once(
     assert hostile.hits("/robots.txt") == 1
     assert hostile.hits("/quotes.json") == 1 and hostile.hits("/broken-structured.html") == 1
     assert len(publisher.records["market.quotes.v1"]) == 1
+    assert app.summary() == f"1 sites, 1 feeds; {name}: 1 pages, 0 slow, 2 broken blocks"
 
 
 async def test_concurrent_askers_share_one_robots_fetch(

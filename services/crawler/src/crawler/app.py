@@ -12,7 +12,7 @@ from servicekit.clock import Clock, SystemClock
 from servicekit.health import HealthServer
 from servicekit.settings import KafkaSettings
 
-from crawler.crawl import FeedPoller, SiteCrawler
+from crawler.crawl import CrawlReport, FeedPoller, SiteCrawler
 from crawler.fetcher import Fetcher, FetchPolicy, Resolver, system_resolver
 from crawler.publisher import KafkaPublisher, Publisher
 from crawler.robots import RobotsCache
@@ -92,6 +92,17 @@ class CrawlerApp:
             for feed in settings.feed_list
         ]
         self._last_crawl: dict[str, float] = {}
+        self.last_reports: dict[str, CrawlReport] = {}
+
+    def summary(self) -> str:
+        """One line for /healthz: sites, feeds, and each site's last crawl (slow, broken)."""
+        parts = [f"{len(self.sites)} sites, {len(self.feeds)} feeds"]
+        for name, report in sorted(self.last_reports.items()):
+            parts.append(
+                f"{name}: {report.pages} pages, {len(report.slow)} slow, "
+                f"{report.broken_blocks} broken blocks"
+            )
+        return "; ".join(parts)
 
     async def aclose(self) -> None:
         await self.robots.aclose()
@@ -99,14 +110,16 @@ class CrawlerApp:
 
     async def run_once(self) -> None:
         """Each site crawled and each feed polled once, concurrently (the gate keeps it polite)."""
-        await asyncio.gather(
-            *(s.crawl_once() for s in self.sites), *(f.poll_once() for f in self.feeds)
-        )
+        crawls = asyncio.gather(*(s.crawl_once() for s in self.sites))
+        polls = asyncio.gather(*(f.poll_once() for f in self.feeds))
+        reports, _ = await asyncio.gather(crawls, polls)
+        self.last_reports.update((r.site, r) for r in reports)
 
     async def _site_loop(self, crawler: SiteCrawler) -> None:
         while True:
             try:
-                await crawler.crawl_once()
+                report = await crawler.crawl_once()
+                self.last_reports[crawler.site.name] = report
                 self._last_crawl[crawler.site.name] = self.clock.monotonic()
             except Exception:  # one site's failure must not stop the others
                 log.exception("site %s: crawl failed", crawler.site.name)
@@ -144,7 +157,7 @@ async def main(*, once: bool) -> None:
     health = HealthServer(host=settings.http_host, port=settings.http_port)
 
     async def alive() -> tuple[bool, str]:
-        return True, f"{len(app.sites)} sites, {len(app.feeds)} feeds"
+        return True, app.summary()
 
     health.liveness["loop"] = alive
     metrics.SERVICE_INFO.labels(service="crawler").set(1)
