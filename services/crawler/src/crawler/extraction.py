@@ -1,12 +1,12 @@
 """Reviews out of a product page (pure): schema.org structured data first, site selectors second.
 
-JSON-LD, microdata and RDFa are read with `extruct`, one block at a time: each JSON-LD
-`<script>` and each outermost microdata item is its own extraction, so one broken block is
-reported (`PageExtract.broken`) and the valid blocks beside it are kept; RDFa is one graph per
-page and fails alone. RDFa's expanded IRIs and `@graph` documents are folded into the same
-short-key node shape so one walk finds `Review` and `AggregateRating` nodes whether they are
-nested under a `Product`, linked by `@id`, or stand alone with `itemReviewed`. Ratings are
-normalised to 1–5; dates become timezone-aware UTC.
+JSON-LD, microdata and RDFa are read with `extruct`, each syntax from the whole page first;
+if that fails, one block at a time (each JSON-LD `<script>`, each outermost microdata item), so
+one broken block is reported (`PageExtract.broken`) and the valid blocks beside it are kept.
+RDFa is one graph per page and fails alone. RDFa's expanded IRIs and `@graph` documents are
+folded into the same short-key node shape so one walk finds `Review` and `AggregateRating`
+nodes whether they are nested under a `Product`, linked by `@id`, or stand alone with
+`itemReviewed`. Ratings are normalised to 1–5 in decimal; dates become timezone-aware UTC.
 """
 
 from __future__ import annotations
