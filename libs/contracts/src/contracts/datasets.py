@@ -7,7 +7,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from contracts import topics
-from contracts.events import AlertRaised, CandleClosed, Event, ReviewEnriched
+from contracts.events import (
+    AlertRaised,
+    CandleClosed,
+    Event,
+    FeedGap,
+    QuotePolled,
+    ReviewEnriched,
+    TradeExecuted,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,8 +36,19 @@ REVIEWS_ENRICHED = Dataset(
 )
 MARKET_CANDLES = Dataset("market_candles", topics.MARKET_CANDLES, CandleClosed, "event_time")
 ALERTS = Dataset("alerts", topics.ALERTS, AlertRaised, "event_time")
+# The raw market data: exchange trades, polled quotes and the gaps a feed reported.
+MARKET_TRADES = Dataset("market_trades", topics.MARKET_TRADES, TradeExecuted, "event_time")
+MARKET_QUOTES = Dataset("market_quotes", topics.MARKET_QUOTES, QuotePolled, "event_time")
+MARKET_FEED_GAPS = Dataset("market_feed_gaps", topics.MARKET_FEED_GAPS, FeedGap, "event_time")
 
-ALL: tuple[Dataset, ...] = (REVIEWS_ENRICHED, MARKET_CANDLES, ALERTS)
+ALL: tuple[Dataset, ...] = (
+    REVIEWS_ENRICHED,
+    MARKET_CANDLES,
+    ALERTS,
+    MARKET_TRADES,
+    MARKET_QUOTES,
+    MARKET_FEED_GAPS,
+)
 BY_TOPIC: dict[str, Dataset] = {d.topic.name: d for d in ALL}
 BY_NAME: dict[str, Dataset] = {d.name: d for d in ALL}
 

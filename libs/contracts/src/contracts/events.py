@@ -64,6 +64,57 @@ class QuotePolled(Event):
     polled_at: UtcDatetime
 
 
+# --- market_feeds → market.trades.v1, market.feed_gaps.v1 --------------------------------
+
+
+class TradeSide(StrEnum):
+    """The taker's side, as the venue reports it; `unknown` when it does not."""
+
+    BUY = "buy"
+    SELL = "sell"
+    UNKNOWN = "unknown"
+
+
+class TradeExecuted(Event):
+    """One trade printed by an exchange, as its feed reported it. Key: symbol (Pulse's name).
+
+    `event_id` is `venue:venue_symbol:trade_id`: the same trade read twice (a reconnect replay)
+    carries the same id, so consumers and the archive's readers can deduplicate on it.
+    """
+
+    event_id: str
+    venue: str  # the connector: coinbase, binance, kraken, alpaca…
+    symbol: str  # Pulse's symbol (e.g. BTC-USD), from the connector's symbol map
+    venue_symbol: str  # as on the wire (BTCUSDT, BTC/USD, BTC-USD)
+    asset_class: AssetClass
+    trade_id: str  # the exchange's trade id, as a string
+    price: ExactDecimal  # from the string on the wire, never through a float
+    size: ExactDecimal
+    side: TradeSide
+    event_time: UtcDatetime  # the exchange's trade time
+    received_at: UtcDatetime  # when the connector read the frame
+    sequence: int | None = None  # the feed's message sequence number, where it has one
+
+
+class FeedGap(Event):
+    """Messages a numbered feed skipped (or a reconnect may have missed). Key: `venue:symbol`.
+
+    `first_missing`..`last_missing` are the sequence numbers that never arrived; the trades
+    they carried are lost to the stream unless fetched from the exchange's REST history.
+    """
+
+    gap_id: str  # venue:venue_symbol:first_missing
+    venue: str
+    symbol: str
+    venue_symbol: str
+    first_missing: int
+    last_missing: int
+    missing_count: int
+    reason: str  # sequence_skip | reconnect
+    event_time: UtcDatetime  # the exchange time of the message after the gap
+    detected_at: UtcDatetime
+
+
 # --- cdc_processor → reviews.enriched.v1 ------------------------------------------------
 
 
@@ -193,5 +244,12 @@ class DeadLettered(Event):
 
 
 EventName = Literal[
-    "ReviewCrawled", "QuotePolled", "ReviewEnriched", "CandleClosed", "AlertRaised", "DeadLettered"
+    "ReviewCrawled",
+    "QuotePolled",
+    "TradeExecuted",
+    "FeedGap",
+    "ReviewEnriched",
+    "CandleClosed",
+    "AlertRaised",
+    "DeadLettered",
 ]

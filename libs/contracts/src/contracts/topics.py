@@ -13,6 +13,7 @@ class Producer(StrEnum):
     DEBEZIUM = "debezium"
     CRAWLER = "crawler"
     CDC_PROCESSOR = "cdc_processor"
+    MARKET_FEEDS = "market_feeds"
     ANY = "any"
 
 
@@ -44,6 +45,10 @@ REVIEWS_CRAWLED = TopicSpec(
     "reviews.crawled.v1", PARTITIONS, Producer.CRAWLER, "source:external_id"
 )
 MARKET_QUOTES = TopicSpec("market.quotes.v1", PARTITIONS, Producer.CRAWLER, "symbol")
+MARKET_TRADES = TopicSpec("market.trades.v1", PARTITIONS, Producer.MARKET_FEEDS, "symbol")
+MARKET_FEED_GAPS = TopicSpec(
+    "market.feed_gaps.v1", PARTITIONS, Producer.MARKET_FEEDS, "venue:symbol"
+)
 REVIEWS_ENRICHED = TopicSpec("reviews.enriched.v1", PARTITIONS, Producer.CDC_PROCESSOR, "review id")
 MARKET_CANDLES = TopicSpec("market.candles.v1", PARTITIONS, Producer.CDC_PROCESSOR, "symbol")
 ALERTS = TopicSpec("alerts.v1", PARTITIONS, Producer.CDC_PROCESSOR, "alert subject")
@@ -57,6 +62,8 @@ ALL: tuple[TopicSpec, ...] = (
     MARKET_TICKS_CDC,
     REVIEWS_CRAWLED,
     MARKET_QUOTES,
+    MARKET_TRADES,
+    MARKET_FEED_GAPS,
     REVIEWS_ENRICHED,
     MARKET_CANDLES,
     ALERTS,

@@ -172,6 +172,13 @@ def register(p: Processor, *, sources: Mapping[str, str] | None = None) -> None:
             return [], None
         return p.ticks.on_tick(tick, position=(message.topic, message.partition, message.offset))
 
+    def trade(message: Any) -> tuple[list[Output], Rejected | None]:
+        # Keyed by symbol already (market_feeds): straight into the one candle path.
+        tick = decoding.decode_trade(message.value)
+        if tick is None:
+            return [], None
+        return p.ticks.on_tick(tick, position=(message.topic, message.partition, message.offset))
+
     def repartitioned_tick(message: Any) -> tuple[list[Output], Rejected | None]:
         decoded = decoding.tick_from_json(message.value)
         if decoded is None:
@@ -185,6 +192,7 @@ def register(p: Processor, *, sources: Mapping[str, str] | None = None) -> None:
         "reviews-crawled": (topics.REVIEWS_CRAWLED.name, review_crawled),
         "ticks-cdc": (topics.MARKET_TICKS_CDC.name, tick_cdc),
         "quotes": (topics.MARKET_QUOTES.name, quote),
+        "trades": (topics.MARKET_TRADES.name, trade),
         "ticks-by-symbol": (p.ticks_by_symbol.get_topic_name(), repartitioned_tick),
     }
     p.handlers.update({name: handle for name, (_topic, handle) in routes.items()})

@@ -13,7 +13,7 @@ from typing import Literal, TypeVar
 
 import orjson
 from contracts.debezium import ChangeEvent, EnvelopeError, Op, Source, decode_change_event
-from contracts.events import QuotePolled, ReviewCrawled
+from contracts.events import QuotePolled, ReviewCrawled, TradeExecuted
 from contracts.rows import AssetClass, MarketTickRow, ProductRow, ReviewRow
 from contracts.types import RATING_BEST, RATING_FRACTION_DIGITS, RATING_WORST
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -277,6 +277,28 @@ def decode_quote(value: bytes | None) -> Tick | None:
         price=quote.price,
         size=quote.size,
         event_time=quote.event_time,
+    )
+
+
+def decode_trade(value: bytes | None) -> Tick | None:
+    """An exchange trade from market_feeds; its `event_id` (venue, symbol, exchange trade id)
+    is the tick id, so a trade published twice across a feed reconnect counts once."""
+    value = _sized(value)
+    if value is None:
+        return None
+    try:
+        trade = TradeExecuted.model_validate_json(value)
+    except ValidationError as exc:
+        if exc.errors()[0]["type"] == "json_invalid":
+            raise DecodeError("undecodable", f"not JSON: {_short(exc)}") from exc
+        raise DecodeError("schema_invalid", _short(exc)) from exc
+    return Tick(
+        tick_id=trade.event_id,
+        symbol=trade.symbol,
+        asset_class=trade.asset_class,
+        price=trade.price,
+        size=trade.size,
+        event_time=trade.event_time,
     )
 
 
