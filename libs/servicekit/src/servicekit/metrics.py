@@ -162,6 +162,45 @@ ROBOTS_FETCHES = Counter(
     registry=REGISTRY,
 )
 
+# --- market_feeds ----------------------------------------------------------------------
+FEED_MESSAGES = Counter(
+    "pulse_feed_messages_total", "WebSocket frames read from a feed", ["feed"], registry=REGISTRY
+)
+FEED_TRADES = Counter(
+    "pulse_feed_trades_total", "Trades decoded and published", ["feed"], registry=REGISTRY
+)
+FEED_SKIPPED = Counter(
+    "pulse_feed_skipped_total",
+    "Frames or trades not published (duplicate, unknown_type, unknown_symbol, malformed…)",
+    ["feed", "reason"],
+    registry=REGISTRY,
+)
+FEED_GAPS = Counter(
+    "pulse_feed_gaps_total", "Sequence gaps detected", ["feed", "reason"], registry=REGISTRY
+)
+FEED_GAP_MISSING = Counter(
+    "pulse_feed_gap_missing_total", "Numbered messages a gap left out", ["feed"], registry=REGISTRY
+)
+FEED_RECONNECTS = Counter(
+    "pulse_feed_reconnects_total",
+    "Connections lost or refused, then retried",
+    ["feed", "reason"],
+    registry=REGISTRY,
+)
+FEED_CONNECTED = Gauge(
+    "pulse_feed_connected",
+    "1 while the feed is connected and subscribed",
+    ["feed"],
+    registry=REGISTRY,
+)
+FEED_PUBLISH_LAG = Histogram(
+    "pulse_feed_publish_lag_seconds",
+    "From a trade's exchange timestamp to Kafka acknowledging it",
+    ["feed"],
+    buckets=_LATENCY_BUCKETS_S,
+    registry=REGISTRY,
+)
+
 # --- query -----------------------------------------------------------------------------
 QUERIES = Counter("pulse_queries_total", "SQL queries answered", ["outcome"], registry=REGISTRY)
 

@@ -1,0 +1,281 @@
+"""One exchange feed: connect, subscribe, read frames, publish trades; on any failure back off
+(full jitter, injected clock and random source) and connect again, resubscribing.
+
+The read loop is decode → continuity → publish. A watchdog closes a connection that has been
+silent (no trade, no heartbeat) for `silence_timeout_s`. Bad frames never end the connection:
+a malformed frame or a non-positive price is dead-lettered with its bytes; an unknown message
+type, an unmapped symbol or a duplicate trade is counted and logged. An exchange `error`
+message ends the connection (it usually means the subscription is gone) and the loop redials.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from contracts.events import DeadLettered, FeedGap, TradeExecuted
+from servicekit import metrics
+from servicekit.clock import Clock
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import WebSocketException
+
+from market_feeds.continuity import Continuity
+from market_feeds.protocols import Frame, VenueProtocol, WireTrade
+from market_feeds.publisher import SERVICE, Sink
+
+log = logging.getLogger(__name__)
+
+
+class FeedError(Exception):
+    """The connection is no longer usable (exchange error, silence)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectPolicy:
+    silence_timeout_s: float = 30.0
+    ping_interval_s: float = 20.0
+    ping_timeout_s: float = 20.0
+    open_timeout_s: float = 10.0
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 30.0
+    max_frame_bytes: int = 1 << 20
+
+    def backoff_s(self, attempt: int, rng: random.Random) -> float:
+        """Full jitter: uniform over [0, min(max, base·2^attempt)] (attempt counts from 0)."""
+        ceiling = min(self.backoff_max_s, self.backoff_base_s * (2 ** min(attempt, 30)))
+        return rng.uniform(0.0, ceiling)
+
+
+@dataclass(slots=True)
+class FeedStatus:
+    """What /healthz reports for one feed."""
+
+    feed: str
+    state: str = "starting"  # starting | connecting | connected | backing_off
+    connected_at: float | None = None  # monotonic
+    last_frame_at: float | None = None  # monotonic
+    last_error: str = ""
+    failures_in_a_row: int = 0
+    connections: int = 0
+
+
+class FeedConnector:
+    def __init__(
+        self,
+        protocol: VenueProtocol,
+        *,
+        url: str,
+        symbols: Mapping[str, str],  # venue symbol → Pulse symbol
+        sink: Sink,
+        clock: Clock,
+        policy: ConnectPolicy,
+        dedup_capacity: int = 100_000,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.protocol = protocol
+        self.feed = protocol.venue
+        self.symbols = dict(symbols)
+        self.url = protocol.url(url, list(self.symbols))
+        self.sink = sink
+        self.clock = clock
+        self.policy = policy
+        self.rng = rng or random.Random()  # jitter, not cryptography
+        self.continuity = Continuity(capacity=dedup_capacity)
+        self.status = FeedStatus(self.feed)
+        self._frame_no = 0  # DLQ records' "offset": frames read since start
+        self._skipped: dict[str, Any] = {}
+        self._messages = metrics.FEED_MESSAGES.labels(self.feed)
+
+    async def run(self) -> None:
+        """Forever: a session, then a jittered backoff; never raises but CancelledError."""
+        attempt = 0
+        while True:
+            self.status.state = "connecting"
+            try:
+                await self._session()
+                reason, detail = "closed", "the server closed the connection"
+            except FeedError as exc:
+                reason, detail = exc.reason, str(exc)
+            except (OSError, WebSocketException, TimeoutError) as exc:
+                reason, detail = "connection", f"{type(exc).__name__}: {exc}"
+            metrics.FEED_CONNECTED.labels(self.feed).set(0)
+            metrics.FEED_RECONNECTS.labels(self.feed, reason).inc()
+            # A session that got data resets the backoff; repeated failures grow it.
+            attempt = 0 if self.status.state == "connected" else attempt + 1
+            self.status.failures_in_a_row = 0 if attempt == 0 else attempt
+            self.status.last_error = detail
+            self.status.state = "backing_off"
+            delay = self.policy.backoff_s(attempt, self.rng)
+            if attempt >= 1:
+                log.error(
+                    "feed %s cannot connect to %s (%d failures in a row): %s; retrying in %.1f s",
+                    self.feed, self.url, attempt, detail, delay,
+                )  # fmt: skip
+            else:
+                log.warning(
+                    "feed %s disconnected: %s; reconnecting in %.1f s", self.feed, detail, delay
+                )
+            await self.clock.sleep(delay)
+
+    async def _session(self) -> None:
+        async with connect(
+            self.url,
+            open_timeout=self.policy.open_timeout_s,
+            ping_interval=self.policy.ping_interval_s,
+            ping_timeout=self.policy.ping_timeout_s,
+            max_size=self.policy.max_frame_bytes,
+            compression=None,
+        ) as ws:
+            for message in self.protocol.opening(list(self.symbols)):
+                await ws.send(message)
+            self.status.connections += 1
+            if self.status.connections > 1:
+                self.continuity.reconnected()
+            log.info(
+                "feed %s connected to %s, subscribed to %s", self.feed, self.url, list(self.symbols)
+            )
+            self.status.last_frame_at = self.clock.monotonic()
+            watchdog = asyncio.create_task(self._watch(ws))
+            try:
+                async for raw in ws:
+                    await self.on_frame(raw)
+            finally:
+                watchdog.cancel()
+            if watchdog.done() and not watchdog.cancelled() and watchdog.exception() is None:
+                raise FeedError("silent", f"no frame for {self.policy.silence_timeout_s} s")
+
+    async def _watch(self, ws: ClientConnection) -> None:
+        """Close the connection once no frame came for silence_timeout_s (heartbeats stopped)."""
+        timeout = self.policy.silence_timeout_s
+        while True:
+            last = self.status.last_frame_at or self.clock.monotonic()
+            remaining = timeout - (self.clock.monotonic() - last)
+            if remaining <= 0:
+                log.warning(
+                    "feed %s silent for %.1f s: dropping the connection", self.feed, timeout
+                )
+                await ws.close(code=1001, reason="silent")
+                return
+            await asyncio.sleep(min(remaining, timeout / 4) + 0.01)
+
+    async def on_frame(self, raw: str | bytes) -> None:
+        """decode → continuity → publish, for one frame."""
+        now_mono = self.clock.monotonic()
+        self.status.last_frame_at = now_mono
+        self._frame_no += 1
+        self._messages.inc()
+        frame = self.protocol.decode(raw)
+        if self.status.state != "connected":
+            self.status.state = "connected"
+            self.status.connected_at = now_mono
+            metrics.FEED_CONNECTED.labels(self.feed).set(1)
+        if frame.trades:
+            await self._publish(frame)
+        if frame.rejected:
+            await self._dead_letter(raw, frame)
+        if frame.skipped is not None and frame.skipped != "control":
+            self._skip(frame.skipped, f"frame {raw[:200]!r}")
+        if frame.error is not None:
+            log.error("feed %s: the exchange sent an error: %s", self.feed, frame.error)
+            raise FeedError("exchange_error", frame.error)
+
+    async def _publish(self, frame: Frame) -> None:
+        received = self.clock.now()
+        out: list[TradeExecuted] = []
+        for wire in frame.trades:
+            symbol = self.symbols.get(wire.venue_symbol)
+            if symbol is None:
+                self._skip("unknown_symbol", f"symbol {wire.venue_symbol!r} is not mapped")
+                continue
+            new, gap = self.continuity.admit(wire.venue_symbol, wire.trade_id, wire.number)
+            if gap is not None:
+                await self._gap(gap.first_missing, gap.last_missing, gap.reason, wire, symbol)
+            if not new:
+                self._skip("duplicate", f"trade {wire.venue_symbol}:{wire.trade_id} seen before")
+                continue
+            out.append(self._trade(wire, symbol, received))
+        if out:
+            await self.sink.trades(self.feed, out)
+
+    def _trade(self, wire: WireTrade, symbol: str, received: Any) -> TradeExecuted:
+        # Built without re-validation: every field was checked by the protocol decoder
+        # (exact() enforces the contract's decimal bounds, utc_iso/utc_from_epoch_ms UTC).
+        return TradeExecuted.model_construct(
+            event_id=f"{self.feed}:{wire.venue_symbol}:{wire.trade_id}",
+            venue=self.feed,
+            symbol=symbol,
+            venue_symbol=wire.venue_symbol,
+            asset_class=self.protocol.asset_class,
+            trade_id=wire.trade_id,
+            price=wire.price,
+            size=wire.size,
+            side=wire.side,
+            event_time=wire.event_time,
+            received_at=received,
+            sequence=wire.sequence,
+        )
+
+    async def _gap(self, first: int, last: int, reason: str, wire: WireTrade, symbol: str) -> None:
+        count = last - first + 1
+        log.warning(
+            "feed %s: %s missed trades %d..%d (%d) before %s (%s)",
+            self.feed, wire.venue_symbol, first, last, count, wire.trade_id, reason,
+        )  # fmt: skip
+        metrics.FEED_GAPS.labels(self.feed, reason).inc()
+        metrics.FEED_GAP_MISSING.labels(self.feed).inc(count)
+        await self.sink.gap(
+            FeedGap(
+                gap_id=f"{self.feed}:{wire.venue_symbol}:{first}",
+                venue=self.feed,
+                symbol=symbol,
+                venue_symbol=wire.venue_symbol,
+                first_missing=first,
+                last_missing=last,
+                missing_count=count,
+                reason=reason,
+                event_time=wire.event_time,
+                detected_at=self.clock.now(),
+            )
+        )
+
+    async def _dead_letter(self, raw: str | bytes, frame: Frame) -> None:
+        value = raw.encode() if isinstance(raw, str) else raw
+        for reason, detail in frame.rejected:
+            log.warning(
+                "feed %s: dead-lettering frame %d: %s (%s)",
+                self.feed,
+                self._frame_no,
+                reason,
+                detail,
+            )
+            metrics.DLQ_RECORDS.labels(SERVICE, reason).inc()
+            await self.sink.dead_letter(
+                self.feed,
+                DeadLettered(
+                    reason=reason,
+                    detail=detail[:2000],
+                    service=SERVICE,
+                    source_topic=f"ws:{self.feed}",  # not a Kafka topic: the feed's frames
+                    source_partition=0,
+                    source_offset=self._frame_no,
+                    original_key_b64=None,
+                    original_value_b64=base64.b64encode(value).decode(),
+                    failed_at=self.clock.now(),
+                ),
+            )
+
+    def _skip(self, reason: str, detail: str) -> None:
+        counter = self._skipped.get(reason)
+        if counter is None:
+            counter = self._skipped[reason] = metrics.FEED_SKIPPED.labels(self.feed, reason)
+        counter.inc()
+        log.info("feed %s: skipped (%s): %s", self.feed, reason, detail)

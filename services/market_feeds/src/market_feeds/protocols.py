@@ -1,0 +1,318 @@
+"""The four exchange protocols, client side: the URL, the opening messages and a frame decoder
+per venue. Pure: no I/O. Field names follow each exchange's published documentation.
+
+A decoder never raises: a frame is trades, control (acks, heartbeats, status), an exchange
+error, or a rejection (`reason`, `detail`) that the connector dead-letters or counts.
+Prices and sizes are `Decimal`s built from the text on the wire: Coinbase and Binance send
+strings; Kraken v2 and Alpaca send JSON numbers, which are parsed with `parse_float=Decimal`
+so that `0.1` stays `0.1` and never becomes a binary float.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+import orjson
+from contracts.events import TradeSide
+from contracts.rows import AssetClass
+from contracts.types import DECIMAL_PRECISION, DECIMAL_SCALE, utc_from_epoch_ms
+
+
+@dataclass(frozen=True, slots=True)
+class WireTrade:
+    """One trade as a venue reported it, with exact decimals and a UTC event time."""
+
+    venue_symbol: str
+    trade_id: str
+    number: int | None  # consecutive per symbol (the venue's trade id): gaps are detectable
+    price: Decimal
+    size: Decimal
+    side: TradeSide
+    event_time: datetime
+    sequence: int | None = None  # the feed's own message sequence (Coinbase)
+
+
+@dataclass(slots=True)
+class Frame:
+    trades: list[WireTrade] = field(default_factory=list)
+    error: str | None = None  # the exchange reported an error: reconnect
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # (reason, detail) → DLQ
+    skipped: str | None = None  # a known-but-unused or unknown message: counted, not published
+
+
+class BadTradeError(ValueError):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+_MAX_INTEGER_DIGITS = DECIMAL_PRECISION - DECIMAL_SCALE
+
+
+def exact(value: Any, *, name: str) -> Decimal:
+    """A positive decimal that fits the archive's DECIMAL(38,18), from a wire string (or a
+    Decimal parsed from a JSON number); floats are refused, they have lost exactness."""
+    if isinstance(value, str):
+        try:
+            number = Decimal(value)
+        except InvalidOperation:
+            raise BadTradeError("malformed", f"{name} {value!r} is not a decimal") from None
+    elif isinstance(value, Decimal):
+        number = value
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = Decimal(value)
+    else:
+        raise BadTradeError("malformed", f"{name} {value!r} is not a decimal string")
+    if not number.is_finite() or number <= 0:
+        raise BadTradeError(f"non_positive_{name}", f"{name} {value!r} is not a positive number")
+    _sign, digits, exponent = number.as_tuple()
+    assert isinstance(exponent, int)  # finite, checked above
+    if len(digits) + exponent > _MAX_INTEGER_DIGITS or -exponent > DECIMAL_SCALE:
+        raise BadTradeError("malformed", f"{name} {value!r} does not fit DECIMAL(38,18)")
+    return number
+
+
+def utc_iso(value: Any) -> datetime:
+    """An ISO-8601/RFC-3339 UTC time (nanoseconds are truncated to microseconds)."""
+    if not isinstance(value, str):
+        raise BadTradeError("malformed", f"time {value!r} is not a string")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise BadTradeError("malformed", f"time {value!r} is not ISO-8601") from None
+    if parsed.tzinfo is None:
+        raise BadTradeError("malformed", f"time {value!r} has no timezone")
+    return parsed
+
+
+def _int(value: Any, *, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadTradeError("malformed", f"{name} {value!r} is not an integer")
+    return value
+
+
+def _str(value: Any, *, name: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise BadTradeError("malformed", f"{name} {value!r} is not a string")
+    return value
+
+
+class VenueProtocol:
+    """Base: the subclasses spell each exchange's protocol."""
+
+    venue: ClassVar[str]
+    asset_class: ClassVar[AssetClass] = AssetClass.CRYPTO
+
+    def url(self, base: str, symbols: Sequence[str]) -> str:
+        return base
+
+    def opening(self, symbols: Sequence[str]) -> list[str]:
+        """Messages to send, in order, once connected (auth, subscribe)."""
+        return []
+
+    def decode(self, raw: str | bytes) -> Frame:
+        try:
+            return self._decode(raw)
+        except BadTradeError as exc:
+            return Frame(rejected=[(exc.reason, exc.detail)])
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            return Frame(rejected=[("malformed", f"{type(exc).__name__}: {exc}"[:300])])
+
+    def _decode(self, raw: str | bytes) -> Frame:
+        raise NotImplementedError
+
+
+class Coinbase(VenueProtocol):
+    """Coinbase Exchange WebSocket feed: `matches` + `heartbeat` channels."""
+
+    venue = "coinbase"
+
+    def opening(self, symbols: Sequence[str]) -> list[str]:
+        message = {
+            "type": "subscribe",
+            "product_ids": list(symbols),
+            "channels": ["matches", "heartbeat"],
+        }
+        return [orjson.dumps(message).decode()]
+
+    def _decode(self, raw: str | bytes) -> Frame:
+        message = orjson.loads(raw)
+        kind = message.get("type")
+        if kind == "match" or kind == "last_match":
+            trade_id = _int(message["trade_id"], name="trade_id")
+            # `side` is the maker's side: a sell maker means the taker bought.
+            maker = message.get("side")
+            side = {"sell": TradeSide.BUY, "buy": TradeSide.SELL}.get(maker, TradeSide.UNKNOWN)
+            sequence = message.get("sequence")
+            trade = WireTrade(
+                venue_symbol=_str(message["product_id"], name="product_id"),
+                trade_id=str(trade_id),
+                number=trade_id,
+                price=exact(message["price"], name="price"),
+                size=exact(message["size"], name="size"),
+                side=side,
+                event_time=utc_iso(message["time"]),
+                sequence=sequence if isinstance(sequence, int) else None,
+            )
+            return Frame(trades=[trade])
+        if kind == "error":
+            return Frame(error=f"{message.get('message')}: {message.get('reason', '')}")
+        if kind in ("heartbeat", "subscriptions"):
+            return Frame(skipped="control")
+        return Frame(skipped="unknown_type")
+
+
+class Binance(VenueProtocol):
+    """Binance Spot combined trade streams: `<base>?streams=btcusdt@trade/ethusdt@trade`.
+
+    The server pings every 20 s and the client library answers each with a pong."""
+
+    venue = "binance"
+
+    def url(self, base: str, symbols: Sequence[str]) -> str:
+        streams = "/".join(f"{s.lower()}@trade" for s in symbols)
+        return f"{base}?streams={quote(streams, safe='/@')}"
+
+    def _decode(self, raw: str | bytes) -> Frame:
+        message = orjson.loads(raw)
+        data = message.get("data", message) if isinstance(message, dict) else None
+        if not isinstance(data, dict):
+            return Frame(skipped="unknown_type")
+        if data.get("e") == "trade":
+            trade_id = _int(data["t"], name="t")
+            trade = WireTrade(
+                venue_symbol=_str(data["s"], name="s"),
+                trade_id=str(trade_id),
+                number=trade_id,
+                price=exact(data["p"], name="price"),
+                size=exact(data["q"], name="size"),
+                # m: the buyer is the maker, so the taker sold.
+                side=TradeSide.SELL if data.get("m") else TradeSide.BUY,
+                event_time=utc_from_epoch_ms(_int(data["T"], name="T")),
+            )
+            return Frame(trades=[trade])
+        if "code" in data and "msg" in data:
+            return Frame(error=f"{data['code']}: {data['msg']}")
+        if "result" in data and "id" in data:
+            return Frame(skipped="control")
+        return Frame(skipped="unknown_type")
+
+
+def _json_decimals(raw: str | bytes) -> Any:
+    return json.loads(raw, parse_float=Decimal)
+
+
+class Kraken(VenueProtocol):
+    """Kraken WebSocket v2 `trade` channel (plus its 1 s `heartbeat`)."""
+
+    venue = "kraken"
+
+    def opening(self, symbols: Sequence[str]) -> list[str]:
+        message = {
+            "method": "subscribe",
+            "params": {"channel": "trade", "symbol": list(symbols), "snapshot": False},
+        }
+        return [orjson.dumps(message).decode()]
+
+    def _decode(self, raw: str | bytes) -> Frame:
+        message = _json_decimals(raw)
+        channel = message.get("channel")
+        if channel == "trade":
+            trades = []
+            rejected = []
+            for item in message["data"]:
+                try:
+                    trade_id = _int(item["trade_id"], name="trade_id")
+                    side = item.get("side")
+                    trades.append(
+                        WireTrade(
+                            venue_symbol=_str(item["symbol"], name="symbol"),
+                            trade_id=str(trade_id),
+                            number=trade_id,
+                            price=exact(item["price"], name="price"),
+                            size=exact(item["qty"], name="size"),
+                            side=TradeSide(side) if side in ("buy", "sell") else TradeSide.UNKNOWN,
+                            event_time=utc_iso(item["timestamp"]),
+                        )
+                    )
+                except BadTradeError as exc:  # one bad trade in a batch: the others still count
+                    rejected.append((exc.reason, exc.detail))
+            return Frame(trades=trades, rejected=rejected)
+        if channel in ("heartbeat", "status") or message.get("method") in ("pong", "ping"):
+            return Frame(skipped="control")
+        if message.get("method") == "subscribe":
+            if message.get("success") is False:
+                return Frame(error=str(message.get("error", "subscribe failed")))
+            return Frame(skipped="control")
+        if "error" in message:
+            return Frame(error=str(message["error"]))
+        return Frame(skipped="unknown_type")
+
+
+class Alpaca(VenueProtocol):
+    """Alpaca market data stream v2 (IEX or SIP): `auth`, then `subscribe` to `trades`.
+
+    Trade ids are per venue of the consolidated tape, not consecutive: no gap detection."""
+
+    venue = "alpaca"
+    asset_class = AssetClass.EQUITY
+
+    def __init__(self, *, key_id: str, secret_key: str) -> None:
+        self._key_id = key_id
+        self._secret_key = secret_key
+
+    def opening(self, symbols: Sequence[str]) -> list[str]:
+        auth = {"action": "auth", "key": self._key_id, "secret": self._secret_key}
+        subscribe = {"action": "subscribe", "trades": list(symbols)}
+        return [orjson.dumps(auth).decode(), orjson.dumps(subscribe).decode()]
+
+    def _decode(self, raw: str | bytes) -> Frame:
+        messages = _json_decimals(raw)
+        if not isinstance(messages, list):
+            messages = [messages]
+        frame = Frame()
+        for item in messages:
+            kind = item.get("T")
+            if kind == "t":
+                try:
+                    frame.trades.append(
+                        WireTrade(
+                            venue_symbol=_str(item["S"], name="S"),
+                            trade_id=str(_int(item["i"], name="i")),
+                            number=None,
+                            price=exact(item["p"], name="price"),
+                            size=exact(item["s"], name="size"),
+                            side=TradeSide.UNKNOWN,
+                            event_time=utc_iso(item["t"]),
+                        )
+                    )
+                except BadTradeError as exc:
+                    frame.rejected.append((exc.reason, exc.detail))
+            elif kind == "error":
+                frame.error = f"{item.get('code')}: {item.get('msg')}"
+            elif kind in ("success", "subscription"):
+                frame.skipped = "control"
+            else:
+                frame.skipped = "unknown_type"
+        return frame
+
+
+def protocol_for(
+    venue: str, *, alpaca_key_id: str = "", alpaca_secret_key: str = ""
+) -> VenueProtocol:
+    if venue == "coinbase":
+        return Coinbase()
+    if venue == "binance":
+        return Binance()
+    if venue == "kraken":
+        return Kraken()
+    if venue == "alpaca":
+        return Alpaca(key_id=alpaca_key_id, secret_key=alpaca_secret_key)
+    raise ValueError(f"unknown venue {venue!r}")

@@ -1,0 +1,139 @@
+"""Protocol decoders, continuity, backoff and settings: the pure parts of market_feeds."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from contracts.events import TradeSide
+from market_feeds.connector import ConnectPolicy
+from market_feeds.continuity import Continuity
+from market_feeds.protocols import Alpaca, Binance, Coinbase, Kraken
+from market_feeds.settings import MarketFeedsSettings
+from market_feeds.simulator import session
+from market_feeds.simulator.session import SimTrade
+
+AT = datetime(2026, 12, 7, 6, 30, 1, 123456, tzinfo=UTC)
+
+
+def sim_trade(symbol: str, trade_id: int = 7, price: str = "67012.10", size: str = "0.00012300"):
+    return SimTrade(symbol, trade_id, Decimal(price), Decimal(size), "buy", AT, 99)
+
+
+def test_coinbase_match_decodes_exact_strings_and_taker_side() -> None:
+    [trade] = Coinbase().decode(session.coinbase_match(sim_trade("BTC-USD"))).trades
+    assert str(trade.price) == "67012.10" and str(trade.size) == "0.00012300"
+    assert trade.side is TradeSide.BUY  # maker sold
+    assert trade.event_time == AT and trade.trade_id == "7" and trade.sequence == 99
+
+
+def test_binance_trade_decodes_epoch_ms_and_maker_flag() -> None:
+    frame = Binance().decode(session.binance_trade(sim_trade("BTCUSDT", price="0.1")))
+    [trade] = frame.trades
+    assert trade.price == Decimal("0.1") and trade.venue_symbol == "BTCUSDT"
+    assert trade.event_time == AT.replace(microsecond=123000)
+    assert trade.side is TradeSide.BUY
+
+
+def test_kraken_json_numbers_stay_exact_decimals() -> None:
+    raw = session.kraken_trades([sim_trade("BTC/USD", price="0.1", size="0.30000000")])
+    assert '"price":0.1,' in raw  # a JSON number on the wire
+    [trade] = Kraken().decode(raw).trades
+    assert (
+        str(trade.price) == "0.1" and str(trade.size) == "0.30000000"
+    )  # not 0.1000000000000000055
+
+
+def test_alpaca_rfc3339_nanoseconds_and_numbers() -> None:
+    [trade] = (
+        Alpaca(key_id="k", secret_key="s")
+        .decode(session.alpaca_trades([sim_trade("AAPL", price="190.015")]))
+        .trades
+    )
+    assert str(trade.price) == "190.015" and trade.event_time == AT and trade.number is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ('{"type":"match","trade_id":1,"product_id":"BTC-USD","price":"0","size":"1",'
+         '"time":"2026-12-07T06:30:01Z"}', "non_positive_price"),
+        ('{"type":"match","trade_id":1,"product_id":"BTC-USD","price":"-5","size":"1",'
+         '"time":"2026-12-07T06:30:01Z"}', "non_positive_price"),
+        ('{"type":"match","trade_id":1,"product_id":"BTC-USD","price":"abc","size":"1",'
+         '"time":"2026-12-07T06:30:01Z"}', "malformed"),
+        ('{"type":"match","trade_id":1,"product_id":"BTC-USD","price":1.5,"size":"1",'
+         '"time":"2026-12-07T06:30:01Z"}', "malformed"),  # a float: exactness already lost
+        ('{"type":"match","trade_id":1,"product_id":"BTC-USD","price":"1","size":"1",'
+         '"time":"2026-12-07 06:30:01"}', "malformed"),  # no timezone
+        ("not json {", "malformed"),
+    ],
+)  # fmt: skip
+def test_bad_coinbase_frames_are_rejected_with_a_reason(raw: str, reason: str) -> None:
+    frame = Coinbase().decode(raw)
+    assert frame.trades == [] and [r for r, _ in frame.rejected] == [reason]
+
+
+def test_unknown_types_are_skipped_and_errors_reported() -> None:
+    assert Coinbase().decode('{"type":"ticker"}').skipped == "unknown_type"
+    assert Coinbase().decode(session.coinbase_error("bad")).error is not None
+    assert Binance().decode(session.binance_error("bad")).error is not None
+    assert Kraken().decode(session.kraken_error("bad")).error is not None
+    assert Kraken().decode(session.kraken_heartbeat()).skipped == "control"
+    assert Alpaca(key_id="", secret_key="").decode('[{"T":"q"}]').skipped == "unknown_type"
+
+
+def test_one_bad_trade_in_a_kraken_batch_keeps_the_others() -> None:
+    raw = session.kraken_trades([sim_trade("BTC/USD", 1), sim_trade("BTC/USD", 2, price="0")])
+    frame = Kraken().decode(raw)
+    assert [t.trade_id for t in frame.trades] == ["1"]
+    assert [r for r, _ in frame.rejected] == ["non_positive_price"]
+
+
+def test_continuity_dedups_reports_gaps_and_stays_bounded() -> None:
+    c = Continuity(capacity=1000)
+    assert c.admit("X", "1", 1) == (True, None)
+    assert c.admit("X", "1", 1) == (False, None)
+    new, gap = c.admit("X", "5", 5)
+    assert new and gap is not None and (gap.first_missing, gap.last_missing) == (2, 4)
+    assert gap.reason == "sequence_skip" and gap.missing_count == 3
+    c.reconnected()
+    new, gap = c.admit("X", "9", 9)
+    assert new and gap is not None and gap.reason == "reconnect"
+    for n in range(10, 3000):
+        c.admit("X", str(n), n)
+    assert len(c) == 1000
+    assert c.admit("X", "12", 12) == (False, None)  # forgotten, but below the high mark
+    assert c.admit("Y", "a", None) == (True, None)  # unnumbered feeds: ids only
+
+
+def test_backoff_is_full_jitter_under_a_growing_cap() -> None:
+    policy = ConnectPolicy(backoff_base_s=0.5, backoff_max_s=30.0)
+    rng = random.Random(1)
+    draws = [policy.backoff_s(attempt, rng) for attempt in range(12) for _ in range(50)]
+    assert all(0 <= d <= 30.0 for d in draws)
+    assert max(policy.backoff_s(0, rng) for _ in range(200)) <= 0.5
+    assert len({round(d, 6) for d in draws}) > 500  # jittered, not a fixed ladder
+
+
+def test_settings_parse_the_enabled_list_and_name_bad_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MARKET_FEEDS_ENABLED", "coinbase, kraken")
+    monkeypatch.setenv("MARKET_FEEDS_KRAKEN_URL", "ws://127.0.0.1:1/kraken/v2")
+    settings = MarketFeedsSettings()
+    assert settings.enabled == ("coinbase", "kraken")
+    assert settings.url("kraken") == "ws://127.0.0.1:1/kraken/v2"
+    assert settings.url("coinbase") == "wss://ws-feed.exchange.coinbase.com"
+    monkeypatch.setenv("MARKET_FEEDS_ENABLED", "coinbase,nasdaq")
+    with pytest.raises(ValueError, match="unknown connectors"):
+        MarketFeedsSettings()
+    monkeypatch.setenv("MARKET_FEEDS_ENABLED", "alpaca")
+    with pytest.raises(ValueError, match="MARKET_FEEDS_ALPACA_KEY_ID"):
+        MarketFeedsSettings()
+    monkeypatch.setenv("MARKET_FEEDS_ALPACA_KEY_ID", "k")
+    monkeypatch.setenv("MARKET_FEEDS_ALPACA_SECRET_KEY", "s")
+    settings = MarketFeedsSettings()
+    assert "s" not in repr(settings.alpaca_secret_key)
