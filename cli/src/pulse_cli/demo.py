@@ -1,5 +1,6 @@
-"""The demo flow: drive the API, crawl the sample site, stream ticks, wait for the archive,
-show the insights, and compare what went in with what came out, for this run only.
+"""The demo flow: drive the API, crawl the sample site, stream ticks, check the exchange
+feeds (market_feeds on the local simulator), wait for the archive, show the insights, and
+compare what went in with what came out, for this run only.
 
 `run_demo` is what `pulse demo` calls; the e2e test calls the same function at a smaller
 scale and asserts on the returned `DemoReport`.
@@ -37,6 +38,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from pulse_cli import kafka_scan, scenario
+from pulse_cli.processes import DEMO_FEED_SYMBOLS
 from pulse_cli.render import progress_bar, result_table
 from pulse_cli.scripts import load_script
 
@@ -491,6 +493,54 @@ async def topic_counts(bootstrap: str, report: DemoReport) -> dict[str, Any]:
     }
 
 
+@dataclass(slots=True)
+class FeedTally:
+    """What market_feeds published on market.trades.v1 for the simulator's symbols."""
+
+    venues: set[str] = field(default_factory=set)
+    trades: int = 0
+    duplicates: int = 0  # records whose event_id (venue, symbol, trade id) came before
+
+
+def tally_trades(values: list[bytes | None], *, symbol_prefix: str = "SIM-") -> FeedTally:
+    """Count trades per venue and trades published twice (same event_id). Pure."""
+    tally = FeedTally()
+    seen: set[str] = set()
+    for value in values:
+        try:
+            trade = orjson.loads(value or b"{}")
+        except orjson.JSONDecodeError:
+            continue
+        if not isinstance(trade, dict) or not str(trade.get("symbol", "")).startswith(
+            symbol_prefix
+        ):
+            continue
+        event_id = str(trade.get("event_id"))
+        tally.trades += 1
+        tally.duplicates += event_id in seen
+        seen.add(event_id)
+        tally.venues.add(str(trade.get("venue")))
+    return tally
+
+
+async def feed_tally(bootstrap: str, report: DemoReport) -> FeedTally:
+    """market.trades.v1 since the run started (the simulator streams while `pulse up` runs)."""
+    values: list[bytes | None] = []
+
+    def keep(_key: bytes | None, value: bytes | None) -> str | None:
+        values.append(value)
+        return None
+
+    await scan_since(
+        bootstrap,
+        topics.MARKET_TRADES.name,
+        keep,
+        since=report.started,
+        failures=report.api.failures,
+    )
+    return tally_trades(values)
+
+
 def make_engine(env: dict[str, str]) -> QueryEngine:
     values = {k.lower(): v for k, v in env.items() if k.lower() in ArchiveSettings.model_fields}
     archive = ArchiveSettings.model_validate(values)
@@ -604,6 +654,7 @@ def run_demo(
             time.sleep(3.0)
     report.waited_s = round(time.monotonic() - started, 1)
     topic = asyncio.run(topic_counts(bootstrap, report))
+    feeds = asyncio.run(feed_tally(bootstrap, report))
     hits = pii_hits(engine, report)
 
     s = report.stages
@@ -648,6 +699,16 @@ def run_demo(
     s.append(Stage("alerts: price move", 1, counts["moves"]))
     s.append(Stage("alerts: negative reviews", expected["negatives"], counts["negatives"]))
     s.append(Stage("archive: personal data found", 0, hits, "emails and phones sent"))
+    s.append(
+        Stage(
+            "market_feeds: simulated exchanges streaming trades",
+            len(DEMO_FEED_SYMBOLS),
+            len(feeds.venues & set(DEMO_FEED_SYMBOLS)),
+            f"{feeds.trades} trades on {topics.MARKET_TRADES.name}"
+            f" ({', '.join(sorted(feeds.venues))})",
+        )
+    )
+    s.append(Stage("market_feeds: trades published twice", 0, feeds.duplicates))
 
     if show_insights:
         print_insights(console, engine, equity=sc.equity)

@@ -48,7 +48,7 @@ HEALTH_WAIT_S = 600.0
 
 
 def bring_up(root: Path, *, wait_s: float = HEALTH_WAIT_S) -> dict[str, str]:
-    """Start the stack and the five services; wait until every one answers /healthz."""
+    """Start the stack, the services and the exchange simulator; wait for every /healthz."""
     console.print("[bold]Starting the local stack[/bold] (deploy/local/stack.py up)…")
     _stack(root, "up")
     env = stack_env(root)
@@ -92,7 +92,7 @@ def bring_up(root: Path, *, wait_s: float = HEALTH_WAIT_S) -> dict[str, str]:
 def up(
     wait_s: Annotated[float, typer.Option(help="How long to wait for health")] = HEALTH_WAIT_S,
 ) -> None:
-    """Start the stack and the five services (logs in .stack/logs, pids in .stack/run)."""
+    """Start the stack, the services and the exchange simulator (logs in .stack/logs)."""
     bring_up(repo_root(), wait_s=wait_s)
 
 
@@ -100,7 +100,7 @@ def up(
 def down(
     services_only: Annotated[bool, typer.Option(help="Leave the stack running")] = False,
 ) -> None:
-    """Stop the five services, then the stack."""
+    """Stop the services, then the stack."""
     root = repo_root()
     supervisor = processes.Supervisor(root, stack_env(root))
     for spec in reversed(processes.service_specs(root)):

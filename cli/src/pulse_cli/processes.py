@@ -1,4 +1,4 @@
-"""The five services as separate processes: start, stop, pid files, logs, health.
+"""The services and the exchange simulator as processes: start, stop, pid files, logs, health.
 
 Each service logs to `.stack/logs/<service>.log` and keeps its pid in
 `.stack/run/<service>.pid`. A pid file whose process is gone counts as stopped.
@@ -7,6 +7,7 @@ Each service logs to `.stack/logs/<service>.log` and keeps its pid in
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -35,6 +36,9 @@ def service_specs(root: Path) -> tuple[ServiceSpec, ...]:
     the demo; candles wait 30 s of event time for stragglers (ticks reach the processor
     over three partitions, see cli/README.md); the crawler runs continuously with no sites
     unless CRAWLER_SITES_FILE is set (the demo crawls its sample site with `--once`).
+    market_feeds reads the local exchange simulator (no internet needed) under `SIM-` symbols,
+    apart from the demo's API ticks; `MARKET_FEEDS_<VENUE>_URL=` the exchange's own address
+    (README) points a connector at the real exchange.
     """
     state = root / ".stack" / "crawler-state"
     crawler_env = {
@@ -61,7 +65,50 @@ def service_specs(root: Path) -> tuple[ServiceSpec, ...]:
         ),
         ServiceSpec("crawler", "crawler", "http://127.0.0.1:58013/healthz", env=crawler_env),
         ServiceSpec("query", "query", "http://127.0.0.1:58002/healthz"),
+        ServiceSpec(
+            "exchange_simulator",
+            "market_feeds.simulator",
+            f"http://127.0.0.1:{SIMULATOR_PORT}/healthz",
+            args=("--port", str(SIMULATOR_PORT), "--rate", "5"),
+        ),
+        ServiceSpec(
+            "market_feeds",
+            "market_feeds",
+            "http://127.0.0.1:58014/healthz",
+            env=market_feeds_demo_env(),
+            metrics_url="http://127.0.0.1:58014/metrics",
+        ),
     )
+
+
+SIMULATOR_PORT = 58040
+DEMO_FEED_SYMBOLS: dict[str, dict[str, str]] = {
+    # venue → {venue symbol: Pulse symbol}: three spellings of bitcoin, one Pulse name.
+    "coinbase": {"BTC-USD": "SIM-BTC-USD", "ETH-USD": "SIM-ETH-USD"},
+    "binance": {"BTCUSDT": "SIM-BTC-USD", "ETHUSDT": "SIM-ETH-USD"},
+    "kraken": {"BTC/USD": "SIM-BTC-USD", "ETH/USD": "SIM-ETH-USD"},
+    "alpaca": {"AAPL": "SIM-AAPL"},
+}
+
+
+def market_feeds_demo_env(*, port: int = SIMULATOR_PORT) -> dict[str, str]:
+    """market_feeds on the local simulator: every connector, the simulator's Alpaca key."""
+    base = f"ws://127.0.0.1:{port}"
+    paths = {
+        "coinbase": "/coinbase",
+        "binance": "/binance/stream",
+        "kraken": "/kraken/v2",
+        "alpaca": "/alpaca/v2/iex",
+    }
+    env = {
+        "MARKET_FEEDS_ENABLED": ",".join(DEMO_FEED_SYMBOLS),
+        "MARKET_FEEDS_ALPACA_KEY_ID": "sim-key",
+        "MARKET_FEEDS_ALPACA_SECRET_KEY": "sim-secret",
+    }
+    for venue, symbols in DEMO_FEED_SYMBOLS.items():
+        env[f"MARKET_FEEDS_{venue.upper()}_URL"] = base + paths[venue]
+        env[f"MARKET_FEEDS_{venue.upper()}_SYMBOLS"] = json.dumps(symbols)
+    return env
 
 
 class Supervisor:

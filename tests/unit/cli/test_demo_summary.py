@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from io import StringIO
 
+import orjson
 import pytest
 from pulse_cli import demo
 from rich.console import Console
@@ -38,3 +39,22 @@ def test_a_failed_run_behind_a_backlog_names_it(
     text = summary(backlog=backlog, actual=actual)
     assert ("500000 records behind" in text) is hinted
     assert ("Demo PASS" in text) is (actual == 10)
+
+
+def test_feed_tally_counts_venues_and_trades_published_twice() -> None:
+    def trade(venue: str, symbol: str, trade_id: int) -> bytes:
+        return orjson.dumps(
+            {"event_id": f"{venue}:{symbol}:{trade_id}", "venue": venue, "symbol": f"SIM-{symbol}"}
+        )
+
+    values = [
+        trade("coinbase", "BTC-USD", 1),
+        trade("binance", "BTC-USD", 1),  # another venue's trade 1: a different event
+        trade("coinbase", "BTC-USD", 1),  # the same event again
+        orjson.dumps({"event_id": "kraken:X:1", "venue": "kraken", "symbol": "BTC-USD"}),
+        b"not json",
+        None,
+    ]
+    tally = demo.tally_trades(values)
+    assert tally.venues == {"coinbase", "binance"}  # the non-SIM symbol is not the demo's
+    assert tally.trades == 3 and tally.duplicates == 1

@@ -39,3 +39,29 @@ def test_caller_environment_wins_over_demo_defaults(tmp_path: Path, monkeypatch:
     env = supervisor.environment(spec)
     assert env["ARCHIVER_WINDOW_S"] == "600"
     assert env["S3_BUCKET"] == "pulse"
+
+
+def test_pulse_up_points_market_feeds_at_the_local_simulator(monkeypatch: object) -> None:
+    import pytest
+
+    assert isinstance(monkeypatch, pytest.MonkeyPatch)
+    import json
+
+    from market_feeds.settings import MarketFeedsSettings
+    from pulse_cli.processes import SIMULATOR_PORT, service_specs
+
+    specs = {spec.name: spec for spec in service_specs(Path("/repo"))}
+    simulator = specs["exchange_simulator"]
+    assert simulator.module == "market_feeds.simulator"
+    assert str(SIMULATOR_PORT) in simulator.args and str(SIMULATOR_PORT) in simulator.health_url
+    env = specs["market_feeds"].env
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = MarketFeedsSettings()  # the settings the service would validate at start-up
+    assert settings.enabled == ("coinbase", "binance", "kraken", "alpaca")
+    for venue in settings.enabled:
+        assert settings.url(venue).startswith(f"ws://127.0.0.1:{SIMULATOR_PORT}/")
+    # three exchanges' spellings of bitcoin, one Pulse symbol
+    btc = {json.loads(env[f"MARKET_FEEDS_{v}_SYMBOLS"]).get(s) for v, s in
+           (("COINBASE", "BTC-USD"), ("BINANCE", "BTCUSDT"), ("KRAKEN", "BTC/USD"))}  # fmt: skip
+    assert btc == {"SIM-BTC-USD"}

@@ -31,8 +31,14 @@ class SimTrade:
     sequence: int  # Coinbase-style feed sequence (grows faster than trade ids)
 
 
+def _instrument(symbol: str) -> str:
+    """BTC-USD, BTCUSDT and BTC/USD are one instrument: their tapes start at one price."""
+    plain = "".join(ch for ch in symbol.upper() if ch.isalnum())
+    return plain.removesuffix("T") if plain.endswith("USDT") else plain
+
+
 class SymbolTape:
-    """The next trades of one symbol: a seeded random walk, consecutive ids."""
+    """The next trades of one symbol: a seeded random walk (±0.02 % a trade), consecutive ids."""
 
     def __init__(self, symbol: str, *, seed: int = 7, first_trade_id: int = 1000) -> None:
         digest = hashlib.sha256(f"{seed}:{symbol}".encode()).digest()
@@ -40,12 +46,12 @@ class SymbolTape:
         self.symbol = symbol
         self.next_id = first_trade_id
         self.sequence = first_trade_id * 3
-        base = 50 + self.rng.random() * 60_000
-        self.price = Decimal(str(base)).quantize(PRICE_STEP)
+        base = hashlib.sha256(_instrument(symbol).encode()).digest()
+        self.price = Decimal(100 + int.from_bytes(base[:4], "big") % 60_000) + Decimal("0.25")
 
     def next(self, at: datetime) -> SimTrade:
-        step = Decimal(self.rng.randint(-500, 500)) * PRICE_STEP
-        self.price = max(PRICE_STEP, self.price + step)
+        step = self.price * Decimal(self.rng.randint(-20, 20)) / 100_000
+        self.price = max(PRICE_STEP, (self.price + step).quantize(PRICE_STEP))
         size = Decimal(self.rng.randint(1, 250_000_000)) * SIZE_STEP
         self.sequence += self.rng.randint(1, 4)  # other message types share the sequence
         trade = SimTrade(
