@@ -6,6 +6,7 @@ import random
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import orjson
 import pytest
 from contracts.events import TradeSide
 from market_feeds.connector import ConnectPolicy
@@ -137,3 +138,34 @@ def test_settings_parse_the_enabled_list_and_name_bad_values(
     monkeypatch.setenv("MARKET_FEEDS_ALPACA_SECRET_KEY", "s")
     settings = MarketFeedsSettings()
     assert "s" not in repr(settings.alpaca_secret_key)
+
+
+def test_json_number_digits_are_quoted_before_parsing_even_in_exponent_form() -> None:
+    raw = (
+        '{"channel":"trade","type":"update","data":[{"symbol":"BTC/USD","side":"sell",'
+        '"price": 67012.123456789012345678,"qty":1e-8,"ord_type":"limit","trade_id":9,'
+        '"timestamp":"2026-12-07T06:30:01.5Z"}]}'
+    )
+    [trade] = Kraken().decode(raw).trades
+    assert trade.price == Decimal("67012.123456789012345678")  # more digits than a float holds
+    assert trade.size == Decimal("1e-8") and format(trade.size, "f") == "0.00000001"
+    assert trade.side is TradeSide.SELL
+
+
+def test_fast_record_encoding_matches_the_contract_model() -> None:
+    from contracts.events import TradeExecuted
+    from contracts.rows import AssetClass
+    from market_feeds.records import encode_trade
+    from servicekit.kafka import encode_event
+
+    [wire] = Coinbase().decode(session.coinbase_match(sim_trade("BTC-USD"))).trades
+    record = encode_trade(
+        wire, venue="coinbase", symbol="BTC-USD", asset_class=AssetClass.CRYPTO, received_at=AT
+    )
+    model = TradeExecuted.model_validate_json(record.value)
+    assert set(orjson.loads(record.value)) == set(TradeExecuted.model_fields)
+    assert model.event_id == "coinbase:BTC-USD:7" and str(model.price) == "67012.10"
+    assert model.event_time == AT and model.sequence == 99
+    # what the model itself would write parses back to the same event
+    assert TradeExecuted.model_validate_json(encode_event(model)) == model
+    assert record.symbol == "BTC-USD" and record.event_time_s == AT.timestamp()

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from contracts.events import DeadLettered, FeedGap, TradeExecuted
+from contracts.events import DeadLettered, FeedGap
 from servicekit import metrics
 from servicekit.clock import Clock
 from websockets.asyncio.client import ClientConnection, connect
@@ -27,6 +27,7 @@ from websockets.exceptions import WebSocketException
 from market_feeds.continuity import Continuity
 from market_feeds.protocols import Frame, VenueProtocol, WireTrade
 from market_feeds.publisher import SERVICE, Sink
+from market_feeds.records import TradeRecord, encode_trade
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +191,7 @@ class FeedConnector:
 
     async def _publish(self, frame: Frame) -> None:
         received = self.clock.now()
-        out: list[TradeExecuted] = []
+        out: list[TradeRecord] = []
         for wire in frame.trades:
             symbol = self.symbols.get(wire.venue_symbol)
             if symbol is None:
@@ -202,27 +203,17 @@ class FeedConnector:
             if not new:
                 self._skip("duplicate", f"trade {wire.venue_symbol}:{wire.trade_id} seen before")
                 continue
-            out.append(self._trade(wire, symbol, received))
+            out.append(
+                encode_trade(
+                    wire,
+                    venue=self.feed,
+                    symbol=symbol,
+                    asset_class=self.protocol.asset_class,
+                    received_at=received,
+                )
+            )
         if out:
             await self.sink.trades(self.feed, out)
-
-    def _trade(self, wire: WireTrade, symbol: str, received: Any) -> TradeExecuted:
-        # Built without re-validation: every field was checked by the protocol decoder
-        # (exact() enforces the contract's decimal bounds, utc_iso/utc_from_epoch_ms UTC).
-        return TradeExecuted.model_construct(
-            event_id=f"{self.feed}:{wire.venue_symbol}:{wire.trade_id}",
-            venue=self.feed,
-            symbol=symbol,
-            venue_symbol=wire.venue_symbol,
-            asset_class=self.protocol.asset_class,
-            trade_id=wire.trade_id,
-            price=wire.price,
-            size=wire.size,
-            side=wire.side,
-            event_time=wire.event_time,
-            received_at=received,
-            sequence=wire.sequence,
-        )
 
     async def _gap(self, first: int, last: int, reason: str, wire: WireTrade, symbol: str) -> None:
         count = last - first + 1

@@ -16,13 +16,15 @@ from servicekit import metrics
 from servicekit.kafka import encode_event, make_producer
 from servicekit.settings import KafkaSettings
 
+from market_feeds.records import TradeRecord
+
 log = logging.getLogger(__name__)
 
 SERVICE = "market_feeds"
 
 
 class Sink(Protocol):
-    async def trades(self, feed: str, trades: Sequence[TradeExecuted]) -> None: ...
+    async def trades(self, feed: str, trades: Sequence[TradeRecord]) -> None: ...
     async def gap(self, gap: FeedGap) -> None: ...
     async def dead_letter(self, feed: str, record: DeadLettered) -> None: ...
 
@@ -47,9 +49,7 @@ class KafkaSink:
         self.trades_topic = trades_topic
         self.gaps_topic = gaps_topic
         self.dlq_topic = dlq_topic
-        self._pending: set[asyncio.Future[Any]] = set()
-        self._lag: dict[str, Any] = {}
-        self._sent: dict[str, Any] = {}
+        self._counters: dict[str, tuple[Any, Any, Any]] = {}
         self.failures = 0
 
     async def start(self) -> None:
@@ -60,43 +60,52 @@ class KafkaSink:
         await self._producer.stop()
 
     async def flush(self) -> None:
-        if self._pending:
-            await asyncio.gather(*list(self._pending), return_exceptions=True)
+        """Wait until Kafka has acknowledged (or finally refused) everything sent so far."""
+        await self._producer.flush()
 
-    async def trades(self, feed: str, trades: Sequence[TradeExecuted]) -> None:
-        lag = self._lag.get(feed)
-        if lag is None:
-            lag = self._lag[feed] = metrics.FEED_PUBLISH_LAG.labels(feed)
-            self._sent[feed] = metrics.FEED_TRADES.labels(feed)
+    async def trades(self, feed: str, trades: Sequence[TradeRecord]) -> None:
+        counters = self._counters.get(feed)
+        if counters is None:
+            counters = self._counters[feed] = (
+                metrics.FEED_PUBLISH_LAG.labels(feed),
+                metrics.FEED_TRADES.labels(feed),
+                metrics.EVENTS_OUT.labels(SERVICE, self.trades_topic),
+            )
+        lag, sent, events_out = counters
         send = self._producer.send
         topic = self.trades_topic
+        future = None
         for trade in trades:
-            future = await send(topic, encode_event(trade), trade.symbol.encode())
-            event_s = trade.event_time.timestamp()
-            self._track(future, lambda _f, t=event_s, h=lag: h.observe(max(0.0, time.time() - t)))
-        self._sent[feed].inc(len(trades))
-        metrics.EVENTS_OUT.labels(SERVICE, topic).inc(len(trades))
+            future = await send(topic, trade.value, trade.symbol.encode())
+        if future is not None:
+            # One callback per frame, on its last trade: a frame's trades are sent together
+            # and acknowledged in order per partition (saves a callback per trade).
+            future.add_done_callback(self._acked(lag, [t.event_time_s for t in trades]))
+        sent.inc(len(trades))
+        events_out.inc(len(trades))
 
     async def gap(self, gap: FeedGap) -> None:
         key = f"{gap.venue}:{gap.symbol}".encode()
-        self._track(await self._producer.send(self.gaps_topic, encode_event(gap), key), None)
+        future = await self._producer.send(self.gaps_topic, encode_event(gap), key)
+        future.add_done_callback(self._acked(None, []))
         metrics.EVENTS_OUT.labels(SERVICE, self.gaps_topic).inc()
 
     async def dead_letter(self, feed: str, record: DeadLettered) -> None:
         future = await self._producer.send(self.dlq_topic, encode_event(record), feed.encode())
-        self._track(future, None)
+        future.add_done_callback(self._acked(None, []))
 
-    def _track(self, future: asyncio.Future[Any], on_ack: Any) -> None:
-        self._pending.add(future)
-        future.add_done_callback(self._done)
-        if on_ack is not None:
-            future.add_done_callback(on_ack)
+    def _acked(self, lag: Any, event_times_s: list[float]) -> Any:
+        def on_ack(future: asyncio.Future[Any]) -> None:
+            if future.cancelled() or future.exception() is not None:
+                self.failures += 1
+                log.error("Kafka refused a record after its retries: %s", future.exception())
+                return
+            if lag is not None:
+                now = time.time()
+                for event_s in event_times_s:
+                    lag.observe(max(0.0, now - event_s))
 
-    def _done(self, future: asyncio.Future[Any]) -> None:
-        self._pending.discard(future)
-        if future.cancelled() or future.exception() is not None:
-            self.failures += 1
-            log.error("Kafka refused a record: %s", future.exception())
+        return on_ack
 
 
 class MemorySink:
@@ -108,12 +117,13 @@ class MemorySink:
         self.dead: list[DeadLettered] = []
         self.arrived = asyncio.Event()
 
-    async def trades(self, feed: str, trades: Sequence[TradeExecuted]) -> None:
-        self.published.extend(trades)
+    async def trades(self, feed: str, trades: Sequence[TradeRecord]) -> None:
+        # Read back through the contract model: what a consumer of the topic would get.
+        self.published.extend(TradeExecuted.model_validate_json(t.value) for t in trades)
         metrics.FEED_TRADES.labels(feed).inc(len(trades))
         for trade in trades:
             metrics.FEED_PUBLISH_LAG.labels(feed).observe(
-                max(0.0, time.time() - trade.event_time.timestamp())
+                max(0.0, time.time() - trade.event_time_s)
             )
         self.arrived.set()
 

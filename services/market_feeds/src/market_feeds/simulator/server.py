@@ -337,16 +337,15 @@ class ExchangeSimulator:
             self._spawn(self._burst(sub, symbols))
 
     async def _burst(self, sub: Subscriber, symbols: Sequence[str]) -> None:
-        """Benchmarks: `burst` trades per symbol to this subscriber as fast as it reads them,
-        encoded in chunks ahead of sending."""
-        chunk = 1000
-        left = self.burst
-        while left > 0:
-            n = min(chunk, left)
-            at = self.clock()
-            trades = [self.tape(sub.venue, s).next(at) for _ in range(n) for s in symbols]
-            await self._send_trades(sub, trades)
-            left -= n
+        """Benchmarks: `burst` trades per symbol to this subscriber as fast as it reads them.
+        Every frame is encoded before the first is sent, so the simulator's own encoding does
+        not pace the stream being measured."""
+        at = self.clock()
+        trades = [self.tape(sub.venue, s).next(at) for _ in range(self.burst) for s in symbols]
+        frames = encode_trades(sub.venue, trades)
+        with contextlib.suppress(ConnectionClosed):
+            for frame in frames:
+                await sub.ws.send(frame)
 
 
 def encode_trades(venue: str, trades: Sequence[SimTrade]) -> list[str]:
