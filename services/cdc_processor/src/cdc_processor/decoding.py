@@ -259,17 +259,24 @@ def decode_tick_cdc(value: bytes | None) -> Tick | None:
     )
 
 
-def decode_quote(value: bytes | None) -> Tick | None:
-    value = _sized(value)
-    if value is None:
-        return None
+EventT = TypeVar("EventT", QuotePolled, TradeExecuted)
+
+
+def _event(model: type[EventT], value: bytes) -> EventT:
+    """One pass from bytes (pydantic's parser): no intermediate dict per record."""
     try:
-        # One pass from bytes (pydantic's parser): no intermediate dict per quote.
-        quote = QuotePolled.model_validate_json(value)
+        return model.model_validate_json(value)
     except ValidationError as exc:
         if exc.errors()[0]["type"] == "json_invalid":
             raise DecodeError("undecodable", f"not JSON: {_short(exc)}") from exc
         raise DecodeError("schema_invalid", _short(exc)) from exc
+
+
+def decode_quote(value: bytes | None) -> Tick | None:
+    value = _sized(value)
+    if value is None:
+        return None
+    quote = _event(QuotePolled, value)
     return Tick(
         tick_id=f"quote:{quote.source}:{quote.symbol}:{quote.event_time.isoformat()}",
         symbol=quote.symbol,
@@ -286,12 +293,7 @@ def decode_trade(value: bytes | None) -> Tick | None:
     value = _sized(value)
     if value is None:
         return None
-    try:
-        trade = TradeExecuted.model_validate_json(value)
-    except ValidationError as exc:
-        if exc.errors()[0]["type"] == "json_invalid":
-            raise DecodeError("undecodable", f"not JSON: {_short(exc)}") from exc
-        raise DecodeError("schema_invalid", _short(exc)) from exc
+    trade = _event(TradeExecuted, value)
     return Tick(
         tick_id=trade.event_id,
         symbol=trade.symbol,
