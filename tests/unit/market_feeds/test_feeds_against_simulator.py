@@ -292,3 +292,35 @@ async def test_alpaca_with_a_wrong_key_is_reported_and_other_feeds_go_on(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_a_publish_failure_redials_and_the_trades_sent_again_are_published_once(
+    sim: ExchangeSimulator,
+) -> None:
+    from aiokafka.errors import KafkaTimeoutError
+
+    class FlakySink(MemorySink):
+        failures = 1
+
+        async def trades(self, feed: str, trades: Any) -> None:
+            if self.failures:
+                self.failures -= 1
+                raise KafkaTimeoutError("metadata not available")
+            await super().trades(feed, trades)
+
+    running = Running(sim, "coinbase", POLICY)
+    running.sink = sink = FlakySink()
+    running.connector.sink = sink
+    try:
+        await running.subscribed()
+        sim.replay("coinbase", 1)  # the exchange re-sends the last trade after the redial
+        first = await sim.emit("coinbase", 1, symbols=["BTC-USD"])  # refused by "Kafka"
+        await running.subscribed(connections=2)
+        await running.until(lambda: len(sink.published) == 1)
+        after = await running.emit(2)
+        assert [t.trade_id for t in sink.published[:1]] == [str(first[0].trade_id)]
+        assert len(sink.published) == 1 + len(after)
+        running.assert_no_duplicates()
+        assert metrics.FEED_RECONNECTS.labels("coinbase", "publish")._value.get() >= 1
+    finally:
+        await running.stop()

@@ -169,3 +169,14 @@ def test_fast_record_encoding_matches_the_contract_model() -> None:
     # what the model itself would write parses back to the same event
     assert TradeExecuted.model_validate_json(encode_event(model)) == model
     assert record.symbol == "BTC-USD" and record.event_time_s == AT.timestamp()
+
+
+def test_forgotten_trades_are_new_again_or_reported_as_a_gap() -> None:
+    c = Continuity(capacity=1000)
+    for n in (1, 2, 3):
+        c.admit("X", str(n), n)
+    c.forget([("X", "2", 2), ("X", "3", 3)])  # their publish failed
+    assert c.admit("X", "2", 2) == (True, None)  # replayed: published this time
+    c.forget([("X", "2", 2)])
+    new, gap = c.admit("X", "4", 4)  # no replay: 2..3 are a gap
+    assert new and gap is not None and (gap.first_missing, gap.last_missing) == (2, 3)

@@ -11,10 +11,10 @@ from contracts import topics
 from servicekit.interpreter import tune_gc
 from servicekit.logging import configure_logging
 from servicekit.settings import KafkaSettings, load_settings
+from servicekit.topic_admin import ensure_topics
 
 from cdc_processor.app import SERVICE, create_app
 from cdc_processor.settings import CdcSettings
-from cdc_processor.topic_admin import ensure_topics
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,12 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 
+from contracts import topics
 from servicekit import metrics
 from servicekit.clock import Clock, SystemClock
 from servicekit.health import HealthServer
 from servicekit.settings import KafkaSettings
+from servicekit.topic_admin import ensure_topics
 
 from market_feeds.connector import ConnectPolicy, FeedConnector, FeedStatus
 from market_feeds.protocols import protocol_for
@@ -77,10 +79,24 @@ def feeds_check(
     return check
 
 
+def output_topics(settings: MarketFeedsSettings) -> tuple[topics.TopicSpec, ...]:
+    """The topics this service writes, under the names configured (tests map their own)."""
+    return tuple(
+        topics.BY_NAME.get(name)
+        or topics.TopicSpec(name, topics.PARTITIONS, topics.Producer.MARKET_FEEDS, "symbol")
+        for name in (settings.trades_topic, settings.gaps_topic, settings.dlq_topic)
+    )
+
+
 async def main() -> None:
     settings = MarketFeedsSettings()
     kafka = KafkaSettings()
     clock = SystemClock()
+    await ensure_topics(
+        kafka.kafka_bootstrap_servers,
+        output_topics(settings),
+        replication_factor=settings.topic_replication_factor,
+    )
     sink = KafkaSink(
         kafka,
         trades_topic=settings.trades_topic,

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from aiokafka.errors import KafkaError
 from contracts.events import DeadLettered, FeedGap
 from servicekit import metrics
 from servicekit.clock import Clock
@@ -108,6 +109,8 @@ class FeedConnector:
                 reason, detail = exc.reason, str(exc)
             except (OSError, WebSocketException, TimeoutError) as exc:
                 reason, detail = "connection", f"{type(exc).__name__}: {exc}"
+            except KafkaError as exc:  # the producer gave up on a record: redial, resend later
+                reason, detail = "publish", f"Kafka: {type(exc).__name__}: {exc}"
             metrics.FEED_CONNECTED.labels(self.feed).set(0)
             metrics.FEED_RECONNECTS.labels(self.feed, reason).inc()
             # A session that got data resets the backoff; repeated failures grow it.
@@ -192,6 +195,7 @@ class FeedConnector:
     async def _publish(self, frame: Frame) -> None:
         received = self.clock.now()
         out: list[TradeRecord] = []
+        admitted: list[tuple[str, str, int | None]] = []
         for wire in frame.trades:
             symbol = self.symbols.get(wire.venue_symbol)
             if symbol is None:
@@ -203,6 +207,7 @@ class FeedConnector:
             if not new:
                 self._skip("duplicate", f"trade {wire.venue_symbol}:{wire.trade_id} seen before")
                 continue
+            admitted.append((wire.venue_symbol, wire.trade_id, wire.number))
             out.append(
                 encode_trade(
                     wire,
@@ -213,7 +218,11 @@ class FeedConnector:
                 )
             )
         if out:
-            await self.sink.trades(self.feed, out)
+            try:
+                await self.sink.trades(self.feed, out)
+            except KafkaError:
+                self.continuity.forget(admitted)  # not published: not seen either
+                raise
 
     async def _gap(self, first: int, last: int, reason: str, wire: WireTrade, symbol: str) -> None:
         count = last - first + 1

@@ -62,5 +62,14 @@ class Continuity:
             del self._seen[next(iter(self._seen))]  # dicts keep insertion order: the oldest
         return True, gap
 
+    def forget(self, trades: list[tuple[str, str, int | None]]) -> None:
+        """Undo `admit` for the latest trades (venue symbol, id, number), which could not be
+        published: a replay of them is then new again, and without one the next trade after
+        them reports them as a gap."""
+        for venue_symbol, trade_id, number in trades:
+            self._seen.pop((venue_symbol, trade_id), None)
+            if number is not None and self._highest.get(venue_symbol, number) >= number:
+                self._highest[venue_symbol] = number - 1
+
     def __len__(self) -> int:
         return len(self._seen)

@@ -66,6 +66,8 @@ class MarketFeedsSettings(ServiceSettings):
     gaps_topic: str = topics.MARKET_FEED_GAPS.name
     dlq_topic: str = topics.DLQ.name
     producer_linger_ms: int = Field(default=5, ge=0, le=1000)
+    # For topics this service creates when missing (normally the topics Job made them first).
+    topic_replication_factor: int = Field(default=1, ge=1)
 
     @field_validator("enabled", mode="before")
     @classmethod

@@ -1,7 +1,8 @@
-"""Adapter: create the contract topics this worker reads and writes, if missing (idempotent).
+"""Create the contract topics a service reads and writes, if missing (idempotent).
 
-Faust declares only its internal topics; consuming from a topic that does not exist yet would
-leave its partitions unassigned until the next rebalance.
+The stack's Kafka does not auto-create topics: cdc_processor consuming a topic that does not
+exist yet would leave its partitions unassigned until the next rebalance, and a producer's
+first send to one would wait for metadata and time out.
 """
 
 from __future__ import annotations
