@@ -9,7 +9,13 @@ decoder, exact decimals, dedup and gap tracking, TradeExecuted, KafkaSink), both
 producer settings, onto a topic of this run (3 partitions, deleted after). Time runs from the
 first frame to the last trade acknowledged by Kafka.
 
-Targets: connector >= 20,000 trades/s and >= 0.6x the bare loop. Last stdout line: JSON.
+Then a latency phase: Coinbase at 5,000 trades/s offered open loop by the simulator (5 ms
+ticks), exchange timestamp → trade acknowledged on the topic, p50/p99 over 20 s after a 3 s
+warm-up. (The issue's 250 ms budget runs to a candle update; cdc_processor publishes candles
+when they close, so only this first hop is measured.)
+
+Targets: connector >= 20,000 trades/s and >= 0.6x the bare loop; the hop p99 <= 250 ms.
+Last stdout line: JSON.
 """
 
 from __future__ import annotations
@@ -149,11 +155,77 @@ async def bare_run(venue: str, url: str, kafka: KafkaSettings, topic: str, n: in
     return count / elapsed
 
 
+class LagSink(KafkaSink):
+    """KafkaSink that keeps each trade's exchange time → Kafka acknowledgement, in seconds."""
+
+    def __init__(self, kafka: KafkaSettings, *, topic: str) -> None:
+        super().__init__(kafka, trades_topic=topic, gaps_topic=topic, dlq_topic=topic)
+        self.lags_s: list[float] = []
+        self.recording = False
+
+    def _acked(self, lag: Any, event_times_s: list[float]) -> Any:
+        inner = super()._acked(lag, event_times_s)
+
+        def on_ack(future: asyncio.Future[Any]) -> None:
+            inner(future)
+            if self.recording:
+                now = time.time()
+                self.lags_s.extend(now - t for t in event_times_s)
+
+        return on_ack
+
+
+async def latency_run(
+    kafka: KafkaSettings, topic: str, *, rate: int, warmup_s: float, measure_s: float
+) -> list[float]:
+    """Coinbase at `rate` trades/s (one symbol, open loop, 5 ms ticks): exchange timestamp →
+    trade acknowledged on the topic, for every trade in the measured window."""
+    port = PORT + 2
+    simulator = subprocess.Popen(  # noqa: ASYNC220  # started once, before timing
+        [sys.executable, "-m", "market_feeds.simulator", "--port", str(port), "--rate",
+         str(rate), "--tick-s", "0.005"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    sink = LagSink(kafka, topic=topic)
+    await sink.start()
+    try:
+        await asyncio.sleep(1.5)
+        connector = FeedConnector(
+            protocol_for("coinbase"),
+            url=f"ws://127.0.0.1:{port}{PATHS['coinbase']}",
+            symbols=SYMBOLS["coinbase"],
+            sink=sink,
+            clock=SystemClock(),
+            policy=ConnectPolicy(silence_timeout_s=60),
+            rng=random.Random(1),
+        )
+        task = asyncio.create_task(connector.run())
+        await asyncio.sleep(warmup_s)
+        sink.recording = True
+        await asyncio.sleep(measure_s)
+        sink.recording = False
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    finally:
+        await sink.stop()
+        simulator.terminate()
+        simulator.wait(timeout=10)
+    return sink.lags_s
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--trades", type=int, default=100_000, help="per venue and run")
     parser.add_argument("--venues", default=",".join(SYMBOLS))
+    parser.add_argument("--rate", type=int, default=5_000, help="latency phase, trades/s")
     args = parser.parse_args()
     n = 5_000 if args.quick else args.trades
     venues = [v.strip() for v in args.venues.split(",") if v.strip()]
@@ -201,9 +273,36 @@ async def main() -> None:
                     "pass": feed >= 20_000 and ratio >= 0.6,
                 }
             )
-    finally:
         simulator.terminate()
         simulator.wait(timeout=10)
+        measure_s = 5.0 if args.quick else 20.0
+        lags = await latency_run(kafka, topic, rate=args.rate, warmup_s=3.0, measure_s=measure_s)
+        if lags:
+            p50, p99 = percentile(lags, 0.50) * 1000, percentile(lags, 0.99) * 1000
+            achieved = len(lags) / measure_s
+            print(
+                f"coinbase at {args.rate:,}/s offered ({achieved:,.0f}/s acknowledged): "
+                f"exchange time → on the topic p50 {p50:.1f} ms, p99 {p99:.1f} ms "
+                f"(load {os.getloadavg()[0]:.2f})",
+                file=sys.stderr,
+            )
+            figures.append(
+                {
+                    "name": f"market_feeds: exchange time → on the topic p99, {args.rate}/s",
+                    "value": round(p99, 1),
+                    "unit": "ms",
+                    "baseline": None,
+                    "ratio": None,
+                    # The issue's 250 ms is to a candle update; candles publish on close, so
+                    # only this first hop is measured, against the whole budget.
+                    "target": "p99 <= 250 ms (first hop of exchange time → candle update)",
+                    "pass": p99 <= 250 and achieved >= 0.95 * args.rate,
+                }
+            )
+    finally:
+        if simulator.poll() is None:
+            simulator.terminate()
+            simulator.wait(timeout=10)
         await admin.delete_topics([topic])
         await admin.close()
     print(json.dumps({"figures": figures}))

@@ -15,7 +15,11 @@ from market_feeds.simulator.server import ExchangeSimulator
 async def run(args: argparse.Namespace) -> None:
     sim = ExchangeSimulator(host=args.host, port=args.port, burst=args.burst, seed=args.seed)
     await sim.start()
-    market = asyncio.create_task(sim.run_market(trades_per_s=args.rate)) if args.rate else None
+    market = (
+        asyncio.create_task(sim.run_market(trades_per_s=args.rate, tick_s=args.tick_s))
+        if args.rate
+        else None
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -34,6 +38,7 @@ def cli() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=58040)
     parser.add_argument("--rate", type=float, default=5.0, help="trades/s per symbol per venue")
+    parser.add_argument("--tick-s", type=float, default=0.1, help="emit every this many s")
     parser.add_argument("--burst", type=int, default=0, help="trades per symbol at subscribe")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()

@@ -161,17 +161,20 @@ class ExchangeSimulator:
             for frame in frames:
                 await sub.ws.send(frame)
 
-    async def run_market(self, *, trades_per_s: float) -> None:
-        """Emit on every venue at about `trades_per_s` per symbol, forever (demo mode)."""
-        interval = 0.1
-        carry = 0.0
+    async def run_market(self, *, trades_per_s: float, tick_s: float = 0.1) -> None:
+        """Emit on every venue at `trades_per_s` per symbol, forever, in ticks of `tick_s`.
+        Open loop: the count due follows the wall clock, so a slow tick is caught up on
+        the next one instead of lowering the rate."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        emitted = 0
         while True:
-            carry += trades_per_s * interval
-            n, carry = int(carry), carry - int(carry)
-            if n:
+            due = int((loop.time() - started) * trades_per_s) - emitted
+            if due > 0:
                 for venue in self.venues:
-                    await self.emit(venue, n)
-            await asyncio.sleep(interval)
+                    await self.emit(venue, due)
+                emitted += due
+            await asyncio.sleep(tick_s)
 
     async def _heartbeats(self) -> None:
         while True:
