@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -200,8 +201,9 @@ async def test_skipped_trade_numbers_make_a_feed_gap_record(
 
 @pytest.mark.parametrize("venue", VENUES)
 async def test_trades_replayed_after_a_reconnect_are_not_published_twice(
-    venue: str, feed: Any, sim: ExchangeSimulator
+    venue: str, feed: Any, sim: ExchangeSimulator, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="market_feeds.connector")
     running = await feed(venue)
     before = await running.emit(6)
     duplicates = skipped(venue, "duplicate")
@@ -213,6 +215,9 @@ async def test_trades_replayed_after_a_reconnect_are_not_published_twice(
     assert len(running.sink.published) == len(before) + len(after)
     running.assert_no_duplicates()
     assert running.sink.gaps == []
+    # one log line for the replay, however many trades it repeated (the metric counts them)
+    lines = [r for r in caplog.records if "skipped (duplicate)" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].levelno == logging.WARNING
 
 
 BAD_FRAMES = {

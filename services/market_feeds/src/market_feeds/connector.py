@@ -96,6 +96,7 @@ class FeedConnector:
         self._frame_no = 0  # DLQ records' "offset": frames read since start
         self._skipped: dict[str, Any] = {}
         self._messages = metrics.FEED_MESSAGES.labels(self.feed)
+        self._warned: set[str] = set()  # skip reasons already logged on this connection
 
     async def run(self) -> None:
         """Forever: a session, then a jittered backoff; never raises but CancelledError."""
@@ -142,6 +143,7 @@ class FeedConnector:
             for message in self.protocol.opening(list(self.symbols)):
                 await ws.send(message)
             self.status.connections += 1
+            self._warned.clear()
             if self.status.connections > 1:
                 self.continuity.reconnected()
             log.info(
@@ -278,4 +280,8 @@ class FeedConnector:
         if counter is None:
             counter = self._skipped[reason] = metrics.FEED_SKIPPED.labels(self.feed, reason)
         counter.inc()
-        log.info("feed %s: skipped (%s): %s", self.feed, reason, detail)
+        # The first of each reason per connection at WARNING, the rest at DEBUG: a replay of
+        # thousands of trades after a reconnect is one line, not thousands (the metric counts).
+        level = logging.DEBUG if reason in self._warned else logging.WARNING
+        self._warned.add(reason)
+        log.log(level, "feed %s: skipped (%s): %s", self.feed, reason, detail)
