@@ -54,6 +54,7 @@ def test_alpaca_rfc3339_nanoseconds_and_numbers() -> None:
         .trades
     )
     assert str(trade.price) == "190.015" and trade.event_time == AT and trade.number is None
+    assert trade.trade_id == "V-7"  # ids are unique per reporting exchange (x) on SIP
 
 
 @pytest.mark.parametrize(

@@ -279,7 +279,8 @@ class Kraken(VenueProtocol):
 class Alpaca(VenueProtocol):
     """Alpaca market data stream v2 (IEX or SIP): `auth`, then `subscribe` to `trades`.
 
-    Trade ids are per venue of the consolidated tape, not consecutive: no gap detection."""
+    Trade ids are per reporting exchange (`x`) and not consecutive: the id kept is `x-i`, and
+    there is no gap detection."""
 
     venue = "alpaca"
     asset_class = AssetClass.EQUITY
@@ -306,7 +307,7 @@ class Alpaca(VenueProtocol):
                     frame.trades.append(
                         WireTrade(
                             venue_symbol=_str(item["S"], name="S"),
-                            trade_id=str(_int(item["i"], name="i")),
+                            trade_id=_alpaca_trade_id(item),
                             number=None,
                             price=exact(item["p"], name="price"),
                             size=exact(item["s"], name="size"),
@@ -323,6 +324,14 @@ class Alpaca(VenueProtocol):
             else:
                 frame.skipped = "unknown_type"
         return frame
+
+
+def _alpaca_trade_id(item: dict[str, Any]) -> str:
+    """`x-i`: on the consolidated (SIP) feed trade ids are unique per reporting exchange `x`
+    only, so two exchanges' trade 42 are two trades."""
+    trade_id = _int(item["i"], name="i")
+    exchange = item.get("x")
+    return f"{exchange}-{trade_id}" if isinstance(exchange, str) and exchange else str(trade_id)
 
 
 def protocol_for(
