@@ -282,6 +282,8 @@ async def test_alpaca_with_a_wrong_key_is_reported_and_other_feeds_go_on(
     try:
         await coinbase.until(lambda: unreachable.status.failures_in_a_row >= 2)
         await coinbase.until(lambda: "402" in bad.status.last_error)
+        # refused at once each time: the backoff grows instead of redialling in a tight loop
+        await coinbase.until(lambda: bad.status.failures_in_a_row >= 3)
         await coinbase.emit(3)  # the healthy feed is unaffected
         clock = SystemClock()
         check = feeds_check(

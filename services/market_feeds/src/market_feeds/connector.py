@@ -97,6 +97,7 @@ class FeedConnector:
         self._skipped: dict[str, Any] = {}
         self._messages = metrics.FEED_MESSAGES.labels(self.feed)
         self._warned: set[str] = set()  # skip reasons already logged on this connection
+        self._session_trades = 0  # trades read on the current connection
 
     async def run(self) -> None:
         """Forever: a session, then a jittered backoff; never raises but CancelledError."""
@@ -114,8 +115,10 @@ class FeedConnector:
                 reason, detail = "publish", f"Kafka: {type(exc).__name__}: {exc}"
             metrics.FEED_CONNECTED.labels(self.feed).set(0)
             metrics.FEED_RECONNECTS.labels(self.feed, reason).inc()
-            # A session that got data resets the backoff; repeated failures grow it.
-            attempt = 0 if self.status.state == "connected" else attempt + 1
+            # A session that delivered trades, or stayed up past the silence timeout, resets
+            # the backoff; anything else grows it (a refused key answered at once with an
+            # error frame must not redial in a tight loop).
+            attempt = 0 if self._session_was_useful() else attempt + 1
             self.status.failures_in_a_row = 0 if attempt == 0 else attempt
             self.status.last_error = detail
             self.status.state = "backing_off"
@@ -131,6 +134,12 @@ class FeedConnector:
                 )
             await self.clock.sleep(delay)
 
+    def _session_was_useful(self) -> bool:
+        if self.status.state != "connected" or self.status.connected_at is None:
+            return False
+        lasted_s = self.clock.monotonic() - self.status.connected_at
+        return self._session_trades > 0 or lasted_s >= self.policy.silence_timeout_s
+
     async def _session(self) -> None:
         async with connect(
             self.url,
@@ -144,6 +153,7 @@ class FeedConnector:
                 await ws.send(message)
             self.status.connections += 1
             self._warned.clear()
+            self._session_trades = 0
             if self.status.connections > 1:
                 self.continuity.reconnected()
             log.info(
@@ -185,6 +195,7 @@ class FeedConnector:
             self.status.connected_at = now_mono
             metrics.FEED_CONNECTED.labels(self.feed).set(1)
         if frame.trades:
+            self._session_trades += len(frame.trades)
             await self._publish(frame)
         if frame.rejected:
             await self._dead_letter(raw, frame)
