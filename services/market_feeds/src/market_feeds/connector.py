@@ -11,7 +11,6 @@ message ends the connection (it usually means the subscription is gone) and the 
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import random
 from collections.abc import Mapping
@@ -19,9 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka.errors import KafkaError
-from contracts.events import DeadLettered, FeedGap
+from contracts.events import FeedGap
 from servicekit import metrics
 from servicekit.clock import Clock
+from servicekit.kafka import dead_letter
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
@@ -39,6 +39,17 @@ class FeedError(Exception):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class FrameSource:
+    """A WebSocket frame as servicekit's `dead_letter` reads a source record."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,7 +272,14 @@ class FeedConnector:
         )
 
     async def _dead_letter(self, raw: str | bytes, frame: Frame) -> None:
-        value = raw.encode() if isinstance(raw, str) else raw
+        # The frame stands where a Kafka record would: `ws:<venue>`, partition 0, its number.
+        source = FrameSource(
+            topic=f"ws:{self.feed}",
+            partition=0,
+            offset=self._frame_no,
+            key=None,
+            value=raw.encode() if isinstance(raw, str) else raw,
+        )
         for reason, detail in frame.rejected:
             log.warning(
                 "feed %s: dead-lettering frame %d: %s (%s)",
@@ -271,20 +289,10 @@ class FeedConnector:
                 detail,
             )
             metrics.DLQ_RECORDS.labels(SERVICE, reason).inc()
-            await self.sink.dead_letter(
-                self.feed,
-                DeadLettered(
-                    reason=reason,
-                    detail=detail[:2000],
-                    service=SERVICE,
-                    source_topic=f"ws:{self.feed}",  # not a Kafka topic: the feed's frames
-                    source_partition=0,
-                    source_offset=self._frame_no,
-                    original_key_b64=None,
-                    original_value_b64=base64.b64encode(value).decode(),
-                    failed_at=self.clock.now(),
-                ),
+            _key, value = dead_letter(
+                source, service=SERVICE, reason=reason, detail=detail, now=self.clock.now()
             )
+            await self.sink.dead_letter(self.feed, value)
 
     def _skip(self, reason: str, detail: str) -> None:
         counter = self._skipped.get(reason)

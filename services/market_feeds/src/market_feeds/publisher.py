@@ -26,7 +26,7 @@ SERVICE = "market_feeds"
 class Sink(Protocol):
     async def trades(self, feed: str, trades: Sequence[TradeRecord]) -> None: ...
     async def gap(self, gap: FeedGap) -> None: ...
-    async def dead_letter(self, feed: str, record: DeadLettered) -> None: ...
+    async def dead_letter(self, feed: str, value: bytes) -> None: ...
 
 
 class KafkaSink:
@@ -90,8 +90,9 @@ class KafkaSink:
         future.add_done_callback(self._acked(None, []))
         metrics.EVENTS_OUT.labels(SERVICE, self.gaps_topic).inc()
 
-    async def dead_letter(self, feed: str, record: DeadLettered) -> None:
-        future = await self._producer.send(self.dlq_topic, encode_event(record), feed.encode())
+    async def dead_letter(self, feed: str, value: bytes) -> None:
+        """`value`: a `DeadLettered` record (servicekit.kafka.dead_letter); keyed by feed."""
+        future = await self._producer.send(self.dlq_topic, value, feed.encode())
         future.add_done_callback(self._acked(None, []))
 
     def _acked(self, lag: Any, event_times_s: list[float]) -> Any:
@@ -131,6 +132,6 @@ class MemorySink:
         self.gaps.append(gap)
         self.arrived.set()
 
-    async def dead_letter(self, feed: str, record: DeadLettered) -> None:
-        self.dead.append(record)
+    async def dead_letter(self, feed: str, value: bytes) -> None:
+        self.dead.append(DeadLettered.model_validate_json(value))
         self.arrived.set()
