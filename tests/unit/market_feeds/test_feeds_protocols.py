@@ -181,3 +181,22 @@ def test_forgotten_trades_are_new_again_or_reported_as_a_gap() -> None:
     c.forget([("X", "2", 2)])
     new, gap = c.admit("X", "4", 4)  # no replay: 2..3 are a gap
     assert new and gap is not None and (gap.first_missing, gap.last_missing) == (2, 3)
+
+
+def test_a_bad_setting_stops_the_service_naming_the_variable() -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MARKET_FEEDS_")}
+    env["MARKET_FEEDS_ENABLED"] = "coinbase,nyse"
+    result = subprocess.run(
+        [sys.executable, "-m", "market_feeds"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "MARKET_FEEDS_ENABLED" in result.stderr and "nyse" in result.stderr
