@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import orjson
@@ -48,12 +48,14 @@ def test_ohlcv_and_vwap_of_one_minute() -> None:
     ]  # 66 s: past 60 + 5 s grace → first candle closes
     [candle], rejected = run(ticks)
     assert rejected == []
-    assert (
-        candle["open"] == "100.000000000000000000" and candle["close"] == "101.000000000000000000"
-    )
-    assert Decimal(candle["high"]) == 105 and Decimal(candle["low"]) == 95
-    assert Decimal(candle["volume"]) == 7 and candle["trade_count"] == 4
-    assert Decimal(candle["vwap"]) == candles.q((Decimal(200) + 105 + 285 + 101) / 7)
+    assert candle["open"] == "100.000000000000000000"
+    assert candle["close"] == "101.000000000000000000"
+    assert candle["high"] == "105.000000000000000000"
+    assert candle["low"] == "95.000000000000000000"
+    assert candle["volume"] == "7.000000000000000000" and candle["trade_count"] == 4
+    # By hand: (100×2 + 105×1 + 95×3 + 101×1) / 7 = 691 / 7 = 98.714285714285714285 714…,
+    # to 18 decimals, the 19th digit (7) rounding the last one up.
+    assert candle["vwap"] == "98.714285714285714286"
     assert candle["window_start"].startswith("2026-11-22T17:00:00")
 
 
@@ -137,7 +139,28 @@ def test_price_move_alert() -> None:
     assert alerts[0]["details"]["from"] == "100.000000000000000000"
 
 
-@pytest.mark.parametrize("grace_s", [0, 5])
-def test_window_start_is_floor_to_minute(grace_s: int) -> None:
-    assert candles.window_start(T0 + timedelta(seconds=59.999)) == T0
-    assert CANDLE_CONFIG.grace.total_seconds() == 5
+@pytest.mark.parametrize(
+    ("at", "start"),
+    [
+        (T0, T0),
+        (T0 + timedelta(seconds=59, microseconds=999_999), T0),
+        (T0 + timedelta(seconds=60), T0 + timedelta(minutes=1)),
+        (T0 - timedelta(microseconds=1), T0 - timedelta(minutes=1)),
+        # The same instant written in UTC+05:30 falls in the same UTC minute.
+        ((T0 + timedelta(seconds=30)).astimezone(timezone(timedelta(hours=5, minutes=30))), T0),
+    ],
+)
+def test_window_start_is_the_utc_minute_floor(at: datetime, start: datetime) -> None:
+    assert candles.window_start(at) == start
+
+
+@pytest.mark.parametrize(("after_grace_s", "closes"), [(-0.001, False), (0.0, True)])
+def test_a_window_closes_once_the_watermark_passes_its_end_plus_grace(
+    after_grace_s: float, closes: bool
+) -> None:
+    # The window 17:00:00–17:01:00: closed by a tick at its end + grace exactly, not by one a
+    # millisecond earlier.
+    watermark_s = 60 + CANDLE_CONFIG.grace.total_seconds() + after_grace_s
+    out, rejected = run([tick(1, "100", 1), tick(2, "101", watermark_s)])
+    assert rejected == []
+    assert [c["window_start"][:19] for c in out] == (["2026-11-22T17:00:00"] if closes else [])

@@ -26,9 +26,20 @@ def test_numeric_forms_of_loopback_parse_to_127_0_0_1(host: str) -> None:
     assert parse_host_address(host) == ipaddress.ip_address("127.0.0.1")
 
 
-@pytest.mark.parametrize("host", ["example.com", "256.1.1.1", "1.2.3.4.5", "0x", "12a.0.0.1", ""])
+@pytest.mark.parametrize(
+    "host", ["example.com", "256.1.1.1", "1.2.3.4.5", "12a.0.0.1", "0x1g", "09.0.0.1", "", "."]
+)
 def test_names_and_overflowing_numbers_are_not_addresses(host: str) -> None:
-    assert parse_host_address(host) is None or host == "0x"
+    assert parse_host_address(host) is None
+
+
+@pytest.mark.parametrize("host", ["0x", "0x.0x.0x.0x", "0X"])
+def test_an_empty_hex_part_reads_as_zero_and_is_refused(host: str) -> None:
+    # glibc's inet_aton rejects "0x", but the WHATWG URL parser reads an empty hex number as
+    # 0, so some client would go to 0.0.0.0: the crawler takes the stricter reading.
+    address = parse_host_address(host)
+    assert address == ipaddress.ip_address("0.0.0.0")
+    assert check_address(address).reason == "unspecified"
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from decimal import Decimal
 import pytest
 from query import insights
 from query.engine import QueryEngine
+from query.guard import QueryRejectedError
 from query_archive_fixture import CLOSES
 
 
@@ -76,6 +77,27 @@ def test_returns_correlation_matches_python(engine: QueryEngine) -> None:
         assert got[("ACME", crypto)] == pytest.approx(expected, abs=1e-4)
 
 
-def test_every_insight_runs_through_the_guard(engine: QueryEngine) -> None:
-    for insight in insights.all_insights():
-        engine.check(insight.sql)
+@pytest.mark.parametrize("name", [i.name for i in insights.all_insights()])
+def test_every_insight_passes_the_guard_and_answers_on_the_archive(
+    engine: QueryEngine, name: str
+) -> None:
+    (insight,) = [i for i in insights.all_insights(equity="ACME") if i.name == name]
+    assert engine.check(insight.sql)  # accepted (a refusal raises QueryRejectedError)
+    result = engine.run(insight.sql)
+    assert result.rows, f"{name} answered nothing on an archive that holds its data"
+
+
+def test_insight_names_are_unique() -> None:
+    names = [i.name for i in insights.all_insights()]
+    assert len(names) == len(set(names))
+
+
+def test_an_equity_name_cannot_break_out_of_its_literal(engine: QueryEngine) -> None:
+    # The symbol is quoted, not pasted: a quote in it stays part of the name, so the query is
+    # still the one SELECT the guard accepts, and it finds no such equity.
+    hostile = "ACME' OR '1'='1"
+    sql = insights.returns_correlation(equity=hostile)
+    assert engine.check(sql)
+    assert engine.run(sql).rows == []
+    with pytest.raises(QueryRejectedError):
+        engine.check(insights.returns_correlation(equity="ACME") + "; DELETE FROM candles")

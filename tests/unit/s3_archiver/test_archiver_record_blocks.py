@@ -4,7 +4,9 @@ broker: tests/integration)."""
 
 from __future__ import annotations
 
+import collections
 import logging
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -17,11 +19,27 @@ from contracts import datasets
 from s3_archiver import record_blocks
 from s3_archiver.archiver import Archiver, routes_for
 from s3_archiver.object_store import MemoryObjectStore
-from s3_archiver.record_blocks import BlockRecord
+from s3_archiver.record_blocks import BlockRecord, RecordBlock
 from s3_archiver.settings import ArchiverSettings
 from servicekit.clock import FakeClock
 
 TP = TopicPartition("t", 2)
+
+
+@pytest.fixture(autouse=True)
+def _aiokafka_as_found(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`install` and `_keep_response_bytes` swap aiokafka's fetcher's `MemoryRecords` for a
+    subclass, process-wide: put aiokafka's own class back after each test, so no later test
+    runs on a patched aiokafka without knowing it."""
+    monkeypatch.setattr(aiokafka_fetcher, "MemoryRecords", aiokafka_fetcher.MemoryRecords)
+
+
+def test_fetched_responses_are_read_with_aiokafkas_own_class_outside_these_tests() -> None:
+    # The fixture above puts back whatever was there; this fails if a test elsewhere left
+    # the class swapped, and shows that the swap below is real (and undone after).
+    assert aiokafka_fetcher.MemoryRecords is MemoryRecords
+    record_blocks._keep_response_bytes()
+    assert issubclass(aiokafka_fetcher.MemoryRecords, record_blocks._MemoryRecordsWithBytes)
 
 
 def test_a_list_of_records_becomes_the_same_block() -> None:
@@ -128,13 +146,35 @@ def test_after_a_corrupt_batch_nothing_more_is_taken_and_the_position_stays() ->
     assert record_blocks._take(result, None) == []
 
 
+class _PartitionState:
+    """aiokafka's per-partition subscription state, as FetchResult reads and moves it."""
+
+    paused = False
+    position = 0
+
+    def consumed_to(self, offset: int) -> None:
+        self.position = offset
+
+
+class _Assignment:
+    active = True
+
+    def __init__(self) -> None:
+        self.state = _PartitionState()
+
+    def state_value(self, tp: TopicPartition) -> _PartitionState:
+        return self.state
+
+
 @pytest.mark.parametrize("enabled", [True, False])
-async def test_the_archiver_installs_blocks_unless_the_setting_is_off(
-    enabled: bool, monkeypatch: pytest.MonkeyPatch
+async def test_the_archiver_reads_fetches_as_blocks_unless_the_setting_is_off(
+    enabled: bool,
 ) -> None:
-    installed: list[AIOKafkaConsumer] = []
-    monkeypatch.setattr(record_blocks, "install", installed.append)
     consumer = AIOKafkaConsumer(bootstrap_servers="127.0.0.1:9")
+    # What start() gives a consumer, without a broker: aiokafka's table of fetched results.
+    consumer._fetcher = SimpleNamespace(
+        _records=collections.OrderedDict(), _key_deserializer=None, _value_deserializer=None
+    )
     archiver = Archiver(
         settings=ArchiverSettings(topic_datasets={"t": "market_candles"}, record_blocks=enabled),
         consumer=consumer,
@@ -144,4 +184,22 @@ async def test_the_archiver_installs_blocks_unless_the_setting_is_off(
         clock=FakeClock(),
     )
     archiver._read_blocks()
-    assert installed == ([consumer] if enabled else [])
+
+    # A fetch response lands as aiokafka's fetcher stores it, and the consumer takes it.
+    values = [b'{"n":%d}' % i for i in range(10)]
+    records = aiokafka_fetcher.MemoryRecords(_batches(values, per_batch=4))
+    source = aiokafka_fetcher.PartitionRecords(
+        TP, records, [], 0, None, None, True, aiokafka_fetcher.READ_COMMITTED
+    )
+    assignment = _Assignment()
+    consumer._fetcher._records[TP] = aiokafka_fetcher.FetchResult(
+        TP, assignment=assignment, partition_records=source, backoff=0
+    )
+    taken = consumer._fetcher._records[TP].getall()
+    if enabled:
+        assert isinstance(taken, RecordBlock)
+        assert (taken.values, taken.offsets) == (values, list(range(10)))
+    else:  # aiokafka's own records, one object each
+        assert [type(r) for r in taken] == [ConsumerRecord] * 10
+        assert [r.value for r in taken] == values
+    assert assignment.state.position == 10  # the consumer's position moved past them either way
