@@ -33,9 +33,10 @@ record in two places this module replaces through Faust's extension points:
   then it seeks each such partition back to its first dropped or held record before fetching
   on.
 
-Written against faust-streaming 0.15.x (`faust.transport.consumer.Consumer._drain_messages`);
-the service pins that range, and tests/unit/cdc_processor/test_cdc_runtime.py checks the
-upstream method still has the shape this override mirrors.
+Written against faust-streaming 0.15.x (`faust.transport.consumer.Consumer._drain_messages`)
+and aiokafka 0.14.x; the service pins those ranges, tests/unit/test_private_internals.py fails
+on a version outside them or on a missing private part, naming what to re-check, and
+tests/unit/cdc_processor/test_cdc_runtime.py checks the recovery-end order the hold answers.
 """
 
 from __future__ import annotations

@@ -1,0 +1,294 @@
+"""The private parts of aiokafka and faust-streaming that Pulse's overrides rely on: an upgrade
+fails here, loudly, naming what to re-check, instead of in production.
+
+- s3_archiver/record_blocks.py reads aiokafka's fetcher (`FetchResult`, `PartitionRecords`,
+  the fetch table, `MemoryRecords`) and replaces its per-record decoding;
+- cdc_processor/runtime.py replaces Faust's monitor hooks, mirrors `Stream.take_events` and
+  `Consumer._drain_messages`, hooks `Recovery`'s end (tests/unit/cdc_processor/
+  test_cdc_runtime.py checks that order) and sets aiokafka's fetch settings;
+- cdc_processor/agents.py and writeback.py use a Faust stream's current event and a table's
+  store, changelog topic and serializers.
+
+The version tests read the bounds from the pyproject.toml files that pin them, so the pins and
+this test cannot drift apart; each pin must have an upper bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import inspect
+import tomllib
+import uuid
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.version import Version
+
+REPO = Path(__file__).resolve().parents[2]
+OVERRIDES = {
+    "aiokafka": "services/s3_archiver/src/s3_archiver/record_blocks.py and "
+    "services/cdc_processor/src/cdc_processor/runtime.py (FetchTunedConsumerThread)",
+    "faust-streaming": "services/cdc_processor/src/cdc_processor/runtime.py (QuietMonitor, "
+    "take_batches vs Stream.take_events, ChunkedConsumer._drain_messages vs "
+    "Consumer._drain_messages, RewindingFlowControl) and agents.py/writeback.py",
+}
+PINS = {  # package → the pyproject.toml files that depend on it and must bound it
+    "aiokafka": [
+        "pyproject.toml",
+        "libs/servicekit/pyproject.toml",
+        "services/s3_archiver/pyproject.toml",
+        "services/cdc_processor/pyproject.toml",
+        "services/crawler/pyproject.toml",
+    ],
+    "faust-streaming": ["services/cdc_processor/pyproject.toml"],
+}
+
+
+def _requirement(pyproject: str, package: str) -> Requirement:
+    data = tomllib.loads((REPO / pyproject).read_text())
+    declared = list(data["project"]["dependencies"])
+    for group in data.get("dependency-groups", {}).values():
+        declared += group
+    for text in declared:
+        requirement = Requirement(text)
+        if requirement.name == package:
+            return requirement
+    raise AssertionError(f"{pyproject} does not declare {package}")
+
+
+@pytest.mark.parametrize(
+    ("package", "pyproject"), [(p, f) for p, files in PINS.items() for f in files]
+)
+def test_installed_version_is_within_the_tested_range(package: str, pyproject: str) -> None:
+    requirement = _requirement(pyproject, package)
+    assert any(s.operator == "<" for s in requirement.specifier), (
+        f"{pyproject}: {requirement} has no upper bound, but {OVERRIDES[package]} override "
+        f"{package}'s private internals: bound it to the versions they were tested against"
+    )
+    installed = Version(version(package))
+    assert requirement.specifier.contains(installed, prereleases=True), (
+        f"{package} {installed} is outside {requirement.specifier} ({pyproject}), the range "
+        f"{OVERRIDES[package]} were tested against. Re-read the upstream code those overrides "
+        f"mirror, run tests/unit/test_private_internals.py, test_cdc_runtime.py, "
+        f"test_archiver_record_blocks.py and tests/integration/s3_archiver, then move the "
+        f"bound in every file of PINS here"
+    )
+
+
+def _missing(obj: Any, names: list[str]) -> list[str]:
+    return [name for name in names if not hasattr(obj, name)]
+
+
+def _params(fn: Any) -> list[str]:
+    return list(inspect.signature(fn).parameters)
+
+
+# --- aiokafka, as record_blocks.py and runtime.py use it ---------------------------------------
+
+RECHECK_BLOCKS = (
+    "re-check services/s3_archiver/src/s3_archiver/record_blocks.py against aiokafka's "
+    "consumer/fetcher.py (FetchResult.getall, PartitionRecords._unpack_records)"
+)
+
+
+def test_aiokafka_fetcher_has_what_record_blocks_reads() -> None:
+    from aiokafka import TopicPartition
+    from aiokafka.consumer import fetcher
+    from aiokafka.record.memory_records import MemoryRecords
+    from s3_archiver import record_blocks
+
+    assert not _missing(fetcher, ["READ_COMMITTED", "MemoryRecords", "FetchResult"]), RECHECK_BLOCKS
+    assert fetcher.MemoryRecords is MemoryRecords, f"{RECHECK_BLOCKS} (_keep_response_bytes)"
+    # _keep_response_bytes subclasses it, passing the response's bytes positionally, and walks
+    # it with has_next/next_batch (a compiled class: no signature to read, so it is built).
+    with_bytes = type("MemoryRecords", (record_blocks._MemoryRecordsWithBytes, MemoryRecords), {})
+    records = with_bytes(b"")
+    assert records.data == b"" and records.has_next() is False, RECHECK_BLOCKS
+    assert hasattr(records, "next_batch"), RECHECK_BLOCKS
+    assert not _missing(
+        fetcher.FetchResult, ["check_assignment", "has_more", "_update_position", "getall"]
+    ), RECHECK_BLOCKS
+    assert _params(fetcher.FetchResult.__init__) == [
+        "self",
+        "tp",
+        "assignment",
+        "partition_records",
+        "backoff",
+    ], RECHECK_BLOCKS
+    assert _params(fetcher.PartitionRecords.__init__) == [
+        "self",
+        "tp",
+        "records",
+        "aborted_transactions",
+        "fetch_offset",
+        "key_deserializer",
+        "value_deserializer",
+        "check_crcs",
+        "isolation_level",
+    ], RECHECK_BLOCKS
+    tp = TopicPartition("t", 0)
+    source = fetcher.PartitionRecords(
+        tp, MemoryRecords(b""), [], 0, None, None, True, fetcher.READ_COMMITTED
+    )
+    assert not _missing(
+        source,
+        [
+            "_records",
+            "_records_iterator",
+            "_isolation_level",
+            "_check_crcs",
+            "_aborted_producers",
+            "next_fetch_offset",
+            "_consume_aborted_up_to",
+            "_contains_abort_marker",
+        ],
+    ), RECHECK_BLOCKS
+    result = fetcher.FetchResult(tp, assignment=None, partition_records=source, backoff=0)
+    assert not _missing(result, ["_topic_partition", "_partition_records"]), RECHECK_BLOCKS
+    assert result._partition_records is source, RECHECK_BLOCKS
+
+
+async def test_aiokafka_fetcher_keeps_its_results_where_record_blocks_installs() -> None:
+    from aiokafka.client import AIOKafkaClient
+    from aiokafka.consumer.fetcher import Fetcher
+    from aiokafka.consumer.subscription_state import SubscriptionState
+
+    client = AIOKafkaClient(bootstrap_servers="127.0.0.1:9")  # never connects
+    fetcher = Fetcher(client, SubscriptionState())
+    try:
+        # The fetch table `install` swaps (it checks its exact type) and the deserializers it
+        # requires to be unset; their absence makes `install` fall back, silently slower.
+        assert type(fetcher._records) is collections.OrderedDict, RECHECK_BLOCKS
+        assert (fetcher._key_deserializer, fetcher._value_deserializer) == (None, None), (
+            RECHECK_BLOCKS
+        )
+    finally:
+        await fetcher.close()
+        await client.close()
+
+
+async def test_aiokafka_consumer_has_the_fields_the_overrides_set() -> None:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(bootstrap_servers="127.0.0.1:9")  # never started
+    assert not _missing(consumer, ["_fetcher", "_fetch_min_bytes", "_fetch_max_wait_ms"]), (
+        "re-check record_blocks.install (consumer._fetcher) and cdc_processor's "
+        "FetchTunedConsumerThread (consumer._fetch_min_bytes, _fetch_max_wait_ms)"
+    )
+
+
+# --- faust-streaming, as runtime.py, agents.py and writeback.py use it ------------------------
+
+RECHECK_RUNTIME = (
+    "re-check services/cdc_processor/src/cdc_processor/runtime.py against faust-streaming's "
+    "own code (the method named here)"
+)
+
+
+def test_quiet_monitor_overrides_hooks_faust_still_calls_with_the_same_arguments() -> None:
+    from cdc_processor.runtime import QuietMonitor
+    from faust.sensors.monitor import Monitor
+
+    hooks = [n for n in vars(QuietMonitor) if n.startswith("on_")]
+    assert len(hooks) == 9
+    for name in hooks:
+        assert hasattr(Monitor, name), f"Monitor.{name} is gone: {RECHECK_RUNTIME}"
+        assert _params(getattr(Monitor, name)) == _params(getattr(QuietMonitor, name)), (
+            f"Monitor.{name} changed its arguments: {RECHECK_RUNTIME}"
+        )
+
+
+async def test_faust_stream_consumer_and_flow_control_have_what_runtime_uses() -> None:
+    from cdc_processor.app import create_app
+    from cdc_processor.settings import CdcSettings
+    from faust.transport.consumer import Consumer
+    from faust.transport.drivers import aiokafka as faust_aiokafka
+    from mode.utils.queues import FlowControlEvent, FlowControlQueue
+    from servicekit.settings import KafkaSettings
+
+    settings = CdcSettings(app_id=f"guard-{uuid.uuid4().hex[:8]}", http_port=0)
+    p = create_app(settings, KafkaSettings(kafka_bootstrap_servers="127.0.0.1:1"))
+    app = p.app
+    app.loop = asyncio.get_running_loop()
+
+    # take_batches (Stream.take_events' mirror) and process_batch (agents.py).
+    stream = app.stream(app.channel())
+    missing = _missing(
+        stream,
+        [
+            "_enable_passive",
+            "_processors",
+            "_set_current_event",
+            "add_processor",
+            "enable_acks",
+            "current_event",
+            "wait",
+            "ack",
+            "wait_for_stopped",
+            "crash",
+            "should_stop",
+            "channel",
+            "take_events",
+        ],
+    )
+    assert not missing, f"Stream lacks {missing}: {RECHECK_RUNTIME} (Stream.take_events)"
+
+    # ChunkedConsumer._drain_messages (Consumer._drain_messages' mirror) and _deliver.
+    assert _params(Consumer._drain_messages) == ["self", "fetcher"], RECHECK_RUNTIME
+    consumer = app.consumer
+    missing = _missing(
+        consumer,
+        [
+            "getmany",
+            "wait_first",
+            "suspend_flow",
+            "_add_gap",
+            "_read_offset",
+            "_commit_every",
+            "_n_acked",
+            "commit",
+            "callback",
+            "diag",
+            "_stopped",
+            "consumer_stopped_errors",
+            "perform_seek",
+            "resume_flow",
+            "_new_consumer_thread",
+            "_is_changelog_tp",
+        ],
+    )
+    assert not missing, f"Consumer lacks {missing}: {RECHECK_RUNTIME} (Consumer._drain_messages)"
+    thread_class = faust_aiokafka.AIOKafkaConsumerThread
+    missing = _missing(thread_class, ["_create_worker_consumer", "call_thread", "_ensure_consumer"])
+    assert not missing, f"AIOKafkaConsumerThread lacks {missing}: {RECHECK_RUNTIME}"
+    assert hasattr(faust_aiokafka, "ensure_aiokafka_TP"), RECHECK_RUNTIME
+    assert hasattr(faust_aiokafka.Transport, "Consumer"), RECHECK_RUNTIME
+
+    # RewindingFlowControl reads each queue's deque (asyncio.Queue's `_queue`).
+    flow = FlowControlEvent()
+    queue = FlowControlQueue(maxsize=1, flow_control=flow, clear_on_resume=True)
+    assert queue in flow._queues, f"FlowControlEvent._queues: {RECHECK_RUNTIME}"
+    assert hasattr(queue, "_queue"), f"asyncio.Queue._queue: {RECHECK_RUNTIME}"
+
+    # WriteBack.changelog_records writes a table's store and serializes as the table would.
+    for writeback in p.tables:
+        missing = _missing(
+            writeback.table,
+            [
+                "data",
+                "changelog_topic",
+                "key_type",
+                "key_serializer",
+                "value_type",
+                "value_serializer",
+                "use_partitioner",
+            ],
+        )
+        assert not missing, f"Table lacks {missing}: re-check cdc_processor/writeback.py"
+    assert not _missing(app.serializers, ["dumps_key", "dumps_value"]), (
+        "re-check cdc_processor/writeback.py (app.serializers)"
+    )
