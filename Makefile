@@ -72,7 +72,7 @@ unit: sync ## Unit tests only (no stack needed)
 	$(PY) pytest tests/unit -q
 
 .PHONY: integration
-integration: sync stack-up migrate ## Integration tests on the real stack
+integration: sync stack-up migrate bench-tools ## Integration tests on the real stack
 	$(PY) pytest tests/integration -q -m integration
 
 .PHONY: e2e
@@ -100,11 +100,20 @@ bench: sync stack-up migrate bench-tools ## Every benchmark, one table of figure
 	$(PY) python bench/run_all.py $(if $(QUICK),--quick,)
 
 .PHONY: bench-tools
-bench-tools: ## Install wrk (Debian) for the HTTP benchmarks when missing
-	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && (apt-get install -y -qq wrk >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq wrk)) ; } || echo "bench-tools: wrk missing; install it with: sudo apt-get install wrk"
+# wrk drives the ingest benchmark and its smoke test (tests/integration/ingest), so `test` and
+# `bench` both need it: installed from Debian as root (or with sudo), else a clear stop here
+# rather than a skipped test or a benchmark that dies half-way.
+bench-tools: ## Install wrk (Debian) for the HTTP benchmark and its test when missing
+	@command -v wrk >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then sudo=; \
+	  elif command -v sudo >/dev/null 2>&1; then sudo="sudo -n"; \
+	  else echo "bench-tools: wrk is missing and this is not root: sudo apt-get install wrk" >&2; exit 1; fi; \
+	  $$sudo apt-get install -y -qq wrk >/dev/null 2>&1 || \
+	    { $$sudo apt-get update -qq && $$sudo apt-get install -y -qq wrk >/dev/null; }; }
+	@command -v wrk >/dev/null 2>&1 || { echo "bench-tools: could not install wrk (apt-get install wrk)" >&2; exit 1; }
 
 .PHONY: test
-test: sync stack-up migrate k8s-tools ## Everything CI runs: lint and every test tier on the real stack
+test: sync stack-up migrate k8s-tools bench-tools ## Everything CI runs: lint and every test tier on the real stack
 	$(PY) ruff check .
 	$(PY) ruff format --check .
 	$(PY) mypy libs/*/src services/*/src cli/src

@@ -10,7 +10,7 @@ Figures, each with its target and a baseline measured in the same run:
      open-loop generator in two processes, latency measured from each request's due time;
   3. batch ingest rows/s through nginx (>= 50,000), beside a raw asyncpg COPY of the same rows.
 
-Needs the stack's PostgreSQL (`make stack-up`) and `wrk` (Debian: apt-get install -y wrk).
+Needs the stack's PostgreSQL (`make stack-up`) and `wrk` (`make bench-tools`: Debian's wrk).
 By default it starts its own `python -m ingest` and its own nginx (the real
 deploy/nginx/nginx.conf, unchanged) on free ports, so it measures this checkout's code
 whatever else runs on 58000/58001; `--shared` measures the stack's nginx and 58001 instead.
@@ -311,7 +311,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
-        raise SystemExit("wrk not found: apt-get install -y wrk")
+        raise SystemExit("wrk not found: `make bench-tools` installs it (apt-get install -y wrk)")
     if args.smoke:
         args.duration, args.connections, args.batch, args.rate, args.rounds = 1, 4, 100, 50, 1
         args.slice = 1

@@ -7,13 +7,10 @@ import os
 from typing import Any
 
 import pytest
-
-schemathesis = pytest.importorskip(
-    "schemathesis", reason="schemathesis is a dev dependency (root dependency-groups.dev)"
-)
-from hypothesis import HealthCheck, settings  # noqa: E402  # after the importorskip
-from schemathesis import GenerationMode  # noqa: E402
-from schemathesis.checks import not_a_server_error  # noqa: E402
+import schemathesis  # a dev dependency (root dependency-groups.dev): missing is a failure
+from hypothesis import HealthCheck, settings
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
