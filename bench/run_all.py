@@ -11,6 +11,12 @@ groups fast-forwarded to the log end, so another benchmark's backlog is not meas
 latency) and stops them right after (`pulse down --services-only`, never the stack), so the
 services' own benchmarks still run without them and `make bench` works from a cold checkout.
 Services that were already running are used as they are.
+
+The processor the runner starts has empty tables (`_services.py` drops them), which is not
+the state it runs with in production. So, when it started them, the runner then restarts the
+services with a realistic state pre-loaded (`--e2e-state-claims` dedup claims and a product
+catalogue, `bench/e2e/_state.py`) and runs `latency.py` again: both are reported, the second
+with `[state: …]` in its figures' names. `--e2e-state-claims 0` leaves that pass out.
 """
 
 from __future__ import annotations
@@ -96,6 +102,52 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
+def run_script(
+    label: str, command: list[str], *, timeout_s: float
+) -> list[tuple[str, dict[str, Any]]]:
+    """One benchmark script's rows (an ERROR row when it gave no result)."""
+    print(f"== {label}", file=sys.stderr, flush=True)
+    started = time.monotonic()
+    try:
+        done = subprocess.run(
+            command,
+            cwd=ROOT,
+            env=stack_environment(),
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return [(label, {"name": "timed out", "pass": False})]
+    sys.stderr.write(done.stderr[-4000:])
+    figures = parse_result(done.stdout)
+    elapsed = time.monotonic() - started
+    if figures is None:
+        why = f"exit {done.returncode}, no result line" if done.returncode else "no result line"
+        return [(label, {"name": f"ERROR ({why})", "pass": False})]
+    print(f"   {len(figures)} figures in {elapsed:.0f} s", file=sys.stderr)
+    return [(label, f) for f in figures]
+
+
+def latency_on_state(latency: Path, args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
+    """latency.py again, on services restarted with a realistic processor state."""
+    services = e2e_services()
+    claims = args.e2e_state_claims
+    products = services._state.DEFAULT_PRODUCTS if not args.quick else 100
+    state = f"{claims:,} dedup claims, {products:,} products"
+    print(f"== restarting the services on a pre-loaded state: {state}", file=sys.stderr, flush=True)
+    services.down()
+    started = time.monotonic()
+    if services.up(state_claims=claims, state_products=products) != 0:
+        print("   pulse up failed: see .stack/logs/", file=sys.stderr, flush=True)
+    # `pulse up` returns once the processor is healthy, which it is not while it recovers.
+    print(f"   pre-loaded and recovered in {time.monotonic() - started:.0f} s", file=sys.stderr)
+    command = [sys.executable, str(latency), "--state-label", state]
+    command += ["--quick"] if args.quick else []
+    return run_script(f"{latency.relative_to(BENCH)} (state)", command, timeout_s=args.timeout_s)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="pass --quick to every script")
@@ -104,10 +156,20 @@ def main() -> int:
     parser.add_argument(
         "--no-services", action="store_true", help="never start the services for bench/e2e/"
     )
+    parser.add_argument(
+        "--e2e-state-claims",
+        type=int,
+        default=None,
+        help="dedup claims pre-loaded for latency.py's second pass (default: bench/e2e/_state.py's"
+        " DEFAULT_CLAIMS, 1,000 with --quick; 0: no second pass)",
+    )
     args = parser.parse_args()
+    if args.e2e_state_claims is None:
+        args.e2e_state_claims = 1_000 if args.quick else e2e_services()._state.DEFAULT_CLAIMS
     rows: list[tuple[str, dict[str, Any]]] = []
     started_services = False
-    for script in discover(set(args.only) if args.only else None):
+    scripts = discover(set(args.only) if args.only else None)
+    for script in scripts:
         label = str(script.relative_to(BENCH))
         in_e2e = script.parent.name == "e2e"
         if started_services and not in_e2e:
@@ -121,30 +183,10 @@ def main() -> int:
             if e2e_services().up() != 0:
                 print("   pulse up failed: see .stack/logs/", file=sys.stderr, flush=True)
         command = [sys.executable, str(script)] + (["--quick"] if args.quick else [])
-        print(f"== {label}", file=sys.stderr, flush=True)
-        started = time.monotonic()
-        try:
-            done = subprocess.run(
-                command,
-                cwd=ROOT,
-                env=stack_environment(),
-                capture_output=True,
-                text=True,
-                timeout=args.timeout_s,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            rows.append((label, {"name": "timed out", "pass": False}))
-            continue
-        sys.stderr.write(done.stderr[-4000:])
-        figures = parse_result(done.stdout)
-        elapsed = time.monotonic() - started
-        if figures is None:
-            why = f"exit {done.returncode}, no result line" if done.returncode else "no result line"
-            rows.append((label, {"name": f"ERROR ({why})", "pass": False}))
-            continue
-        print(f"   {len(figures)} figures in {elapsed:.0f} s", file=sys.stderr)
-        rows.extend((label, f) for f in figures)
+        rows.extend(run_script(label, command, timeout_s=args.timeout_s))
+    latency = BENCH / "e2e" / "latency.py"
+    if started_services and args.e2e_state_claims > 0 and latency in scripts:
+        rows.extend(latency_on_state(latency, args))
     if started_services:
         print("== stopping the services started for bench/e2e/", file=sys.stderr, flush=True)
         e2e_services().down()

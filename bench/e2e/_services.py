@@ -15,6 +15,7 @@ groups skip are still there for the real groups; the archive's object names deri
 offsets, so what the bench archiver writes is what the real one would write.
 
     uv run python bench/e2e/_services.py up     # empty bench tables, fast-forward, `pulse up`
+    uv run python bench/e2e/_services.py up --state-claims 5000000   # a realistic state (_state.py)
     uv run python bench/e2e/_services.py down   # `pulse down --services-only` (never the stack)
 """
 
@@ -25,6 +26,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -34,6 +36,9 @@ from contracts import datasets, topics
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "cli" / "src"))
 from pulse_cli.stackenv import read_env_file  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _state  # noqa: E402
 
 BENCH_ENV = {
     "CDC_APP_ID": "pulse-cdc-e2e-bench",
@@ -116,16 +121,43 @@ def pulse(*args: str, timeout_s: float) -> int:
         return -1
 
 
-def up(timeout_s: float = 900.0, *, keep_state: bool = False) -> int:
+def up(
+    timeout_s: float = 900.0,
+    *,
+    keep_state: bool = False,
+    state_claims: int = 0,
+    state_products: int = 0,
+) -> int:
+    """Start the services on the bench groups. The bench processor's tables start empty,
+    or as left by earlier runs (`keep_state`); `state_claims`/`state_products` then add a
+    realistic state for it to recover (`_state.py`)."""
     env = {**read_env_file(ROOT / ".stack" / "env"), **bench_env()}
     bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:59092")
     if not keep_state:
         dropped = asyncio.run(drop_state(bootstrap, env["CDC_APP_ID"]))
         print(f"{env['CDC_APP_ID']}: dropped {len(dropped)} table topics", file=sys.stderr)
+    if state_claims or state_products:
+        written = asyncio.run(
+            _state.preload(
+                bootstrap,
+                env["CDC_APP_ID"],
+                claims=state_claims,
+                products_n=state_products,
+                now_s=time.time(),
+            )
+        )
+        print(
+            f"{env['CDC_APP_ID']}: pre-loaded {state_claims} dedup claims and "
+            f"{state_products} products ({written} changelog records)",
+            file=sys.stderr,
+        )
     for var in ("CDC_APP_ID", "ARCHIVER_GROUP_ID"):
         skipped = asyncio.run(fast_forward(bootstrap, env[var], FIRST_TOPICS.get(var, [])))
         print(f"{var}={env[var]}: fast-forwarded past {skipped} records", file=sys.stderr)
-    return pulse("up", timeout_s=timeout_s)
+    # The processor answers /healthz only once it has recovered its tables: with a pre-loaded
+    # state that is minutes, so `pulse up` waits for as long as this call may take.
+    wait = ("--wait-s", f"{timeout_s - 30:g}") if state_claims or state_products else ()
+    return pulse("up", *wait, timeout_s=timeout_s)
 
 
 def down(timeout_s: float = 180.0) -> int:
@@ -140,8 +172,26 @@ def main() -> int:
         action="store_true",
         help="keep the bench processor's tables from earlier runs (default: start empty)",
     )
+    parser.add_argument(
+        "--state-claims",
+        type=int,
+        default=0,
+        help=f"pre-load this many live dedup claims (realistic: {_state.DEFAULT_CLAIMS:,})",
+    )
+    parser.add_argument(
+        "--state-products",
+        type=int,
+        default=None,
+        help=f"pre-load this many products (default {_state.DEFAULT_PRODUCTS:,} with"
+        " --state-claims, else 0)",
+    )
     args = parser.parse_args()
-    return up(keep_state=args.keep_state) if args.action == "up" else down()
+    if args.action == "down":
+        return down()
+    products = args.state_products
+    if products is None:
+        products = _state.DEFAULT_PRODUCTS if args.state_claims else 0
+    return up(keep_state=args.keep_state, state_claims=args.state_claims, state_products=products)
 
 
 if __name__ == "__main__":

@@ -457,6 +457,10 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         seen = parent.recv()
         watcher.join(10)
         mode_figures, summary = analyse(mode, o, seen, args.rate, wall_minus_mono)
+        if args.state_label:  # the processor's state is told apart in the figures' names
+            for f in mode_figures:
+                f["name"] = f"{f['name']} [state: {args.state_label}]"
+            summary["processor_state"] = args.state_label
         summary["watcher_cpu_s"] = round(float(seen["cpu_s"]), 2)
         summary["processor_lag_before"] = lag
         summary["stack_warmup_s"] = stack_warmup_s
@@ -497,6 +501,11 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=128, help="keep-alive pool size")
     parser.add_argument(
         "--settle-s", type=float, default=120.0, help="max wait for cdc_processor's backlog"
+    )
+    parser.add_argument(
+        "--state-label",
+        default="",
+        help="the processor's state, as `_services.py up` left it (added to the figures' names)",
     )
     parser.add_argument("--quick", action="store_true", help="100/s for 3 s, both modes")
     args = parser.parse_args()
