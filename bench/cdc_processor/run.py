@@ -8,6 +8,11 @@ Review path: Debezium review envelopes → the `reviews-cdc` agent (decode, scru
 language, pseudonym, dedup/burst tables, join) → enriched topic. Tick path: quotes → the
 `quotes` agent (candle table write per tick) → candles. Each faust run is the real agent code
 on the real broker, with its outputs redirected to throw-away bench topics.
+
+Both sides are timed the same way: from the first input record handled to the moment the
+producer has the last output acknowledged by Kafka (the bare loop's flush after its last batch;
+the agent's producer flushed after the batch that reaches N), and both produce with the same
+key partitioner (servicekit's `Murmur2Partitioner`, which the agent's app uses).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from contracts import topics
 from contracts.debezium import decode_change_event
 from contracts.events import QuotePolled
 from pulse_cli.stackenv import read_env_file
+from servicekit.partitioner import Murmur2Partitioner
 from servicekit.settings import KafkaSettings
 
 CPU_US: dict[str, float] = {}  # "bare|agent <topic>" → process CPU µs per record
@@ -155,7 +161,8 @@ async def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]
 
 
 async def bare_loop(bootstrap: str, topic: str, out_topic: str, n: int, decode: Any) -> float:
-    """consume → decode → produce, committing like a worker would; records/s over n."""
+    """consume → decode → produce, committing like a worker would; records/s over n, from the
+    first record consumed to the acknowledgement of the last one produced."""
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -163,10 +170,15 @@ async def bare_loop(bootstrap: str, topic: str, out_topic: str, n: int, decode: 
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        linger_ms=5,
+        acks="all",
+        partitioner=Murmur2Partitioner(),  # the agent's (cdc_processor.app)
+    )
     await consumer.start()
     await producer.start()
-    seen, started, cpu_started = 0, None, 0.0
+    seen, started, cpu_started, ended, cpu_ended = 0, None, 0.0, 0.0, 0.0
     try:
         while seen < n:
             batch = await consumer.getmany(timeout_ms=1000, max_records=2000)
@@ -179,10 +191,12 @@ async def bare_loop(bootstrap: str, topic: str, out_topic: str, n: int, decode: 
                     await producer.send(out_topic, key=message.key, value=orjson.dumps(decoded))
                     seen += 1
             if batch:
-                await producer.flush()
+                await producer.flush()  # every output of the batch acknowledged
+                ended, cpu_ended = time.perf_counter(), time.process_time()
                 await consumer.commit()
-        elapsed = time.perf_counter() - (started or time.perf_counter())
-        CPU_US[f"bare {topic}"] = (time.process_time() - cpu_started) / n * 1e6
+        assert started is not None
+        elapsed = ended - started
+        CPU_US[f"bare {topic}"] = (cpu_ended - cpu_started) / n * 1e6
     finally:
         await producer.stop()
         await consumer.stop()
@@ -198,7 +212,8 @@ async def faust_run(
     preload: tuple[str, str, int] | None = None,
     batch_max: int = 500,
 ) -> float:
-    """The real agent on `topic`; records/s from its first to its n-th processed record."""
+    """The real agent on `topic`; records/s from its first processed record to the
+    acknowledgement of every output sent up to its n-th."""
     settings = CdcSettings(
         app_id=f"{prefix}-{route}-{uuid.uuid4().hex[:6]}",
         http_port=0,
@@ -231,8 +246,14 @@ async def faust_run(
         counts["busy"] = counts.get("busy", 0.0) + time.perf_counter() - t
         counts["batches"] = counts.get("batches", 0) + 1
         counts["n"] += sum(1 for event in events if event.message.topic == topic)
-        counts["last"] = time.perf_counter()
-        counts["cpu_last"] = time.process_time()
+        if counts["n"] >= n and not counts.get("flushed"):
+            # The bare loop's end: its last output acknowledged. The agent sends without
+            # waiting (Faust flushes before it commits), so wait for it here, once; batches
+            # after it are not timed.
+            await processor.app.producer.flush()
+            counts["flushed"] = 1
+            counts["last"] = time.perf_counter()
+            counts["cpu_last"] = time.process_time()
 
     agents.process_batch = counting_batch
     try:
