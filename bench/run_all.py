@@ -139,7 +139,9 @@ def latency_on_state(latency: Path, args: argparse.Namespace) -> list[tuple[str,
     print(f"== restarting the services on a pre-loaded state: {state}", file=sys.stderr, flush=True)
     services.down()
     started = time.monotonic()
-    if services.up(state_claims=claims, state_products=products) != 0:
+    # Pre-load ~30,000 records/s and recovery ~4,000/s here (bench/e2e/_state.py): time for both.
+    timeout_s = 900.0 + (claims + 2 * products) / 1_000
+    if services.up(timeout_s, state_claims=claims, state_products=products) != 0:
         print("   pulse up failed: see .stack/logs/", file=sys.stderr, flush=True)
     # `pulse up` returns once the processor is healthy, which it is not while it recovers.
     print(f"   pre-loaded and recovered in {time.monotonic() - started:.0f} s", file=sys.stderr)

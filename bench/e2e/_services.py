@@ -15,7 +15,7 @@ groups skip are still there for the real groups; the archive's object names deri
 offsets, so what the bench archiver writes is what the real one would write.
 
     uv run python bench/e2e/_services.py up     # empty bench tables, fast-forward, `pulse up`
-    uv run python bench/e2e/_services.py up --state-claims 5000000   # a realistic state (_state.py)
+    uv run python bench/e2e/_services.py up --state-claims 1000000   # a realistic state (_state.py)
     uv run python bench/e2e/_services.py down   # `pulse down --services-only` (never the stack)
 """
 

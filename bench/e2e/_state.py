@@ -7,11 +7,14 @@ in production holds the claims of its dedup TTL (30 days) and the whole catalogu
 as the processor appends them) and `--state-products M` products to the changelog topics,
 which the processor recovers into its tables on start, as after a restart in production.
 
-Why not a day at the target rate: 1,000 reviews/s for a day is 86.4 M claims, and a claim
-takes ~450 bytes in the processor's in-memory table (a 32-character key and a two-field dict;
-1 M measured in a dict: 449 MB), so ~39 GB in one process on a 24 GB machine shared with the
-stack and other work. The default, 5 M claims (~2.3 GB, 1.4 hours at 1,000/s or a day at
-58/s), is the largest that leaves the machine room for the rest of the pipeline.
+Why not a day at the target rate: 1,000 reviews/s for a day is 86.4 M claims. Measured here
+(2026-12-07, load 6-9, the real processor app recovering a pre-loaded state): 1 M claims and
+100,000 product keys took 37 s to pre-load, 278 s to recover (~4,000 records/s: the global
+tables recover one record at a time, `recovery_buffer_size=1`, from one changelog partition)
+and 648 MB of the processor's memory (~590 bytes a record). A day at the target rate would
+take ~6 hours to recover and ~50 GB, on a 24 GB machine shared with the stack; 5 M claims
+already ~21 minutes and ~3 GB. The default, 1 M claims (~4.6 hours of reviews at 60/s, a day
+at 11.6/s) and 50,000 products, keeps the benchmark's start within ~5 minutes here.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-DEFAULT_CLAIMS = 5_000_000
+DEFAULT_CLAIMS = 1_000_000
 DEFAULT_PRODUCTS = 50_000
 CLAIMS_SPAN_S = 86_400.0  # the claims were made over the last day (well inside the TTL)
 # Bench products get ids far above any the demo's database hands out, so none is joined to
