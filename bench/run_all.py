@@ -150,6 +150,18 @@ def latency_on_state(latency: Path, args: argparse.Namespace) -> list[tuple[str,
     return run_script(f"{latency.relative_to(BENCH)} (state)", command, timeout_s=args.timeout_s)
 
 
+def leave_e2e(scripts: list[Path], args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
+    """After bench/e2e/ on services the runner started: the pass on a realistic state (when
+    asked for), then the services stopped."""
+    rows = []
+    latency = BENCH / "e2e" / "latency.py"
+    if args.e2e_state_claims > 0 and latency in scripts:
+        rows = latency_on_state(latency, args)
+    print("== stopping the services started for bench/e2e/", file=sys.stderr, flush=True)
+    e2e_services().down()
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="pass --quick to every script")
@@ -175,8 +187,7 @@ def main() -> int:
         label = str(script.relative_to(BENCH))
         in_e2e = script.parent.name == "e2e"
         if started_services and not in_e2e:
-            print("== stopping the services started for bench/e2e/", file=sys.stderr, flush=True)
-            e2e_services().down()
+            rows.extend(leave_e2e(scripts, args))
             started_services = False
         if in_e2e and not args.no_services and not started_services and not services_running():
             print("== starting the services for bench/e2e/", file=sys.stderr, flush=True)
@@ -186,12 +197,8 @@ def main() -> int:
                 print("   pulse up failed: see .stack/logs/", file=sys.stderr, flush=True)
         command = [sys.executable, str(script)] + (["--quick"] if args.quick else [])
         rows.extend(run_script(label, command, timeout_s=args.timeout_s))
-    latency = BENCH / "e2e" / "latency.py"
-    if started_services and args.e2e_state_claims > 0 and latency in scripts:
-        rows.extend(latency_on_state(latency, args))
     if started_services:
-        print("== stopping the services started for bench/e2e/", file=sys.stderr, flush=True)
-        e2e_services().down()
+        rows.extend(leave_e2e(scripts, args))
 
     headers = ("benchmark", "figure", "value", "baseline", "ratio", "target", "pass")
     table = [headers] + [
