@@ -22,16 +22,21 @@ def run_all() -> ModuleType:
     return load_script(BENCH / "run_all.py", "pulse_bench_run_all")
 
 
-def test_latency_runs_again_on_a_preloaded_state_before_the_services_stop(
-    run_all: ModuleType, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    calls: list[Any] = []
-    services = SimpleNamespace(
+def recorded_services(calls: list[Any]) -> SimpleNamespace:
+    """bench/e2e/_services.py as run_all uses it, noting `up` (with its options) and `down`."""
+    return SimpleNamespace(
         BENCH_ENV={},
         _state=SimpleNamespace(DEFAULT_CLAIMS=7_000, DEFAULT_PRODUCTS=30),
         up=lambda *a, **kw: calls.append(("up", kw)) or 0,
         down=lambda: calls.append("down") or 0,
     )
+
+
+def test_latency_runs_again_on_a_preloaded_state_before_the_services_stop(
+    run_all: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[Any] = []
+    services = recorded_services(calls)
 
     def run_script(label: str, command: list[str], *, timeout_s: float) -> list[Any]:
         calls.append((label, command[2:]))
@@ -66,12 +71,7 @@ def test_no_second_pass_when_asked_for_none_or_services_were_already_up(
     run_all: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[Any] = []
-    services = SimpleNamespace(
-        BENCH_ENV={},
-        _state=SimpleNamespace(DEFAULT_CLAIMS=7_000, DEFAULT_PRODUCTS=30),
-        up=lambda *a, **kw: calls.append("up") or 0,
-        down=lambda: calls.append("down") or 0,
-    )
+    services = recorded_services(calls)
     monkeypatch.setattr(run_all, "discover", lambda only=None: [BENCH / "e2e" / "latency.py"])
     monkeypatch.setattr(run_all, "e2e_services", lambda: services)
     monkeypatch.setattr(
@@ -80,7 +80,7 @@ def test_no_second_pass_when_asked_for_none_or_services_were_already_up(
     monkeypatch.setattr(run_all, "services_running", lambda: False)
     monkeypatch.setattr(sys, "argv", ["run_all.py", "--e2e-state-claims", "0"])
     run_all.main()
-    assert calls == ["up", "e2e/latency.py", "down"]
+    assert calls == [("up", {}), "e2e/latency.py", "down"]
 
     calls.clear()
     monkeypatch.setattr(run_all, "services_running", lambda: True)  # someone's `pulse up`
