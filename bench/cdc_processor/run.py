@@ -250,7 +250,9 @@ async def faust_run(
             # The bare loop's end: its last output acknowledged. The agent sends without
             # waiting (Faust flushes before it commits), so wait for it here, once; batches
             # after it are not timed.
+            flush_started = time.perf_counter()
             await processor.app.producer.flush()
+            counts["flush_s"] = time.perf_counter() - flush_started
             counts["flushed"] = 1
             counts["last"] = time.perf_counter()
             counts["cpu_last"] = time.process_time()
@@ -268,7 +270,8 @@ async def faust_run(
     wall = counts["last"] - counts["first"]
     print(
         f"agent {route}: {counts.get('batches', 0):.0f} batches, "
-        f"{counts.get('busy', 0.0) / wall:.0%} of the time in process_batch"
+        f"{counts.get('busy', 0.0) / wall:.0%} of the time in process_batch, "
+        f"the final flush {counts.get('flush_s', 0.0) * 1000:.0f} ms of {wall:.2f} s"
     )
     CPU_US[f"agent {topic}"] = (counts["cpu_last"] - counts["cpu_first"]) / n * 1e6
     return n / (counts["last"] - counts["first"])
