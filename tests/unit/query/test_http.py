@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 from query.app import create_app
-from query.auth import ApiKeyVerifier
+from servicekit.auth import ApiKeyVerifier
 from query.engine import QueryEngine
 
 KEY = "test-key-0123456789abcdef"

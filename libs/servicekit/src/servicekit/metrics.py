@@ -204,6 +204,33 @@ FEED_PUBLISH_LAG = Histogram(
 # --- query -----------------------------------------------------------------------------
 QUERIES = Counter("pulse_queries_total", "SQL queries answered", ["outcome"], registry=REGISTRY)
 
+# --- notifier --------------------------------------------------------------------------
+NOTIFICATIONS = Counter(
+    "pulse_notifier_notifications_total",
+    "Notification attempts by outcome: delivered, retried, failed (given up, to the DLQ)",
+    ["receiver", "outcome"],
+    registry=REGISTRY,
+)
+NOTIFIER_ALERTS_DROPPED = Counter(
+    "pulse_notifier_alerts_dropped_total",
+    "Alerts not sent to a receiver: silenced, inhibited, or a duplicate within repeat_interval",
+    ["receiver", "reason"],
+    registry=REGISTRY,
+)
+NOTIFIER_DELIVERY_LATENCY = Histogram(
+    "pulse_notifier_delivery_latency_seconds",
+    "From an alert's arrival at the notifier to its receiver's acknowledgement (incl. group_wait)",
+    ["receiver"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0),
+    registry=REGISTRY,
+)
+NOTIFIER_OUTBOX = Gauge(
+    "pulse_notifier_outbox_items",
+    "Alerts waiting to be grouped plus notifications not yet delivered, per receiver",
+    ["receiver"],
+    registry=REGISTRY,
+)
+
 
 def render() -> tuple[bytes, str]:
     """The registry in Prometheus text format, with its content type."""

@@ -44,6 +44,26 @@ class ReviewAlertConfig:
     burst_threshold: int
 
 
+EXCERPT_CHARS = 280  # enough to act on in a chat message, short enough for a notification
+
+
+def product_details(review: ReviewEnriched) -> dict[str, str]:
+    """The product fields a notifier routes on (SKU, brand, category) and shows (name)."""
+    fields = {
+        "product_sku": review.product_sku,
+        "product_name": review.product_name,
+        "product_brand": review.product_brand,
+        "product_category": review.product_category,
+    }
+    return {name: value for name, value in fields.items() if value}
+
+
+def review_excerpt(review: ReviewEnriched) -> str:
+    """The scrubbed title and body, cut to EXCERPT_CHARS: never the author's identity."""
+    text = " — ".join(part for part in (review.title, review.body) if part)
+    return text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 1] + "…"
+
+
 def is_negative(review: ReviewEnriched, config: ReviewAlertConfig) -> bool:
     if review.op is not ReviewOp.UPSERT:
         return False
@@ -74,6 +94,9 @@ def negative_review_alert(
             "sentiment_score": ""
             if review.sentiment_score is None
             else str(review.sentiment_score),
+            "sentiment_label": "" if review.sentiment_label is None else review.sentiment_label,
+            "excerpt": review_excerpt(review),
+            **product_details(review),
         },
         raised_at=now,
     )
@@ -128,7 +151,11 @@ def observe_negative(
         event_time=end,
         window_start=start,
         window_end=end,
-        details={"count": str(len(reviews)), "threshold": str(config.burst_threshold)},
+        details={
+            "count": str(len(reviews)),
+            "threshold": str(config.burst_threshold),
+            **product_details(review),
+        },
         raised_at=now,
     )
 
@@ -179,6 +206,8 @@ def observe_candle(
             "move_pct": f"{move:.4f}",
             "from": format(reference, "f"),
             "to": format(candle.close, "f"),
+            "asset_class": candle.asset_class,
+            "window_s": str(int((candle.window_end - since).total_seconds())),
         },
         raised_at=now,
     )

@@ -19,10 +19,10 @@ from fastapi import FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from servicekit import metrics
+from servicekit.auth import ApiKeySettings, ApiKeyVerifier
 from starlette.concurrency import run_in_threadpool
 
 from query.archive import ArchiveCatalog, local_location, s3_location
-from query.auth import ApiKeyVerifier
 from query.engine import (
     ArchiveUnavailableError,
     QueryEngine,
@@ -31,7 +31,7 @@ from query.engine import (
     QueryTimeoutError,
 )
 from query.guard import QueryRejectedError
-from query.settings import ApiKeySettings, ArchiveSettings, QuerySettings
+from query.settings import ArchiveSettings, QuerySettings
 
 log = logging.getLogger(__name__)
 

@@ -29,11 +29,3 @@ class ArchiveSettings(BaseSettings):
     aws_access_key_id: SecretStr | None = None
     aws_secret_access_key: SecretStr | None = None
     aws_region: str = "us-east-1"
-
-
-class ApiKeySettings(BaseSettings):
-    """The one API key the query service accepts (it has no database of keys)."""
-
-    model_config = SettingsConfigDict(frozen=True, extra="ignore")
-
-    pulse_api_key: SecretStr = Field(min_length=16)

@@ -1,0 +1,211 @@
+"""The consume loop: decode → route → silence → queue in the outbox → commit.
+
+Order per batch (what makes it at-least-once):
+  1. malformed records go to the DLQ (their sends are awaited before 3),
+  2. every destination of every alert is written to the outbox in one fsync'd transaction,
+  3. then the batch's offsets are committed.
+A silenced alert is finished at 2 (counted per receiver). Delivery happens beside this loop,
+one Dispatcher per receiver, so a dead receiver never holds up a commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka.errors import CommitFailedError, KafkaError
+from contracts.events import AlertRaised
+from pydantic import ValidationError
+from servicekit import metrics
+from servicekit.clock import Clock
+from servicekit.kafka import dead_letter, decode_event
+
+from notifier.dispatcher import Dispatcher
+from notifier.labels import alert_labels
+from notifier.outbox import Incoming, Notification, Outbox, SourceRef
+from notifier.routing import Router
+from notifier.silences import Silence, muted_by
+
+log = logging.getLogger(__name__)
+
+SERVICE = "notifier"
+T = TypeVar("T")
+
+
+class OutboxThread:
+    """Every outbox call on one thread: SQLite connections are not shared across threads,
+    and an fsync never blocks the event loop."""
+
+    def __init__(self) -> None:
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="outbox")
+
+    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+
+class SilenceBook:
+    """The silences, cached in memory (read on every alert), saved in the outbox database."""
+
+    def __init__(self, outbox: Outbox, db: OutboxThread) -> None:
+        self._outbox = outbox
+        self._db = db
+        self.current: list[Silence] = []
+
+    async def load(self) -> None:
+        self.current = await self._db.call(self._outbox.silences)
+
+    async def save(self, silence: Silence) -> None:
+        await self._db.call(self._outbox.save_silence, silence)
+        await self.load()
+
+
+class Notifier:
+    def __init__(
+        self,
+        *,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        outbox: Outbox,
+        db: OutboxThread,
+        router: Router,
+        silences: SilenceBook,
+        dispatchers: Mapping[str, Dispatcher],
+        clock: Clock,
+        dlq_topic: str,
+        poll_max_records: int,
+    ) -> None:
+        self._consumer = consumer
+        self._producer = producer
+        self._outbox = outbox
+        self._db = db
+        self._router = router
+        self._silences = silences
+        self._dispatchers = dispatchers
+        self._clock = clock
+        self._dlq_topic = dlq_topic
+        self._poll_max_records = poll_max_records
+        self.last_loop_mono = clock.monotonic()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self.last_loop_mono = self._clock.monotonic()
+            batches = await self._consumer.getmany(
+                timeout_ms=500, max_records=self._poll_max_records
+            )
+            records = [r for rs in batches.values() for r in rs]
+            if not records:
+                continue
+            await self.handle_batch(records)
+            offsets = {tp: rs[-1].offset + 1 for tp, rs in batches.items() if rs}
+            try:
+                await self._consumer.commit(offsets)
+            except (CommitFailedError, KafkaError) as exc:
+                # Rebalanced away: the next owner replays the batch, `seen` drops repeats.
+                log.warning("commit failed (%s); the batch will be replayed", exc)
+
+    async def handle_batch(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        now = self._clock.now()
+        incoming: list[Incoming] = []
+        dead: list[asyncio.Future[Any]] = []
+        for record in records:
+            metrics.EVENTS_IN.labels(SERVICE, record.topic).inc()
+            try:
+                alert = decode_event(AlertRaised, record.value or b"")
+            except (orjson.JSONDecodeError, ValidationError, TypeError) as exc:
+                reason = "schema_invalid" if isinstance(exc, ValidationError) else "undecodable"
+                dead.append(await self._dead_letter(record, reason=reason, detail=str(exc)))
+                continue
+            labels = alert_labels(alert)
+            destinations = self._router.destinations(labels)
+            if muted_by(self._silences.current, labels, now=now) is not None:
+                for dest in destinations:
+                    metrics.NOTIFIER_ALERTS_DROPPED.labels(dest.receiver, "silenced").inc()
+                continue
+            incoming.append(
+                Incoming(
+                    alert_id=alert.alert_id,
+                    labels=labels,
+                    alert_json=record.value or b"",
+                    source=SourceRef(record.topic, record.partition, record.offset, record.key),
+                    destinations=destinations,
+                )
+            )
+        if incoming:
+            result = await self._db.call(
+                self._outbox.enqueue,
+                incoming,
+                rules=self._router.inhibit_rules,
+                now_s=now.timestamp(),
+            )
+            for receiver, n in result.duplicate.items():
+                metrics.NOTIFIER_ALERTS_DROPPED.labels(receiver, "duplicate").inc(n)
+            for receiver, n in result.inhibited.items():
+                metrics.NOTIFIER_ALERTS_DROPPED.labels(receiver, "inhibited").inc(n)
+            for receiver in result.receivers:
+                self._dispatchers[receiver].wake.set()
+        if dead:
+            await asyncio.gather(*dead)
+
+    async def _dead_letter(
+        self, record: ConsumerRecord[bytes, bytes], *, reason: str, detail: str
+    ) -> asyncio.Future[Any]:
+        log.warning(
+            "alert %s/%d@%d to the DLQ: %s", record.topic, record.partition, record.offset, reason
+        )
+        metrics.DLQ_RECORDS.labels(SERVICE, reason).inc()
+        key, value = dead_letter(
+            record, service=SERVICE, reason=reason, detail=detail, now=self._clock.now()
+        )
+        future: asyncio.Future[Any] = await self._producer.send(self._dlq_topic, value, key=key)
+        return future
+
+
+class GivenUpAlert:
+    """A queued alert seen as the record it came from, for `servicekit.kafka.dead_letter`."""
+
+    def __init__(self, source: SourceRef, value: bytes) -> None:
+        self.topic = source.topic
+        self.partition = source.partition
+        self.offset = source.offset
+        self.key = source.key
+        self.value = value
+
+
+def make_give_up(
+    producer: AIOKafkaProducer, *, dlq_topic: str, clock: Clock
+) -> Callable[[Notification, int, str], Any]:
+    """One DLQ record per alert of a notification given up on: the alert's bytes, and in the
+    detail the receiver, the attempts and the last error."""
+
+    async def give_up(note: Notification, attempts: int, error: str) -> None:
+        sends = []
+        for queued in note.alerts:
+            detail = orjson.dumps(
+                {
+                    "receiver": note.receiver,
+                    "notification": note.key,
+                    "attempts": attempts,
+                    "last_error": error,
+                }
+            ).decode()
+            key, value = dead_letter(
+                GivenUpAlert(queued.source, queued.alert_json),
+                service=SERVICE,
+                reason="undeliverable",
+                detail=detail,
+                now=clock.now(),
+            )
+            sends.append(await producer.send(dlq_topic, value, key=key))
+        await asyncio.gather(*sends)
+        metrics.DLQ_RECORDS.labels(SERVICE, "undeliverable").inc(len(sends))
+
+    return give_up

@@ -1,0 +1,428 @@
+"""The durable per-receiver outbox: SQLite in the state directory (a PVC in Kubernetes).
+
+Why SQLite and not a Kafka retry topic: a receiver's queue must be readable by receiver and
+due time (a dead receiver's backlog is skipped, not read past), grouped alerts must leave the
+queue together with the notification that carries them, and the dedup set (`seen`) must be
+updated in the same step. One local transaction does all three; Kafka would need a topic per
+receiver plus a compacted state topic, and could not delete a delivered message.
+
+Order of a consumed batch (notifier.Notifier.handle_batch):
+  1. route each alert, 2. `enqueue` every destination in ONE transaction (fsync'd),
+  3. then commit the Kafka offsets. A crash before 3 replays the batch; `seen` makes the replay
+  a no-op. A crash after 3 loses nothing: the rows are on disk.
+A notification row is deleted only after its receiver acknowledged it (or it went to the DLQ):
+a crash in between re-sends it under the same key, which the receiver can drop.
+
+Every method is synchronous and must run on one thread (the Notifier's DB executor).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from notifier.routing import Destination, InhibitRule
+from notifier.silences import Silence
+
+MAX_ALERTS_PER_NOTIFICATION = 100
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS pending (
+    receiver TEXT NOT NULL, alert_id TEXT NOT NULL, group_key TEXT NOT NULL,
+    alert BLOB NOT NULL, source BLOB NOT NULL, enqueued_at REAL NOT NULL,
+    PRIMARY KEY (receiver, alert_id)
+);
+CREATE INDEX IF NOT EXISTS pending_group ON pending (receiver, group_key, enqueued_at);
+CREATE TABLE IF NOT EXISTS pending_targets (
+    rule INTEGER NOT NULL, equal_key TEXT NOT NULL, receiver TEXT NOT NULL,
+    alert_id TEXT NOT NULL, PRIMARY KEY (rule, equal_key, receiver, alert_id)
+);
+CREATE TABLE IF NOT EXISTS groups (
+    receiver TEXT NOT NULL, group_key TEXT NOT NULL, group_labels BLOB NOT NULL,
+    group_wait_s REAL NOT NULL, group_interval_s REAL NOT NULL,
+    first_pending_at REAL, last_flushed_at REAL,
+    PRIMARY KEY (receiver, group_key)
+);
+CREATE TABLE IF NOT EXISTS seen (
+    receiver TEXT NOT NULL, alert_id TEXT NOT NULL, expires_at REAL NOT NULL,
+    PRIMARY KEY (receiver, alert_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS inhibitions (
+    rule INTEGER NOT NULL, equal_key TEXT NOT NULL, until REAL NOT NULL,
+    PRIMARY KEY (rule, equal_key)
+);
+CREATE TABLE IF NOT EXISTS notifications (
+    key TEXT PRIMARY KEY, receiver TEXT NOT NULL, group_key TEXT NOT NULL,
+    group_labels BLOB NOT NULL, alerts BLOB NOT NULL, first_enqueued_at REAL NOT NULL,
+    created_at REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL, last_error TEXT NOT NULL DEFAULT '',
+    inflight INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS notifications_due ON notifications (receiver, inflight, next_attempt_at);
+CREATE TABLE IF NOT EXISTS silences (id TEXT PRIMARY KEY, doc BLOB NOT NULL, ends_at REAL NOT NULL);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRef:
+    """Where an alert came from, for its DLQ record if it is given up on."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A decoded alert and its destinations (silenced ones already removed)."""
+
+    alert_id: str
+    labels: dict[str, str]
+    alert_json: bytes
+    source: SourceRef
+    destinations: Sequence[Destination]
+
+
+@dataclass(slots=True)
+class EnqueueResult:
+    queued: dict[str, int] = field(default_factory=dict)
+    duplicate: dict[str, int] = field(default_factory=dict)
+    inhibited: dict[str, int] = field(default_factory=dict)
+    receivers: set[str] = field(default_factory=set)  # whose queues changed
+
+    def count(self, bucket: dict[str, int], receiver: str, n: int = 1) -> None:
+        bucket[receiver] = bucket.get(receiver, 0) + n
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedAlert:
+    alert_json: bytes
+    source: SourceRef
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    key: str
+    receiver: str
+    group_key: str
+    group_labels: dict[str, str]
+    alerts: tuple[QueuedAlert, ...]
+    first_enqueued_at: float
+    attempts: int
+    last_error: str
+
+
+def notification_key(receiver: str, group_key: str, alert_ids: Iterable[str]) -> str:
+    """The idempotency key (Standard Webhooks `webhook-id`): the same receiver, group and
+    alerts always give the same key, so a re-send after a crash is recognisable."""
+    text = "\x1f".join([receiver, group_key, *sorted(alert_ids)])
+    return "msg_" + hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _equal_key(rule: InhibitRule, labels: dict[str, str]) -> str:
+    return "\x1f".join(labels.get(name, "") for name in rule.equal)
+
+
+def _matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def _source_doc(source: SourceRef) -> bytes:
+    return orjson.dumps(
+        {
+            "topic": source.topic,
+            "partition": source.partition,
+            "offset": source.offset,
+            "key": None if source.key is None else source.key.decode("latin-1"),
+        }
+    )
+
+
+def _source_from(doc: dict[str, Any]) -> SourceRef:
+    key = doc.get("key")
+    return SourceRef(
+        topic=doc["topic"],
+        partition=int(doc["partition"]),
+        offset=int(doc["offset"]),
+        key=None if key is None else str(key).encode("latin-1"),
+    )
+
+
+class Outbox:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        # WAL + synchronous=FULL: a committed transaction survives kill -9 and power loss.
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def recover(self) -> int:
+        """After a restart nothing is in flight: every claimed notification is due again."""
+        cur = self._db.execute("UPDATE notifications SET inflight = 0 WHERE inflight = 1")
+        return cur.rowcount
+
+    # --- consumer side --------------------------------------------------------------------
+
+    def enqueue(
+        self, batch: Sequence[Incoming], *, rules: Sequence[InhibitRule], now_s: float
+    ) -> EnqueueResult:
+        """Queue a batch's destinations in one transaction (see the module docstring)."""
+        result = EnqueueResult()
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for item in batch:
+                self._enqueue_one(item, rules=rules, now_s=now_s, result=result)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return result
+
+    def _enqueue_one(
+        self, item: Incoming, *, rules: Sequence[InhibitRule], now_s: float, result: EnqueueResult
+    ) -> None:
+        db = self._db
+        # 1. This alert as an inhibition source: remember it, drop its pending targets.
+        for index, rule in enumerate(rules):
+            if not _matches(rule.source, item.labels):
+                continue
+            key = _equal_key(rule, item.labels)
+            db.execute(
+                "INSERT INTO inhibitions VALUES (?, ?, ?) ON CONFLICT (rule, equal_key)"
+                " DO UPDATE SET until = MAX(until, excluded.until)",
+                (index, key, now_s + rule.duration_s),
+            )
+            held = db.execute(
+                "SELECT receiver, alert_id FROM pending_targets WHERE rule = ? AND equal_key = ?",
+                (index, key),
+            ).fetchall()
+            for receiver, alert_id in held:
+                deleted = db.execute(
+                    "DELETE FROM pending WHERE receiver = ? AND alert_id = ?", (receiver, alert_id)
+                ).rowcount
+                if deleted:
+                    result.count(result.inhibited, receiver)
+                    result.count(result.queued, receiver, -1)
+                    result.receivers.add(receiver)
+            db.execute("DELETE FROM pending_targets WHERE rule = ? AND equal_key = ?", (index, key))
+        # 2. This alert as a target of an active inhibition: held back everywhere.
+        targets = [
+            (index, _equal_key(rule, item.labels))
+            for index, rule in enumerate(rules)
+            if _matches(rule.target, item.labels)
+        ]
+        for index, key in targets:
+            row = db.execute(
+                "SELECT 1 FROM inhibitions WHERE rule = ? AND equal_key = ? AND until > ?",
+                (index, key, now_s),
+            ).fetchone()
+            if row is not None:
+                for dest in item.destinations:
+                    result.count(result.inhibited, dest.receiver)
+                return
+        # 3. Queue once per receiver; `seen` drops a replay or a repeat within repeat_interval.
+        for dest in item.destinations:
+            inserted = db.execute(
+                "INSERT INTO seen VALUES (?, ?, ?) ON CONFLICT (receiver, alert_id) DO UPDATE"
+                " SET expires_at = excluded.expires_at WHERE seen.expires_at <= ?",
+                (
+                    dest.receiver,
+                    item.alert_id,
+                    now_s + dest.grouping.repeat_interval_s,
+                    now_s,
+                ),
+            ).rowcount
+            if not inserted:
+                result.count(result.duplicate, dest.receiver)
+                continue
+            db.execute(
+                "INSERT OR IGNORE INTO pending VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    dest.receiver,
+                    item.alert_id,
+                    dest.group_key,
+                    item.alert_json,
+                    _source_doc(item.source),
+                    now_s,
+                ),
+            )
+            for index, key in targets:
+                db.execute(
+                    "INSERT OR IGNORE INTO pending_targets VALUES (?, ?, ?, ?)",
+                    (index, key, dest.receiver, item.alert_id),
+                )
+            db.execute(
+                "INSERT INTO groups VALUES (?, ?, ?, ?, ?, ?, NULL)"
+                " ON CONFLICT (receiver, group_key) DO UPDATE SET"
+                " first_pending_at = COALESCE(groups.first_pending_at, excluded.first_pending_at),"
+                " group_wait_s = excluded.group_wait_s,"
+                " group_interval_s = excluded.group_interval_s",
+                (
+                    dest.receiver,
+                    dest.group_key,
+                    orjson.dumps(dict(dest.group_labels)),
+                    dest.grouping.group_wait_s,
+                    dest.grouping.group_interval_s,
+                    now_s,
+                ),
+            )
+            result.count(result.queued, dest.receiver)
+            result.receivers.add(dest.receiver)
+
+    # --- dispatcher side ------------------------------------------------------------------
+
+    _GROUP_DUE = (
+        "MAX(first_pending_at + group_wait_s, COALESCE(last_flushed_at + group_interval_s, 0))"
+    )
+
+    def flush_due_groups(self, receiver: str, *, now_s: float) -> int:
+        """Turn every group whose wait is over into notification rows; returns how many."""
+        db = self._db
+        made = 0
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            due = db.execute(
+                f"SELECT group_key, group_labels FROM groups WHERE receiver = ?"  # noqa: S608  # constant
+                f" AND first_pending_at IS NOT NULL AND {self._GROUP_DUE} <= ?",
+                (receiver, now_s),
+            ).fetchall()
+            for group_key_, labels in due:
+                rows = db.execute(
+                    "SELECT alert_id, alert, source, enqueued_at FROM pending"
+                    " WHERE receiver = ? AND group_key = ? ORDER BY enqueued_at, alert_id",
+                    (receiver, group_key_),
+                ).fetchall()
+                for start in range(0, len(rows), MAX_ALERTS_PER_NOTIFICATION):
+                    chunk = rows[start : start + MAX_ALERTS_PER_NOTIFICATION]
+                    key = notification_key(receiver, group_key_, (r[0] for r in chunk))
+                    alerts = [
+                        {"alert": bytes(r[1]).decode(), "source": orjson.loads(r[2])} for r in chunk
+                    ]
+                    db.execute(
+                        "INSERT OR IGNORE INTO notifications (key, receiver, group_key,"
+                        " group_labels, alerts, first_enqueued_at, created_at, next_attempt_at)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            key,
+                            receiver,
+                            group_key_,
+                            labels,
+                            orjson.dumps(alerts),
+                            min(r[3] for r in chunk),
+                            now_s,
+                            now_s,
+                        ),
+                    )
+                    made += 1
+                db.execute(
+                    "DELETE FROM pending WHERE receiver = ? AND group_key = ?",
+                    (receiver, group_key_),
+                )
+                db.executemany(
+                    "DELETE FROM pending_targets WHERE receiver = ? AND alert_id = ?",
+                    [(receiver, r[0]) for r in rows],
+                )
+                db.execute(
+                    "UPDATE groups SET first_pending_at = NULL, last_flushed_at = ?"
+                    " WHERE receiver = ? AND group_key = ?",
+                    (now_s, receiver, group_key_),
+                )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return made
+
+    def next_due_s(self, receiver: str) -> float | None:
+        """When this receiver next has work: a group to flush or a notification to (re)send."""
+        group = self._db.execute(
+            f"SELECT MIN({self._GROUP_DUE}) FROM groups"  # noqa: S608  # constant
+            " WHERE receiver = ? AND first_pending_at IS NOT NULL",
+            (receiver,),
+        ).fetchone()[0]
+        send = self._db.execute(
+            "SELECT MIN(next_attempt_at) FROM notifications WHERE receiver = ? AND inflight = 0",
+            (receiver,),
+        ).fetchone()[0]
+        times = [t for t in (group, send) if t is not None]
+        return min(times) if times else None
+
+    def claim(self, receiver: str, *, now_s: float, limit: int) -> list[Notification]:
+        """Due notifications of one receiver, marked in flight (until `recover` or an outcome)."""
+        rows = self._db.execute(
+            "SELECT key, group_key, group_labels, alerts, first_enqueued_at, attempts, last_error"
+            " FROM notifications WHERE receiver = ? AND inflight = 0 AND next_attempt_at <= ?"
+            " ORDER BY next_attempt_at LIMIT ?",
+            (receiver, now_s, limit),
+        ).fetchall()
+        if not rows:
+            return []
+        self._db.executemany(
+            "UPDATE notifications SET inflight = 1 WHERE key = ?", [(r[0],) for r in rows]
+        )
+        return [
+            Notification(
+                key=r[0],
+                receiver=receiver,
+                group_key=r[1],
+                group_labels=orjson.loads(r[2]),
+                alerts=tuple(
+                    QueuedAlert(a["alert"].encode(), _source_from(a["source"]))
+                    for a in orjson.loads(r[3])
+                ),
+                first_enqueued_at=r[4],
+                attempts=r[5],
+                last_error=r[6],
+            )
+            for r in rows
+        ]
+
+    def delivered(self, key: str) -> None:
+        self._db.execute("DELETE FROM notifications WHERE key = ?", (key,))
+
+    def retry_later(self, key: str, *, attempts: int, next_attempt_s: float, error: str) -> None:
+        self._db.execute(
+            "UPDATE notifications SET inflight = 0, attempts = ?, next_attempt_at = ?,"
+            " last_error = ? WHERE key = ?",
+            (attempts, next_attempt_s, error[:2000], key),
+        )
+
+    def pending_count(self, receiver: str) -> int:
+        alerts = self._db.execute(
+            "SELECT COUNT(*) FROM pending WHERE receiver = ?", (receiver,)
+        ).fetchone()[0]
+        notes = self._db.execute(
+            "SELECT COUNT(*) FROM notifications WHERE receiver = ?", (receiver,)
+        ).fetchone()[0]
+        return int(alerts) + int(notes)
+
+    def prune(self, *, now_s: float) -> None:
+        """Forget expired dedup entries, inhibitions and silences (housekeeping)."""
+        self._db.execute("DELETE FROM seen WHERE expires_at <= ?", (now_s,))
+        self._db.execute("DELETE FROM inhibitions WHERE until <= ?", (now_s,))
+        self._db.execute("DELETE FROM silences WHERE ends_at <= ?", (now_s - 7 * 86400,))
+
+    # --- silences -------------------------------------------------------------------------
+
+    def save_silence(self, silence: Silence) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO silences VALUES (?, ?, ?)",
+            (silence.id, silence.model_dump_json().encode(), silence.ends_at.timestamp()),
+        )
+
+    def silences(self) -> list[Silence]:
+        rows = self._db.execute("SELECT doc FROM silences ORDER BY ends_at").fetchall()
+        return [Silence.model_validate_json(r[0]) for r in rows]
