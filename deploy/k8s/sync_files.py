@@ -25,6 +25,9 @@ COPIES: dict[str, str] = {
     "deploy/nginx/env/k8s/listen.conf": "deploy/k8s/base/nginx/conf/listen.conf",
     "deploy/nginx/env/k8s/upstream-ingest.conf": "deploy/k8s/base/nginx/conf/upstream-ingest.conf",
     "deploy/nginx/env/k8s/upstream-query.conf": "deploy/k8s/base/nginx/conf/upstream-query.conf",
+    "deploy/nginx/env/k8s/upstream-notifier.conf": (
+        "deploy/k8s/base/nginx/conf/upstream-notifier.conf"
+    ),
     "deploy/debezium/pulse-postgres.json": "deploy/k8s/components/debezium/pulse-postgres.json",
 }
 

@@ -68,6 +68,7 @@ PORT_VARS = {
     "nginx": ("PULSE_NGINX_PORT", 58000),
     "ingest": ("PULSE_INGEST_PORT", 58001),
     "query": ("PULSE_QUERY_PORT", 58002),
+    "notifier": ("PULSE_NOTIFIER_PORT", 58004),
 }
 
 PG_BIN_DEFAULT = "/usr/lib/postgresql/15/bin"
@@ -215,6 +216,7 @@ class Stack:
             "NGINX_PORT": str(p["nginx"]),
             "INGEST_PORT": str(p["ingest"]),
             "QUERY_PORT": str(p["query"]),
+            "NOTIFIER_PORT": str(p["notifier"]),
         }
 
 
@@ -1266,6 +1268,7 @@ def render_nginx(
     listen_port: int,
     ingest_port: int,
     query_port: int,
+    notifier_port: int = PORT_VARS["notifier"][1],
     conf_text: str | None = None,
 ) -> Path:
     """Lay out an nginx prefix: conf/ (shared nginx.conf + local env files) and its temp dirs.
@@ -1281,8 +1284,14 @@ def render_nginx(
         "NGINX_PORT": str(listen_port),
         "INGEST_PORT": str(ingest_port),
         "QUERY_PORT": str(query_port),
+        "NOTIFIER_PORT": str(notifier_port),
     }
-    for name in ("listen.conf", "upstream-ingest.conf", "upstream-query.conf"):
+    for name in (
+        "listen.conf",
+        "upstream-ingest.conf",
+        "upstream-query.conf",
+        "upstream-notifier.conf",
+    ):
         render(DEPLOY_NGINX / "env" / "local" / name, conf_dir / name, values)
     return conf_dir / "nginx.conf"
 
@@ -1301,7 +1310,11 @@ def start_nginx(stack: Stack, sec: Secrets) -> int:
     prefix = stack.dir / "nginx"
     p = stack.ports
     conf = render_nginx(
-        prefix, listen_port=p["nginx"], ingest_port=p["ingest"], query_port=p["query"]
+        prefix,
+        listen_port=p["nginx"],
+        ingest_port=p["ingest"],
+        query_port=p["query"],
+        notifier_port=p["notifier"],
     )
     nginx_check(prefix, conf)
     return spawn(

@@ -21,8 +21,16 @@ from pulse_k8s import K8S, OVERLAYS, REPO, objects, pod_spec
 
 KUBERNETES_VERSION = "1.33.0"
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job", "CronJob")
-PULSE_SERVICES = ("ingest", "query", "cdc-processor", "s3-archiver", "crawler", "market-feeds")
-SECRETS = ("pulse-db", "pulse-api", "pulse-s3", "pulse-cdc", "pulse-market-feeds")
+PULSE_SERVICES = (
+    "ingest",
+    "query",
+    "cdc-processor",
+    "s3-archiver",
+    "crawler",
+    "market-feeds",
+    "notifier",
+)
+SECRETS = ("pulse-db", "pulse-api", "pulse-s3", "pulse-cdc", "pulse-market-feeds", "pulse-notifier")
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -18,6 +18,7 @@ from rich.table import Table
 
 from pulse_cli import kafka_scan, processes
 from pulse_cli.render import progress_bar, result_table
+from pulse_cli.silences import SilenceApiError, SilenceClient, parse_duration_s, parse_matchers
 from pulse_cli.stackenv import repo_root, stack_env
 
 if TYPE_CHECKING:
@@ -28,7 +29,11 @@ app = typer.Typer(
 )
 console = Console(width=None if sys.stdout.isatty() else 160)
 
-CONSUMER_GROUPS = {"cdc_processor": "pulse-cdc-processor", "s3_archiver": "s3_archiver"}
+CONSUMER_GROUPS = {
+    "cdc_processor": "pulse-cdc-processor",
+    "s3_archiver": "s3_archiver",
+    "notifier": "notifier",
+}
 
 
 def _stack(root: Path, action: str) -> None:
@@ -195,6 +200,80 @@ def demo(
     env = stack_env(root) if skip_up else bring_up(root)
     report = flow.run_demo(root, env, console=console, scale=scale, timeout_s=timeout_s)
     raise typer.Exit(0 if report.passed else 1)
+
+
+silence_app = typer.Typer(help="Silence alerts in the notifier (time-bounded).")
+app.add_typer(silence_app, name="silence")
+
+
+def _silence_client() -> SilenceClient:
+    env = stack_env(repo_root())
+    return SilenceClient(
+        api_url=env.get("PULSE_API_URL", "http://127.0.0.1:58000"),
+        api_key=env.get("PULSE_API_KEY", ""),
+    )
+
+
+def _silence_row(table: Table, silence: dict[str, Any]) -> None:
+    matchers = ", ".join(
+        f"{m['name']}{'=~' if m['regex'] else '='}{m['value']}" for m in silence["matchers"]
+    )
+    table.add_row(silence["id"], silence["state"], matchers, silence["ends_at"], silence["comment"])
+
+
+def _silence_table(silences: list[dict[str, Any]]) -> Table:
+    table = Table(header_style="bold cyan")
+    for column in ("id", "state", "matchers", "ends at", "comment"):
+        table.add_column(column)
+    for silence in silences:
+        _silence_row(table, silence)
+    return table
+
+
+@silence_app.command("add")
+def silence_add(
+    matchers: Annotated[
+        list[str], typer.Argument(help="name=value or name=~regex, e.g. subject=product:7")
+    ],
+    duration: Annotated[str, typer.Option("--for", help="How long: 90s, 30m, 2h, 1d")] = "1h",
+    comment: Annotated[str, typer.Option(help="Why")] = "",
+    created_by: Annotated[str, typer.Option(help="Who")] = "pulse-cli",
+) -> None:
+    """Create a silence: matching alerts are not sent until it ends."""
+    try:
+        parsed = parse_matchers(matchers)
+        seconds = parse_duration_s(duration)
+        silence = _silence_client().add(
+            parsed, duration_s=seconds, created_by=created_by, comment=comment
+        )
+    except (ValueError, SilenceApiError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    console.print(_silence_table([silence]))
+
+
+@silence_app.command("list")
+def silence_list(
+    state: Annotated[str | None, typer.Option(help="active, pending or expired")] = None,
+) -> None:
+    """The silences the notifier holds."""
+    try:
+        silences = _silence_client().list(state=state)
+    except SilenceApiError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    console.print(_silence_table(silences))
+
+
+@silence_app.command("expire")
+def silence_expire(silence_id: Annotated[str, typer.Argument(help="The silence's id")]) -> None:
+    """End a silence now."""
+    try:
+        silence = _silence_client().expire(silence_id)
+    except SilenceApiError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    console.print(_silence_table([silence]))
 
 
 def _engine() -> QueryEngine:

@@ -6,9 +6,11 @@ Each service logs to `.stack/logs/<service>.log` and keeps its pid in
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -27,6 +29,43 @@ class ServiceSpec:
     env: dict[str, str] = field(default_factory=dict)
     args: tuple[str, ...] = ()
     metrics_url: str | None = None
+
+
+# `make demo`'s local receivers (pulse_cli.demo starts them): a signed webhook and an SMTP
+# server. Fixed ports, beside the services' own.
+DEMO_WEBHOOK_PORT = 58005
+DEMO_SMTP_PORT = 58025
+DEMO_WEBHOOK_URL = f"http://127.0.0.1:{DEMO_WEBHOOK_PORT}/pulse"
+DEMO_MAIL_TO = "reviews-team@pulse.local"
+
+
+def notifier_webhook_secret(root: Path) -> str:
+    """The demo's webhook signing secret (`whsec_` + base64), made once under `.stack/`, so
+    the notifier `pulse up` starts and the demo's receiver agree on it."""
+    path = root / ".stack" / "notifier" / "webhook-secret"
+    if path.is_file():
+        return path.read_text(encoding="utf-8").strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    path.write_text(secret + "\n", encoding="utf-8")
+    path.chmod(0o600)
+    return secret
+
+
+def notifier_env(root: Path) -> dict[str, str]:
+    """Demo defaults for the notifier; any NOTIFIER_* in the caller's environment wins (the
+    Supervisor copies the environment, then fills in only what is missing)."""
+    return {
+        "NOTIFIER_HTTP_HOST": "127.0.0.1",
+        "NOTIFIER_STATE_DIR": str(root / ".stack" / "notifier"),
+        "NOTIFIER_URLS": (
+            f"webhook+{DEMO_WEBHOOK_URL},"
+            f"mailto://pulse.local:{DEMO_SMTP_PORT}?smtp=127.0.0.1"
+            f"&from=pulse@pulse.local&to={DEMO_MAIL_TO}"
+        ),
+        "NOTIFIER_WEBHOOK_SECRET": notifier_webhook_secret(root),
+        "NOTIFIER_DASHBOARD_URL": "http://127.0.0.1:58000/dashboard/",
+    }
 
 
 def service_specs(root: Path) -> tuple[ServiceSpec, ...]:
@@ -77,6 +116,13 @@ def service_specs(root: Path) -> tuple[ServiceSpec, ...]:
             "http://127.0.0.1:58014/healthz",
             env=market_feeds_demo_env(),
             metrics_url="http://127.0.0.1:58014/metrics",
+        ),
+        ServiceSpec(
+            "notifier",
+            "notifier",
+            "http://127.0.0.1:58004/healthz",
+            env=notifier_env(root),
+            metrics_url="http://127.0.0.1:58004/metrics",
         ),
     )
 
