@@ -122,6 +122,7 @@ async def serve(
         client_id=SERVICE,
         session_timeout_ms=settings.session_timeout_ms,
         heartbeat_interval_ms=max(300, settings.session_timeout_ms // 4),
+        auto_offset_reset=settings.auto_offset_reset,
     )
     backoff = Backoff(base_s=settings.backoff_base_s, max_s=settings.backoff_max_s)
     give_up = make_give_up(producer, dlq_topic=settings.dlq_topic, clock=clock)

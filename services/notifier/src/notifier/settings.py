@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from contracts import topics
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -47,6 +47,10 @@ class NotifierSettings(ServiceSettings):
     backoff_base_s: float = Field(default=1.0, gt=0)
     backoff_max_s: float = Field(default=300.0, gt=0)
 
+    # Where a consumer group with no committed offset starts: "latest", so a new deployment
+    # does not page people about the topic's history. Once it has committed, it resumes
+    # exactly where it stopped whatever this says. Tests on fresh topics use "earliest".
+    auto_offset_reset: Literal["earliest", "latest"] = "latest"
     poll_max_records: int = Field(default=500, ge=1)
     # A member killed with SIGKILL holds its partitions until this expires (broker min 6000).
     session_timeout_ms: int = Field(default=10_000, ge=1000)

@@ -49,6 +49,7 @@ class WebhookSink:
     retry_after_s: int = 1
     received: list[Received] = field(default_factory=list)  # answered 200 only
     attempts: int = 0
+    attempt_ids: list[str] = field(default_factory=list)  # webhook-id of every request
     _server: asyncio.Server | None = None
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -94,6 +95,7 @@ class WebhookSink:
                     headers[name.strip().lower()] = value.strip()
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
                 self.attempts += 1
+                self.attempt_ids.append(headers.get("webhook-id", ""))
                 mode = self.mode
                 if mode is Mode.CLOSE:
                     return
