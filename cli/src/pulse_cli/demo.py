@@ -9,6 +9,7 @@ scale and asserts on the returned `DemoReport`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -37,7 +38,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from pulse_cli import kafka_scan, scenario
+from pulse_cli import demo_receivers, kafka_scan, scenario
 from pulse_cli.processes import DEMO_FEED_SYMBOLS
 from pulse_cli.render import progress_bar, result_table
 from pulse_cli.scripts import load_script
@@ -575,6 +576,9 @@ def wait_for_backlog(
     return lag
 
 
+NOTIFY_WAIT_S = 30.0  # after the archive has the alerts: group_wait (2 s) plus retries
+
+
 def run_demo(
     root: Path,
     env: dict[str, str],
@@ -583,6 +587,85 @@ def run_demo(
     scale: float = 1.0,
     timeout_s: float = 240.0,
     show_insights: bool = True,
+) -> DemoReport:
+    """The demo, with the notifier's local receivers listening for the whole run."""
+    with contextlib.ExitStack() as exits:
+        receivers: demo_receivers.Receivers | None = None
+        try:
+            receivers = exits.enter_context(demo_receivers.local_receivers(root))
+        except OSError as exc:  # a port taken (another demo?): the notifier stages say so
+            console.print(f"[yellow]local receivers not started: {exc}[/yellow]")
+        return _run_demo(
+            root,
+            env,
+            console=console,
+            scale=scale,
+            timeout_s=timeout_s,
+            show_insights=show_insights,
+            receivers=receivers,
+        )
+
+
+def notifier_stages(
+    receivers: demo_receivers.Receivers | None, sc: scenario.Scenario, *, wait_s: float
+) -> tuple[list[Stage], list[str]]:
+    """What the notifier delivered for this run: the burst and the price move as signed
+    webhooks, and at least one email; single negative reviews of the burst's product are
+    held back by inhibition while the burst lasts."""
+    skus = {p.sku for p in sc.products}
+    notified = demo_receivers.Notified([], 0, 0, [])
+    deadline = time.monotonic() + wait_s
+    while receivers is not None:
+        notified = demo_receivers.for_run(
+            list(receivers.webhook.received),
+            list(receivers.smtp.mails),
+            skus=skus,
+            equity=sc.equity,
+        )
+        done = notified.kinds("negative_burst") and notified.kinds("price_move") and notified.mails
+        if done or time.monotonic() > deadline:
+            break
+        time.sleep(1.0)
+    note = "" if receivers is not None else "receivers not started"
+    singles = len(notified.kinds("negative_review"))
+    stages = [
+        Stage(
+            "notifier: burst by signed webhook",
+            1,
+            min(1, len(notified.kinds("negative_burst"))),
+            note,
+        ),
+        Stage(
+            "notifier: price move by signed webhook",
+            1,
+            min(1, len(notified.kinds("price_move"))),
+            note,
+        ),
+        Stage(
+            "notifier: webhook signatures valid",
+            notified.webhook_notifications,
+            notified.webhook_signed,
+            f"{notified.webhook_notifications} notifications, {singles} single negative reviews",
+        ),
+        Stage(
+            "notifier: email received (aiosmtpd)",
+            1,
+            min(1, len(notified.mails)),
+            f"{len(notified.mails)} emails",
+        ),
+    ]
+    return stages, demo_receivers.summary_lines(notified)
+
+
+def _run_demo(
+    root: Path,
+    env: dict[str, str],
+    *,
+    console: Console,
+    scale: float,
+    timeout_s: float,
+    show_insights: bool,
+    receivers: demo_receivers.Receivers | None,
 ) -> DemoReport:
     run_id = uuid.uuid4().hex[:8]
     now = datetime.now(UTC)
@@ -709,9 +792,15 @@ def run_demo(
         )
     )
     s.append(Stage("market_feeds: trades published twice", 0, feeds.duplicates))
+    notified, lines = notifier_stages(receivers, sc, wait_s=NOTIFY_WAIT_S)
+    s.extend(notified)
 
     if show_insights:
         print_insights(console, engine, equity=sc.equity)
+    if lines:
+        console.print("\n[bold]What the notifier's local receivers got[/bold]")
+        for line in lines:
+            console.print(f"  {line}")
     console.print(
         f"\nArchive: [bold]{report.archive_location}/<dataset>/dt=…/hour=…/*.parquet[/bold]"
         f"  (S3 endpoint {env.get('S3_ENDPOINT_URL', 'AWS')}); logs in .stack/logs/"
