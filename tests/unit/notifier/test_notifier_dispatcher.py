@@ -249,3 +249,25 @@ async def test_a_hung_receiver_does_not_delay_another_receivers_deliveries(tmp_p
     dead.hang.set()
     await asyncio.gather(*tasks)
     executor.shutdown()
+
+
+async def test_a_down_receiver_is_probed_one_at_a_time_not_hammered(tmp_path: Path) -> None:
+    h = Harness(tmp_path, max_attempts=100, script=[SendResult(ok=False, error="refused")] * 10_000)
+    h.add(*(review_alert(i) for i in range(50)))
+    await h.run_for(60)
+    # Without the pause: 50 notifications x ~6 backoff rounds in 60 s. With it: a few probes.
+    assert 3 <= len(h.receiver.sent) <= 20, len(h.receiver.sent)
+
+
+async def test_a_down_receivers_queue_is_given_up_at_max_age(tmp_path: Path) -> None:
+    h = Harness(
+        tmp_path,
+        max_age_s=120,
+        max_attempts=100,
+        script=[SendResult(ok=False, error="refused")] * 10_000,
+    )
+    h.add(*(review_alert(i) for i in range(30)))
+    await h.run_for(200)
+    assert len(h.given_up) == 30
+    assert {error for _, _, error in h.given_up} == {"refused"}
+    assert h.outbox.pending_count("r") == 0

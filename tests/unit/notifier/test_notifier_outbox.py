@@ -108,22 +108,34 @@ def test_inhibition_leaves_market_alerts_alone(outbox: Outbox) -> None:
     assert enqueue(outbox, r, [move_alert()], now_s=101.0).queued == {"a": 1, "b": 1}
 
 
-def test_rows_survive_a_reopen_and_in_flight_ones_are_due_again(tmp_path: Path) -> None:
+def test_rows_survive_a_reopen_and_unsettled_ones_are_sent_again(tmp_path: Path) -> None:
     r = router(wait=0.0)
     path = tmp_path / "outbox.sqlite3"
     first = Outbox(path)
     enqueue(first, r, [review_alert(1)], now_s=100.0)
     first.flush_due_groups("a", now_s=100.0)
     [claimed] = first.claim("a", now_s=100.0, limit=10)
-    assert first.claim("a", now_s=100.0, limit=10) == []  # in flight: not handed out twice
-    del first  # no close: as after kill -9
+    # in flight: a step that excludes it hands out nothing, and says nothing else is due
+    assert first.step("a", now_s=100.0, exclude={claimed.key}, limit=10) == ([], None)
+    del first  # no close: as after kill -9, before the outcome was written
     second = Outbox(path)
-    assert second.recover() == 1
+    assert second.waiting() == 1
     [again] = second.claim("a", now_s=100.0, limit=10)
     assert again.key == claimed.key
-    second.delivered(again.key)
+    second.step("a", now_s=100.0, delivered=[again.key], limit=0)
     assert second.pending_count("a") == 0
     assert second.pending_count("b") == 1  # b's alert still waits for its group
+
+
+def test_idle_groups_are_pruned_and_behave_like_new_ones(outbox: Outbox) -> None:
+    r = router(wait=2.0, interval=10.0)
+    enqueue(outbox, r, [review_alert(1)], now_s=100.0)
+    outbox.flush_due_groups("a", now_s=102.0)
+    outbox.prune(now_s=113.0)
+    assert outbox._db.execute("SELECT COUNT(*) FROM groups WHERE receiver='a'").fetchone()[0] == 0
+    enqueue(outbox, r, [review_alert(2)], now_s=113.0)
+    due = outbox._db.execute("SELECT due_at FROM groups WHERE receiver = 'a'").fetchone()[0]
+    assert due == 115.0  # group_wait from now, as for a group never seen
 
 
 def test_retry_later_keeps_attempts_and_error_and_waits(outbox: Outbox) -> None:

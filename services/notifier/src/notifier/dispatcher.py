@@ -19,7 +19,7 @@ from servicekit import metrics
 from servicekit.clock import Clock
 
 from notifier.labels import alert_labels
-from notifier.outbox import Notification, Outbox
+from notifier.outbox import Notification, Outbox, Retry
 from notifier.receivers import Outgoing, Receiver, SendResult
 from notifier.retry_policy import Backoff, TokenBucket
 from notifier.routing import ReceiverConfig
@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 MAX_IDLE_WAIT_S = 1.0
+DOWN_AFTER_FAILURES = 3  # retryable failures in a row, any notifications
+PREFETCH = 2
+GAUGE_EVERY_S = 5.0  # the outbox gauge counts rows: not on every step
 MAX_RETRY_AFTER_S = 3600.0  # a receiver asking for longer is still retried within the hour
 
 
@@ -69,41 +72,111 @@ class Dispatcher:
             rate_per_s=config.rate_per_s, burst=config.burst, now_mono=clock.monotonic()
         )
         self._inflight: set[asyncio.Task[None]] = set()
+        self._inflight_keys: set[str] = set()  # claimed, outcome not yet written
+        self._sending = asyncio.Semaphore(config.concurrency)
+        self._delivered: list[str] = []  # outcomes the next step writes
+        self._retries: list[Retry] = []
+        self._gauge_at = float("-inf")
+        # Receiver health, from consecutive retryable failures of any notification.
+        self._streak = 0
+        self._paused_until = float("-inf")  # monotonic: no sends before
+        self._last_error = ""
         self.wake = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            # Cleared before the step, not after: a wake-up that arrives while the step waits
+            # for the outbox thread (new alerts, a finished send) must not be lost.
+            self.wake.clear()
             try:
                 wait_s = await self.step()
             except Exception:  # the loop must outlive any one failure (DB busy, a bug in a send)
                 log.exception("receiver %s: dispatch step failed; retrying in 1 s", self.name)
                 wait_s = 1.0
-            self.wake.clear()
-            if wait_s > 0:
+            if wait_s > 0 and not self._delivered and not self._retries:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), timeout=wait_s)
         if self._inflight:
             await asyncio.wait(self._inflight, timeout=5.0)
+        await self.step()  # record the last outcomes
 
     async def step(self) -> float:
-        """Flush due groups, start due sends; returns how long to sleep at most."""
+        """Record outcomes, flush due groups, start due sends; returns how long to sleep."""
         now_s = self._clock.now().timestamp()
-        await self._db.call(self._outbox.flush_due_groups, self.name, now_s=now_s)
-        free = self.config.concurrency - len(self._inflight)
-        if free > 0:
-            for note in await self._db.call(self._outbox.claim, self.name, now_s=now_s, limit=free):
-                task = asyncio.create_task(self._deliver(note), name=f"deliver-{note.key}")
-                self._inflight.add(task)
-                task.add_done_callback(self._done)
-        if len(self._inflight) >= self.config.concurrency:
-            return MAX_IDLE_WAIT_S  # a finishing send sets `wake`
-        due = await self._db.call(self._outbox.next_due_s, self.name)
-        metrics.NOTIFIER_OUTBOX.labels(self.name).set(
-            await self._db.call(self._outbox.pending_count, self.name)
+        delivered, self._delivered = self._delivered, []
+        retries, self._retries = self._retries, []
+        mono = self._clock.monotonic()
+        paused_s = self._paused_until - mono
+        # Down: one probe at a time, and none while paused; up: the configured concurrency.
+        allowed = 1 if self._streak >= DOWN_AFTER_FAILURES else self.config.concurrency
+        # Claim up to twice the concurrency: the next sends are ready when one finishes,
+        # without waiting for a step (the send semaphore keeps `concurrency` on the wire).
+        free = 0 if paused_s > 0 else allowed * PREFETCH - len(self._inflight)
+        claimed, due = await self._db.call(
+            self._outbox.step,
+            self.name,
+            now_s=now_s,
+            delivered=delivered,
+            retries=retries,
+            exclude=frozenset(self._inflight_keys),
+            limit=free,
         )
-        if due is None:
-            return MAX_IDLE_WAIT_S
+        for key in delivered:
+            self._inflight_keys.discard(key)
+        for retry in retries:
+            self._inflight_keys.discard(retry.key)
+        for note in claimed:
+            self._inflight_keys.add(note.key)
+            task = asyncio.create_task(self._deliver(note), name=f"deliver-{note.key}")
+            self._inflight.add(task)
+            task.add_done_callback(self._done)
+        if self._streak >= DOWN_AFTER_FAILURES:
+            await self._expire(now_s)
+        if mono - self._gauge_at >= GAUGE_EVERY_S:
+            self._gauge_at = mono
+            metrics.NOTIFIER_OUTBOX.labels(self.name).set(
+                await self._db.call(self._outbox.pending_count, self.name)
+            )
+        if paused_s > 0:
+            return min(MAX_IDLE_WAIT_S, paused_s)
+        if len(self._inflight) >= allowed * PREFETCH or due is None:
+            return MAX_IDLE_WAIT_S  # a finishing send sets `wake`
         return min(MAX_IDLE_WAIT_S, max(0.0, due - self._clock.now().timestamp()))
+
+    async def _expire(self, now_s: float) -> None:
+        """While the receiver is down its queue is not tried one by one: notifications past
+        max_age are given up here, each into the DLQ with the receiver's last error."""
+        old = await self._db.call(
+            self._outbox.older_than,
+            self.name,
+            before_s=now_s - self.config.max_age_s,
+            exclude=frozenset(self._inflight_keys),
+            limit=100,
+        )
+        for note in old:
+            error = self._last_error or note.last_error
+            try:
+                await self._give_up(note, note.attempts, error)
+            except Exception as exc:  # DLQ unreachable: the next step tries again
+                log.warning("receiver %s: DLQ write failed (%r)", self.name, exc)
+                return
+            self._delivered.append(note.key)
+            self._inflight_keys.add(note.key)  # until the next step deletes it
+            metrics.NOTIFICATIONS.labels(self.name, "failed").inc()
+
+    def _note_failure(self, error: str, *, retry_after_s: float | None) -> None:
+        """A retryable failure: after DOWN_AFTER_FAILURES in a row the receiver counts as down
+        and is paused, with the same backoff a notification gets; Retry-After pauses it too."""
+        self._streak += 1
+        self._last_error = error
+        pause_s = retry_after_s or 0.0
+        if self._streak >= DOWN_AFTER_FAILURES:
+            if self._streak == DOWN_AFTER_FAILURES:
+                log.warning("receiver %s is down (%s): probing one at a time", self.name, error)
+            steps = self._streak - DOWN_AFTER_FAILURES + 1
+            pause_s = max(pause_s, self._backoff.delay_s(steps, rng=self._rng))
+        if pause_s > 0:
+            self._paused_until = max(self._paused_until, self._clock.monotonic() + pause_s)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
@@ -125,8 +198,12 @@ class Dispatcher:
                 len(alerts) - len(audible)
             )
         if not audible:
-            await self._db.call(self._outbox.delivered, note.key)
+            self._delivered.append(note.key)
             return
+        async with self._sending:
+            await self._send(note, audible)
+
+    async def _send(self, note: Notification, audible: list[AlertRaised]) -> None:
         await self._rate_limit()
         outgoing = Outgoing(
             key=note.key, receiver=self.name, group_labels=note.group_labels, alerts=audible
@@ -141,11 +218,15 @@ class Dispatcher:
         await self._settle(note, result)
 
     async def _settle(self, note: Notification, result: SendResult) -> None:
-        """1. record the outcome in the outbox, 2. then count it. A crash before 1 re-sends."""
+        """Queue the outcome for the next step's transaction (a crash before it re-sends under
+        the same key); a give-up is written to the DLQ first, then dropped from the outbox."""
         now_s = self._clock.now().timestamp()
         attempts = note.attempts + 1
         if result.ok:
-            await self._db.call(self._outbox.delivered, note.key)
+            if self._streak >= DOWN_AFTER_FAILURES:
+                log.info("receiver %s is back after %d failures", self.name, self._streak)
+            self._streak = 0
+            self._delivered.append(note.key)
             metrics.NOTIFICATIONS.labels(self.name, "delivered").inc()
             metrics.NOTIFIER_DELIVERY_LATENCY.labels(self.name).observe(
                 max(0.0, now_s - note.first_enqueued_at)
@@ -168,20 +249,18 @@ class Dispatcher:
                 await self._give_up(note, attempts, result.error)
             except Exception as exc:  # DLQ unreachable: keep the row, try the whole thing later
                 log.warning("receiver %s: DLQ write failed (%r); kept for later", self.name, exc)
-                await self._db.call(
-                    self._outbox.retry_later,
-                    note.key,
-                    attempts=note.attempts,
-                    next_attempt_s=now_s + self._backoff.delay_s(attempts, rng=self._rng),
-                    error=result.error,
-                )
+                delay_s = self._backoff.delay_s(attempts, rng=self._rng)
+                self._retries.append(Retry(note.key, note.attempts, now_s + delay_s, result.error))
                 return
-            await self._db.call(self._outbox.delivered, note.key)
+            self._delivered.append(note.key)
             metrics.NOTIFICATIONS.labels(self.name, "failed").inc()
             return
         delay_s = self._backoff.delay_s(attempts, rng=self._rng)
+        retry_after_s = None
         if result.retry_after_s is not None:
-            delay_s = max(delay_s, min(result.retry_after_s, MAX_RETRY_AFTER_S))
+            retry_after_s = min(result.retry_after_s, MAX_RETRY_AFTER_S)
+            delay_s = max(delay_s, retry_after_s)
+        self._note_failure(result.error, retry_after_s=retry_after_s)
         log.info(
             "receiver %s: %s attempt %d failed (%s); next in %.1f s",
             self.name,
@@ -190,11 +269,5 @@ class Dispatcher:
             result.error,
             delay_s,
         )
-        await self._db.call(
-            self._outbox.retry_later,
-            note.key,
-            attempts=attempts,
-            next_attempt_s=now_s + delay_s,
-            error=result.error,
-        )
+        self._retries.append(Retry(note.key, attempts, now_s + delay_s, result.error))
         metrics.NOTIFICATIONS.labels(self.name, "retried").inc()

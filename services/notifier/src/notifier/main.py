@@ -109,9 +109,9 @@ async def serve(
 
     outbox = Outbox(settings.state_dir / "outbox.sqlite3")
     db = OutboxThread()
-    recovered = await db.call(outbox.recover)
-    if recovered:
-        log.info("%d notifications were in flight at the last stop: sending them again", recovered)
+    waiting = await db.call(outbox.waiting)
+    if waiting:
+        log.info("%d notifications left from the last run: sending them", waiting)
     silences = SilenceBook(outbox, db)
     await silences.load()
     producer = make_producer(kafka, client_id=f"{SERVICE}-dlq")

@@ -34,6 +34,7 @@ from notifier.silences import Silence, muted_by
 log = logging.getLogger(__name__)
 
 SERVICE = "notifier"
+PRUNE_EVERY_S = 60.0  # expired dedup entries, idle groups, inhibitions, old silences
 T = TypeVar("T")
 
 
@@ -96,8 +97,12 @@ class Notifier:
         self.last_loop_mono = clock.monotonic()
 
     async def run(self, stop: asyncio.Event) -> None:
+        pruned_at = float("-inf")
         while not stop.is_set():
             self.last_loop_mono = self._clock.monotonic()
+            if self.last_loop_mono - pruned_at >= PRUNE_EVERY_S:
+                pruned_at = self.last_loop_mono
+                await self._db.call(self._outbox.prune, now_s=self._clock.now().timestamp())
             batches = await self._consumer.getmany(
                 timeout_ms=500, max_records=self._poll_max_records
             )

@@ -13,6 +13,10 @@ Order of a consumed batch (notifier.Notifier.handle_batch):
 A notification row is deleted only after its receiver acknowledged it (or it went to the DLQ):
 a crash in between re-sends it under the same key, which the receiver can drop.
 
+A dispatcher's outcomes (delivered, retry later) are written in one transaction per loop step
+(`step`), not one per send: fsyncs stay a few per second whatever the send rate. An outcome
+lost to a crash before its step only means a re-send under the same key.
+
 Every method is synchronous and must run on one thread (the Notifier's DB executor).
 """
 
@@ -20,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,9 +50,10 @@ CREATE TABLE IF NOT EXISTS pending_targets (
 CREATE TABLE IF NOT EXISTS groups (
     receiver TEXT NOT NULL, group_key TEXT NOT NULL, group_labels BLOB NOT NULL,
     group_wait_s REAL NOT NULL, group_interval_s REAL NOT NULL,
-    first_pending_at REAL, last_flushed_at REAL,
+    due_at REAL, last_flushed_at REAL,  -- due_at: NULL while nothing waits in the group
     PRIMARY KEY (receiver, group_key)
 );
+CREATE INDEX IF NOT EXISTS groups_due ON groups (receiver, due_at);
 CREATE TABLE IF NOT EXISTS seen (
     receiver TEXT NOT NULL, alert_id TEXT NOT NULL, expires_at REAL NOT NULL,
     PRIMARY KEY (receiver, alert_id)
@@ -61,10 +66,9 @@ CREATE TABLE IF NOT EXISTS notifications (
     key TEXT PRIMARY KEY, receiver TEXT NOT NULL, group_key TEXT NOT NULL,
     group_labels BLOB NOT NULL, alerts BLOB NOT NULL, first_enqueued_at REAL NOT NULL,
     created_at REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at REAL NOT NULL, last_error TEXT NOT NULL DEFAULT '',
-    inflight INTEGER NOT NULL DEFAULT 0
+    next_attempt_at REAL NOT NULL, last_error TEXT NOT NULL DEFAULT ''
 );
-CREATE INDEX IF NOT EXISTS notifications_due ON notifications (receiver, inflight, next_attempt_at);
+CREATE INDEX IF NOT EXISTS notifications_due ON notifications (receiver, next_attempt_at);
 CREATE TABLE IF NOT EXISTS silences (id TEXT PRIMARY KEY, doc BLOB NOT NULL, ends_at REAL NOT NULL);
 """
 
@@ -99,6 +103,14 @@ class EnqueueResult:
 
     def count(self, bucket: dict[str, int], receiver: str, n: int = 1) -> None:
         bucket[receiver] = bucket.get(receiver, 0) + n
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    key: str
+    attempts: int
+    next_attempt_s: float
+    error: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,23 +167,44 @@ def _source_from(doc: dict[str, Any]) -> SourceRef:
     )
 
 
+_NOTE_COLUMNS = "key, group_key, group_labels, alerts, first_enqueued_at, attempts, last_error"
+
+
+def _note(receiver: str, row: Sequence[Any]) -> Notification:
+    return Notification(
+        key=row[0],
+        receiver=receiver,
+        group_key=row[1],
+        group_labels=orjson.loads(row[2]),
+        alerts=tuple(
+            QueuedAlert(a["alert"].encode(), _source_from(a["source"]))
+            for a in orjson.loads(row[3])
+        ),
+        first_enqueued_at=row[4],
+        attempts=row[5],
+        last_error=row[6],
+    )
+
+
 class Outbox:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        # WAL + synchronous=FULL: a committed transaction survives kill -9 and power loss.
+        # WAL: a committed transaction survives kill -9 at any synchronous level. Enqueues
+        # also fsync (FULL: they precede a Kafka commit, so they must survive power loss);
+        # the dispatchers' transactions do not (NORMAL: lost on power loss, their work is
+        # redone: groups flushed again, notifications re-sent under the same key).
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
         self._db.close()
 
-    def recover(self) -> int:
-        """After a restart nothing is in flight: every claimed notification is due again."""
-        cur = self._db.execute("UPDATE notifications SET inflight = 0 WHERE inflight = 1")
-        return cur.rowcount
+    def waiting(self) -> int:
+        """Notifications not yet delivered (at start-up: those a crash left behind)."""
+        return int(self._db.execute("SELECT COUNT(*) FROM notifications").fetchone()[0])
 
     # --- consumer side --------------------------------------------------------------------
 
@@ -181,6 +214,7 @@ class Outbox:
         """Queue a batch's destinations in one transaction (see the module docstring)."""
         result = EnqueueResult()
         db = self._db
+        db.execute("PRAGMA synchronous=FULL")
         db.execute("BEGIN IMMEDIATE")
         try:
             for item in batch:
@@ -189,6 +223,8 @@ class Outbox:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        finally:
+            db.execute("PRAGMA synchronous=NORMAL")
         return result
 
     def _enqueue_one(
@@ -264,10 +300,13 @@ class Outbox:
                     "INSERT OR IGNORE INTO pending_targets VALUES (?, ?, ?, ?)",
                     (index, key, dest.receiver, item.alert_id),
                 )
+            # A group with nothing waiting becomes due group_wait from now, but not before
+            # group_interval after its last notification; one already waiting keeps its time.
             db.execute(
                 "INSERT INTO groups VALUES (?, ?, ?, ?, ?, ?, NULL)"
                 " ON CONFLICT (receiver, group_key) DO UPDATE SET"
-                " first_pending_at = COALESCE(groups.first_pending_at, excluded.first_pending_at),"
+                " due_at = COALESCE(groups.due_at, MAX(excluded.due_at,"
+                "   COALESCE(groups.last_flushed_at + excluded.group_interval_s, 0))),"
                 " group_wait_s = excluded.group_wait_s,"
                 " group_interval_s = excluded.group_interval_s",
                 (
@@ -276,7 +315,7 @@ class Outbox:
                     orjson.dumps(dict(dest.group_labels)),
                     dest.grouping.group_wait_s,
                     dest.grouping.group_interval_s,
-                    now_s,
+                    now_s + dest.grouping.group_wait_s,
                 ),
             )
             result.count(result.queued, dest.receiver)
@@ -284,9 +323,46 @@ class Outbox:
 
     # --- dispatcher side ------------------------------------------------------------------
 
-    _GROUP_DUE = (
-        "MAX(first_pending_at + group_wait_s, COALESCE(last_flushed_at + group_interval_s, 0))"
-    )
+    def step(
+        self,
+        receiver: str,
+        *,
+        now_s: float,
+        delivered: Sequence[str] = (),
+        retries: Sequence[Retry] = (),
+        exclude: Collection[str] = (),
+        limit: int,
+    ) -> tuple[list[Notification], float | None]:
+        """One dispatcher step in one call: 1. record outcomes, 2. turn due groups into
+        notifications, 3. hand out up to `limit` due notifications not in `exclude` (the ones
+        in flight), 4. say when the next one is due."""
+        if delivered or retries:
+            self._settle(delivered, retries)
+        if self._due_group(receiver, now_s=now_s):
+            self.flush_due_groups(receiver, now_s=now_s)
+        claimed = self._claim(receiver, now_s=now_s, exclude=exclude, limit=limit)
+        return claimed, self.next_due_s(receiver, exclude=exclude)
+
+    def _settle(self, delivered: Sequence[str], retries: Sequence[Retry]) -> None:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany("DELETE FROM notifications WHERE key = ?", [(k,) for k in delivered])
+            db.executemany(
+                "UPDATE notifications SET attempts = ?, next_attempt_at = ?, last_error = ?"
+                " WHERE key = ?",
+                [(r.attempts, r.next_attempt_s, r.error[:2000], r.key) for r in retries],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _due_group(self, receiver: str, *, now_s: float) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM groups WHERE receiver = ? AND due_at <= ? LIMIT 1", (receiver, now_s)
+        ).fetchone()
+        return row is not None
 
     def flush_due_groups(self, receiver: str, *, now_s: float) -> int:
         """Turn every group whose wait is over into notification rows; returns how many."""
@@ -295,8 +371,7 @@ class Outbox:
         db.execute("BEGIN IMMEDIATE")
         try:
             due = db.execute(
-                f"SELECT group_key, group_labels FROM groups WHERE receiver = ?"  # noqa: S608  # constant
-                f" AND first_pending_at IS NOT NULL AND {self._GROUP_DUE} <= ?",
+                "SELECT group_key, group_labels FROM groups WHERE receiver = ? AND due_at <= ?",
                 (receiver, now_s),
             ).fetchall()
             for group_key_, labels in due:
@@ -336,7 +411,7 @@ class Outbox:
                     [(receiver, r[0]) for r in rows],
                 )
                 db.execute(
-                    "UPDATE groups SET first_pending_at = NULL, last_flushed_at = ?"
+                    "UPDATE groups SET due_at = NULL, last_flushed_at = ?"
                     " WHERE receiver = ? AND group_key = ?",
                     (now_s, receiver, group_key_),
                 )
@@ -346,59 +421,54 @@ class Outbox:
             raise
         return made
 
-    def next_due_s(self, receiver: str) -> float | None:
+    def next_due_s(self, receiver: str, *, exclude: Collection[str] = ()) -> float | None:
         """When this receiver next has work: a group to flush or a notification to (re)send."""
         group = self._db.execute(
-            f"SELECT MIN({self._GROUP_DUE}) FROM groups"  # noqa: S608  # constant
-            " WHERE receiver = ? AND first_pending_at IS NOT NULL",
+            "SELECT MIN(due_at) FROM groups WHERE receiver = ? AND due_at IS NOT NULL",
             (receiver,),
         ).fetchone()[0]
-        send = self._db.execute(
-            "SELECT MIN(next_attempt_at) FROM notifications WHERE receiver = ? AND inflight = 0",
-            (receiver,),
-        ).fetchone()[0]
+        # The earliest notification not in flight: skip past at most len(exclude) rows.
+        rows = self._db.execute(
+            "SELECT key, next_attempt_at FROM notifications WHERE receiver = ?"
+            " ORDER BY next_attempt_at LIMIT ?",
+            (receiver, len(exclude) + 1),
+        ).fetchall()
+        send = next((at for key, at in rows if key not in exclude), None)
         times = [t for t in (group, send) if t is not None]
         return min(times) if times else None
 
-    def claim(self, receiver: str, *, now_s: float, limit: int) -> list[Notification]:
-        """Due notifications of one receiver, marked in flight (until `recover` or an outcome)."""
+    def older_than(
+        self, receiver: str, *, before_s: float, exclude: Collection[str], limit: int
+    ) -> list[Notification]:
+        """Notifications first queued before `before_s` (past their max age)."""
         rows = self._db.execute(
-            "SELECT key, group_key, group_labels, alerts, first_enqueued_at, attempts, last_error"
-            " FROM notifications WHERE receiver = ? AND inflight = 0 AND next_attempt_at <= ?"
-            " ORDER BY next_attempt_at LIMIT ?",
-            (receiver, now_s, limit),
+            f"SELECT {_NOTE_COLUMNS} FROM notifications"  # noqa: S608  # constant columns
+            " WHERE receiver = ? AND first_enqueued_at < ? LIMIT ?",
+            (receiver, before_s, limit + len(exclude)),
         ).fetchall()
-        if not rows:
+        return [_note(receiver, r) for r in rows if r[0] not in exclude][:limit]
+
+    def claim(self, receiver: str, *, now_s: float, limit: int) -> list[Notification]:
+        """Due notifications of one receiver (tests; the dispatcher uses `step`)."""
+        return self._claim(receiver, now_s=now_s, exclude=(), limit=limit)
+
+    def _claim(
+        self, receiver: str, *, now_s: float, exclude: Collection[str], limit: int
+    ) -> list[Notification]:
+        if limit <= 0:
             return []
-        self._db.executemany(
-            "UPDATE notifications SET inflight = 1 WHERE key = ?", [(r[0],) for r in rows]
-        )
-        return [
-            Notification(
-                key=r[0],
-                receiver=receiver,
-                group_key=r[1],
-                group_labels=orjson.loads(r[2]),
-                alerts=tuple(
-                    QueuedAlert(a["alert"].encode(), _source_from(a["source"]))
-                    for a in orjson.loads(r[3])
-                ),
-                first_enqueued_at=r[4],
-                attempts=r[5],
-                last_error=r[6],
-            )
-            for r in rows
-        ]
+        rows = self._db.execute(
+            f"SELECT {_NOTE_COLUMNS} FROM notifications"  # noqa: S608  # constant columns
+            " WHERE receiver = ? AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
+            (receiver, now_s, limit + len(exclude)),
+        ).fetchall()
+        return [_note(receiver, r) for r in rows if r[0] not in exclude][:limit]
 
     def delivered(self, key: str) -> None:
-        self._db.execute("DELETE FROM notifications WHERE key = ?", (key,))
+        self._settle([key], ())
 
     def retry_later(self, key: str, *, attempts: int, next_attempt_s: float, error: str) -> None:
-        self._db.execute(
-            "UPDATE notifications SET inflight = 0, attempts = ?, next_attempt_at = ?,"
-            " last_error = ? WHERE key = ?",
-            (attempts, next_attempt_s, error[:2000], key),
-        )
+        self._settle((), [Retry(key, attempts, next_attempt_s, error)])
 
     def pending_count(self, receiver: str) -> int:
         alerts = self._db.execute(
@@ -410,8 +480,13 @@ class Outbox:
         return int(alerts) + int(notes)
 
     def prune(self, *, now_s: float) -> None:
-        """Forget expired dedup entries, inhibitions and silences (housekeeping)."""
+        """Forget expired dedup entries, idle groups, inhibitions and silences."""
         self._db.execute("DELETE FROM seen WHERE expires_at <= ?", (now_s,))
+        # An idle group past its interval behaves exactly like a new one: drop it.
+        self._db.execute(
+            "DELETE FROM groups WHERE due_at IS NULL AND last_flushed_at + group_interval_s < ?",
+            (now_s,),
+        )
         self._db.execute("DELETE FROM inhibitions WHERE until <= ?", (now_s,))
         self._db.execute("DELETE FROM silences WHERE ends_at <= ?", (now_s - 7 * 86400,))
 

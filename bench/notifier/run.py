@@ -1,0 +1,408 @@
+"""Notifier benchmark: alert → local webhook latency at a constant rate, and throughput against
+a bare loop (consume → POST to the same receiver) measured in the same run; in both, a second
+receiver is down (connection refused) the whole time.
+
+- latency: `--rate` alerts/s (default 100) for `--seconds` (20), open loop: alert n is due at
+  start + n/rate and its latency counts from that due time to its arrival at the webhook.
+  Every alert has its own subject, so each is its own group and notification; the figure is
+  p99 minus group_wait (target <= 1 s beyond group_wait).
+- throughput: a backlog of `--backlog` alerts (3,000) on a fresh topic, drained by the
+  notifier (group_wait 0) and by the bare loop (aiokafka consumer + httpx, the notifier's
+  per-receiver concurrency of 4 POSTs in flight, keep-alive), each in its own process, to the
+  same receiver; target >= 0.8x the bare loop.
+The receiver runs in this process; the notifier and the bare loop are subprocesses.
+The per-receiver rate limit is raised to 2,000/s here (default 10/s): the limit is a policy,
+not the thing measured. Last stdout line: {"figures": [...]}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from notifier.sinks import WebhookSink
+
+ROOT = Path(__file__).resolve().parents[2]
+PORTS = range(61350, 61400)  # this helper's port range, upper half
+SECRET = "whsec_" + base64.b64encode(b"pulse-notifier-benchmark-32bytes").decode()
+CONCURRENCY = 4  # the notifier's default per receiver; the bare loop gets the same
+
+
+def free_port() -> int:
+    import random
+    import socket
+
+    for port in random.sample(list(PORTS), len(PORTS)):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port")
+
+
+def alert(n: int, run: str) -> bytes:
+    now = datetime.now(UTC).isoformat()
+    return orjson.dumps(
+        {
+            "alert_id": f"{run}-{n}",
+            "kind": "negative_review",
+            "subject": f"product:{run}-{n}",
+            "severity": "warning",
+            "message": "bench",
+            "event_time": now,
+            "raised_at": now,
+            "details": {"rating": "2", "product_sku": f"BEN-{n}", "product_name": "Bench"},
+        }
+    )
+
+
+async def create_topics(bootstrap: str, *names: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(n, num_partitions=3, replication_factor=1) for n in names]
+        )
+    finally:
+        await admin.close()
+
+
+async def delete_topics(bootstrap: str, *names: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics(list(names))
+    finally:
+        await admin.close()
+
+
+def start_notifier(
+    topic: str, dlq: str, urls: str, *, group_wait_s: float, state: Path
+) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
+    env.update(
+        {
+            "NOTIFIER_URLS": urls,
+            "NOTIFIER_WEBHOOK_SECRET": SECRET,
+            "NOTIFIER_ALERTS_TOPIC": topic,
+            "NOTIFIER_DLQ_TOPIC": dlq,
+            "NOTIFIER_GROUP_ID": f"{topic}-bench",
+            "NOTIFIER_AUTO_OFFSET_RESET": "earliest",
+            "NOTIFIER_HTTP_PORT": str(port),
+            "NOTIFIER_STATE_DIR": str(state),
+            "NOTIFIER_GROUP_WAIT_S": str(group_wait_s),
+            "NOTIFIER_RATE_PER_S": "2000",
+            "NOTIFIER_BURST": "200",
+            "NOTIFIER_BACKOFF_BASE_S": "1",
+            "NOTIFIER_LOG_LEVEL": "WARNING",
+        }
+    )
+    log = (state / "notifier.log").open("ab")
+    state.mkdir(parents=True, exist_ok=True)
+    profile = os.environ.get("BENCH_NOTIFIER_PROFILE")  # a path: run under cProfile
+    command = [sys.executable, "-m", "notifier"]
+    if profile:
+        command = [sys.executable, "-m", "cProfile", "-o", profile, "-m", "notifier"]
+    proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError((state / "notifier.log").read_text())
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc, port
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError("notifier did not become healthy")
+        time.sleep(0.1)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a running process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_s() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def wait_for(sink: WebhookSink, count: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while sum(len(r.json["data"]["alerts"]) for r in sink.received) < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {len(sink.received)} of {count} arrived")
+        await asyncio.sleep(0.05)
+
+
+async def latency(bootstrap: str, *, rate: float, seconds: float, group_wait_s: float) -> dict:
+    run = uuid.uuid4().hex[:8]
+    topic, dlq = f"bench.notifier.lat.{run}", f"bench.notifier.dlq.{run}"
+    await create_topics(bootstrap, topic, dlq)
+    sink = WebhookSink(port=free_port(), secret=SECRET)
+    await sink.start()
+    dead = f"http://127.0.0.1:{free_port()}/down"  # nothing listens there
+    state = Path(tempfile.mkdtemp(prefix="bench-notifier-"))
+    proc, _ = await asyncio.to_thread(
+        start_notifier,
+        topic,
+        dlq,
+        f"webhook+{sink.url},webhook+{dead}",
+        group_wait_s=group_wait_s,
+        state=state,
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+    await producer.start()
+    try:
+        await asyncio.sleep(3)  # the consumer joins its group
+        cpu_before = cpu_s(proc.pid)
+        total = int(rate * seconds)
+        due: dict[str, float] = {}
+        start = time.time() + 0.2
+        for n in range(total):
+            at = start + n / rate
+            delay = at - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            due[f"{run}-{n}"] = at
+            await producer.send(topic, alert(n, run), key=f"product:{run}-{n}".encode())
+        await producer.flush()
+        await wait_for(sink, total, timeout_s=120)
+        cpu_used = cpu_s(proc.pid) - cpu_before
+        lat = [r.at_s - due[a["alert_id"]] for r in sink.received for a in r.json["data"]["alerts"]]
+        signed = all(r.signature_ok for r in sink.received)
+    finally:
+        await producer.stop()
+        await asyncio.to_thread(stop, proc)
+        await sink.stop()
+        await delete_topics(bootstrap, topic, dlq)
+    return {
+        "p50_s": percentile(lat, 0.5),
+        "p99_s": percentile(lat, 0.99),
+        "max_s": max(lat),
+        "count": len(lat),
+        "signed": signed,
+        "cpu_ms_per_alert": cpu_used / len(lat) * 1000,
+    }
+
+
+async def fill(bootstrap: str, topic: str, count: int, run: str) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        for n in range(count):
+            await producer.send(topic, alert(n, run), key=f"product:{run}-{n}".encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def bare_loop(bootstrap: str, topic: str, url: str, count: int) -> None:
+    """consume → POST each record to the receiver, CONCURRENCY in flight (run as a child)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    parts = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or {0, 1, 2})]
+    consumer.assign(parts)
+    await consumer.seek_to_beginning(*parts)
+    queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=1000)
+    done = 0
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=CONCURRENCY)) as client:
+
+        async def worker() -> None:
+            nonlocal done
+            while True:
+                body = await queue.get()
+                response = await client.post(
+                    url, content=body, headers={"content-type": "application/json"}
+                )
+                response.raise_for_status()
+                done += 1
+                queue.task_done()
+
+        workers = [asyncio.create_task(worker()) for _ in range(CONCURRENCY)]
+        seen = 0
+        while seen < count:
+            batch = await consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                for record in records:
+                    await queue.put(record.value)
+                    seen += 1
+        await queue.join()
+        for task in workers:
+            task.cancel()
+    await consumer.stop()
+
+
+async def throughput(bootstrap: str, *, backlog: int) -> dict:
+    run = uuid.uuid4().hex[:8]
+    topic, dlq = f"bench.notifier.tp.{run}", f"bench.notifier.dlq.{run}"
+    await create_topics(bootstrap, topic, dlq)
+    await fill(bootstrap, topic, backlog, run)
+    sink = WebhookSink(port=free_port(), secret=SECRET)
+    await sink.start()
+    try:
+        # bare loop, its own process
+        started = time.perf_counter()
+        children_before = children_cpu_s()
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, __file__, "--bare-loop", topic, sink.url, str(backlog)
+        )
+        await child.wait()
+        bare_s = time.perf_counter() - started
+        bare_cpu_ms = (children_cpu_s() - children_before) / backlog * 1000
+        bare_count = len(sink.received)
+        bare_steady = steady_rate(sink)
+        sink.received.clear()
+        # notifier, its own process, with a dead second receiver
+        dead = f"http://127.0.0.1:{free_port()}/down"
+        state = Path(tempfile.mkdtemp(prefix="bench-notifier-"))
+        started = time.perf_counter()
+        proc, _ = await asyncio.to_thread(
+            start_notifier,
+            topic,
+            dlq,
+            f"webhook+{sink.url},webhook+{dead}",
+            group_wait_s=0.0,
+            state=state,
+        )
+        cpu_before = cpu_s(proc.pid)
+        await wait_for(sink, backlog, timeout_s=300)
+        notifier_s = time.perf_counter() - started
+        notifier_cpu_ms = (cpu_s(proc.pid) - cpu_before) / backlog * 1000
+        notifier_steady = steady_rate(sink)
+        await asyncio.to_thread(stop, proc)
+    finally:
+        await sink.stop()
+        await delete_topics(bootstrap, topic, dlq)
+    return {
+        "bare_per_s": bare_steady,
+        "notifier_per_s": notifier_steady,
+        "bare_s": bare_s,
+        "notifier_s": notifier_s,
+        "bare_count": bare_count,
+        "bare_cpu_ms": bare_cpu_ms,
+        "notifier_cpu_ms": notifier_cpu_ms,
+    }
+
+
+def steady_rate(sink: WebhookSink) -> float:
+    """Alerts per second from the first arrival to the last: the drain itself, without the
+    process start and the consumer group join (which the bare loop does not have)."""
+    times = (
+        sorted(r.at_s for r in sink.received for _ in r.json["data"]["alerts"])
+        if any(r.body.startswith(b'{"type"') for r in sink.received)
+        else sorted(r.at_s for r in sink.received)
+    )
+    return (len(times) - 1) / (times[-1] - times[0])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rate", type=float, default=100.0)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--group-wait-s", type=float, default=0.5)
+    parser.add_argument("--backlog", type=int, default=3000)
+    parser.add_argument("--bare-loop", nargs=3, metavar=("TOPIC", "URL", "COUNT"))
+    parser.add_argument("--only", choices=("latency", "throughput"))
+    args = parser.parse_args()
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:59092")
+    if args.bare_loop:
+        topic, url, count = args.bare_loop
+        asyncio.run(bare_loop(bootstrap, topic, url, int(count)))
+        return
+    if args.quick:
+        args.seconds, args.backlog = 5.0, 500
+    load = os.getloadavg()
+    figures = []
+    stamp = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+    if args.only in (None, "latency"):
+        lat = asyncio.run(
+            latency(bootstrap, rate=args.rate, seconds=args.seconds, group_wait_s=args.group_wait_s)
+        )
+        beyond = lat["p99_s"] - args.group_wait_s
+        print(
+            f"{stamp}, load {load[0]:.2f}: latency at {args.rate:.0f}/s for {args.seconds:.0f} s"
+            f" (group_wait {args.group_wait_s} s, a second receiver down): "
+            f"p50 {lat['p50_s'] * 1000:.0f} ms, p99 {lat['p99_s'] * 1000:.0f} ms, "
+            f"max {lat['max_s'] * 1000:.0f} ms over {lat['count']} alerts, all signed: "
+            f"{lat['signed']}; notifier CPU {lat['cpu_ms_per_alert']:.2f} ms per alert",
+            file=sys.stderr,
+        )
+        figures.append(
+            {
+                "name": f"notifier alert -> webhook p99 beyond group_wait at {args.rate:.0f}/s",
+                "value": round(beyond * 1000, 1),
+                "unit": "ms",
+                "baseline": None,
+                "ratio": None,
+                "target": "<= 1000 ms beyond group_wait",
+                "pass": beyond <= 1.0,
+            }
+        )
+    if args.only in (None, "throughput"):
+        tp = asyncio.run(throughput(bootstrap, backlog=args.backlog))
+        ratio = tp["notifier_per_s"] / tp["bare_per_s"]
+        print(
+            f"{stamp}, load {os.getloadavg()[0]:.2f}: throughput over {args.backlog} alerts, "
+            f"a second receiver down: notifier {tp['notifier_per_s']:.0f}/s "
+            f"(whole run incl. start {tp['notifier_s']:.1f} s), bare loop "
+            f"{tp['bare_per_s']:.0f}/s ({tp['bare_s']:.1f} s): {ratio:.2f}x; CPU per alert "
+            f"notifier {tp['notifier_cpu_ms']:.2f} ms, bare loop {tp['bare_cpu_ms']:.2f} ms "
+            "(its start included)",
+            file=sys.stderr,
+        )
+        figures.append(
+            {
+                "name": "notifier throughput, one receiver down",
+                "value": round(tp["notifier_per_s"], 1),
+                "unit": "alerts/s",
+                "baseline": round(tp["bare_per_s"], 1),
+                "ratio": round(ratio, 3),
+                "target": ">= 0.8x bare loop",
+                "pass": ratio >= 0.8,
+            }
+        )
+    print(json.dumps({"figures": figures}))
+
+
+if __name__ == "__main__":
+    main()
