@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import time
 
 import orjson
 import pytest
@@ -85,7 +84,7 @@ async def test_429_retry_after_a_hang_and_a_closed_connection_are_retried_until_
         timeout_s=20,
         what="first attempts",
     )
-    first_429 = time.time()
+    first_429 = throttled.attempt_times[0]
     throttled.mode = hanging.mode = closing.mode = Mode.OK
     await wait_until(
         lambda: throttled.received and hanging.received and closing.received,
@@ -93,7 +92,7 @@ async def test_429_retry_after_a_hang_and_a_closed_connection_are_retried_until_
         what="deliveries after recovery",
     )
     # Retry-After: 3 was honoured over the 0.3 s backoff
-    assert throttled.received[0].at_s - first_429 >= 2.0
+    assert throttled.received[0].at_s - first_429 >= 2.9
     for sink in (throttled, hanging, closing):
         assert len(set(sink.attempt_ids)) == 1, sink.attempt_ids  # one key for every attempt
 

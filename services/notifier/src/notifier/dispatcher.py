@@ -31,7 +31,9 @@ T = TypeVar("T")
 MAX_IDLE_WAIT_S = 1.0
 DOWN_AFTER_FAILURES = 3  # retryable failures in a row, any notifications
 PREFETCH = 2
+OUTCOME_BATCH = 64  # outcomes written at once at most this late (or after MAX_IDLE_WAIT_S)
 GAUGE_EVERY_S = 5.0  # the outbox gauge counts rows: not on every step
+EXPIRE_EVERY_S = 5.0  # a down receiver's queue is scanned for max_age this often
 MAX_RETRY_AFTER_S = 3600.0  # a receiver asking for longer is still retried within the hour
 
 
@@ -77,6 +79,7 @@ class Dispatcher:
         self._delivered: list[str] = []  # outcomes the next step writes
         self._retries: list[Retry] = []
         self._gauge_at = float("-inf")
+        self._expired_at = float("-inf")
         # Receiver health, from consecutive retryable failures of any notification.
         self._streak = 0
         self._paused_until = float("-inf")  # monotonic: no sends before
@@ -93,7 +96,7 @@ class Dispatcher:
             except Exception:  # the loop must outlive any one failure (DB busy, a bug in a send)
                 log.exception("receiver %s: dispatch step failed; retrying in 1 s", self.name)
                 wait_s = 1.0
-            if wait_s > 0 and not self._delivered and not self._retries:
+            if wait_s > 0 and len(self._delivered) + len(self._retries) < OUTCOME_BATCH:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), timeout=wait_s)
         if self._inflight:
@@ -130,7 +133,8 @@ class Dispatcher:
             task = asyncio.create_task(self._deliver(note), name=f"deliver-{note.key}")
             self._inflight.add(task)
             task.add_done_callback(self._done)
-        if self._streak >= DOWN_AFTER_FAILURES:
+        if self._streak >= DOWN_AFTER_FAILURES and mono - self._expired_at >= EXPIRE_EVERY_S:
+            self._expired_at = mono
             await self._expire(now_s)
         if mono - self._gauge_at >= GAUGE_EVERY_S:
             self._gauge_at = mono
@@ -180,7 +184,12 @@ class Dispatcher:
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
-        self.wake.set()
+        # Step again once half the claimed sends are done (the other half keeps the wire
+        # busy meanwhile), not after every send: each step is a hop to the outbox thread.
+        if len(self._inflight) <= self.config.concurrency * (PREFETCH - 1) or (
+            len(self._delivered) + len(self._retries) >= OUTCOME_BATCH
+        ):
+            self.wake.set()
         if not task.cancelled() and (exc := task.exception()) is not None:
             log.error("receiver %s: delivery task failed: %r", self.name, exc)
 

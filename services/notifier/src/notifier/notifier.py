@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from contracts.events import AlertRaised
 from pydantic import ValidationError
@@ -95,27 +95,51 @@ class Notifier:
         self._dlq_topic = dlq_topic
         self._poll_max_records = poll_max_records
         self.last_loop_mono = clock.monotonic()
+        self._to_commit: dict[TopicPartition, int] = {}
+        self._commit_due = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
         pruned_at = float("-inf")
-        while not stop.is_set():
-            self.last_loop_mono = self._clock.monotonic()
-            if self.last_loop_mono - pruned_at >= PRUNE_EVERY_S:
-                pruned_at = self.last_loop_mono
-                await self._db.call(self._outbox.prune, now_s=self._clock.now().timestamp())
-            batches = await self._consumer.getmany(
-                timeout_ms=500, max_records=self._poll_max_records
-            )
-            records = [r for rs in batches.values() for r in rs]
-            if not records:
-                continue
-            await self.handle_batch(records)
-            offsets = {tp: rs[-1].offset + 1 for tp, rs in batches.items() if rs}
-            try:
-                await self._consumer.commit(offsets)
-            except (CommitFailedError, KafkaError) as exc:
-                # Rebalanced away: the next owner replays the batch, `seen` drops repeats.
-                log.warning("commit failed (%s); the batch will be replayed", exc)
+        committer = asyncio.create_task(self._commit_loop(stop), name="commit")
+        try:
+            while not stop.is_set():
+                self.last_loop_mono = self._clock.monotonic()
+                if self.last_loop_mono - pruned_at >= PRUNE_EVERY_S:
+                    pruned_at = self.last_loop_mono
+                    await self._db.call(self._outbox.prune, now_s=self._clock.now().timestamp())
+                batches = await self._consumer.getmany(
+                    timeout_ms=500, max_records=self._poll_max_records
+                )
+                records = [r for rs in batches.values() for r in rs]
+                if not records:
+                    continue
+                await self.handle_batch(records)
+                # The batch is in the outbox: its offsets may be committed. The commit itself
+                # runs beside the loop, so the next poll does not wait for Kafka's answer.
+                for tp, rs in batches.items():
+                    if rs:
+                        self._to_commit[tp] = rs[-1].offset + 1
+                self._commit_due.set()
+        finally:
+            stop.set()
+            self._commit_due.set()
+            await committer
+
+    async def _commit_loop(self, stop: asyncio.Event) -> None:
+        """Commit the newest safe offsets whenever there are new ones (cumulative, so one
+        commit covers every batch queued before it); a last commit on the way out."""
+        while True:
+            await self._commit_due.wait()
+            self._commit_due.clear()
+            offsets, self._to_commit = self._to_commit, {}
+            if offsets:
+                try:
+                    await self._consumer.commit(offsets)
+                except (CommitFailedError, KafkaError) as exc:
+                    # Rebalanced away: the next owner replays those alerts, `seen` drops them.
+                    log.warning("commit failed (%s); those alerts will be replayed", exc)
+            if stop.is_set() and not self._to_commit:
+                return
 
     async def handle_batch(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         now = self._clock.now()

@@ -50,6 +50,7 @@ class WebhookSink:
     received: list[Received] = field(default_factory=list)  # answered 200 only
     attempts: int = 0
     attempt_ids: list[str] = field(default_factory=list)  # webhook-id of every request
+    attempt_times: list[float] = field(default_factory=list)  # time.time() of every request
     _server: asyncio.Server | None = None
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -96,6 +97,7 @@ class WebhookSink:
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
                 self.attempts += 1
                 self.attempt_ids.append(headers.get("webhook-id", ""))
+                self.attempt_times.append(time.time())
                 mode = self.mode
                 if mode is Mode.CLOSE:
                     return
