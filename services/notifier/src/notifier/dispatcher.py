@@ -31,7 +31,6 @@ T = TypeVar("T")
 MAX_IDLE_WAIT_S = 1.0
 DOWN_AFTER_FAILURES = 3  # retryable failures in a row, any notifications
 PREFETCH = 2
-OUTCOME_BATCH = 64  # outcomes written at once at most this late (or after MAX_IDLE_WAIT_S)
 GAUGE_EVERY_S = 5.0  # the outbox gauge counts rows: not on every step
 EXPIRE_EVERY_S = 5.0  # a down receiver's queue is scanned for max_age this often
 MAX_RETRY_AFTER_S = 3600.0  # a receiver asking for longer is still retried within the hour
@@ -96,7 +95,7 @@ class Dispatcher:
             except Exception:  # the loop must outlive any one failure (DB busy, a bug in a send)
                 log.exception("receiver %s: dispatch step failed; retrying in 1 s", self.name)
                 wait_s = 1.0
-            if wait_s > 0 and len(self._delivered) + len(self._retries) < OUTCOME_BATCH:
+            if wait_s > 0 and not self._delivered and not self._retries:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), timeout=wait_s)
         if self._inflight:
@@ -184,12 +183,7 @@ class Dispatcher:
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
-        # Step again once half the claimed sends are done (the other half keeps the wire
-        # busy meanwhile), not after every send: each step is a hop to the outbox thread.
-        if len(self._inflight) <= self.config.concurrency * (PREFETCH - 1) or (
-            len(self._delivered) + len(self._retries) >= OUTCOME_BATCH
-        ):
-            self.wake.set()
+        self.wake.set()
         if not task.cancelled() and (exc := task.exception()) is not None:
             log.error("receiver %s: delivery task failed: %r", self.name, exc)
 
