@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 from query.app import create_app
-from servicekit.auth import ApiKeyVerifier
 from query.engine import QueryEngine
+from servicekit.auth import ApiKeyVerifier
 
 KEY = "test-key-0123456789abcdef"
 

@@ -77,6 +77,7 @@ def test_http_services_keep_idle_connections_longer_than_nginx_does() -> None:
     from pathlib import Path
 
     from ingest.settings import IngestSettings
+    from notifier.settings import NotifierSettings
     from query.settings import QuerySettings
 
     root = Path(__file__).resolve().parents[3]
@@ -85,6 +86,7 @@ def test_http_services_keep_idle_connections_longer_than_nginx_does() -> None:
         text = (root / conf).read_text()
         for block in re.findall(r"upstream \w+ \{(.*?)\}", text, re.DOTALL):
             upstream_timeouts += [int(s) for s in re.findall(r"keepalive_timeout (\d+)s;", block)]
-    assert len(upstream_timeouts) == 4
-    for settings in (IngestSettings(), QuerySettings()):
+    assert len(upstream_timeouts) == 6  # ingest, query, notifier in each file
+    notifier = NotifierSettings(urls=["json://127.0.0.1:9/x"])
+    for settings in (IngestSettings(), QuerySettings(), notifier):
         assert settings.http_keepalive_s > max(upstream_timeouts)
