@@ -45,10 +45,11 @@ def notifier_webhook_secret(root: Path) -> str:
     path = root / ".stack" / "notifier" / "webhook-secret"
     if path.is_file():
         return path.read_text(encoding="utf-8").strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
-    path.write_text(secret + "\n", encoding="utf-8")
-    path.chmod(0o600)
+    if path.parents[1].is_dir():  # only inside a checkout whose stack exists
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(secret + "\n", encoding="utf-8")
+        path.chmod(0o600)
     return secret
 
 

@@ -54,6 +54,10 @@ def test_receivers_listen_and_the_stages_count_this_runs_notifications(
     monkeypatch.setattr(processes, "DEMO_WEBHOOK_PORT", 61391)
     monkeypatch.setattr(processes, "DEMO_SMTP_PORT", 61392)
     sc = demo.demo_scenario("abcd1234", scale=0.2, start=datetime(2026, 12, 7, tzinfo=UTC))
+    assert not (tmp_path / ".stack").exists()
+    processes.notifier_webhook_secret(tmp_path)
+    assert not (tmp_path / ".stack").exists()  # no stack here: nothing written
+    (tmp_path / ".stack").mkdir()
     secret = processes.notifier_webhook_secret(tmp_path)
     assert secret == processes.notifier_webhook_secret(tmp_path)  # made once, then reused
     with demo_receivers.local_receivers(tmp_path) as receivers:
