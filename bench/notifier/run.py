@@ -22,6 +22,7 @@ import asyncio
 import base64
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -212,6 +213,7 @@ async def latency(bootstrap: str, *, rate: float, seconds: float, group_wait_s: 
         await asyncio.to_thread(stop, proc)
         await sink.stop()
         await delete_topics(bootstrap, topic, dlq)
+        shutil.rmtree(state, ignore_errors=True)
     return {
         "p50_s": percentile(lat, 0.5),
         "p99_s": percentile(lat, 0.99),
@@ -309,6 +311,7 @@ async def throughput(bootstrap: str, *, backlog: int) -> dict:
         notifier_cpu_ms = (cpu_s(proc.pid) - cpu_before) / backlog * 1000
         notifier_steady = steady_rate(sink)
         await asyncio.to_thread(stop, proc)
+        shutil.rmtree(state, ignore_errors=True)
     finally:
         await sink.stop()
         await delete_topics(bootstrap, topic, dlq)
