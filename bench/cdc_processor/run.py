@@ -38,6 +38,7 @@ from contracts import topics
 from contracts.debezium import decode_change_event
 from contracts.events import QuotePolled
 from pulse_cli.stackenv import read_env_file
+from servicekit.kafka_auth import env_security_options
 from servicekit.partitioner import Murmur2Partitioner
 from servicekit.settings import KafkaSettings
 
@@ -139,7 +140,7 @@ def quotes(n: int) -> list[tuple[bytes, bytes]]:
 
 
 async def create_topics(bootstrap: str, names: list[str]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **env_security_options())
     await admin.start()
     try:
         await admin.create_topics([NewTopic(n, topics.PARTITIONS, 1) for n in names])
@@ -149,7 +150,10 @@ async def create_topics(bootstrap: str, names: list[str]) -> None:
 
 async def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, linger_ms=50, max_batch_size=256 * 1024
+        bootstrap_servers=bootstrap,
+        **env_security_options(),
+        linger_ms=50,
+        max_batch_size=256 * 1024,
     )
     await producer.start()
     try:
@@ -166,12 +170,14 @@ async def bare_loop(bootstrap: str, topic: str, out_topic: str, n: int, decode: 
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
+        **env_security_options(),
         group_id=f"bench-bare-{uuid.uuid4().hex}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
+        **env_security_options(),
         linger_ms=5,
         acks="all",
         partitioner=Murmur2Partitioner(),  # the agent's (cdc_processor.app)

@@ -32,6 +32,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from contracts import datasets, topics
+from servicekit.kafka_auth import env_security_options
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "cli" / "src"))
@@ -52,7 +53,9 @@ FIRST_TOPICS = {"ARCHIVER_GROUP_ID": [d.topic for d in datasets.ALL]}
 
 async def fast_forward(bootstrap: str, group: str, first: list[topics.TopicSpec]) -> int:
     """Commit the group's offsets at the end of each partition it reads; returns what it skips."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, **env_security_options(), request_timeout_ms=10_000
+    )
     await admin.start()
     try:
         committed = await admin.list_consumer_group_offsets(group)
@@ -64,7 +67,10 @@ async def fast_forward(bootstrap: str, group: str, first: list[topics.TopicSpec]
     if not tps:
         return 0
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+        bootstrap_servers=bootstrap,
+        **env_security_options(),
+        group_id=group,
+        enable_auto_commit=False,
     )
     await consumer.start()
     try:
@@ -85,7 +91,9 @@ async def drop_state(bootstrap: str, app_id: str, *, timeout_s: float = 60.0) ->
     topic) so it starts with empty tables. Its review-dedup claims otherwise pile up over bench
     runs (578,000 after one day's runs), and their recovery, read-back and garbage collection
     make later runs slower than earlier ones for reasons that are not the code under test."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, **env_security_options(), request_timeout_ms=10_000
+    )
     await admin.start()
     try:
         names = [t for t in await admin.list_topics() if t.startswith(f"{app_id}-")]

@@ -81,9 +81,13 @@ def _watch(bootstrap: str, pipe: multiprocessing.connection.Connection) -> None:
 
 async def _watch_async(bootstrap: str, pipe: multiprocessing.connection.Connection) -> None:
     from aiokafka import AIOKafkaConsumer, TopicPartition
+    from servicekit.kafka_auth import env_security_options
 
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50
+        bootstrap_servers=bootstrap,
+        **env_security_options(),
+        enable_auto_commit=False,
+        fetch_max_wait_ms=50,
     )
     await consumer.start()
     tps = [

@@ -78,14 +78,19 @@ def candle_json(i: int, partition: int) -> bytes:
 async def prepare(topic: str, n: int) -> None:
     from aiokafka import AIOKafkaProducer
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from servicekit.kafka_auth import env_security_options
 
     bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **env_security_options())
     await admin.start()
     await admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)])
     await admin.close()
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=512 * 1024, acks=1
+        bootstrap_servers=bootstrap,
+        **env_security_options(),
+        linger_ms=20,
+        max_batch_size=512 * 1024,
+        acks=1,
     )
     await producer.start()
     try:

@@ -13,8 +13,12 @@ virtualenv exists.  Usage::
     python3 deploy/local/stack.py env                 print the .stack/env lines
 
 Parts: postgres, kafka, connect, s3proxy, nginx.  Settings (all optional) come from the
-environment: PULSE_STACK_DIR, PULSE_STACK_CACHE_DIR and the PULSE_*_PORT variables listed in
-``PORT_VARS``.  See deploy/local/README.md.
+environment: PULSE_STACK_DIR, PULSE_STACK_CACHE_DIR, the PULSE_*_PORT variables listed in
+``PORT_VARS``, and PULSE_CONNECT_KAFKA_SECURITY (PLAINTEXT, the default, or SASL_SSL: the
+Connect worker and its Debezium connector use the broker's TLS + SCRAM listener).  The broker
+always has that listener beside the plaintext one: its CA and certificate are made at the first
+``up`` under .stack/secrets/kafka-tls/, its SCRAM user is created then.  See
+deploy/local/README.md.
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ PORT_VARS = {
     "pg": ("PULSE_PG_PORT", 55432),
     "kafka": ("PULSE_KAFKA_PORT", 59092),
     "kafka_controller": ("PULSE_KAFKA_CONTROLLER_PORT", 59093),
+    "kafka_tls": ("PULSE_KAFKA_TLS_PORT", 59094),  # SASL_SSL (TLS + SCRAM-SHA-512)
     "connect": ("PULSE_CONNECT_PORT", 58083),
     "s3": ("PULSE_S3_PORT", 58080),
     "nginx": ("PULSE_NGINX_PORT", 58000),
@@ -77,6 +82,9 @@ DB_USER = "pulse"
 S3_BUCKET = "pulse"
 AWS_REGION = "us-east-1"
 SLOT_NAME = "pulse_slot"
+SCRAM_USER = "pulse"
+SCRAM_MECHANISM = "SCRAM-SHA-512"
+CONNECT_SECURITY_VAR = "PULSE_CONNECT_KAFKA_SECURITY"
 
 # Health waits, in seconds.  Generous: two JVMs starting at once on 2 cores are slow.
 WAIT_S = {
@@ -117,6 +125,7 @@ class Stack:
     cache_dir: Path
     ports: dict[str, int]
     pg_bin: Path
+    connect_security: str = "PLAINTEXT"
 
     @classmethod
     def from_env(cls) -> Stack:
@@ -132,7 +141,16 @@ class Stack:
             if not 0 < ports[name] < 65536:
                 raise StackError(f"{var}={raw!r} is not a port number")
         pg_bin = Path(os.environ.get("PULSE_PG_BIN", PG_BIN_DEFAULT))
-        return cls(dir=stack_dir, cache_dir=cache_dir, ports=ports, pg_bin=pg_bin)
+        connect_security = os.environ.get(CONNECT_SECURITY_VAR, "") or "PLAINTEXT"
+        if connect_security not in ("PLAINTEXT", "SASL_SSL"):
+            raise StackError(f"{CONNECT_SECURITY_VAR}={connect_security!r}: PLAINTEXT or SASL_SSL")
+        return cls(
+            dir=stack_dir,
+            cache_dir=cache_dir,
+            ports=ports,
+            pg_bin=pg_bin,
+            connect_security=connect_security,
+        )
 
     # layout ---------------------------------------------------------------------------------
     @property
@@ -146,6 +164,10 @@ class Stack:
     @property
     def secrets_dir(self) -> Path:
         return self.dir / "secrets"
+
+    @property
+    def kafka_tls_dir(self) -> Path:
+        return self.secrets_dir / "kafka-tls"
 
     @property
     def env_file(self) -> Path:
@@ -181,7 +203,8 @@ class Stack:
         p = self.ports
         return {
             "postgres": f"{HOST}:{p['pg']}",
-            "kafka": f"{HOST}:{p['kafka']} (controller :{p['kafka_controller']})",
+            "kafka": f"{HOST}:{p['kafka']} (TLS+SCRAM :{p['kafka_tls']}, "
+            f"controller :{p['kafka_controller']})",
             "connect": f"http://{HOST}:{p['connect']}",
             "s3proxy": f"http://{HOST}:{p['s3']}",
             "nginx": f"http://{HOST}:{p['nginx']} -> ingest :{p['ingest']}, query :{p['query']}",
@@ -194,6 +217,7 @@ class Stack:
             "kafka": [
                 ("PULSE_KAFKA_PORT", p["kafka"]),
                 ("PULSE_KAFKA_CONTROLLER_PORT", p["kafka_controller"]),
+                ("PULSE_KAFKA_TLS_PORT", p["kafka_tls"]),
             ],
             "connect": [("PULSE_CONNECT_PORT", p["connect"])],
             "s3proxy": [("PULSE_S3_PORT", p["s3"])],
@@ -208,6 +232,8 @@ class Stack:
             "PG_SOCKET_DIR": str(self.pg_socket_dir),
             "KAFKA_PORT": str(p["kafka"]),
             "KAFKA_CONTROLLER_PORT": str(p["kafka_controller"]),
+            "KAFKA_TLS_PORT": str(p["kafka_tls"]),
+            "KAFKA_TLS_KEYSTORE": str(self.kafka_tls_dir / "broker.p12"),
             "KAFKA_DATA_DIR": str(self.dir / "kafka" / "data"),
             "CONNECT_PORT": str(p["connect"]),
             "CONNECT_PLUGIN_DIR": str(self.plugins),
@@ -299,6 +325,8 @@ class Secrets:
     s3_secret_key: str
     api_key: str
     kafka_cluster_id: str
+    kafka_scram_password: str
+    kafka_keystore_password: str
 
     @classmethod
     def load(cls, stack: Stack) -> Secrets:
@@ -311,6 +339,12 @@ class Secrets:
             s3_secret_key=secret(stack, "s3_secret_key", lambda: secrets.token_urlsafe(30)),
             api_key=secret(stack, "api_key", lambda: "pulse-local-" + secrets.token_hex(16)),
             kafka_cluster_id=secret(stack, "kafka_cluster_id", kraft_cluster_id),
+            kafka_scram_password=secret(
+                stack, "kafka_scram_password", lambda: secrets.token_urlsafe(24)
+            ),
+            kafka_keystore_password=secret(
+                stack, "kafka_keystore_password", lambda: secrets.token_hex(16)
+            ),
         )
 
 
@@ -329,6 +363,12 @@ def env_lines(stack: Stack, sec: Secrets) -> str:
         "PULSE_API_URL": f"http://{HOST}:{p['nginx']}",
         "PULSE_API_KEY": sec.api_key,
         "PULSE_STACK_DIR": str(stack.dir),
+        # The broker's TLS + SCRAM listener. Not under the KAFKA_* names the clients read (that
+        # would switch every process to it): a test or a person opts in by copying them there.
+        "PULSE_KAFKA_TLS_BOOTSTRAP_SERVERS": f"{HOST}:{p['kafka_tls']}",
+        "PULSE_KAFKA_TLS_CAFILE": str(stack.kafka_tls_dir / "ca.pem"),
+        "PULSE_KAFKA_SCRAM_USERNAME": SCRAM_USER,
+        "PULSE_KAFKA_SCRAM_PASSWORD": sec.kafka_scram_password,
     }
     head = "# Written by deploy/local/stack.py: local stack endpoints and generated credentials.\n"
     return head + "".join(f"{k}={v}\n" for k, v in values.items())
@@ -955,10 +995,95 @@ def jvm_argv(stack: Stack, part: str, main: list[str]) -> list[str]:
     ]
 
 
+def openssl(*args: str) -> None:
+    r = subprocess.run(["openssl", *args], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise StackError(f"openssl {args[0]} failed:\n{r.stderr}")
+
+
+def ensure_kafka_tls(stack: Stack, sec: Secrets) -> None:
+    """A local CA and the broker's certificate (for 127.0.0.1 and localhost), made once: the
+    CA (ca.pem) is what clients trust (KAFKA_SSL_CAFILE); the broker reads broker.p12."""
+    tls = stack.kafka_tls_dir
+    if (tls / "broker.p12").exists():
+        return
+    if shutil.which("openssl") is None:
+        raise StackError("openssl not found: it makes the Kafka TLS listener's certificates")
+    tls.mkdir(parents=True, exist_ok=True)
+    tls.chmod(0o700)
+    say("kafka: making a local CA and the broker's TLS certificate")
+    ca_key, ca_pem = tls / "ca.key", tls / "ca.pem"
+    key, csr, pem = tls / "broker.key", tls / "broker.csr", tls / "broker.pem"
+    openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", str(ca_key))
+    openssl(
+        "req", "-x509", "-new", "-key", str(ca_key), "-sha256", "-days", "3650",
+        "-subj", "/CN=Pulse local Kafka CA", "-out", str(ca_pem),
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+    )  # fmt: skip
+    openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", str(key))
+    openssl("req", "-new", "-key", str(key), "-subj", f"/CN={HOST}", "-out", str(csr))
+    ext = tls / "broker.ext"
+    ext.write_text(
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+        "extendedKeyUsage=serverAuth,clientAuth\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\n"
+    )
+    openssl(
+        "x509", "-req", "-in", str(csr), "-CA", str(ca_pem), "-CAkey", str(ca_key),
+        "-CAcreateserial", "-days", "825", "-sha256", "-extfile", str(ext), "-out", str(pem),
+    )  # fmt: skip
+    # PKCS#12 rather than a PEM keystore: Kafka wants a PEM key encrypted, in a form the JDK
+    # may not read; a .p12 from openssl 3 it reads.
+    tmp = tls / "broker.p12.tmp"
+    openssl(
+        "pkcs12", "-export", "-in", str(pem), "-inkey", str(key), "-certfile", str(ca_pem),
+        "-name", "broker", "-passout", f"pass:{sec.kafka_keystore_password}", "-out", str(tmp),
+    )  # fmt: skip
+    for path in tls.iterdir():
+        path.chmod(0o600)
+    ca_pem.chmod(0o644)  # the CA certificate is public: clients of any user read it
+    tmp.replace(tls / "broker.p12")
+
+
+def ensure_scram_user(stack: Stack, sec: Secrets) -> None:
+    """Create (or update) the SCRAM-SHA-512 user of the TLS listener through the running
+    broker, once per password: a marker in the data dir holds the password's hash, so a
+    wiped cluster gets its user again and an unchanged one costs no JVM start."""
+    marker = stack.dir / "kafka" / "data" / "pulse-scram-user"
+    digest = hashlib.sha256(f"{SCRAM_USER}:{sec.kafka_scram_password}".encode()).hexdigest()
+    if marker.exists() and marker.read_text().strip() == digest:
+        return
+    argv = jvm_argv(
+        stack,
+        "kafka",
+        [
+            "kafka.admin.ConfigCommand",
+            "--bootstrap-server",
+            f"{HOST}:{stack.ports['kafka']}",
+            "--alter",
+            "--add-config",
+            f"{SCRAM_MECHANISM}=[iterations=8192,password={sec.kafka_scram_password}]",
+            "--entity-type",
+            "users",
+            "--entity-name",
+            SCRAM_USER,
+        ],
+    )
+    r = subprocess.run(argv, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise StackError(f"kafka: creating SCRAM user {SCRAM_USER} failed:\n{r.stdout}{r.stderr}")
+    write_if_changed(marker, digest + "\n", mode=0o600)
+    say(f"kafka: SCRAM user {SCRAM_USER} ({SCRAM_MECHANISM}) set for :{stack.ports['kafka_tls']}")
+
+
 def start_kafka(stack: Stack, sec: Secrets) -> int:
     values = stack.template_vars()
+    values["KAFKA_TLS_KEYSTORE_PASSWORD"] = sec.kafka_keystore_password
+    ensure_kafka_tls(stack, sec)
     kdir = stack.dir / "kafka"
     render(DEPLOY_LOCAL / "kafka" / "server.properties", kdir / "server.properties", values)
+    (kdir / "server.properties").chmod(0o600)  # holds the keystore password
     shutil.copyfile(DEPLOY_LOCAL / "kafka" / "log4j2.properties", kdir / "log4j2.properties")
     if not (kdir / "data" / "meta.properties").exists():
         say("kafka: formatting KRaft storage (first run)")
@@ -1023,14 +1148,43 @@ def probe_kafka(stack: Stack) -> str | None:
         return None if brokers > 0 else "broker not registered yet"
 
 
+def connect_kafka_client(stack: Stack, sec: Secrets) -> dict[str, str]:
+    """The Connect worker's bootstrap servers and Kafka security lines: the worker itself,
+    and (prefixed) the producers, consumers and admin clients it makes for connectors, so the
+    Debezium connector writes over the same listener."""
+    if stack.connect_security == "PLAINTEXT":
+        return {
+            "CONNECT_BOOTSTRAP_SERVERS": f"{HOST}:{stack.ports['kafka']}",
+            "CONNECT_KAFKA_SECURITY": "security.protocol=PLAINTEXT",
+        }
+    client = {
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": SCRAM_MECHANISM,
+        "sasl.jaas.config": "org.apache.kafka.common.security.scram.ScramLoginModule required "
+        f'username="{SCRAM_USER}" password="{sec.kafka_scram_password}";',
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": str(stack.kafka_tls_dir / "ca.pem"),
+    }
+    lines = [
+        f"{prefix}{key}={value}"
+        for prefix in ("", "producer.", "consumer.", "admin.")
+        for key, value in client.items()
+    ]
+    return {
+        "CONNECT_BOOTSTRAP_SERVERS": f"{HOST}:{stack.ports['kafka_tls']}",
+        "CONNECT_KAFKA_SECURITY": "\n".join(lines),
+    }
+
+
 def start_connect(stack: Stack, sec: Secrets) -> int:
-    values = stack.template_vars()
+    values = stack.template_vars() | connect_kafka_client(stack, sec)
     cdir = stack.dir / "connect"
     render(
         DEPLOY_LOCAL / "kafka" / "connect-distributed.properties",
         cdir / "connect-distributed.properties",
         values,
     )
+    (cdir / "connect-distributed.properties").chmod(0o600)  # may hold the SCRAM password
     (stack.dir / "kafka").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(
         DEPLOY_LOCAL / "kafka" / "log4j2.properties", stack.dir / "kafka" / "log4j2.properties"
@@ -1398,6 +1552,7 @@ def cmd_up(stack: Stack, names: list[str]) -> None:
         bootstrap_postgres(stack, sec)
     if "kafka" in parts:
         healthy("kafka", lambda: probe_kafka(stack))
+        ensure_scram_user(stack, sec)
     if "connect" in parts:
         launch("connect")
     if "s3proxy" in parts:

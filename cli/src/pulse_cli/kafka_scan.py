@@ -2,7 +2,8 @@
 
 Scans assign partitions directly (no consumer group, nothing committed) and read from the
 beginning, or from the first record written at or after a given time, up to the end offsets
-seen when the scan starts, with a deadline.
+seen when the scan starts, with a deadline. The clients come from servicekit, so the `KAFKA_*`
+security settings apply here as in every service.
 """
 
 from __future__ import annotations
@@ -11,15 +12,21 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import TopicPartition
 from contracts import topics
+from servicekit.kafka import make_admin, make_consumer
+from servicekit.settings import KafkaSettings
+
+
+def _kafka(bootstrap: str) -> KafkaSettings:
+    return KafkaSettings(kafka_bootstrap_servers=bootstrap)
 
 
 async def group_lag(bootstrap: str, group: str, *, timeout_s: float = 5.0) -> int | None:
     """Sum over partitions of end offset minus committed offset; None if unknown."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+    kafka = _kafka(bootstrap)
+    admin = make_admin(kafka, client_id="cli-lag", request_timeout_ms=3000)
+    consumer = make_consumer(kafka, group_id=None, client_id="cli-lag", request_timeout_ms=3000)
     try:
         await asyncio.wait_for(admin.start(), timeout_s)
         await asyncio.wait_for(consumer.start(), timeout_s)
@@ -60,12 +67,8 @@ async def scan(
     first record timestamped at or after `since_ms` (epoch ms) when given, so a run's check
     does not read a topic's whole history. `partitions`: for a topic outside the contract.
     Raises ScanIncompleteError at the deadline."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",
-        max_poll_records=5000,
+    consumer = make_consumer(
+        _kafka(bootstrap), group_id=None, client_id="cli-scan", max_poll_records=5000
     )
     found: set[str] = set()
     await consumer.start()

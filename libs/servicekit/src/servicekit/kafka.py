@@ -1,7 +1,9 @@
 """aiokafka producer and consumer factories, orjson serde for contract events, DLQ records.
 
 Producers are idempotent (`enable_idempotence=True`, acks=all). Consumers never auto-commit:
-each service commits when its output is safe (Pulse is at-least-once everywhere).
+each service commits when its output is safe (Pulse is at-least-once everywhere). Every client
+made here speaks the security `KafkaSettings` configures (servicekit.kafka_auth), and its
+`start()` turns a refused credential or an untrusted certificate into KafkaAccessError.
 """
 
 from __future__ import annotations
@@ -12,10 +14,13 @@ from typing import Any, Protocol, TypeVar
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaConnectionError
 from contracts import topics
 from contracts.events import DeadLettered
 from pydantic import BaseModel
 
+from servicekit.kafka_auth import check_kafka_access, security_options
 from servicekit.partitioner import Murmur2Partitioner
 from servicekit.settings import KafkaSettings
 
@@ -40,6 +45,38 @@ def encode_key(key: str | None) -> bytes | None:
     return None if key is None else key.encode()
 
 
+class _ExplainsRefusal:
+    """start() that names the setting when Kafka refuses TLS or the credentials: aiokafka says
+    only "Unable to bootstrap", so connect once more to learn why (KafkaAccessError)."""
+
+    pulse_kafka: KafkaSettings
+
+    async def start(self) -> None:
+        try:
+            await super().start()  # type: ignore[misc]  # the aiokafka class after this one
+        except KafkaConnectionError:
+            await check_kafka_access(self.pulse_kafka)
+            raise
+
+
+class Producer(_ExplainsRefusal, AIOKafkaProducer):  # type: ignore[misc]  # aiokafka is untyped
+    def __init__(self, kafka: KafkaSettings, **options: Any) -> None:
+        super().__init__(**options)
+        self.pulse_kafka = kafka
+
+
+class Consumer(_ExplainsRefusal, AIOKafkaConsumer):  # type: ignore[misc]  # aiokafka is untyped
+    def __init__(self, kafka: KafkaSettings, *topic_names: str, **options: Any) -> None:
+        super().__init__(*topic_names, **options)
+        self.pulse_kafka = kafka
+
+
+class AdminClient(_ExplainsRefusal, AIOKafkaAdminClient):  # type: ignore[misc]  # untyped
+    def __init__(self, kafka: KafkaSettings, **options: Any) -> None:
+        super().__init__(**options)
+        self.pulse_kafka = kafka
+
+
 def make_producer(
     kafka: KafkaSettings, *, client_id: str, linger_ms: int = 5, **overrides: Any
 ) -> AIOKafkaProducer:
@@ -51,18 +88,20 @@ def make_producer(
         "linger_ms": linger_ms,
         "compression_type": None,
         "partitioner": Murmur2Partitioner(),
+        **security_options(kafka),
     }
     options.update(overrides)
-    return AIOKafkaProducer(**options)
+    return Producer(kafka, **options)
 
 
 def make_consumer(
     kafka: KafkaSettings,
     *topic_names: str,
-    group_id: str,
+    group_id: str | None,
     client_id: str,
     **overrides: Any,
 ) -> AIOKafkaConsumer:
+    """`group_id=None`: no consumer group (partitions assigned by hand, nothing committed)."""
     options: dict[str, Any] = {
         "bootstrap_servers": kafka.kafka_bootstrap_servers,
         "client_id": f"{kafka.kafka_client_id_prefix}-{client_id}",
@@ -70,9 +109,20 @@ def make_consumer(
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
         "isolation_level": "read_committed",
+        **security_options(kafka),
     }
     options.update(overrides)
-    return AIOKafkaConsumer(*topic_names, **options)
+    return Consumer(kafka, *topic_names, **options)
+
+
+def make_admin(kafka: KafkaSettings, *, client_id: str, **overrides: Any) -> AIOKafkaAdminClient:
+    options: dict[str, Any] = {
+        "bootstrap_servers": kafka.kafka_bootstrap_servers,
+        "client_id": f"{kafka.kafka_client_id_prefix}-{client_id}",
+        **security_options(kafka),
+    }
+    options.update(overrides)
+    return AdminClient(kafka, **options)
 
 
 class SourceRecord(Protocol):

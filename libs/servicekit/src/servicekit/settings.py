@@ -7,19 +7,71 @@ the environment variable, never a stack trace.
 from __future__ import annotations
 
 import sys
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
-from pydantic import Field, ValidationError
+from pydantic import AliasChoices, Field, FilePath, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class KafkaSettings(BaseSettings):
-    """Where Kafka is; read without a prefix so every service shares `.stack/env`."""
+    """Where Kafka is and how to authenticate to it; read without a prefix so every service,
+    the CLI and the benchmarks share `.stack/env` and one set of `KAFKA_*` variables.
 
-    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+    PLAINTEXT (the local stack's default listener), SSL (TLS with a CA bundle and an optional
+    client certificate), or SASL_SSL with SCRAM-SHA-512 (user + password) or OAUTHBEARER (AWS
+    MSK IAM: a token signed with the default AWS credential chain, IRSA on EKS). The client
+    options are built from these in `servicekit.kafka_auth`, nowhere else.
+    """
+
+    # populate_by_name: tests pass kafka_msk_iam_region=..., the environment its alias
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
     kafka_bootstrap_servers: str = Field(default="127.0.0.1:59092", min_length=1)
     kafka_client_id_prefix: str = "pulse"
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "OAUTHBEARER"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    # None: the system trust store (MSK's certificates are publicly trusted)
+    kafka_ssl_cafile: FilePath | None = None
+    kafka_ssl_certfile: FilePath | None = None  # client certificate (mutual TLS), PEM
+    kafka_ssl_keyfile: FilePath | None = None  # its unencrypted PEM key
+    # AWS region the MSK IAM token is signed for; AWS_REGION when unset
+    kafka_msk_iam_region: str | None = Field(
+        default=None, validation_alias=AliasChoices("KAFKA_MSK_IAM_REGION", "AWS_REGION")
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> KafkaSettings:
+        protocol, mechanism = self.kafka_security_protocol, self.kafka_sasl_mechanism
+        if protocol == "SASL_SSL" and mechanism is None:
+            raise ValueError(
+                "KAFKA_SASL_MECHANISM is required when KAFKA_SECURITY_PROTOCOL=SASL_SSL"
+            )
+        if protocol != "SASL_SSL" and mechanism is not None:
+            raise ValueError(
+                f"KAFKA_SASL_MECHANISM={mechanism} needs KAFKA_SECURITY_PROTOCOL=SASL_SSL "
+                f"(it is {protocol})"
+            )
+        if mechanism == "SCRAM-SHA-512" and not (
+            self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise ValueError(
+                "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD are required when "
+                "KAFKA_SASL_MECHANISM=SCRAM-SHA-512"
+            )
+        if mechanism == "OAUTHBEARER" and not self.kafka_msk_iam_region:
+            raise ValueError(
+                "KAFKA_MSK_IAM_REGION (or AWS_REGION) is required when "
+                "KAFKA_SASL_MECHANISM=OAUTHBEARER"
+            )
+        if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
+            raise ValueError("KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE go together")
+        if protocol == "PLAINTEXT" and (self.kafka_ssl_cafile or self.kafka_ssl_certfile):
+            raise ValueError(
+                "KAFKA_SSL_* is set but KAFKA_SECURITY_PROTOCOL=PLAINTEXT would ignore it"
+            )
+        return self
 
 
 class ServiceSettings(BaseSettings):
@@ -50,9 +102,12 @@ def describe_errors(cls: type[BaseSettings], exc: ValidationError) -> str:
     prefix = str(cls.model_config.get("env_prefix", "") or "")
     lines = [f"invalid settings for {cls.__name__}:"]
     for error in exc.errors():
-        field = ".".join(str(part) for part in error.get("loc", ())) or "?"
-        variable = f"{prefix}{field}".upper()
-        lines.append(f"  {variable}: {error.get('msg', 'invalid')}")
+        field = ".".join(str(part) for part in error.get("loc", ()))
+        message = error.get("msg", "invalid")
+        if not field:  # a check across fields: its message names the variables itself
+            lines.append(f"  {message.removeprefix('Value error, ')}")
+            continue
+        lines.append(f"  {prefix}{field}".upper() + f": {message}")
     return "\n".join(lines)
 
 

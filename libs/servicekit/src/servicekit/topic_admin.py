@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import logging
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from contracts.topics import TopicSpec
+from servicekit.kafka import make_admin
+from servicekit.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
 
 async def ensure_topics(
-    bootstrap_servers: str, specs: tuple[TopicSpec, ...], *, replication_factor: int = 1
+    kafka: KafkaSettings, specs: tuple[TopicSpec, ...], *, replication_factor: int = 1
 ) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    """Raises servicekit's KafkaAccessError when Kafka refuses TLS or the credentials."""
+    admin = make_admin(kafka, client_id="cdc_processor-topics")
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -9,6 +9,7 @@ import faust
 import mode.loop
 from contracts import topics
 from servicekit.interpreter import tune_gc
+from servicekit.kafka_auth import check_kafka_access
 from servicekit.logging import configure_logging
 from servicekit.settings import KafkaSettings, load_settings
 from servicekit.topic_admin import ensure_topics
@@ -38,9 +39,12 @@ def main() -> None:
     log.info("event loop: %s", use_event_loop(settings.event_loop))
     if settings.uses_dev_pseudonym_key:
         log.warning("CDC_PSEUDONYM_KEY is not set: using the public DEV-ONLY key")
+    # Before Faust starts: a refused credential or certificate stops here with a message that
+    # names the setting, where Faust would only log and retry.
+    asyncio.run(check_kafka_access(kafka))
     asyncio.run(
         ensure_topics(
-            kafka.kafka_bootstrap_servers,
+            kafka,
             topics.ALL,
             replication_factor=settings.topic_replication_factor,
         )

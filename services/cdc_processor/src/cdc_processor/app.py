@@ -13,6 +13,7 @@ from typing import Any
 import faust
 from contracts import topics
 from servicekit.clock import Clock, SystemClock
+from servicekit.kafka_auth import security_options
 from servicekit.partitioner import Murmur2Partitioner
 from servicekit.settings import KafkaSettings
 
@@ -39,6 +40,28 @@ def faust_broker(bootstrap_servers: str) -> str:
         if server:
             urls.append(server if "://" in server else f"kafka://{server}")
     return ";".join(urls)
+
+
+def faust_credentials(kafka: KafkaSettings) -> faust.types.auth.CredentialsT | None:
+    """servicekit's security options in Faust's terms (Faust hands them to aiokafka again:
+    `credentials_to_aiokafka_auth`), so the worker authenticates like every other client."""
+    options = security_options(kafka)
+    context = options.get("ssl_context")
+    mechanism = options.get("sasl_mechanism")
+    if mechanism == "OAUTHBEARER":
+        return faust.OAuthCredentials(
+            oauth_cb=options["sasl_oauth_token_provider"], ssl_context=context
+        )
+    if mechanism is not None:
+        return faust.SASLCredentials(
+            username=options["sasl_plain_username"],
+            password=options["sasl_plain_password"],
+            ssl_context=context,
+            mechanism=mechanism,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
 
 
 @dataclass(slots=True)
@@ -93,6 +116,7 @@ def create_app(
     app = faust.App(
         settings.app_id,
         broker=faust_broker(kafka.kafka_bootstrap_servers),
+        broker_credentials=faust_credentials(kafka),
         store="memory://",  # tables recover from their changelog topics on start
         web_enabled=False,  # servicekit's HealthServer serves /healthz and /metrics
         topic_partitions=topics.PARTITIONS,
