@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from types import ModuleType
 
@@ -22,3 +23,15 @@ def stack_module() -> ModuleType:
 def bench_cpu_module() -> ModuleType:
     """bench/e2e/_cpu.py: CPU per part of the pipeline, from /proc."""
     return load_script(REPO / "bench" / "e2e" / "_cpu.py", "pulse_bench_cpu")
+
+
+@pytest.fixture
+def throwaway_ca(tmp_path: Path) -> Path:
+    """A self-signed CA certificate (PEM) that signed nothing the stack serves."""
+    key, pem = tmp_path / "throwaway-ca.key", tmp_path / "throwaway-ca.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+         "-out", str(pem), "-days", "1", "-subj", "/CN=Throwaway test CA"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return pem

@@ -131,15 +131,24 @@ def make_worker(migrated: dict[str, str]) -> Iterator[Any]:
 class TopicTail:
     """Reads a topic from the end offsets it had when created (other runs' records excluded)."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, *, kafka: Any = None) -> None:
+        """`kafka`: servicekit KafkaSettings to connect with (e.g. over TLS + SCRAM); default
+        plaintext to `bootstrap`."""
         self.bootstrap = bootstrap
         self.topic = topic
+        self.kafka = kafka
         self.start: dict[Any, int] = {}
 
     async def __aenter__(self) -> TopicTail:
         from aiokafka import AIOKafkaConsumer, TopicPartition
+        from servicekit.kafka import make_consumer
 
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        if self.kafka is None:
+            self.consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap, enable_auto_commit=False
+            )
+        else:
+            self.consumer = make_consumer(self.kafka, group_id=None, client_id="it-tail")
         await self.consumer.start()
         partitions = self.consumer.partitions_for_topic(self.topic)
         for _ in range(50):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import ssl
-import subprocess
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -20,14 +19,8 @@ from servicekit.settings import KafkaSettings, SettingsError, load_settings
 
 
 @pytest.fixture
-def ca_file(tmp_path: Path) -> Path:
-    key, pem = tmp_path / "ca.key", tmp_path / "ca.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
-         "-out", str(pem), "-days", "1", "-subj", "/CN=test CA"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return pem
+def ca_file(throwaway_ca: Path) -> Path:
+    return throwaway_ca
 
 
 def scram(ca_file: Path, **overrides: object) -> KafkaSettings:
@@ -62,7 +55,9 @@ def test_scram_settings_read_from_the_environment(
     assert (options["sasl_plain_username"], options["sasl_plain_password"]) == ("pulse", "s3cret")
     context = options["ssl_context"]
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
-    assert [c["subject"] for c in context.get_ca_certs()] == [((("commonName", "test CA"),),)]
+    assert [c["subject"] for c in context.get_ca_certs()] == [
+        ((("commonName", "Throwaway test CA"),),)
+    ]
 
 
 @pytest.mark.parametrize(
