@@ -30,7 +30,16 @@ PULSE_SERVICES = (
     "market-feeds",
     "notifier",
 )
-SECRETS = ("pulse-db", "pulse-api", "pulse-s3", "pulse-cdc", "pulse-market-feeds", "pulse-notifier")
+SECRETS = (
+    "pulse-db",
+    "pulse-api",
+    "pulse-s3",
+    "pulse-cdc",
+    "pulse-market-feeds",
+    "pulse-notifier",
+    "pulse-kafka-scram",
+    "pulse-kafka-tls",
+)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -380,3 +389,56 @@ def test_crawler_cronjob_component_replaces_the_deployment(tools_bin: Path, tmp_
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+KAFKA_CLIENTS = ("cdc-processor", "s3-archiver", "crawler")
+
+
+def test_k3s_kafka_clients_use_scram_over_tls(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    """Every Pulse Kafka client and Connect reach the broker's SASL_SSL listener with the
+    SCRAM password from its Secret and the CA mounted where KAFKA_SSL_CAFILE points."""
+    docs = rendered["k3s"]
+    deployments = objects(docs, "Deployment")
+    for name in KAFKA_CLIENTS:
+        dep = deployments[name]
+        env = effective_env(docs, dep)
+        assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9094", name
+        assert (env["KAFKA_SECURITY_PROTOCOL"], env["KAFKA_SASL_MECHANISM"]) == (
+            "SASL_SSL",
+            "SCRAM-SHA-512",
+        ), name
+        container = pod_spec(dep)["containers"][0]
+        password = [e for e in container["env"] if e["name"] == "KAFKA_SASL_PASSWORD"]
+        assert password[0]["valueFrom"]["secretKeyRef"]["name"] == "pulse-kafka-scram", name
+        mounts = {m["mountPath"] for m in container["volumeMounts"]}
+        assert str(Path(env["KAFKA_SSL_CAFILE"]).parent) in mounts, f"{name}: CA not mounted"
+    connect = {e["name"]: e for e in pod_spec(deployments["connect"])["containers"][0]["env"]}
+    for prefix in ("CONNECT_", "CONNECT_PRODUCER_", "CONNECT_CONSUMER_", "CONNECT_ADMIN_"):
+        assert connect[f"{prefix}SECURITY_PROTOCOL"]["value"] == "SASL_SSL", prefix
+        assert "$(KAFKA_SASL_PASSWORD)" in connect[f"{prefix}SASL_JAAS_CONFIG"]["value"]
+    broker = pod_spec(objects(docs, "StatefulSet")["kafka"])["containers"][0]
+    broker_env = {e["name"]: e.get("value") for e in broker["env"]}
+    assert "SASL_SSL://:9094" in broker_env["KAFKA_LISTENERS"]
+    assert broker_env["KAFKA_SASL_ENABLED_MECHANISMS"] == "SCRAM-SHA-512"
+    assert "kafka-scram-user" in objects(docs, "Job")
+
+
+def test_eks_kafka_clients_use_msk_iam_through_irsa(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    docs = rendered["eks"]
+    accounts = objects(docs, "ServiceAccount")
+    for name in KAFKA_CLIENTS:
+        dep = objects(docs, "Deployment")[name]
+        env = effective_env(docs, dep)
+        assert (env["KAFKA_SECURITY_PROTOCOL"], env["KAFKA_SASL_MECHANISM"]) == (
+            "SASL_SSL",
+            "OAUTHBEARER",
+        ), name
+        assert all(s.endswith(":9098") for s in env["KAFKA_BOOTSTRAP_SERVERS"].split(","))
+        assert env["AWS_REGION"], f"{name}: the MSK IAM token is signed for AWS_REGION"
+        account = accounts[pod_spec(dep)["serviceAccountName"]]
+        role = account["metadata"].get("annotations", {}).get("eks.amazonaws.com/role-arn")
+        assert role and role.startswith("arn:aws:iam::"), f"{name}: no IRSA role"
+        assert pod_spec(dep).get("automountServiceAccountToken") is True, name
+        assert "KAFKA_SASL_PASSWORD" not in env, f"{name}: IAM, not a password"
