@@ -83,12 +83,22 @@ e2e: sync stack-up migrate ## End-to-end pipeline test on the real stack
 k8s-tools: ## Install kustomize and the schema validator used by the deploy checks
 	deploy/k8s/tools.sh >/dev/null
 
+.PHONY: monitoring-tools
+monitoring-tools: ## Install promtool (Debian's prometheus package) for the alert-rule checks
+	@command -v promtool >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then sudo=; \
+	  elif command -v sudo >/dev/null 2>&1; then sudo="sudo -n"; \
+	  else echo "monitoring-tools: promtool is missing and this is not root: sudo apt-get install prometheus" >&2; exit 1; fi; \
+	  $$sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 || \
+	    { $$sudo apt-get update -qq && $$sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }; }
+	@command -v promtool >/dev/null 2>&1 || { echo "monitoring-tools: could not install promtool (apt-get install prometheus)" >&2; exit 1; }
+
 .PHONY: k8s-render
 k8s-render: ## Render the k3s and eks overlays into .stack/k8s/
 	deploy/k8s/render.sh
 
 .PHONY: k8s-check
-k8s-check: sync ## Offline deploy checks: render, schema-validate, hadolint, settings drift
+k8s-check: sync monitoring-tools ## Offline deploy checks: render, schema-validate, hadolint, settings drift, alert rules
 	deploy/k8s/check.sh
 
 .PHONY: images
@@ -113,7 +123,7 @@ bench-tools: ## Install wrk (Debian) for the HTTP benchmark and its test when mi
 	@command -v wrk >/dev/null 2>&1 || { echo "bench-tools: could not install wrk (apt-get install wrk)" >&2; exit 1; }
 
 .PHONY: test
-test: sync stack-up migrate k8s-tools bench-tools ## Everything CI runs: lint and every test tier on the real stack
+test: sync stack-up migrate k8s-tools bench-tools monitoring-tools ## Everything CI runs: lint and every test tier on the real stack
 	$(PY) ruff check .
 	$(PY) ruff format --check .
 	$(PY) mypy libs/*/src services/*/src cli/src

@@ -340,3 +340,22 @@ async def test_a_refused_output_keeps_the_changelog_unsent(processor: Processor)
             [ChangelogRecord("cdc-bursts-changelog", b'"k"', b"{}", None)],
         )
     assert sends == [topics.ALERTS.name]
+
+
+async def test_a_change_event_sets_its_commit_time_and_replication_lag(
+    processor: Processor,
+) -> None:
+    from servicekit import metrics
+
+    p = processor
+    committed_ms = 1795366800123
+    async with p.app.agents["products"].test_context() as products:
+        await products.put(
+            envelope("c", after=product_row(9, "KTL-900"), table="products", ts_ms=committed_ms),
+            key=b'{"id":9}',
+            timestamp=committed_ms / 1000 + 2.5,  # reached Kafka 2.5 s after its commit
+        )
+        await products.put(None, key=b'{"id":9}')  # a tombstone changes neither
+    topic = topics.PRODUCTS_CDC.name
+    assert metrics.CDC_LAST_CHANGE.labels(topic)._value.get() == committed_ms / 1000
+    assert metrics.CDC_REPLICATION_LAG.labels(topic)._value.get() == pytest.approx(2.5)

@@ -6,9 +6,19 @@ process-wide default registry, which `health.HealthServer` and ingest's `/metric
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+# process_cpu_seconds_total, process_resident_memory_bytes, …: CPU and memory per service on
+# the Grafana dashboard (deploy/monitoring), from the process itself, wherever it runs.
+ProcessCollector(registry=REGISTRY)
 
 _LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -76,6 +86,19 @@ DEDUP_CLAIMS = Gauge(
 )
 DEDUP_EXPIRED = Counter(
     "pulse_cdc_dedup_claims_expired_total", "Review dedup claims expired", registry=REGISTRY
+)
+CDC_LAST_CHANGE = Gauge(
+    "pulse_cdc_last_change_timestamp_seconds",
+    "Commit time (Debezium source.ts_ms) of the newest change event processed",
+    ["topic"],
+    registry=REGISTRY,
+)
+CDC_REPLICATION_LAG = Gauge(
+    "pulse_cdc_replication_lag_seconds",
+    "Kafka timestamp minus commit time of the newest change event: how long a change waited "
+    "in the replication slot and Debezium",
+    ["topic"],
+    registry=REGISTRY,
 )
 PARTITION_STALLED = Gauge(
     "pulse_partition_stalled",
