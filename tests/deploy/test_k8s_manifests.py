@@ -8,7 +8,6 @@ limits, replica bounds, secrets never committed) are checked on the rendered obj
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -355,15 +354,9 @@ def test_k3s_isolates_pods_with_network_policies(
 
 def test_crawler_cronjob_component_replaces_the_deployment(tools_bin: Path, tmp_path: Path) -> None:
     """The opt-in component, added to the k3s overlay, yields a valid `--once` CronJob."""
-    from pulse_k8s import kustomize_build
+    from pulse_k8s import build_with_component
 
-    tree = tmp_path / "k8s"
-    shutil.copytree(K8S, tree, ignore=shutil.ignore_patterns("__pycache__"))
-    overlay = tree / "overlays" / "k3s" / "kustomization.yaml"
-    doc = yaml.safe_load(overlay.read_text())
-    doc["components"].append("../../components/crawler-cronjob")
-    overlay.write_text(yaml.safe_dump(doc, sort_keys=False))
-    docs = [d for d in yaml.safe_load_all(kustomize_build(tools_bin, overlay.parent)) if d]
+    docs = build_with_component(tools_bin, tmp_path, "crawler-cronjob")
     assert "crawler" not in objects(docs, "Deployment")
     cron = objects(docs, "CronJob")["crawler"]
     container = pod_spec(cron)["containers"][0]

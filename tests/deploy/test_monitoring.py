@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
-from pulse_k8s import K8S, kustomize_build
+from pulse_k8s import K8S, build_with_component
 from pulse_monitoring import (
     DASHBOARD,
     PROMETHEUS_OWN,
@@ -80,13 +80,7 @@ def test_generated_prometheus_rule_and_dashboard_configmap_are_current() -> None
 def test_monitoring_component_renders_the_same_rules_and_dashboard(
     tools_bin: Path, tmp_path: Path
 ) -> None:
-    tree = tmp_path / "k8s"
-    shutil.copytree(K8S, tree, ignore=shutil.ignore_patterns("__pycache__"))
-    overlay = tree / "overlays" / "k3s" / "kustomization.yaml"
-    doc = yaml.safe_load(overlay.read_text())
-    doc["components"].append("../../components/monitoring")
-    overlay.write_text(yaml.safe_dump(doc, sort_keys=False))
-    docs = [d for d in yaml.safe_load_all(kustomize_build(tools_bin, overlay.parent)) if d]
+    docs = build_with_component(tools_bin, tmp_path, "monitoring")
     rule = next(d for d in docs if d["kind"] == "PrometheusRule")
     assert rule["metadata"]["namespace"] == "pulse"
     assert rule["spec"]["groups"] == yaml.safe_load(RULES.read_text())["groups"]
