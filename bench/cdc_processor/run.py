@@ -217,9 +217,12 @@ async def faust_run(
     prefix: str,
     preload: tuple[str, str, int] | None = None,
     batch_max: int = 500,
+    kafka: KafkaSettings | None = None,
 ) -> float:
     """The real agent on `topic`; records/s from its first processed record to the
-    acknowledgement of every output sent up to its n-th."""
+    acknowledgement of every output sent up to its n-th. `kafka`: how the agent connects
+    (bench/kafka_security: over TLS + SCRAM); default the environment's settings on
+    `bootstrap`."""
     settings = CdcSettings(
         app_id=f"{prefix}-{route}-{uuid.uuid4().hex[:6]}",
         http_port=0,
@@ -235,9 +238,8 @@ async def faust_run(
         spec.name: f"{prefix}.out.{spec.name}"
         for spec in (topics.REVIEWS_ENRICHED, topics.ALERTS, topics.DLQ, topics.MARKET_CANDLES)
     }
-    p = create_app(
-        settings, KafkaSettings(kafka_bootstrap_servers=bootstrap), sources=sources, outputs=outputs
-    )
+    kafka = kafka or KafkaSettings(kafka_bootstrap_servers=bootstrap)
+    p = create_app(settings, kafka, sources=sources, outputs=outputs)
     counts = {"n": 0, "first": 0.0, "last": 0.0, "cpu_first": 0.0, "cpu_last": 0.0}
     original = agents.process_batch
 

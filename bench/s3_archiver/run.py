@@ -270,13 +270,18 @@ async def child_archiver(topic: str, n: int) -> dict[str, Any]:
     }
 
 
-def run_child(kind: str, topic: str, n: int) -> dict[str, Any]:
+def run_child(
+    kind: str, topic: str, n: int, *, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """One side in a fresh process; `env` (bench/kafka_security: the KAFKA_* settings of the
+    TLS + SCRAM listener) replaces this process's environment for it."""
     out = subprocess.run(
         [sys.executable, __file__, "--child", kind, "--topic", topic, "--n", str(n)],
         capture_output=True,
         text=True,
         timeout=900,
         check=False,
+        env=env,
     )
     if out.returncode != 0:
         raise SystemExit(f"{kind} child failed:\n{out.stderr[-3000:]}")
