@@ -12,6 +12,7 @@ import logging
 from aiokafka.admin import NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from contracts.topics import TopicSpec
+
 from servicekit.kafka import make_admin
 from servicekit.settings import KafkaSettings
 
@@ -22,7 +23,7 @@ async def ensure_topics(
     kafka: KafkaSettings, specs: tuple[TopicSpec, ...], *, replication_factor: int = 1
 ) -> None:
     """Raises servicekit's KafkaAccessError when Kafka refuses TLS or the credentials."""
-    admin = make_admin(kafka, client_id="cdc_processor-topics")
+    admin = make_admin(kafka, client_id="topic-admin")
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -93,7 +93,7 @@ async def main() -> None:
     kafka = KafkaSettings()
     clock = SystemClock()
     await ensure_topics(
-        kafka.kafka_bootstrap_servers,
+        kafka,
         output_topics(settings),
         replication_factor=settings.topic_replication_factor,
     )
