@@ -191,6 +191,32 @@ class CandleClosed(Event):
     emitted_at: UtcDatetime
 
 
+# --- cdc_processor → market.candles.live.v1 --------------------------------------------
+
+
+class CandleForming(Event):
+    """The 1-minute candle still open, as it stands after the latest ticks. Key: symbol.
+
+    Throttled per symbol (a few a second at most), so a consumer sees the price move without
+    a record per tick; the same window is sent again and again until its `CandleClosed`
+    arrives on market.candles.v1. Indicators (SMA/EMA) are only on closed candles.
+    """
+
+    symbol: str
+    asset_class: AssetClass
+    window_start: UtcDatetime
+    window_end: UtcDatetime
+    open: ExactDecimal
+    high: ExactDecimal
+    low: ExactDecimal
+    close: ExactDecimal
+    volume: ExactDecimal
+    vwap: ExactDecimal
+    trade_count: int
+    event_time: UtcDatetime  # the latest tick's event time in this window
+    emitted_at: UtcDatetime
+
+
 # --- cdc_processor → alerts.v1 ----------------------------------------------------------
 
 

@@ -51,6 +51,14 @@ MARKET_FEED_GAPS = TopicSpec(
 )
 REVIEWS_ENRICHED = TopicSpec("reviews.enriched.v1", PARTITIONS, Producer.CDC_PROCESSOR, "review id")
 MARKET_CANDLES = TopicSpec("market.candles.v1", PARTITIONS, Producer.CDC_PROCESSOR, "symbol")
+# Forming candles: only the recent past matters (the dashboard rebuilds from the last hour).
+MARKET_CANDLES_LIVE = TopicSpec(
+    "market.candles.live.v1",
+    PARTITIONS,
+    Producer.CDC_PROCESSOR,
+    "symbol",
+    retention_ms=24 * 3600 * 1000,
+)
 ALERTS = TopicSpec("alerts.v1", PARTITIONS, Producer.CDC_PROCESSOR, "alert subject")
 DLQ = TopicSpec(
     "pulse.dlq.v1", PARTITIONS, Producer.ANY, "original key", retention_ms=30 * 24 * 3600 * 1000
@@ -66,6 +74,7 @@ ALL: tuple[TopicSpec, ...] = (
     MARKET_FEED_GAPS,
     REVIEWS_ENRICHED,
     MARKET_CANDLES,
+    MARKET_CANDLES_LIVE,
     ALERTS,
     DLQ,
 )

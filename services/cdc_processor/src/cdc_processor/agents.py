@@ -244,6 +244,13 @@ def register(p: Processor, *, sources: Mapping[str, str] | None = None) -> None:
             await p.topics[out.topic].send(key=out.key, value=out.value)
             metrics.EVENTS_OUT.labels(SERVICE, out.topic).inc()
 
+    @app.timer(p.settings.live_candle_interval_s)  # type: ignore[untyped-decorator]  # faust is untyped
+    async def live_candles() -> None:
+        # The forming candles the throttle held back; sends only, like stale_feeds.
+        outputs = p.ticks.due_live_candles()
+        if outputs:
+            await publish(p, outputs)
+
     @app.timer(5.0)  # type: ignore[untyped-decorator]  # faust is untyped
     async def sample_lag() -> None:
         sample_partitions(p)

@@ -213,6 +213,7 @@ def create_app(
         states=candle_states,
         stale=alerts.StaleFeedWatch(stale_after=timedelta(seconds=settings.stale_after_s)),
         clock=clock,
+        live_interval_s=settings.live_candle_interval_s,
     )
     processor = Processor(
         settings=settings,

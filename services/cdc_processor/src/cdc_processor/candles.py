@@ -16,7 +16,7 @@ from decimal import Context, Decimal, localcontext
 from enum import StrEnum
 from typing import Any
 
-from contracts.events import CandleClosed
+from contracts.events import CandleClosed, CandleForming
 from contracts.rows import AssetClass
 from contracts.types import DECIMAL_SCALE
 
@@ -240,5 +240,38 @@ def _close(
         ema=ema,
         ema_period=config.ema_period,
         event_time=start,
+        emitted_at=now,
+    )
+
+
+def forming(state: dict[str, Any], symbol: str, *, now: datetime) -> CandleForming | None:
+    """The newest open window of `state` as a forming candle (None when nothing is open).
+
+    Same arithmetic as a close (`_close`), without the indicators, which only closed candles
+    carry; the dashboard shows the price move from these and the indicators from closes.
+    """
+    opened: dict[str, Any] = state["open"]
+    if not opened:
+        return None
+    start_s = max(map(int, opened))
+    agg = opened[str(start_s)]
+    with localcontext(_EXACT):
+        close = Decimal(agg["c"])
+        volume = Decimal(agg["v"])
+        vwap = Decimal(agg["pv"]) / volume if volume > 0 else close
+    start = _from_epoch_s(start_s)
+    return CandleForming(
+        symbol=symbol,
+        asset_class=AssetClass(state["asset_class"]),
+        window_start=start,
+        window_end=start + WINDOW,
+        open=q(Decimal(agg["o"])),
+        high=q(Decimal(agg["h"])),
+        low=q(Decimal(agg["l"])),
+        close=q(close),
+        volume=q(volume),
+        vwap=q(vwap),
+        trade_count=agg["n"],
+        event_time=_EPOCH + agg["ct"] * _MICROSECOND,
         emitted_at=now,
     )

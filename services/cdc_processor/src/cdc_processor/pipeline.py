@@ -234,7 +234,8 @@ class ReviewFlow:
 
 
 class TickFlow:
-    """Ticks → per-symbol candle state → closed candles, price-move and stale-feed alerts."""
+    """Ticks → per-symbol candle state → closed candles, forming candles (throttled),
+    price-move and stale-feed alerts."""
 
     def __init__(
         self,
@@ -244,12 +245,19 @@ class TickFlow:
         states: MutableMapping[str, Any],
         stale: alerts.StaleFeedWatch,
         clock: Clock,
+        live_interval_s: float = 0.25,
     ) -> None:
         self.candle_config = candle_config
         self.market_config = market_config
         self.states = states
         self.stale = stale
         self.clock = clock
+        # Forming candles: at most one per symbol per interval. The newest one held back by
+        # the throttle waits in `_live_pending` until `due_live_candles` sends it, so the
+        # last tick of a burst is never lost. In memory only: a restart sends afresh.
+        self.live_interval_s = live_interval_s
+        self._live_sent_at: dict[str, float] = {}
+        self._live_pending: dict[str, Output] = {}
 
     def on_tick(self, tick: Tick, *, position: Position) -> tuple[list[Output], Rejected | None]:
         state = self.states.get(tick.symbol) or candles.new_state()
@@ -271,8 +279,39 @@ class TickFlow:
         self.states[tick.symbol] = state  # also records the consumed position
         if result.verdict is not candles.Verdict.ACCEPTED:
             return outputs, Rejected(result.verdict.value, result.detail)
-        self.stale.seen(tick.symbol, event_time=tick.event_time, monotonic=self.clock.monotonic())
+        monotonic = self.clock.monotonic()
+        self.stale.seen(tick.symbol, event_time=tick.event_time, monotonic=monotonic)
+        live = self._live(state, tick.symbol, now=now, monotonic=monotonic)
+        if live is not None:
+            outputs.append(live)
         return outputs, None
+
+    def _live(
+        self, state: dict[str, Any], symbol: str, *, now: Any, monotonic: float
+    ) -> Output | None:
+        candle = candles.forming(state, symbol, now=now)
+        if candle is None:
+            return None
+        out = Output(topics.MARKET_CANDLES_LIVE.name, symbol.encode(), encode_event(candle))
+        sent_at = self._live_sent_at.get(symbol)
+        if sent_at is not None and monotonic - sent_at < self.live_interval_s:
+            self._live_pending[symbol] = out  # the newest replaces any held before
+            return None
+        self._live_sent_at[symbol] = monotonic
+        self._live_pending.pop(symbol, None)
+        return out
+
+    def due_live_candles(self) -> list[Output]:
+        """Forming candles the throttle held back whose symbol's interval has now passed."""
+        monotonic = self.clock.monotonic()
+        due = [
+            symbol
+            for symbol in self._live_pending
+            if monotonic - self._live_sent_at.get(symbol, 0.0) >= self.live_interval_s
+        ]
+        for symbol in due:
+            self._live_sent_at[symbol] = monotonic
+        return [self._live_pending.pop(symbol) for symbol in due]
 
     def stale_alerts(self) -> list[Output]:
         return [

@@ -75,6 +75,9 @@ class CdcSettings(ServiceSettings):
     price_move_window_min: int = Field(default=5, ge=1)
     stale_after_s: float = Field(default=120.0, gt=0)
     stale_check_interval_s: float = Field(default=5.0, gt=0)
+    # Forming candles (market.candles.live.v1): at most one per symbol per this interval; the
+    # newest one held back is sent when the interval has passed (a timer checks at this rate).
+    live_candle_interval_s: float = Field(default=0.25, gt=0, le=60)
 
     # liveness
     stall_after_s: float = Field(default=60.0, gt=0)
