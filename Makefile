@@ -4,6 +4,8 @@ SHELL := /bin/bash
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON_PREFERENCE := only-system
 PY := uv run --locked
+DASHBOARD_WEB := services/dashboard/web
+DASHBOARD_VENDOR := $(DASHBOARD_WEB)/vendor/.built
 
 .PHONY: help
 help: ## List the targets
@@ -18,8 +20,25 @@ tools: ## Install uv (from PyPI) when missing
 # ~0.3 s). Where PYTHONDONTWRITEBYTECODE is set, as on the CI machines, every process would
 # otherwise compile its dependencies from source: ~2.4 s of imports per service or test
 # subprocess instead of ~0.9 s.
-sync: tools ## Create .venv from uv.lock (fails if a dependency is undeclared)
+sync: tools $(DASHBOARD_VENDOR) ## Create .venv from uv.lock (fails if a dependency is undeclared)
 	uv sync --locked --all-packages --compile-bytecode
+
+# The dashboard page's chart libraries: `npm ci` from web/package-lock.json (the npm registry),
+# then their standalone ES modules copied into web/vendor/, which the service serves itself.
+# Rebuilt only when the lock file changes.
+$(DASHBOARD_VENDOR): $(DASHBOARD_WEB)/package.json $(DASHBOARD_WEB)/package-lock.json
+	cd $(DASHBOARD_WEB) && npm ci --no-audit --no-fund --loglevel=error
+	mkdir -p $(DASHBOARD_WEB)/vendor
+	cp $(DASHBOARD_WEB)/node_modules/lightweight-charts/dist/lightweight-charts.standalone.production.mjs $(DASHBOARD_WEB)/vendor/lightweight-charts.mjs
+	cp $(DASHBOARD_WEB)/node_modules/uplot/dist/uPlot.esm.js $(DASHBOARD_WEB)/node_modules/uplot/dist/uPlot.min.css $(DASHBOARD_WEB)/vendor/
+	touch $@
+
+.PHONY: dashboard-web
+dashboard-web: $(DASHBOARD_VENDOR) ## Install the dashboard page's chart libraries (npm ci) into its vendor/ dir
+
+.PHONY: browser-tools
+browser-tools: ## Install Debian's headless Chromium for the dashboard's browser tests when missing
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && (apt-get install -y -qq chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium)) ; } || echo "browser-tools: chromium missing; install it with: sudo apt-get install chromium"
 
 .PHONY: lock
 lock: tools ## Re-resolve uv.lock after changing dependencies
@@ -72,7 +91,7 @@ unit: sync ## Unit tests only (no stack needed)
 	$(PY) pytest tests/unit -q
 
 .PHONY: integration
-integration: sync stack-up migrate bench-tools ## Integration tests on the real stack
+integration: sync stack-up migrate bench-tools browser-tools ## Integration tests on the real stack
 	$(PY) pytest tests/integration -q -m integration
 
 .PHONY: e2e
@@ -123,7 +142,7 @@ bench-tools: ## Install wrk (Debian) for the HTTP benchmark and its test when mi
 	@command -v wrk >/dev/null 2>&1 || { echo "bench-tools: could not install wrk (apt-get install wrk)" >&2; exit 1; }
 
 .PHONY: test
-test: sync stack-up migrate k8s-tools bench-tools monitoring-tools ## Everything CI runs: lint and every test tier on the real stack
+test: sync stack-up migrate k8s-tools bench-tools monitoring-tools browser-tools ## Everything CI runs: lint and every test tier on the real stack
 	$(PY) ruff check .
 	$(PY) ruff format --check .
 	$(PY) mypy libs/*/src services/*/src cli/src

@@ -28,6 +28,9 @@ COPIES: dict[str, str] = {
     "deploy/nginx/env/k8s/upstream-notifier.conf": (
         "deploy/k8s/base/nginx/conf/upstream-notifier.conf"
     ),
+    "deploy/nginx/env/k8s/upstream-dashboard.conf": (
+        "deploy/k8s/base/nginx/conf/upstream-dashboard.conf"
+    ),
     "deploy/debezium/pulse-postgres.json": "deploy/k8s/components/debezium/pulse-postgres.json",
 }
 

@@ -74,6 +74,7 @@ PORT_VARS = {
     "ingest": ("PULSE_INGEST_PORT", 58001),
     "query": ("PULSE_QUERY_PORT", 58002),
     "notifier": ("PULSE_NOTIFIER_PORT", 58004),
+    "dashboard": ("PULSE_DASHBOARD_PORT", 58003),
 }
 
 PG_BIN_DEFAULT = "/usr/lib/postgresql/15/bin"
@@ -207,7 +208,8 @@ class Stack:
             f"controller :{p['kafka_controller']})",
             "connect": f"http://{HOST}:{p['connect']}",
             "s3proxy": f"http://{HOST}:{p['s3']}",
-            "nginx": f"http://{HOST}:{p['nginx']} -> ingest :{p['ingest']}, query :{p['query']}",
+            "nginx": f"http://{HOST}:{p['nginx']} -> ingest :{p['ingest']}, query :{p['query']}"
+            f", dashboard :{p['dashboard']}",
         }[part]
 
     def listen_ports(self, part: str) -> list[tuple[str, int]]:
@@ -243,6 +245,7 @@ class Stack:
             "INGEST_PORT": str(p["ingest"]),
             "QUERY_PORT": str(p["query"]),
             "NOTIFIER_PORT": str(p["notifier"]),
+            "DASHBOARD_PORT": str(p["dashboard"]),
         }
 
 
@@ -1423,6 +1426,7 @@ def render_nginx(
     ingest_port: int,
     query_port: int,
     notifier_port: int = PORT_VARS["notifier"][1],
+    dashboard_port: int = PORT_VARS["dashboard"][1],
     conf_text: str | None = None,
 ) -> Path:
     """Lay out an nginx prefix: conf/ (shared nginx.conf + local env files) and its temp dirs.
@@ -1439,12 +1443,14 @@ def render_nginx(
         "INGEST_PORT": str(ingest_port),
         "QUERY_PORT": str(query_port),
         "NOTIFIER_PORT": str(notifier_port),
+        "DASHBOARD_PORT": str(dashboard_port),
     }
     for name in (
         "listen.conf",
         "upstream-ingest.conf",
         "upstream-query.conf",
         "upstream-notifier.conf",
+        "upstream-dashboard.conf",
     ):
         render(DEPLOY_NGINX / "env" / "local" / name, conf_dir / name, values)
     return conf_dir / "nginx.conf"
@@ -1469,6 +1475,7 @@ def start_nginx(stack: Stack, sec: Secrets) -> int:
         ingest_port=p["ingest"],
         query_port=p["query"],
         notifier_port=p["notifier"],
+        dashboard_port=p["dashboard"],
     )
     nginx_check(prefix, conf)
     return spawn(

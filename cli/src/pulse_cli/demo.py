@@ -38,7 +38,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from pulse_cli import demo_receivers, kafka_scan, scenario
+from pulse_cli import demo_receivers, kafka_scan, processes, scenario
 from pulse_cli.processes import DEMO_FEED_SYMBOLS
 from pulse_cli.render import progress_bar, result_table
 from pulse_cli.scripts import load_script
@@ -794,6 +794,7 @@ def _run_demo(
     s.append(Stage("market_feeds: trades published twice", 0, feeds.duplicates))
     notified, lines = notifier_stages(receivers, sc, wait_s=NOTIFY_WAIT_S)
     s.extend(notified)
+    s.append(dashboard_stage(root, api_url, sc.symbols, console=console))
 
     if show_insights:
         print_insights(console, engine, equity=sc.equity)
@@ -807,6 +808,56 @@ def _run_demo(
     )
     print_summary(console, report)
     return report
+
+
+DASHBOARD_DIRECT_URL = "http://127.0.0.1:58003"
+
+
+def dashboard_symbols(base_url: str, key: str) -> set[str]:
+    """The symbols in the dashboard's markets snapshot at `base_url` (nginx or direct)."""
+    r = httpx.get(
+        f"{base_url}{processes.DASHBOARD_URL_PATH}api/snapshot",
+        params={"views": "markets"},
+        headers={"X-API-Key": key},
+        timeout=5,
+    )
+    r.raise_for_status()
+    return set(r.json().get("markets", {}))
+
+
+def dashboard_stage(
+    root: Path,
+    api_url: str,
+    symbols: tuple[str, ...],
+    *,
+    console: Console,
+    wait_s: float = 20.0,
+) -> Stage:
+    """The dashboard's snapshot holds every demo symbol; prints where to open it. Through
+    nginx first; a stack nginx started before /dashboard/ existed answers 404, so the direct
+    port is tried next (the stage's note says which)."""
+    key = processes.dashboard_viewer_key(root)
+    page = f"{api_url}{processes.DASHBOARD_URL_PATH}"
+    seen: set[str] = set()
+    note = f"via {page}"
+    deadline = time.monotonic() + wait_s
+    while True:
+        for base in (api_url, DASHBOARD_DIRECT_URL):
+            try:
+                seen = dashboard_symbols(base, key)
+                note = f"via {base}{processes.DASHBOARD_URL_PATH}"
+                break
+            except (httpx.HTTPError, ValueError) as exc:
+                note = f"{base}: {exc}"
+        if set(symbols) <= seen or time.monotonic() > deadline:
+            break
+        time.sleep(2.0)
+    console.print(
+        f"\nDashboard: [bold]{page}[/bold] (viewer key in .stack/secrets/dashboard_viewer_key)"
+    )
+    return Stage(
+        "dashboard: demo symbols in its snapshot", len(symbols), len(seen & set(symbols)), note
+    )
 
 
 def print_insights(console: Console, engine: QueryEngine, *, equity: str | None) -> None:

@@ -69,6 +69,27 @@ def notifier_env(root: Path) -> dict[str, str]:
     }
 
 
+DASHBOARD_URL_PATH = "/dashboard/"
+
+
+def dashboard_viewer_key(root: Path) -> str:
+    """The local dashboard's viewer key: DASHBOARD_VIEWER_KEYS's first key if set, else the
+    one kept in `.stack/secrets/dashboard_viewer_key` (made on first use, mode 0600; only
+    inside a checkout whose stack exists, like the notifier's webhook secret)."""
+    configured = os.environ.get("DASHBOARD_VIEWER_KEYS", "").split(",")[0].strip()
+    if configured:
+        return configured
+    path = root / ".stack" / "secrets" / "dashboard_viewer_key"
+    if path.is_file():
+        return path.read_text(encoding="utf-8").strip()
+    key = "pulse-viewer-" + secrets.token_hex(16)
+    if path.parents[1].is_dir():
+        path.parent.mkdir(exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(key + "\n", encoding="utf-8")
+    return key
+
+
 def service_specs(root: Path) -> tuple[ServiceSpec, ...]:
     """The services `pulse up` runs, with demo-friendly defaults the environment can override.
 
@@ -124,6 +145,13 @@ def service_specs(root: Path) -> tuple[ServiceSpec, ...]:
             "http://127.0.0.1:58004/healthz",
             env=notifier_env(root),
             metrics_url="http://127.0.0.1:58004/metrics",
+        ),
+        ServiceSpec(
+            "dashboard",
+            "dashboard",
+            "http://127.0.0.1:58003/healthz",
+            env={"DASHBOARD_VIEWER_KEYS": dashboard_viewer_key(root)},
+            metrics_url="http://127.0.0.1:58003/metrics",
         ),
     )
 

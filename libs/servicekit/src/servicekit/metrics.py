@@ -253,6 +253,43 @@ NOTIFIER_OUTBOX = Gauge(
     ["receiver"],
     registry=REGISTRY,
 )
+# --- dashboard ---------------------------------------------------------------------------
+DASHBOARD_CLIENTS = Gauge(
+    "pulse_dashboard_clients", "Browsers connected to the live stream", registry=REGISTRY
+)
+DASHBOARD_FRAMES_SENT = Counter(
+    "pulse_dashboard_frames_sent_total",
+    "Stream frames written to clients (snapshots and deltas)",
+    ["kind"],
+    registry=REGISTRY,
+)
+DASHBOARD_COALESCED = Counter(
+    "pulse_dashboard_coalesced_total",
+    "Queued updates replaced by a newer one for the same key before a client received them",
+    registry=REGISTRY,
+)
+DASHBOARD_RESYNCS = Counter(
+    "pulse_dashboard_resyncs_total",
+    "Fresh snapshots sent because a client's queue overflowed",
+    registry=REGISTRY,
+)
+DASHBOARD_DROPPED_CLIENTS = Counter(
+    "pulse_dashboard_dropped_clients_total",
+    "Clients disconnected by the server (socket stuck past the stall timeout)",
+    registry=REGISTRY,
+)
+DASHBOARD_REJECTED_CLIENTS = Counter(
+    "pulse_dashboard_rejected_clients_total",
+    "Stream connections refused",
+    ["reason"],
+    registry=REGISTRY,
+)
+DASHBOARD_MALFORMED = Counter(
+    "pulse_dashboard_malformed_records_total",
+    "Records skipped because they did not decode into their topic's contract event",
+    ["topic"],
+    registry=REGISTRY,
+)
 
 
 def render() -> tuple[bytes, str]:

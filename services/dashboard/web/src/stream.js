@@ -1,0 +1,30 @@
+// The SSE connection: a snapshot on (re)connect, deltas after it. EventSource retries by
+// itself after a drop (the server sets `retry: 1000`); when the server refused it outright
+// (401, 503) EventSource gives up, so we open a new one after a pause.
+
+export function connect(url, { onSnapshot, onDelta, onState }) {
+  let source = null;
+  let timer = null;
+
+  function open() {
+    onState(source ? "reconnecting" : "connecting");
+    source = new EventSource(url, { withCredentials: true });
+    source.addEventListener("snapshot", (e) => {
+      onState("live");
+      onSnapshot(JSON.parse(e.data));
+    });
+    source.addEventListener("delta", (e) => {
+      const { k, v } = JSON.parse(e.data);
+      onDelta(k, v);
+    });
+    source.onerror = () => {
+      onState("reconnecting");
+      if (source.readyState === EventSource.CLOSED) {
+        clearTimeout(timer);
+        timer = setTimeout(open, 2000);
+      }
+    };
+  }
+
+  open();
+}

@@ -1,0 +1,176 @@
+"""Coalescing per client, fan-out, overflow → resync, a stuck client does not hold others."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from dashboard.stream import Hub
+from dashboard.views import CoalescingQueue, DashboardState, StateConfig, Subscription
+from dashboard_records import candle, forming
+from servicekit.clock import FakeClock
+
+
+def test_queue_keeps_the_latest_frame_per_key_in_first_seen_order() -> None:
+    q = CoalescingQueue(max_keys=4)
+    q.put("price:A", b"1")
+    q.put("price:B", b"2")
+    q.put("price:A", b"3")
+    assert q.coalesced == 1 and q.drain() == [b"3", b"2"] and len(q) == 0
+
+
+def test_queue_overflow_drops_everything_and_asks_for_a_snapshot() -> None:
+    q = CoalescingQueue(max_keys=2)
+    q.put("a", b"1")
+    q.put("b", b"2")
+    q.put("c", b"3")
+    assert q.overflowed and len(q) == 0
+    q.put("d", b"4")  # ignored until the snapshot went out
+    assert len(q) == 0
+    q.reset()
+    assert not q.overflowed
+
+
+def hub(**options: Any) -> Hub:
+    defaults: dict[str, Any] = {
+        "interval_s": 0.01,
+        "heartbeat_s": 60.0,
+        "max_clients": 10,
+        "max_keys": 8,
+        "stall_timeout_s": 0.3,
+    }
+    defaults.update(options)
+    return Hub(DashboardState(StateConfig()), clock=FakeClock(), **defaults)
+
+
+class Browser:
+    """An ASGI peer: records what `send` got; `stuck` makes send block like a full socket."""
+
+    def __init__(self, *, stuck: bool = False) -> None:
+        self.bodies: list[bytes] = []
+        self.stuck = stuck
+        self.gone = asyncio.Event()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if self.stuck:
+            await asyncio.sleep(3600)
+        self.bodies.append(message["body"])
+
+    async def receive(self) -> dict[str, Any]:
+        await self.gone.wait()
+        return {"type": "http.disconnect"}
+
+    def events(self) -> list[tuple[str, Any]]:
+        out = []
+        for body in self.bodies:
+            for block in body.split(b"\n\n"):
+                lines = dict(line.split(b": ", 1) for line in block.split(b"\n") if b": " in line)
+                if b"event" in lines:
+                    out.append((lines[b"event"].decode(), orjson.loads(lines[b"data"])))
+        return out
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_snapshot_first_then_coalesced_deltas() -> None:
+    h = hub()
+    h.publish(h.state.on_candle(candle("BTC-USD", 0, "100"), now_s=0))
+    b = Browser()
+    task = asyncio.create_task(h.serve(Subscription(), b.send, b.receive))
+    await settle()
+    for close in ("101", "102", "103"):  # three updates inside one interval
+        h.publish(h.state.on_forming(forming("BTC-USD", 1, close, trades=int(close)), now_s=0))
+    h.flush()
+    await settle()
+    events = b.events()
+    assert events[0][0] == "snapshot" and "BTC-USD" in events[0][1]["markets"]
+    prices = [v["v"]["last"] for e, v in events[1:] if e == "delta" and v["k"] == "price:BTC-USD"]
+    assert prices == ["103"]  # one frame for the symbol, the latest
+    b.gone.set()
+    await asyncio.wait_for(task, 1)
+    assert not h.clients
+
+
+async def test_symbol_filter_keeps_other_symbols_away() -> None:
+    h = hub()
+    b = Browser()
+    task = asyncio.create_task(
+        h.serve(Subscription.parse(views="markets", symbols="AAPL"), b.send, b.receive)
+    )
+    await settle()
+    h.publish(h.state.on_forming(forming("BTC-USD", 0, "1"), now_s=0))
+    h.publish(h.state.on_forming(forming("AAPL", 0, "2"), now_s=0))
+    h.flush()
+    await settle()
+    keys = [v["k"] for e, v in b.events() if e == "delta"]
+    assert "price:AAPL" in keys and "price:BTC-USD" not in keys
+    task.cancel()
+
+
+async def test_overflow_sends_a_fresh_snapshot_instead_of_the_backlog() -> None:
+    h = hub(max_keys=3)
+    slow = Browser()
+    task = asyncio.create_task(h.serve(Subscription(), slow.send, slow.receive))
+    await settle()
+    slow.stuck = True
+    h.publish(h.state.on_forming(forming("S0", 0, "1"), now_s=0))
+    h.flush()
+    await settle()  # the writer is now blocked in send
+    for n in range(1, 10):
+        h.publish(h.state.on_forming(forming(f"S{n}", 0, str(n)), now_s=0))
+        h.flush()
+    [client] = h.clients
+    assert client.queue.overflowed and len(client.queue) == 0  # bounded, whatever the backlog
+    slow.stuck = False
+    task.cancel()
+
+
+async def test_stuck_client_is_dropped_and_others_keep_receiving() -> None:
+    h = hub(stall_timeout_s=0.2)
+    fast, stuck = Browser(), Browser(stuck=True)
+    t1 = asyncio.create_task(h.serve(Subscription(), fast.send, fast.receive))
+    t2 = asyncio.create_task(h.serve(Subscription(), stuck.send, stuck.receive))
+    await settle()
+    for n in range(5):
+        h.publish(h.state.on_forming(forming("BTC-USD", 0, str(100 + n), trades=n + 1), now_s=0))
+        h.flush()
+        await asyncio.sleep(0.01)
+    assert len([e for e, _ in fast.events() if e == "delta"]) >= 5
+    await asyncio.wait_for(t2, 1)  # dropped after the stall timeout
+    assert len(h.clients) == 1
+    t1.cancel()
+
+
+async def test_heartbeat_keeps_an_idle_stream_alive() -> None:
+    h = hub(interval_s=0.01, heartbeat_s=0.0)
+    b = Browser()
+    task = asyncio.create_task(h.serve(Subscription(), b.send, b.receive))
+    runner = asyncio.create_task(h.run())
+    await asyncio.sleep(0.05)
+    assert any(body.startswith(b": heartbeat") for body in b.bodies)
+    runner.cancel()
+    task.cancel()
+
+
+async def test_portfolio_and_correlation_are_recomputed_once_per_flush() -> None:
+    h = hub()
+    from decimal import Decimal
+
+    from dashboard.views import Position
+
+    h.state.set_positions([Position(symbol="AAPL", quantity=Decimal(2), cost=Decimal(1))])
+    b = Browser()
+    task = asyncio.create_task(h.serve(Subscription(), b.send, b.receive))
+    await settle()
+    for close in ("5", "6"):
+        h.publish(h.state.on_forming(forming("AAPL", 0, close, trades=int(close)), now_s=0))
+    h.flush()
+    await settle()
+    portfolios = [v["v"] for e, v in b.events() if e == "delta" and v["k"] == "portfolio"]
+    assert [p["total_value"] for p in portfolios] == ["12.00"]
+    assert any(v["k"] == "correlation" for e, v in b.events() if e == "delta")
+    task.cancel()
