@@ -27,10 +27,7 @@ sync: tools $(DASHBOARD_VENDOR) ## Create .venv from uv.lock (fails if a depende
 # then their standalone ES modules copied into web/vendor/, which the service serves itself.
 # Rebuilt only when the lock file changes.
 $(DASHBOARD_VENDOR): $(DASHBOARD_WEB)/package.json $(DASHBOARD_WEB)/package-lock.json
-	cd $(DASHBOARD_WEB) && npm ci --no-audit --no-fund --loglevel=error
-	mkdir -p $(DASHBOARD_WEB)/vendor
-	cp $(DASHBOARD_WEB)/node_modules/lightweight-charts/dist/lightweight-charts.standalone.production.mjs $(DASHBOARD_WEB)/vendor/lightweight-charts.mjs
-	cp $(DASHBOARD_WEB)/node_modules/uplot/dist/uPlot.esm.js $(DASHBOARD_WEB)/node_modules/uplot/dist/uPlot.min.css $(DASHBOARD_WEB)/vendor/
+	sh $(DASHBOARD_WEB)/build.sh
 	touch $@
 
 .PHONY: dashboard-web

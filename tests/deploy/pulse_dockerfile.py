@@ -1,9 +1,11 @@
 """Read a Dockerfile into stages and instructions, and check the image rules of issue 7.
 
 The rules (each problem is reported as a sentence saying what to fix):
-multi-stage; every stage on python:3.11-slim; uv installs from uv.lock with --locked or
---frozen; the dependency layer (`uv sync --no-install-project|--no-install-workspace`) comes
-before any source code is copied; no build tools or uv in the final stage; a non-root USER;
+multi-stage; every stage on python:3.11-slim, except a stage before the last on
+node:<major>-slim that builds a page's static files (copied out with `COPY --from`); uv
+installs from uv.lock with --locked or --frozen; the dependency layer
+(`uv sync --no-install-project|--no-install-workspace`) comes before any source code is
+copied; no build tools or uv in the final stage; a non-root USER;
 CMD/ENTRYPOINT run `python -m <service>`; a HEALTHCHECK on /healthz when the service listens.
 """
 
@@ -17,6 +19,9 @@ from dataclasses import dataclass, field
 BASE_IMAGE = re.compile(
     r"^(docker\.io/)?(library/)?python:3\.11(\.\d+)?-slim(-[a-z]+)?(@sha256:[0-9a-f]+)?$"
 )
+# A page's assets (the dashboard's `npm ci`) are built in a node stage; its files, never Node
+# itself, reach the final image through `COPY --from`.
+NODE_IMAGE = re.compile(r"^(docker\.io/)?(library/)?node:\d+(-[a-z]+)?-slim(@sha256:[0-9a-f]+)?$")
 BUILD_TOOLS = ("build-essential", "gcc", "g++", "make", "clang", "cargo", "rustc", "git")
 
 
@@ -104,11 +109,14 @@ def check(text: str, *, service: str, listens: bool) -> list[str]:
             "use a multi-stage build: a builder stage with uv, a final stage with the venv only"
         ]
     names = {s.name for s in stages if s.name}
-    for stage in stages:
-        if stage.base not in names and not BASE_IMAGE.match(stage.base):
-            problems.append(f"FROM {stage.base}: base every stage on python:3.11-slim")
     final = stages[-1]
-    builders = stages[:-1]
+    for stage in stages:
+        if stage.base in names or BASE_IMAGE.match(stage.base):
+            continue
+        if stage is not final and NODE_IMAGE.match(stage.base):
+            continue
+        problems.append(f"FROM {stage.base}: base every stage on python:3.11-slim")
+    builders = [s for s in stages[:-1] if not NODE_IMAGE.match(s.base)]
 
     sync_lines = [
         i

@@ -146,3 +146,13 @@ def test_per_dockerfile_ignore_keeps_the_same_out(service: str) -> None:
         pytest.skip("no per-Dockerfile ignore file: the root .dockerignore applies")
     missing = [name for name in MUST_IGNORE if name not in ignored_entries(path)]
     assert not missing, f"services/{service}/Dockerfile.dockerignore lets in {missing}"
+
+
+def test_a_node_stage_may_build_page_assets_but_never_be_the_image() -> None:
+    web_stage = "FROM node:20-bookworm-slim AS web\nCOPY web/ /web/\nRUN npm ci\n"
+    reference = reference_dockerfile()
+    at = reference.index("\nFROM ") + 1  # after the global ARGs
+    with_web = reference[:at] + web_stage + reference[at:]
+    assert check(with_web, service="ingest", listens=True) == []
+    node_final = reference_dockerfile() + web_stage.replace(" AS web", "")
+    assert any("python:3.11-slim" in p for p in check(node_final, service="ingest", listens=True))

@@ -23,6 +23,7 @@ WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job", "CronJob")
 PULSE_SERVICES = (
     "ingest",
     "query",
+    "dashboard",
     "cdc-processor",
     "s3-archiver",
     "crawler",
@@ -38,6 +39,7 @@ SECRETS = (
     "pulse-notifier",
     "pulse-kafka-scram",
     "pulse-kafka-tls",
+    "pulse-dashboard",
 )
 
 

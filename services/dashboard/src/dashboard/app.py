@@ -116,7 +116,7 @@ class Dashboard:
         )
         self.access = ViewerAccess(
             settings.viewer_key_list,
-            secret=settings.session_secret.get_secret_value(),
+            secret=(settings.session_secret.get_secret_value() if settings.session_secret else ""),
             ttl_s=settings.session_ttl_s,
         )
         self.portfolio_access = (

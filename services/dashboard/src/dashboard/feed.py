@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from contracts.events import AlertRaised, CandleClosed, CandleForming, ReviewEnriched
 from pydantic import BaseModel, ValidationError
 from servicekit import metrics
@@ -79,6 +80,7 @@ class KafkaFeed:
         self.clock = clock
         self.lookback_s = lookback_s
         self.consumer: AIOKafkaConsumer | None = None
+        self.admin: AIOKafkaAdminClient | None = None
         self.caught_up = asyncio.Event()  # the recent past is replayed (readiness)
         self._replay_ends: dict[TopicPartition, int] = {}
         self.records = 0
@@ -95,21 +97,40 @@ class KafkaFeed:
             fetch_max_wait_ms=50,  # a lone record waits at most this long in the broker
         )
         await self.consumer.start()
+        self.admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.kafka.kafka_bootstrap_servers,
+            client_id=f"{self.kafka.kafka_client_id_prefix}-dashboard-admin",
+        )
+        await self.admin.start()
 
     async def stop(self) -> None:
         if self.consumer is not None:
             await self.consumer.stop()
+        if self.admin is not None:
+            await self.admin.close()
+
+    async def partitions(self) -> set[TopicPartition]:
+        """The partitions of those of our topics that exist. Only existing topics are
+        described: a metadata request naming a missing topic creates it on a broker with
+        auto.create.topics.enable (the local stack's), with the broker's defaults."""
+        assert self.admin is not None
+        existing = set(await self.admin.list_topics()) & set(self.kinds)
+        if not existing:
+            return set()
+        described = await self.admin.describe_topics(sorted(existing))
+        return {
+            TopicPartition(topic["topic"], partition["partition"])
+            for topic in described
+            if topic["error_code"] == 0
+            for partition in topic["partitions"]
+        }
 
     async def _assign_new(self) -> None:
         """Assign any partition not yet read (topics may appear after start) at lookback."""
         consumer = self.consumer
         assert consumer is not None
-        await consumer.topics()  # a metadata request: topics created since start show up
         current = set(consumer.assignment())
-        wanted = set(current)
-        for name in self.kinds:
-            for partition in consumer.partitions_for_topic(name) or ():
-                wanted.add(TopicPartition(name, partition))
+        wanted = current | await self.partitions()
         new = wanted - current
         if not new:
             return

@@ -25,13 +25,13 @@ class DashboardSettings(ServiceSettings):
     # one for an HttpOnly session cookie at /dashboard/login (EventSource cannot send headers);
     # scripts send it as X-API-Key. `pulse up` generates one in .stack/secrets/.
     viewer_keys: SecretStr
-    # Signs session cookies; empty: derived from the viewer keys, so sessions survive a
+    # Signs session cookies; unset: derived from the viewer keys, so sessions survive a
     # restart and end when the keys change.
-    session_secret: SecretStr = SecretStr("")
+    session_secret: SecretStr | None = None
     session_ttl_s: int = Field(default=12 * 3600, gt=0)
-    # Keys allowed to replace the portfolio (POST /dashboard/api/portfolio); empty: disabled,
+    # Keys allowed to replace the portfolio (POST /dashboard/api/portfolio); unset: disabled,
     # the portfolio comes from `portfolio_file` only. Viewers stay read-only.
-    portfolio_keys: SecretStr = SecretStr("")
+    portfolio_keys: SecretStr | None = None
     portfolio_file: Path | None = None  # YAML or JSON: [{symbol, quantity, cost}, …]
 
     # On start the state is rebuilt from this much of each topic's recent past.
@@ -94,5 +94,7 @@ class DashboardSettings(ServiceSettings):
         return tuple(sorted({int(w) for w in self.correlation_windows.split(",") if int(w) >= 2}))
 
 
-def _split(value: SecretStr) -> tuple[str, ...]:
+def _split(value: SecretStr | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
     return tuple(k.strip() for k in value.get_secret_value().split(",") if k.strip())

@@ -29,7 +29,7 @@ export function unmount() { root = null; }
 
 function draw() {
   const shown = store.alerts.filter((a) => (!filter.kind || a.kind === filter.kind) &&
-    (!filter.severity || a.severity === filter.severity)).slice().reverse();
+    (!filter.severity || a.severity === filter.severity)).slice().sort((a, b) => (a.t < b.t ? 1 : a.t > b.t ? -1 : 0));
   root.querySelector("#alert-count").textContent = ` ${shown.length} of ${store.alerts.length}`;
   root.querySelector("#alerts").replaceChildren(...shown.map((a) => el("li", { class: `sev-${a.severity}`, "data-alert": a.id },
     el("div", { class: "meta", text: `${time(a.t)} · ${a.kind.replace("_", " ")} · ${a.severity} · ${a.subject}` }),

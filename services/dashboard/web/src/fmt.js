@@ -23,7 +23,7 @@ export function price(text) {
 export function signed(text, suffix = "") {
   if (text === null || text === undefined) return "—";
   const n = Number(text);
-  return (n > 0 ? "+" : "") + n.toLocaleString("en-US", { maximumFractionDigits: 2 }) + suffix;
+  return (n > 0 ? "+" : "") + n.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 }) + suffix;
 }
 
 export function money(text) {

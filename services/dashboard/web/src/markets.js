@@ -99,7 +99,7 @@ function updateRow(symbol) {
   let plot = sparks.get(symbol);
   if (!plot) {
     plot = new uPlot({
-      width: 110, height: 28, cursor: { show: false }, legend: { show: false },
+      width: 80, height: 28, cursor: { show: false }, legend: { show: false },
       axes: [{ show: false }, { show: false }], scales: { x: { time: false } },
       series: [{}, { stroke: "#2f81f7", width: 1.25, points: { show: false } }],
     }, data, node.querySelector(".spark"));
@@ -144,6 +144,7 @@ function drawChart() {
   chart.ema.setData(overlay("ema"));
   chart.vwap.setData(overlay("vwap"));
   drawMarkers(b);
+  if (!chart.fitted && b.length) { chart.chart.timeScale().fitContent(); chart.fitted = true; }
   const p = (store.markets[chosen] || {}).price || {};
   const last = root.querySelector("#chart-last");
   last.textContent = price(p.last);

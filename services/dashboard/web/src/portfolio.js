@@ -37,7 +37,7 @@ function draw() {
         .map((h) => el("th", { text: h })))),
       el("tbody", {}, ...rows)),
     el("h3", { text: "Exposure by asset class" }), el("div", { class: "exposure" }, ...exposure),
-    p.unpriced.length ? el("p", { class: "hint", text: `No price yet: ${p.unpriced.join(", ")}` }) : null);
+    ...(p.unpriced.length ? [el("p", { class: "hint", text: `No price yet: ${p.unpriced.join(", ")}` })] : []));
 }
 
 export function update(kind) {

@@ -52,7 +52,7 @@ function drawTrend(key) {
   const old = plots.get(key);
   if (old) old.destroy();
   plots.set(key, new uPlot({
-    width: 320, height: 80, legend: { show: false }, cursor: { show: false },
+    width: 360, height: 110, legend: { show: false }, cursor: { show: false },
     scales: { y: { range: [-1, 1] } }, axes: [{ stroke: "#8b949e", size: 20 }, { stroke: "#8b949e", size: 30 }],
     series: [{}, { stroke: "#d29922", width: 1.5, points: { show: points.length < 30 } }],
   }, data, node));
@@ -60,7 +60,7 @@ function drawTrend(key) {
 
 function drawFeed() {
   const host = root.querySelector("#negative");
-  host.replaceChildren(...store.negative.slice().reverse().map((r) => el("li", { class: r.burst ? "burst" : "", "data-review": r.id },
+  host.replaceChildren(...store.negative.slice().sort((a, b) => (a.t < b.t ? 1 : a.t > b.t ? -1 : 0)).map((r) => el("li", { class: r.burst ? "burst" : "", "data-review": r.id },
     el("div", { class: "meta", text: `${time(r.t)} · ${r.product_name || r.product} · ${r.rating ?? "?"}★ · sentiment ${r.score ?? "—"}${r.burst ? " · BURST" : ""}` }),
     el("strong", { text: r.title || "" }), el("p", { text: r.body || "" }))));
 }
