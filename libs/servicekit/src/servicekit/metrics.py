@@ -273,6 +273,11 @@ DASHBOARD_RESYNCS = Counter(
     "Fresh snapshots sent because a client's queue overflowed",
     registry=REGISTRY,
 )
+DASHBOARD_QUEUE_MAX_KEYS = Gauge(
+    "pulse_dashboard_client_queue_max_keys",
+    "The longest client queue at the last flush (bounded by DASHBOARD_CLIENT_QUEUE_MAX_KEYS)",
+    registry=REGISTRY,
+)
 DASHBOARD_DROPPED_CLIENTS = Counter(
     "pulse_dashboard_dropped_clients_total",
     "Clients disconnected by the server (socket stuck past the stall timeout)",

@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+from types import FrameType
+
 import uvicorn
 from servicekit.logging import configure_logging
 
-from dashboard.app import build
+from dashboard.app import Dashboard, build
+
+
+class Server(uvicorn.Server):
+    """Ends every stream as soon as a shutdown signal arrives, so uvicorn's graceful wait
+    finds the responses complete instead of cancelling each stream's task."""
+
+    def __init__(self, config: uvicorn.Config, dashboard: Dashboard) -> None:
+        super().__init__(config)
+        self.dashboard = dashboard
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.dashboard.hub.close_all()
+        super().handle_exit(sig, frame)
 
 
 def main() -> None:
     app, dashboard = build()
     settings = dashboard.settings
     configure_logging("dashboard", level=settings.log_level, json=settings.log_json)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.http_host,
         port=settings.http_port,
@@ -24,6 +39,7 @@ def main() -> None:
         timeout_graceful_shutdown=1,
         timeout_keep_alive=int(settings.http_keepalive_s),
     )
+    Server(config, dashboard).run()
 
 
 if __name__ == "__main__":

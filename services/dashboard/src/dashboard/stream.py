@@ -23,6 +23,7 @@ from dashboard.views import Change, CoalescingQueue, DashboardState, Subscriptio
 log = logging.getLogger(__name__)
 
 HEARTBEAT = b": heartbeat\n\n"
+KINDS = ("snapshot", "delta")
 Send = Callable[[dict[str, Any]], Any]
 Receive = Callable[[], Any]
 
@@ -32,7 +33,17 @@ def frame(event: str, seq: int, document: Any) -> bytes:
 
 
 class Client:
-    __slots__ = ("closed", "heartbeat_due", "needs_snapshot", "queue", "sub", "wake")
+    __slots__ = (
+        "closed",
+        "heartbeat_due",
+        "needs_snapshot",
+        "queue",
+        "sending_since",
+        "stalled",
+        "sub",
+        "task",
+        "wake",
+    )
 
     def __init__(self, sub: Subscription, *, max_keys: int) -> None:
         self.sub = sub
@@ -41,6 +52,9 @@ class Client:
         self.needs_snapshot = True
         self.heartbeat_due = False
         self.closed = False
+        self.stalled = False
+        self.sending_since: float | None = None  # monotonic start of a send still blocked
+        self.task: asyncio.Task[Any] | None = None
 
 
 class Hub:
@@ -70,6 +84,8 @@ class Hub:
         self._last_status: Any = None
         self._snapshots: dict[Subscription, tuple[int, bytes]] = {}
         self.frames_sent = 0  # also in metrics; the benchmark reads it directly
+        # labels() costs microseconds: the children, looked up once
+        self._sent = {kind: metrics.DASHBOARD_FRAMES_SENT.labels(kind) for kind in KINDS}
 
     # -- input ---------------------------------------------------------------------------
 
@@ -94,26 +110,45 @@ class Hub:
         if not self.pending:
             return 0
         pending, self.pending = self.pending, {}
+        # Computed only when someone draws them (correlation is ~300 series folds a flush);
+        # a client subscribing later gets them in its snapshot.
+        views = {view for sub in {c.sub for c in self.clients} for view in sub.views}
         if "portfolio" in pending:
-            pending["portfolio"] = self.state.portfolio()
+            if "portfolio" in views:
+                pending["portfolio"] = self.state.portfolio()
+            else:
+                del pending["portfolio"]
         if "correlation" in pending:
-            pending["correlation"] = self.state.correlation()
+            if "correlation" in views:
+                pending["correlation"] = self.state.correlation()
+            else:
+                del pending["correlation"]
+        if not pending:
+            return 0
         frames = []
         for key, payload in pending.items():
             self.seq += 1
             frames.append((key, frame("delta", self.seq, {"k": key, "v": payload})))
-        coalesced = 0
+        # The frames each distinct subscription wants, worked out once per flush (browsers
+        # share a handful of subscriptions), then handed to each queue as one dict update.
+        wanted: dict[Subscription, dict[str, bytes]] = {}
+        coalesced = longest = 0
         for client in self.clients:
+            batch = wanted.get(client.sub)
+            if batch is None:
+                sub = client.sub
+                batch = wanted[sub] = {key: data for key, data in frames if sub.wants(key)}
+            if not batch:
+                continue
             queue = client.queue
             before = queue.coalesced
-            for key, data in frames:
-                if client.sub.wants(key):
-                    queue.put(key, data)
+            queue.put_many(batch)
             coalesced += queue.coalesced - before
-            if len(queue) or queue.overflowed:
-                client.wake.set()
+            longest = max(longest, len(queue))
+            client.wake.set()
         if coalesced:
             metrics.DASHBOARD_COALESCED.inc(coalesced)
+        metrics.DASHBOARD_QUEUE_MAX_KEYS.set(longest)
         return len(frames)
 
     def snapshot(self, sub: Subscription) -> bytes:
@@ -128,25 +163,51 @@ class Hub:
         return data
 
     async def run(self) -> None:
-        """The flush loop, with a heartbeat to every client each `heartbeat_s`."""
+        """The flush loop, with a heartbeat to every client each `heartbeat_s` and, once a
+        second, the stall check."""
         next_heartbeat = self.clock.monotonic() + self.heartbeat_s
+        next_stall_check = self.clock.monotonic() + 1.0
         while True:
             await asyncio.sleep(self.interval_s)
             try:
                 self.flush()
             except Exception:  # a bug in one flush must not stop the stream for good
                 log.exception("flush failed; changes of this interval dropped")
-            if self.clock.monotonic() >= next_heartbeat:
-                next_heartbeat = self.clock.monotonic() + self.heartbeat_s
+            now = self.clock.monotonic()
+            if now >= next_heartbeat:
+                next_heartbeat = now + self.heartbeat_s
                 for client in self.clients:
                     client.heartbeat_due = True
                     client.wake.set()
+            if now >= next_stall_check:
+                next_stall_check = now + 1.0
+                self.drop_stalled(now=now)
+
+    def drop_stalled(self, *, now: float) -> int:
+        """Cancel the writer of every client whose send has been blocked past the timeout
+        (its socket accepts nothing). One sweep a second instead of a timer per send."""
+        dropped = 0
+        for client in self.clients:
+            since = client.sending_since
+            if since is not None and now - since > self.stall_timeout_s and not client.stalled:
+                client.stalled = True
+                if client.task is not None:
+                    client.task.cancel()
+                dropped += 1
+        return dropped
+
+    def close_all(self) -> None:
+        """End every stream (shutdown): each writer returns at its next wake, at once."""
+        for client in self.clients:
+            client.closed = True
+            client.wake.set()
 
     # -- one client --------------------------------------------------------------------------
 
     async def serve(self, sub: Subscription, send: Send, receive: Receive) -> None:
         """Write one client's stream until it goes away or stalls. Headers are sent already."""
         client = Client(sub, max_keys=self.max_keys)
+        client.task = asyncio.current_task()
         client.wake.set()  # the snapshot goes out at once
         self.clients.add(client)
         metrics.DASHBOARD_CLIENTS.set(len(self.clients))
@@ -172,19 +233,23 @@ class Hub:
                 client.heartbeat_due = False
                 if not body:
                     continue
+                client.sending_since = self.clock.monotonic()
                 try:
-                    await asyncio.wait_for(
-                        send({"type": "http.response.body", "body": body, "more_body": True}),
-                        self.stall_timeout_s,
-                    )
-                except TimeoutError:
+                    await send({"type": "http.response.body", "body": body, "more_body": True})
+                except asyncio.CancelledError:
+                    if not client.stalled:
+                        raise  # a shutdown, not our stall check
+                    current = asyncio.current_task()
+                    if current is not None:
+                        current.uncancel()
                     metrics.DASHBOARD_DROPPED_CLIENTS.inc()
                     log.info("dropping a client stuck for %.0f s", self.stall_timeout_s)
                     return
                 except OSError:  # uvicorn's ClientDisconnected
                     return
+                client.sending_since = None
                 self.frames_sent += count
-                metrics.DASHBOARD_FRAMES_SENT.labels(kind).inc(count)
+                self._sent[kind].inc(count)
         finally:
             watcher.cancel()
             self.clients.discard(client)

@@ -88,6 +88,19 @@ class CoalescingQueue:
         else:
             pending[key] = frame
 
+    def put_many(self, frames: dict[str, bytes]) -> None:
+        """`put` of every item, in C: one dict update for the whole flush (the hot path)."""
+        if self.overflowed:
+            return
+        pending = self._pending
+        before = len(pending)
+        pending.update(frames)
+        added = len(pending) - before
+        self.coalesced += len(frames) - added
+        if len(pending) > self.max_keys:
+            pending.clear()
+            self.overflowed = True
+
     def drain(self) -> list[bytes]:
         frames = list(self._pending.values())
         self._pending.clear()
