@@ -169,3 +169,25 @@ async def test_stream_through_nginx_is_unbuffered(
         assert time.monotonic() - sent_at < 2.0  # not held in a proxy buffer
     finally:
         stop()
+
+
+def test_demo_stage_finds_the_demo_symbols_in_the_snapshot(
+    dashboard: DashboardProcess, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    from pulse_cli import demo
+    from rich.console import Console
+
+    monkeypatch.setenv("DASHBOARD_VIEWER_KEYS", VIEWER_KEY)
+    console = Console(record=True, width=200)
+    # no nginx on this address: the stage falls back to the direct URL, here the test's process
+    monkeypatch.setattr(demo, "DASHBOARD_DIRECT_URL", dashboard.url)
+    stage = demo.dashboard_stage(
+        tmp_path, "http://127.0.0.1:9", ("BTC-USD", "ETH-USD"), console=console, wait_s=5
+    )
+    assert (stage.expected, stage.actual) == (2, 2) and stage.ok, stage
+    assert dashboard.url in stage.note
+    missing = demo.dashboard_stage(
+        tmp_path, "http://127.0.0.1:9", ("BTC-USD", "NOPE"), console=console, wait_s=0
+    )
+    assert (missing.expected, missing.actual) == (2, 1) and not missing.ok
+    assert "http://127.0.0.1:9/dashboard/" in console.export_text()
