@@ -236,7 +236,13 @@ async def faust_run(
         sources[preload[0]] = preload[1]
     outputs = {
         spec.name: f"{prefix}.out.{spec.name}"
-        for spec in (topics.REVIEWS_ENRICHED, topics.ALERTS, topics.DLQ, topics.MARKET_CANDLES)
+        for spec in (
+            topics.REVIEWS_ENRICHED,
+            topics.ALERTS,
+            topics.DLQ,
+            topics.MARKET_CANDLES,
+            topics.MARKET_CANDLES_LIVE,
+        )
     }
     kafka = kafka or KafkaSettings(kafka_bootstrap_servers=bootstrap)
     p = create_app(settings, kafka, sources=sources, outputs=outputs)
@@ -319,7 +325,13 @@ async def main() -> None:
     t_reviews, t_products, t_quotes = f"{prefix}.reviews", f"{prefix}.products", f"{prefix}.quotes"
     outputs = [
         f"{prefix}.out.{spec.name}"
-        for spec in (topics.REVIEWS_ENRICHED, topics.ALERTS, topics.DLQ, topics.MARKET_CANDLES)
+        for spec in (
+            topics.REVIEWS_ENRICHED,
+            topics.ALERTS,
+            topics.DLQ,
+            topics.MARKET_CANDLES,
+            topics.MARKET_CANDLES_LIVE,
+        )
     ]
     await create_topics(
         bootstrap, [t_reviews, t_products, t_quotes, f"{prefix}.bare.out", *outputs]
