@@ -76,6 +76,7 @@ def test_http_services_keep_idle_connections_longer_than_nginx_does() -> None:
     import re
     from pathlib import Path
 
+    from dashboard.settings import DashboardSettings
     from ingest.settings import IngestSettings
     from notifier.settings import NotifierSettings
     from query.settings import QuerySettings
@@ -86,7 +87,8 @@ def test_http_services_keep_idle_connections_longer_than_nginx_does() -> None:
         text = (root / conf).read_text()
         for block in re.findall(r"upstream \w+ \{(.*?)\}", text, re.DOTALL):
             upstream_timeouts += [int(s) for s in re.findall(r"keepalive_timeout (\d+)s;", block)]
-    assert len(upstream_timeouts) == 6  # ingest, query, notifier in each file
+    assert len(upstream_timeouts) == 8  # ingest, query, notifier, dashboard in each file
     notifier = NotifierSettings(urls=["json://127.0.0.1:9/x"])
-    for settings in (IngestSettings(), QuerySettings(), notifier):
+    dashboard = DashboardSettings(viewer_keys="a-viewer-key-of-16+")  # type: ignore[arg-type]
+    for settings in (IngestSettings(), QuerySettings(), notifier, dashboard):
         assert settings.http_keepalive_s > max(upstream_timeouts)
