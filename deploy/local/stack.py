@@ -1466,6 +1466,55 @@ def nginx_check(prefix: Path, conf: Path) -> None:
         raise StackError(f"nginx: configuration test failed:\n{r.stderr.strip()}")
 
 
+def reload_nginx_if_changed(
+    prefix: Path,
+    *,
+    listen_port: int,
+    ingest_port: int,
+    query_port: int,
+    dashboard_port: int = PORT_VARS["dashboard"][1],
+    conf_text: str | None = None,
+) -> bool:
+    """A running nginx: render its files again and, if one changed, test them and reload
+    (`nginx -s reload`: new workers take the new config, open connections finish on the
+    old), so a pulled change such as a new location applies without a restart. True if it
+    reloaded. A config that fails `nginx -t` raises and leaves the running nginx as it was."""
+    conf_dir = prefix / "conf"
+    before = {f.name: f.read_bytes() for f in conf_dir.glob("*.conf")}
+    conf = render_nginx(
+        prefix,
+        listen_port=listen_port,
+        ingest_port=ingest_port,
+        query_port=query_port,
+        dashboard_port=dashboard_port,
+        conf_text=conf_text,
+    )
+    if {f.name: f.read_bytes() for f in conf_dir.glob("*.conf")} == before:
+        return False
+    nginx_check(prefix, conf)
+    r = subprocess.run(
+        [nginx_bin(), "-p", f"{prefix}/", "-c", str(conf), "-s", "reload"],
+        capture_output=True,
+        text=True,
+    )
+    if r.returncode != 0:
+        raise StackError(f"nginx: reload failed: {r.stderr.strip() or r.stdout}")
+    return True
+
+
+def refresh_nginx_conf(stack: Stack) -> str:
+    """`up` on a running nginx: see reload_nginx_if_changed. A note for the status line."""
+    p = stack.ports
+    changed = reload_nginx_if_changed(
+        stack.dir / "nginx",
+        listen_port=p["nginx"],
+        ingest_port=p["ingest"],
+        query_port=p["query"],
+        dashboard_port=p["dashboard"],
+    )
+    return "; its config changed, reloaded" if changed else ""
+
+
 def start_nginx(stack: Stack, sec: Secrets) -> int:
     prefix = stack.dir / "nginx"
     p = stack.ports
@@ -1537,7 +1586,8 @@ def cmd_up(stack: Stack, names: list[str]) -> None:
 
     def launch(part: str) -> None:
         if is_running(stack, part):
-            note = refresh_postgres_conf(stack) if part == "postgres" else ""
+            refresh = {"postgres": refresh_postgres_conf, "nginx": refresh_nginx_conf}
+            note = refresh[part](stack) if part in refresh else ""
             say(f"{part:9} {stack.address(part):45} already running{note}")
             return
         check_ports_free(stack, part)

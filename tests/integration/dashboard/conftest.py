@@ -181,8 +181,11 @@ def producer(stack_env: dict[str, str], dashboard_topics: dict[str, str]) -> Pro
     return Producer(stack_env["KAFKA_BOOTSTRAP_SERVERS"], dashboard_topics)
 
 
-def start_private_nginx(stack: ModuleType, *, dashboard_port: int) -> tuple[str, Any]:
-    """The project's nginx.conf, rendered the way stack.py renders it, on a range port."""
+def start_private_nginx(
+    stack: ModuleType, *, dashboard_port: int, conf_text: str | None = None
+) -> tuple[str, Any]:
+    """The project's nginx.conf (or `conf_text`), rendered the way stack.py renders it, on a
+    range port. Returns its URL and a stop function (whose `prefix` is nginx's prefix)."""
     prefix = Path(tempfile.mkdtemp(prefix="pulse-dashboard-nginx-"))
     prefix.chmod(0o755)  # as root, nginx workers run as nobody
     listen_port = port_in_range()
@@ -192,6 +195,7 @@ def start_private_nginx(stack: ModuleType, *, dashboard_port: int) -> tuple[str,
         ingest_port=58001,
         query_port=58002,
         dashboard_port=dashboard_port,
+        conf_text=conf_text,
     )
     log = (prefix / "nginx.log").open("wb")
     proc = subprocess.Popen(
@@ -222,6 +226,8 @@ def start_private_nginx(stack: ModuleType, *, dashboard_port: int) -> tuple[str,
             proc.wait()
         shutil.rmtree(prefix, ignore_errors=True)
 
+    stop.prefix = prefix  # type: ignore[attr-defined]
+    stop.listen_port = listen_port  # type: ignore[attr-defined]
     return url, stop
 
 

@@ -191,3 +191,33 @@ def test_demo_stage_finds_the_demo_symbols_in_the_snapshot(
     )
     assert (missing.expected, missing.actual) == (2, 1) and not missing.ok
     assert "http://127.0.0.1:9/dashboard/" in console.export_text()
+
+
+def test_stack_up_reloads_a_running_nginx_that_lacks_the_dashboard(
+    dashboard: DashboardProcess, stack_module: ModuleType
+) -> None:
+    """`stack.py up` on a running nginx renders its config again and reloads it, so the
+    shared nginx started before /dashboard/ existed serves it without a restart."""
+    current = (stack_module.DEPLOY_NGINX / "nginx.conf").read_text()
+    old = current.replace("location /dashboard/ {", "location /dashboard-not-yet/ {")
+    old = old.replace("location = /dashboard/stream {", "location = /dashboard-not-yet/s {")
+    assert old != current
+    url, stop = start_private_nginx(stack_module, dashboard_port=dashboard.port, conf_text=old)
+    try:
+        assert httpx.get(f"{url}/dashboard/", timeout=5).status_code == 404
+        ports = {
+            "listen_port": stop.listen_port,
+            "ingest_port": 58001,
+            "query_port": 58002,
+            "dashboard_port": dashboard.port,
+        }
+        assert stack_module.reload_nginx_if_changed(stop.prefix, **ports) is True
+        deadline = time.monotonic() + 5
+        while httpx.get(f"{url}/dashboard/", timeout=5).status_code == 404:
+            assert time.monotonic() < deadline, "nginx did not take the new config"
+            time.sleep(0.1)
+        page = httpx.get(f"{url}/dashboard/", timeout=5)
+        assert page.status_code == 401 and "Viewer key" in page.text  # the dashboard answers
+        assert stack_module.reload_nginx_if_changed(stop.prefix, **ports) is False
+    finally:
+        stop()

@@ -15,6 +15,7 @@ from dashboard.views import (
     Subscription,
     pearson,
     portfolio_view,
+    resolve,
     returns_by_time,
     rolling_correlation,
 )
@@ -28,7 +29,8 @@ def state(**config: object) -> DashboardState:
 def test_forming_candle_moves_the_last_price_and_a_close_replaces_it() -> None:
     s = state()
     s.on_candle(candle("BTC-USD", 0, "100", open_="90"), now_s=0)
-    [(key, price)] = s.on_forming(forming("BTC-USD", 1, "110.50"), now_s=1)
+    [(key, later)] = s.on_forming(forming("BTC-USD", 1, "110.50"), now_s=1)
+    price = resolve(later)  # built when the stream flushes, from the state then
     assert key == "price:BTC-USD"
     assert price["last"] == "110.5" and price["forming"]["t"] == int(T0.timestamp()) + 60
     assert price["change"] == "20.5"  # against the oldest candle's open, exact

@@ -18,7 +18,7 @@ import orjson
 from servicekit import metrics
 from servicekit.clock import Clock
 
-from dashboard.views import Change, CoalescingQueue, DashboardState, Subscription
+from dashboard.views import Change, CoalescingQueue, DashboardState, Subscription, resolve
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ class Hub:
         frames = []
         for key, payload in pending.items():
             self.seq += 1
-            frames.append((key, frame("delta", self.seq, {"k": key, "v": payload})))
+            frames.append((key, frame("delta", self.seq, {"k": key, "v": resolve(payload)})))
         # The frames each distinct subscription wants, worked out once per flush (browsers
         # share a handful of subscriptions), then handed to each queue as one dict update.
         wanted: dict[Subscription, dict[str, bytes]] = {}
