@@ -177,3 +177,60 @@ async def test_portfolio_and_correlation_are_recomputed_once_per_flush() -> None
     assert [p["total_value"] for p in portfolios] == ["12.00"]
     assert any(v["k"] == "correlation" for e, v in b.events() if e == "delta")
     task.cancel()
+
+
+class FakeCycle:
+    """Shaped like uvicorn's httptools RequestResponseCycle, as DirectWriter reads it."""
+
+    def __init__(self) -> None:
+        self.chunked_encoding = True
+        self.disconnected = False
+        self.flow = type("Flow", (), {"write_paused": False})()
+        self.written: list[bytes] = []
+        self.sent: list[bytes] = []
+        self.transport = self
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def is_closing(self) -> bool:
+        return False
+
+    async def send(self, message: dict[str, Any]) -> None:
+        self.sent.append(message["body"])
+
+    async def receive(self) -> dict[str, Any]:
+        await asyncio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+
+async def test_a_client_keeping_up_gets_frames_written_from_the_flush_itself() -> None:
+    h = hub()
+    cycle = FakeCycle()
+    task = asyncio.create_task(h.serve(Subscription(), cycle.send, cycle.receive))
+    await settle()
+    assert len(cycle.sent) == 1 and b"event: snapshot" in cycle.sent[0]
+    h.publish(h.state.on_forming(forming("BTC-USD", 0, "101"), now_s=0))
+    h.flush()  # no await: written by the flush, not by the client's writer task
+    [chunk] = cycle.written
+    size, _, rest = chunk.partition(b"\r\n")
+    assert int(size, 16) == len(rest) - 2 and rest.endswith(b"\r\n")  # one HTTP chunk
+    assert b'"k":"price:BTC-USD"' in rest and len(cycle.sent) == 1
+    cycle.flow.write_paused = True  # the socket backs up: back to the queue and the writer
+    h.publish(h.state.on_forming(forming("BTC-USD", 0, "102", trades=4), now_s=0))
+    h.flush()
+    await settle()
+    assert len(cycle.written) == 1 and b'"last":"102"' in cycle.sent[-1]
+    task.cancel()
+
+
+async def test_direct_writes_can_be_turned_off() -> None:
+    h = hub(direct_writes=False)
+    cycle = FakeCycle()
+    task = asyncio.create_task(h.serve(Subscription(), cycle.send, cycle.receive))
+    await settle()
+    h.publish(h.state.on_forming(forming("BTC-USD", 0, "101"), now_s=0))
+    h.flush()
+    await settle()
+    assert cycle.written == [] and b'"last":"101"' in cycle.sent[-1]
+    task.cancel()

@@ -100,6 +100,7 @@ class Dashboard:
             max_clients=settings.max_clients,
             max_keys=settings.client_queue_max_keys,
             stall_timeout_s=settings.client_stall_timeout_s,
+            direct_writes=settings.direct_writes,
         )
         self.feed = KafkaFeed(
             kafka,

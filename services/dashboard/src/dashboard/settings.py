@@ -45,6 +45,9 @@ class DashboardSettings(ServiceSettings):
     client_queue_max_keys: int = Field(default=512, ge=8)
     # A client whose socket accepts nothing for this long is disconnected (counted dropped).
     client_stall_timeout_s: float = Field(default=30.0, gt=0)
+    # Write a flush's frames straight to the sockets that keep up (stream.DirectWriter); off:
+    # every frame through ASGI `send` from each client's writer task (slower, no internals).
+    direct_writes: bool = True
     max_clients: int = Field(default=2000, ge=1)
     retry_after_s: int = Field(default=5, ge=1)
 

@@ -32,9 +32,49 @@ def frame(event: str, seq: int, document: Any) -> bytes:
     return b"event: %s\nid: %d\ndata: %s\n\n" % (event.encode(), seq, orjson.dumps(document))
 
 
+class DirectWriter:
+    """Writes a flush's frames straight to the socket of a client that is keeping up, from
+    the hub's flush loop, instead of waking that client's writer task to call ASGI `send`
+    (per client per flush that wake + send cost several times the write itself: the
+    benchmark's p99). Reaches into uvicorn's httptools cycle: `send.__self__` is the
+    RequestResponseCycle, with `transport`, `flow.write_paused`, `disconnected` and
+    `chunked_encoding`. Checked for uvicorn <0.55 (pinned in pyproject.toml;
+    tests/unit/dashboard/test_dashboard_uvicorn_internals.py fails on a change). When any of
+    it is missing, `of` returns None and the client is served through `send` only."""
+
+    __slots__ = ("cycle", "flow", "transport")
+
+    def __init__(self, cycle: Any) -> None:
+        self.cycle = cycle
+        self.transport = cycle.transport
+        self.flow = cycle.flow
+
+    @classmethod
+    def of(cls, send: Send) -> DirectWriter | None:
+        """After the response has started (chunked): a writer, or None if not uvicorn's."""
+        cycle = getattr(send, "__self__", None)
+        if (
+            getattr(cycle, "chunked_encoding", None) is not True
+            or not hasattr(getattr(cycle, "transport", None), "write")
+            or not hasattr(getattr(cycle, "flow", None), "write_paused")
+            or not hasattr(cycle, "disconnected")
+        ):
+            return None
+        return cls(cycle)
+
+    def write(self, body: bytes) -> bool:
+        """Write one chunk unless the socket is backed up or gone; False: use the queue."""
+        if self.flow.write_paused or self.cycle.disconnected or self.transport.is_closing():
+            return False
+        self.transport.write(b"%x\r\n%b\r\n" % (len(body), body))
+        return True
+
+
 class Client:
     __slots__ = (
+        "busy",
         "closed",
+        "direct",
         "heartbeat_due",
         "needs_snapshot",
         "queue",
@@ -55,6 +95,8 @@ class Client:
         self.stalled = False
         self.sending_since: float | None = None  # monotonic start of a send still blocked
         self.task: asyncio.Task[Any] | None = None
+        self.direct: DirectWriter | None = None  # set once the snapshot is out
+        self.busy = False  # its writer is between a wake and the end of its send
 
 
 class Hub:
@@ -70,6 +112,7 @@ class Hub:
         max_clients: int,
         max_keys: int,
         stall_timeout_s: float,
+        direct_writes: bool = True,
     ) -> None:
         self.state = state
         self.clock = clock
@@ -78,6 +121,7 @@ class Hub:
         self.max_clients = max_clients
         self.max_keys = max_keys
         self.stall_timeout_s = stall_timeout_s
+        self.direct_writes = direct_writes
         self.clients: set[Client] = set()
         self.pending: dict[str, Any] = {}
         self.seq = 0
@@ -132,15 +176,30 @@ class Hub:
         # The frames each distinct subscription wants, worked out once per flush (browsers
         # share a handful of subscriptions), then handed to each queue as one dict update.
         wanted: dict[Subscription, dict[str, bytes]] = {}
-        coalesced = longest = 0
+        joined: dict[Subscription, bytes] = {}
+        coalesced = longest = direct_frames = 0
         for client in self.clients:
             batch = wanted.get(client.sub)
             if batch is None:
                 sub = client.sub
                 batch = wanted[sub] = {key: data for key, data in frames if sub.wants(key)}
+                joined[sub] = b"".join(batch.values())
             if not batch:
                 continue
             queue = client.queue
+            # Straight to the socket when nothing is queued before these frames (order kept)
+            # and the socket takes them; otherwise the queue and the client's writer.
+            direct = client.direct
+            if (
+                direct is not None
+                and not client.busy
+                and not client.needs_snapshot
+                and not queue.overflowed
+                and not len(queue)
+                and direct.write(joined[client.sub])
+            ):
+                direct_frames += len(batch)
+                continue
             before = queue.coalesced
             queue.put_many(batch)
             coalesced += queue.coalesced - before
@@ -148,6 +207,9 @@ class Hub:
             client.wake.set()
         if coalesced:
             metrics.DASHBOARD_COALESCED.inc(coalesced)
+        if direct_frames:
+            self.frames_sent += direct_frames
+            self._sent["delta"].inc(direct_frames)
         metrics.DASHBOARD_QUEUE_MAX_KEYS.set(longest)
         return len(frames)
 
@@ -234,6 +296,7 @@ class Hub:
                 if not body:
                     continue
                 client.sending_since = self.clock.monotonic()
+                client.busy = True
                 try:
                     await send({"type": "http.response.body", "body": body, "more_body": True})
                 except asyncio.CancelledError:
@@ -248,6 +311,9 @@ class Hub:
                 except OSError:  # uvicorn's ClientDisconnected
                     return
                 client.sending_since = None
+                client.busy = False
+                if client.direct is None and self.direct_writes:
+                    client.direct = DirectWriter.of(send)
                 self.frames_sent += count
                 self._sent[kind].inc(count)
         finally:
