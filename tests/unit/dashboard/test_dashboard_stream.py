@@ -196,6 +196,9 @@ class FakeCycle:
     def is_closing(self) -> bool:
         return False
 
+    def get_extra_info(self, name: str) -> Any:
+        return None  # no real socket to size
+
     async def send(self, message: dict[str, Any]) -> None:
         self.sent.append(message["body"])
 

@@ -34,6 +34,9 @@ async def test_uvicorn_httptools_cycle_still_has_what_direct_writes_use() -> Non
         writer = DirectWriter.of(send)
         found["writer"] = writer
         if writer is not None:
+            writer.limit_send_buffer(65_536)
+            sock = writer.transport.get_extra_info("socket")
+            found["sndbuf"] = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
             found["wrote"] = writer.write(b"bc")
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
@@ -53,4 +56,5 @@ async def test_uvicorn_httptools_cycle_still_has_what_direct_writes_use() -> Non
     assert version < (0, 55), "re-check stream.DirectWriter against this uvicorn"
     assert found["writer"] is not None, "uvicorn's cycle lost transport/flow/chunked_encoding"
     assert found["wrote"] is True
+    assert found["sndbuf"] == 2 * 65_536  # Linux doubles SO_SNDBUF for its bookkeeping
     assert response.text == "abc"  # the direct chunk sits between the ASGI ones, well framed

@@ -101,6 +101,7 @@ class Dashboard:
             max_keys=settings.client_queue_max_keys,
             stall_timeout_s=settings.client_stall_timeout_s,
             direct_writes=settings.direct_writes,
+            send_buffer_bytes=settings.client_send_buffer_bytes,
         )
         self.feed = KafkaFeed(
             kafka,

@@ -48,6 +48,10 @@ class DashboardSettings(ServiceSettings):
     # Write a flush's frames straight to the sockets that keep up (stream.DirectWriter); off:
     # every frame through ASGI `send` from each client's writer task (slower, no internals).
     direct_writes: bool = True
+    # The kernel send buffer of each stream socket (SO_SNDBUF; 0: the kernel's autotuning, up
+    # to megabytes per stuck browser). Small, so a browser that stops reading backs up into
+    # its bounded queue and the stall check within seconds (with direct writes).
+    client_send_buffer_bytes: int = Field(default=65_536, ge=0, le=16 * 1024 * 1024)
     max_clients: int = Field(default=2000, ge=1)
     retry_after_s: int = Field(default=5, ge=1)
 
