@@ -344,8 +344,10 @@ async def run(clients_n: int, rate: int, seconds: float) -> dict[str, Any]:
                 seconds=seconds,
             )
             await asyncio.sleep(1.0)
+            # at least 12 s: a stuck socket takes a few seconds to back up, then the stall
+            # timeout runs (so --quick shows the bound too)
             out["slow"] = await slow_readers(
-                port, path, clients_n, bootstrap, topic, rate, seconds, dash.pid
+                port, path, clients_n, bootstrap, topic, rate, max(seconds, 12.0), dash.pid
             )
         finally:
             stop_process(dash)
