@@ -18,8 +18,8 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from conftest import ARTIFACTS, VIEWER_KEY, DashboardProcess, Producer, start_private_nginx
 from contracts.events import AlertKind, AlertSeverity
+from dashboard_harness import ARTIFACTS, VIEWER_KEY, DashboardProcess, Producer, start_private_nginx
 from dashboard_records import alert, candle, forming, review
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,13 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import VIEWER_KEY, DashboardProcess, Producer, read_stream, start_private_nginx
+from dashboard_harness import (
+    VIEWER_KEY,
+    DashboardProcess,
+    Producer,
+    read_stream,
+    start_private_nginx,
+)
 from dashboard_records import alert, candle, forming, review
 
 pytestmark = pytest.mark.integration

@@ -1,0 +1,251 @@
+"""Harness of the dashboard's integration tests: a dashboard subprocess on the dashboard port
+range (61500–61599) reading unique topics on the real Kafka, a producer of contract records,
+a private nginx running the project's nginx.conf, an SSE reader. (A module of its own, not
+`conftest`: several test folders have a conftest.py, and `from conftest import` would pick
+whichever was imported first.)"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from pydantic import BaseModel
+from servicekit.kafka import encode_event
+
+REPO = Path(__file__).resolve().parents[3]
+PORTS = range(61500, 61600)
+VIEWER_KEY = "viewer-key-integration-" + uuid.uuid4().hex[:8]
+ARTIFACTS = REPO / "tests" / "artifacts" / "dashboard"
+
+
+def port_in_range() -> int:
+    """A free port of the dashboard's range (other helpers' tests use theirs)."""
+    for port in PORTS:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 61500-61599")
+
+
+class DashboardProcess:
+    """`python -m dashboard` with its own topics; start/stop/restart from the tests."""
+
+    def __init__(self, stack_env: dict[str, str], topics: dict[str, str], **settings: str) -> None:
+        self.port = port_in_range()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            **stack_env,
+            "DASHBOARD_HTTP_PORT": str(self.port),
+            "DASHBOARD_VIEWER_KEYS": VIEWER_KEY,
+            "DASHBOARD_LOG_JSON": "false",
+            "DASHBOARD_CANDLES_TOPIC": topics["candles"],
+            "DASHBOARD_LIVE_CANDLES_TOPIC": topics["live"],
+            "DASHBOARD_ALERTS_TOPIC": topics["alerts"],
+            "DASHBOARD_REVIEWS_TOPIC": topics["reviews"],
+            **settings,
+        }
+        self.log_path = Path(tempfile.mkstemp(prefix="pulse-dashboard-", suffix=".log")[1])
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, *, timeout_s: float = 30.0) -> None:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "dashboard"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout_s
+        while True:
+            assert self.proc.poll() is None, self.log_path.read_text()
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, self.log_path.read_text()
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL: the stream drops without a goodbye."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        self.proc = None
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        headers = {"X-API-Key": VIEWER_KEY, **kwargs.pop("headers", {})}
+        return httpx.get(f"{self.url}{path}", headers=headers, timeout=5, **kwargs)
+
+
+async def create_topics(bootstrap: str, names: list[str]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(n, num_partitions=3, replication_factor=1) for n in names]
+        )
+    finally:
+        await admin.close()
+
+
+async def delete_topics(bootstrap: str, names: list[str]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics(names)
+    finally:
+        await admin.close()
+
+
+class Producer:
+    """Sends contract events (or raw bytes) to the test's topics, keyed like the contracts."""
+
+    def __init__(self, bootstrap: str, topics: dict[str, str]) -> None:
+        self.bootstrap = bootstrap
+        self.topics = topics
+
+    async def send_async(
+        self,
+        items: list[tuple[str, bytes | None, BaseModel | bytes]],
+        *,
+        timestamp_ms: int | None = None,
+    ) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=2)
+        await producer.start()
+        try:
+            for kind, key, value in items:
+                data = value if isinstance(value, bytes) else encode_event(value)
+                await producer.send(self.topics[kind], data, key=key, timestamp_ms=timestamp_ms)
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+    def send(
+        self,
+        items: list[tuple[str, bytes | None, BaseModel | bytes]],
+        *,
+        timestamp_ms: int | None = None,
+    ) -> None:
+        # In a thread of its own: Playwright's sync API keeps an event loop in the test's.
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, self.send_async(items, timestamp_ms=timestamp_ms)).result()
+
+
+def start_private_nginx(
+    stack: ModuleType, *, dashboard_port: int, conf_text: str | None = None
+) -> tuple[str, Any]:
+    """The project's nginx.conf (or `conf_text`), rendered the way stack.py renders it, on a
+    range port. Returns its URL and a stop function (whose `prefix` is nginx's prefix)."""
+    prefix = Path(tempfile.mkdtemp(prefix="pulse-dashboard-nginx-"))
+    prefix.chmod(0o755)  # as root, nginx workers run as nobody
+    listen_port = port_in_range()
+    conf = stack.render_nginx(
+        prefix,
+        listen_port=listen_port,
+        ingest_port=58001,
+        query_port=58002,
+        dashboard_port=dashboard_port,
+        conf_text=conf_text,
+    )
+    log = (prefix / "nginx.log").open("wb")
+    proc = subprocess.Popen(
+        [stack.nginx_bin(), "-p", f"{prefix}/", "-c", str(conf), "-g", "daemon off;"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    log.close()
+    url = f"http://127.0.0.1:{listen_port}"
+    deadline = time.monotonic() + 10
+    while True:
+        assert proc.poll() is None, (prefix / "nginx.log").read_text()
+        try:
+            if httpx.get(f"{url}/nginx/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "private nginx did not start"
+        time.sleep(0.05)
+
+    def stop() -> None:
+        proc.send_signal(signal.SIGQUIT)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        shutil.rmtree(prefix, ignore_errors=True)
+
+    stop.prefix = prefix  # type: ignore[attr-defined]
+    stop.listen_port = listen_port  # type: ignore[attr-defined]
+    return url, stop
+
+
+async def read_stream(
+    url: str,
+    *,
+    headers: dict[str, str],
+    until: Any,
+    timeout_s: float,
+    started: asyncio.Event | None = None,
+) -> list[tuple[str, Any]]:
+    """Server-sent events from `url` as (event, data) until `until(events)` is true or
+    `timeout_s` passes; `started` is set once the snapshot has arrived."""
+    import orjson
+
+    events: list[tuple[str, Any]] = []
+
+    async def read() -> None:
+        async with (
+            httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, connect=5)) as client,
+            client.stream("GET", url, headers=headers) as response,
+        ):
+            assert response.status_code == 200, await response.aread()
+            event = None
+            async for line in response.aiter_lines():
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: ") and event is not None:
+                    events.append((event, orjson.loads(line[6:])))
+                    if event == "snapshot" and started is not None:
+                        started.set()
+                    if until(events):
+                        return
+
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(read(), timeout_s)
+    return events
