@@ -13,6 +13,7 @@ def test_viewer_key_is_generated_once_and_kept_private(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("DASHBOARD_VIEWER_KEYS", raising=False)
+    (tmp_path / ".stack").mkdir()
     key = dashboard_viewer_key(tmp_path)
     path = tmp_path / ".stack" / "secrets" / "dashboard_viewer_key"
     assert len(key) >= 16 and path.read_text().strip() == key
@@ -26,4 +27,10 @@ def test_viewer_key_is_generated_once_and_kept_private(
 def test_configured_viewer_keys_win(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DASHBOARD_VIEWER_KEYS", "first-viewer-key-123, second-viewer-key-45")
     assert dashboard_viewer_key(tmp_path) == "first-viewer-key-123"
+    assert not (tmp_path / ".stack").exists()
+
+
+def test_no_stack_no_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DASHBOARD_VIEWER_KEYS", raising=False)
+    assert len(dashboard_viewer_key(tmp_path)) >= 16  # a key for this run only
     assert not (tmp_path / ".stack").exists()
