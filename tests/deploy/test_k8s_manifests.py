@@ -386,7 +386,7 @@ def test_crawler_cronjob_component_replaces_the_deployment(tools_bin: Path, tmp_
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-KAFKA_CLIENTS = ("cdc-processor", "s3-archiver", "crawler", "market-feeds", "notifier")
+KAFKA_CLIENTS = ("cdc-processor", "s3-archiver", "crawler", "market-feeds", "notifier", "dashboard")
 
 
 def test_k3s_kafka_clients_use_scram_over_tls(rendered: dict[str, list[dict[str, Any]]]) -> None:
