@@ -52,6 +52,9 @@ class WebhookSink:
     attempt_ids: list[str] = field(default_factory=list)  # webhook-id of every request
     attempt_times: list[float] = field(default_factory=list)  # time.time() of every request
     _server: asyncio.Server | None = None
+    # Open connections' handlers: stop() ends them, so none is left pending when the loop
+    # that runs them closes (a keep-alive client would otherwise hold one open).
+    _connections: set[asyncio.Task[None]] = field(default_factory=set)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -65,6 +68,10 @@ class WebhookSink:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
+            handlers = list(self._connections)
+            for task in handlers:
+                task.cancel()
+            await asyncio.gather(*handlers, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 2.0)
             self._server = None
@@ -85,6 +92,9 @@ class WebhookSink:
         return expected in headers.get("webhook-signature", "").split()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._connections.add(task)
         try:
             while True:
                 line = await reader.readline()
@@ -120,7 +130,13 @@ class WebhookSink:
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
             return
+        except asyncio.CancelledError:
+            # stop() ends open connections this way. Returning (rather than re-raising) ends
+            # the task normally: asyncio's stream callback logs a cancelled handler as an error.
+            return
         finally:
+            if task is not None:
+                self._connections.discard(task)
             writer.close()
 
 
