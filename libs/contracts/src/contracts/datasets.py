@@ -10,6 +10,7 @@ from contracts import topics
 from contracts.events import (
     AlertRaised,
     CandleClosed,
+    DataQualityResult,
     Event,
     FeedGap,
     QuotePolled,
@@ -40,6 +41,7 @@ ALERTS = Dataset("alerts", topics.ALERTS, AlertRaised, "event_time")
 MARKET_TRADES = Dataset("market_trades", topics.MARKET_TRADES, TradeExecuted, "event_time")
 MARKET_QUOTES = Dataset("market_quotes", topics.MARKET_QUOTES, QuotePolled, "event_time")
 MARKET_FEED_GAPS = Dataset("market_feed_gaps", topics.MARKET_FEED_GAPS, FeedGap, "event_time")
+DQ_RESULTS = Dataset("dq_results", topics.QUALITY_RESULTS, DataQualityResult, "event_time")
 
 ALL: tuple[Dataset, ...] = (
     REVIEWS_ENRICHED,
@@ -48,6 +50,7 @@ ALL: tuple[Dataset, ...] = (
     MARKET_TRADES,
     MARKET_QUOTES,
     MARKET_FEED_GAPS,
+    DQ_RESULTS,
 )
 BY_TOPIC: dict[str, Dataset] = {d.topic.name: d for d in ALL}
 BY_NAME: dict[str, Dataset] = {d.name: d for d in ALL}

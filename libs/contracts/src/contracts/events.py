@@ -225,6 +225,8 @@ class AlertKind(StrEnum):
     NEGATIVE_BURST = "negative_burst"
     PRICE_MOVE = "price_move"
     STALE_FEED = "stale_feed"
+    DATA_QUALITY = "data_quality"  # a data-quality check failed (subject: dataset)
+    REPORT = "report"  # a daily digest to deliver (subject: team; details: text, html_key)
 
 
 class AlertSeverity(StrEnum):
@@ -252,6 +254,30 @@ class AlertRaised(Event):
     raised_at: UtcDatetime
 
 
+# --- quality → quality.results.v1 (archived as dq_results) --------------------------------
+
+
+class DataQualityResult(Event):
+    """One check's outcome in one data-quality run. Key: dataset.
+
+    `observed_value` is the check's measured number (a count, a percent, an age in hours);
+    None when the check could not measure (an empty dataset's freshness).
+    """
+
+    run_id: str
+    check: str  # the name from the checks file, unique per dataset
+    check_type: str  # the library's check type: freshness, missing, invalid, duplicate…
+    dataset: str
+    partition: str | None = None  # a symbol, feed or hour the check is about; None: whole dataset
+    observed_value: float | None = None
+    threshold: str  # the declared threshold, as written
+    passed: bool
+    outcome: str  # passed, failed, not_evaluated
+    detail: str | None = None
+    event_time: UtcDatetime  # = run_time: the archive partitions results by it
+    run_time: UtcDatetime
+
+
 # --- any consumer → pulse.dlq.v1 --------------------------------------------------------
 
 
@@ -277,5 +303,6 @@ EventName = Literal[
     "ReviewEnriched",
     "CandleClosed",
     "AlertRaised",
+    "DataQualityResult",
     "DeadLettered",
 ]

@@ -14,6 +14,7 @@ class Producer(StrEnum):
     CRAWLER = "crawler"
     CDC_PROCESSOR = "cdc_processor"
     MARKET_FEEDS = "market_feeds"
+    QUALITY = "quality"
     ANY = "any"
 
 
@@ -60,6 +61,8 @@ MARKET_CANDLES_LIVE = TopicSpec(
     retention_ms=24 * 3600 * 1000,
 )
 ALERTS = TopicSpec("alerts.v1", PARTITIONS, Producer.CDC_PROCESSOR, "alert subject")
+# Data-quality check results, one record per check per run; archived as `dq_results`.
+QUALITY_RESULTS = TopicSpec("quality.results.v1", PARTITIONS, Producer.QUALITY, "dataset")
 DLQ = TopicSpec(
     "pulse.dlq.v1", PARTITIONS, Producer.ANY, "original key", retention_ms=30 * 24 * 3600 * 1000
 )
@@ -76,6 +79,7 @@ ALL: tuple[TopicSpec, ...] = (
     MARKET_CANDLES,
     MARKET_CANDLES_LIVE,
     ALERTS,
+    QUALITY_RESULTS,
     DLQ,
 )
 

@@ -1,0 +1,100 @@
+"""`python -m quality check|report|schedule`: the entry points of the CronJobs and `pulse`.
+
+`check` runs every checks file, prints one line per check, publishes the results (archived as
+dq_results) and an alert per failed check, and exits 1 when a check failed, 2 when a checks
+file is wrong. `report` renders the daily digests. `schedule` runs `check` every
+QUALITY_CHECK_INTERVAL_S and `report` daily at QUALITY_REPORT_HOUR_UTC (for `pulse up`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from contracts.events import DataQualityResult
+from query.archive import ArchiveCatalog, local_location, s3_location
+from query.settings import ArchiveSettings
+from servicekit.logging import configure_logging
+from servicekit.settings import KafkaSettings, load_settings
+
+from quality import archive_views, checkfile, runner
+from quality.publish import publish
+from quality.settings import QualitySettings
+
+log = logging.getLogger(__name__)
+SERVICE = "quality"
+
+
+def catalog_for(settings: QualitySettings, archive: ArchiveSettings) -> ArchiveCatalog:
+    if settings.local_archive_dir:
+        return ArchiveCatalog(local_location(settings.local_archive_dir), ttl_s=0)
+    return ArchiveCatalog(s3_location(archive, prefix=settings.archive_prefix), ttl_s=0)
+
+
+def format_line(result: DataQualityResult) -> str:
+    status = "PASS" if result.passed else "FAIL"
+    observed = "-" if result.observed_value is None else f"{result.observed_value:g}"
+    where = f"[{result.partition}]" if result.partition else ""
+    line = (
+        f"{status} {result.dataset}.{result.check}{where} "
+        f"observed={observed} threshold={result.threshold}"
+    )
+    if not result.passed and result.detail:
+        line += f" ({result.detail})"
+    return line
+
+
+def check(
+    settings: QualitySettings,
+    archive: ArchiveSettings,
+    kafka: KafkaSettings | None,
+    *,
+    now: datetime | None = None,
+    echo: Callable[[str], None] = print,
+) -> int:
+    """One run; returns the exit code (0 all passed, 1 a check failed, 2 a bad checks file)."""
+    try:
+        files = checkfile.load_dir(settings.checks_dir)
+    except checkfile.CheckFileError as exc:
+        echo(f"ERROR {exc}")
+        return 2
+    sources = catalog_for(settings, archive).datasets()
+    con = archive_views.connect(sources, threads=settings.duckdb_threads)
+    try:
+        report = runner.run(files, con, sources, now=now or datetime.now(UTC))
+    finally:
+        con.close()
+    for result in report.results:
+        echo(format_line(result))
+    failed = report.failed
+    echo(
+        f"{len(report.results) - len(failed)} passed, {len(failed)} failed "
+        f"in {report.elapsed_s:.1f} s (run {report.run_id})"
+    )
+    if settings.publish and kafka is not None:
+        asyncio.run(
+            publish(
+                kafka,
+                results_topic=settings.results_topic,
+                alerts_topic=settings.alerts_topic,
+                results=report.results,
+                alerts=[runner.alert_for(r) for r in failed],
+            )
+        )
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    command = args[0] if args else "check"
+    settings = load_settings(QualitySettings)
+    archive = load_settings(ArchiveSettings)
+    kafka = load_settings(KafkaSettings)
+    configure_logging(SERVICE, level=settings.log_level, json=settings.log_json)
+    if command == "check":
+        sys.exit(check(settings, archive, kafka))
+    print(f"unknown command {command!r}; use check", file=sys.stderr)
+    sys.exit(2)

@@ -1,0 +1,165 @@
+"""Archive objects for the quality tests, written through the archiver's own writer code
+(`s3_archiver.encoding`, `object_keys`): good data over the last days, and the bad objects."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+import pyarrow as pa
+from contracts import datasets
+from contracts.datasets import Dataset
+from contracts.events import AlertRaised, CandleClosed, Event, ReviewEnriched
+from query.archive import ArchiveLocation
+from s3_archiver import encoding
+from s3_archiver.object_keys import partition_path
+from s3_archiver.parquet_schema import schema_for
+
+SYMBOLS = {"BTC-USD": "crypto", "ETH-USD": "crypto", "AAPL": "equity", "MSFT": "equity"}
+PRODUCTS = {1: ("SKU-1", "Kettle"), 2: ("SKU-2", "Toaster"), 3: ("SKU-3", "Blender")}
+
+
+def candles(now: datetime, *, hours: int) -> list[CandleClosed]:
+    """One candle per symbol and minute over the `hours` before `now` (minute-aligned)."""
+    out = []
+    end = now.replace(second=0, microsecond=0)
+    for minute in range(hours * 60, 0, -1):
+        start = end - timedelta(minutes=minute)
+        for n, (symbol, asset_class) in enumerate(SYMBOLS.items()):
+            base = Decimal(100 * (n + 1)) + Decimal(minute % 17) / 4
+            out.append(candle(symbol, asset_class, start, base=base, emitted=end))
+    return out
+
+
+def candle(
+    symbol: str, asset_class: str, start: datetime, *, base: Decimal, emitted: datetime
+) -> CandleClosed:
+    return CandleClosed.model_validate(
+        {
+            "symbol": symbol,
+            "asset_class": asset_class,
+            "window_start": start,
+            "window_end": start + timedelta(minutes=1),
+            "open": base,
+            "high": base + 2,
+            "low": base - 2,
+            "close": base + 1,
+            "volume": Decimal(3) + Decimal(start.minute) / 10,
+            "vwap": base,
+            "trade_count": 5,
+            "sma": base,
+            "sma_period": 20,
+            "ema": base,
+            "ema_period": 12,
+            "event_time": start,
+            "emitted_at": emitted,
+        }
+    )
+
+
+def reviews(now: datetime, *, hours: int) -> list[ReviewEnriched]:
+    """Six reviews an hour: three products, app and crawled, ratings 1–5, scores in -1…1."""
+    out = []
+    for h in range(hours, 0, -1):
+        for k in range(6):
+            when = now - timedelta(hours=h, minutes=-k * 7)
+            i = h * 6 + k
+            out.append(review(i, when, rating=1 + i % 5, product_id=1 + i % 3))
+    return out
+
+
+def review(
+    i: int, when: datetime, *, rating: int, product_id: int, review_id: str | None = None
+) -> ReviewEnriched:
+    sku, name = PRODUCTS[product_id]
+    score = round((rating - 3) / 2.0, 3)
+    return ReviewEnriched.model_validate(
+        {
+            "review_id": review_id or f"00000000-0000-0000-0000-{i:012d}",
+            "op": "upsert",
+            "source": "app" if i % 2 else "crawl:shop",
+            "dedup_key": f"dk-{i}",
+            "product_id": product_id,
+            "product_sku": sku,
+            "product_name": name,
+            "product_known": True,
+            "rating": rating,
+            "title": "t",
+            "body": f"review {i}",
+            "sentiment_score": score,
+            "sentiment_label": "negative" if score < 0 else "positive" if score > 0 else "neutral",
+            "event_time": when,
+            "enriched_at": when,
+        }
+    )
+
+
+def alerts(now: datetime, *, hours: int) -> list[AlertRaised]:
+    return [
+        AlertRaised.model_validate(
+            {
+                "alert_id": f"a{h}",
+                "kind": "price_move",
+                "subject": "BTC-USD",
+                "severity": "warning",
+                "message": "moved",
+                "event_time": now - timedelta(hours=h),
+                "raised_at": now - timedelta(hours=h),
+            }
+        )
+        for h in range(hours, 0, -3)
+    ]
+
+
+def write(
+    location: ArchiveLocation,
+    dataset: Dataset,
+    events: Sequence[Event],
+    *,
+    start_offset: int = 0,
+    topic: str | None = None,
+    table_hook: object = None,
+) -> list[str]:
+    """Objects as the archiver writes them: one per event-time hour, Kafka partition 0,
+    offsets counting from `start_offset`. Returns the paths written."""
+    schema = schema_for(dataset.model)
+    by_hour: dict[object, list[Event]] = defaultdict(list)
+    for event in events:
+        by_hour[partition_path(getattr(event, dataset.event_time_field))].append(event)
+    written = []
+    offset = start_offset
+    for hour_path in sorted(by_hour):  # type: ignore[type-var]
+        chunk = by_hour[hour_path]
+        table = encoding.to_table(
+            schema,
+            chunk,
+            topic=topic or dataset.topic.name,
+            partition=0,
+            offsets=range(offset, offset + len(chunk)),
+            archived_at=max(getattr(e, dataset.event_time_field) for e in chunk),
+        )
+        if callable(table_hook):
+            table = table_hook(table)
+        path = (
+            f"{location.root}/{dataset.name}/{hour_path.path}/"  # type: ignore[attr-defined]
+            f"{topic or dataset.topic.name}+0+{offset:019d}.parquet"
+        )
+        location.filesystem.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        with location.filesystem.open_output_stream(path) as out:
+            out.write(encoding.to_parquet(table))
+        written.append(path)
+        offset += len(chunk)
+    return written
+
+
+def good_archive(location: ArchiveLocation, now: datetime, *, hours: int = 72) -> None:
+    write(location, datasets.MARKET_CANDLES, candles(now, hours=hours))
+    write(location, datasets.REVIEWS_ENRICHED, reviews(now, hours=hours))
+    write(location, datasets.ALERTS, alerts(now, hours=hours))
+
+
+def with_extra_column(table: pa.Table) -> pa.Table:
+    """A drifted schema: a column the contract does not have."""
+    return table.append_column("review_score_v2", pa.array([1.0] * table.num_rows))
