@@ -6,6 +6,7 @@ Entry point of the console script; each command is a thin wrapper over the modul
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import time
@@ -274,6 +275,30 @@ def silence_expire(silence_id: Annotated[str, typer.Argument(help="The silence's
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
     console.print(_silence_table([silence]))
+
+
+def _quality(command: str) -> int:
+    """`python -m quality <command>` with the stack's endpoints (its own output, its exit code)."""
+    root = repo_root()
+    env = {**os.environ, **stack_env(root)}
+    env.setdefault("QUALITY_LOG_JSON", "false")
+    result = subprocess.run(  # noqa: S603  # the workspace's own module
+        [sys.executable, "-m", "quality", command], cwd=root, env=env, check=False
+    )
+    return result.returncode
+
+
+@app.command()
+def check() -> None:
+    """Run the data-quality checks over the archive: one line per check; exit 1 if any failed
+    (the line names the dataset and the check), 2 if a checks file is wrong."""
+    raise typer.Exit(_quality("check"))
+
+
+@app.command()
+def report() -> None:
+    """Render the daily digests (customer team, market desk), archive and publish them."""
+    raise typer.Exit(_quality("report"))
 
 
 def _engine() -> QueryEngine:

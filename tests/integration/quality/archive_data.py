@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 from contracts import datasets
 from contracts.datasets import Dataset
 from contracts.events import AlertRaised, CandleClosed, Event, ReviewEnriched
@@ -163,3 +164,12 @@ def good_archive(location: ArchiveLocation, now: datetime, *, hours: int = 72) -
 def with_extra_column(table: pa.Table) -> pa.Table:
     """A drifted schema: a column the contract does not have."""
     return table.append_column("review_score_v2", pa.array([1.0] * table.num_rows))
+
+
+def delete_tree(location: ArchiveLocation, path: str) -> None:
+    """Delete every object below `path` one by one (S3Proxy refuses pyarrow's batch
+    DeleteObjects without Content-MD5)."""
+    selector = pafs.FileSelector(path, recursive=True, allow_not_found=True)
+    for info in location.filesystem.get_file_info(selector):
+        if info.type == pafs.FileType.File:
+            location.filesystem.delete_file(info.path)

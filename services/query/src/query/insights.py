@@ -79,7 +79,7 @@ ORDER BY kind"""
 
 # A candle may be archived more than once (replays, a later revision of the same window):
 # keep the last one per (symbol, window_start).
-_CANDLE_CTES = """deduped_candles AS (
+CANDLE_CTES = """deduped_candles AS (
     SELECT *, ROW_NUMBER() OVER (
         PARTITION BY symbol, window_start ORDER BY _partition DESC, _offset DESC
     ) AS candle_rank
@@ -87,7 +87,7 @@ _CANDLE_CTES = """deduped_candles AS (
 ),
 candles AS (SELECT * FROM deduped_candles WHERE candle_rank = 1)"""
 
-CANDLES = f"""WITH {_CANDLE_CTES}
+CANDLES = f"""WITH {CANDLE_CTES}
 SELECT symbol, window_start, open, high, low, close, volume, trade_count AS trades,
        vwap, sma, sma_period,
        AVG(CAST(close AS DOUBLE)) OVER (
@@ -103,7 +103,7 @@ def returns_correlation(*, equity: str | None = None) -> str:
     `equity` None: every equity in the archive. The symbol is quoted as a SQL literal.
     """
     equity_filter = "" if equity is None else f"\n  AND e.symbol = {sql_literal(equity)}"
-    return f"""WITH {_CANDLE_CTES},
+    return f"""WITH {CANDLE_CTES},
 returns AS (
     SELECT symbol, asset_class, window_start,
            CAST(close AS DOUBLE) / CAST(LAG(close) OVER (
