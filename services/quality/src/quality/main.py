@@ -11,16 +11,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 from contracts.events import DataQualityResult
 from query.archive import ArchiveCatalog, local_location, s3_location
+from query.engine import QueryEngine
 from query.settings import ArchiveSettings
 from servicekit.logging import configure_logging
 from servicekit.settings import KafkaSettings, load_settings
 
-from quality import archive_views, checkfile, runner
+from quality import archive_views, checkfile, reports, runner
 from quality.publish import publish
 from quality.settings import QualitySettings
 
@@ -87,6 +89,64 @@ def check(
     return 1 if failed else 0
 
 
+def report(
+    settings: QualitySettings,
+    archive: ArchiveSettings,
+    kafka: KafkaSettings | None,
+    *,
+    now: datetime | None = None,
+    echo: Callable[[str], None] = print,
+) -> int:
+    """Render both digests, archive them under QUALITY_REPORTS_PREFIX and publish a `report`
+    alert per digest; returns the exit code."""
+    now = now or datetime.now(UTC)
+    engine = QueryEngine(catalog_for(settings, archive), max_rows=10_000, timeout_s=120)
+    if settings.local_archive_dir:
+        target = local_location(f"{settings.local_archive_dir}/../{settings.reports_prefix}")
+    else:
+        target = s3_location(archive, prefix=settings.reports_prefix)
+    alerts = []
+    for digest in (
+        reports.customer_digest(engine, now=now),
+        reports.market_digest(engine, now=now),
+    ):
+        keys = reports.archive(target, digest)
+        echo(digest.text())
+        echo(f"archived {digest.team} digest: {', '.join(sorted(keys.values()))}")
+        alerts.append(reports.report_alert(digest, keys, now=now))
+    if settings.publish and kafka is not None:
+        asyncio.run(
+            publish(
+                kafka,
+                results_topic=settings.results_topic,
+                alerts_topic=settings.alerts_topic,
+                results=[],
+                alerts=alerts,
+            )
+        )
+    return 0
+
+
+def schedule(
+    settings: QualitySettings, archive: ArchiveSettings, kafka: KafkaSettings | None
+) -> None:
+    """`check` every QUALITY_CHECK_INTERVAL_S, `report` once a day after
+    QUALITY_REPORT_HOUR_UTC: the smallest scheduler for `pulse up` (Kubernetes uses CronJobs,
+    Airflow its DAG). A failing run is logged and the loop goes on."""
+    last_report_day = None
+    while True:
+        started = time.monotonic()
+        now = datetime.now(UTC)
+        try:
+            check(settings, archive, kafka, now=now)
+            if now.hour >= settings.report_hour_utc and last_report_day != now.date():
+                report(settings, archive, kafka, now=now)
+                last_report_day = now.date()
+        except Exception:  # keep scheduling; the next run may succeed
+            log.exception("scheduled quality run failed")
+        time.sleep(max(1.0, settings.check_interval_s - (time.monotonic() - started)))
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     command = args[0] if args else "check"
@@ -96,5 +156,9 @@ def main(argv: list[str] | None = None) -> None:
     configure_logging(SERVICE, level=settings.log_level, json=settings.log_json)
     if command == "check":
         sys.exit(check(settings, archive, kafka))
-    print(f"unknown command {command!r}; use check", file=sys.stderr)
+    if command == "report":
+        sys.exit(report(settings, archive, kafka))
+    if command == "schedule":
+        schedule(settings, archive, kafka)
+    print(f"unknown command {command!r}; use check, report or schedule", file=sys.stderr)
     sys.exit(2)

@@ -39,12 +39,14 @@ class Digest:
     team: str
     title: str
     day: str  # the UTC date the window ends on
+    window_end: str  # ISO-8601: the 24-hour window is [window_end - 24 h, window_end)
     sections: list[Section] = field(default_factory=list)
 
     def figures(self) -> dict[str, Any]:
         return {
             "team": self.team,
             "day": self.day,
+            "window_end": self.window_end,
             "sections": {
                 s.title: [dict(zip(s.columns, row, strict=True)) for row in s.rows]
                 for s in self.sections
@@ -133,7 +135,9 @@ def customer_digest(engine: QueryEngine, *, now: datetime) -> Digest:
             GROUP BY subject ORDER BY bursts DESC, subject LIMIT {TOP_N}""",
         ),
     ]
-    return Digest("customer", f"Customer digest {now:%Y-%m-%d}", f"{now:%Y-%m-%d}", sections)
+    return Digest(
+        "customer", f"Customer digest {now:%Y-%m-%d}", f"{now:%Y-%m-%d}", now.isoformat(), sections
+    )
 
 
 def market_digest(engine: QueryEngine, *, now: datetime) -> Digest:
@@ -164,7 +168,9 @@ def market_digest(engine: QueryEngine, *, now: datetime) -> Digest:
             f"SELECT * FROM ({insights.returns_correlation()}) AS c",
         ),
     ]
-    return Digest("market", f"Market desk digest {now:%Y-%m-%d}", f"{now:%Y-%m-%d}", sections)
+    return Digest(
+        "market", f"Market desk digest {now:%Y-%m-%d}", f"{now:%Y-%m-%d}", now.isoformat(), sections
+    )
 
 
 def _section(engine: QueryEngine, title: str, sql: str) -> Section:
