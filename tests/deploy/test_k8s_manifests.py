@@ -350,7 +350,8 @@ def test_k3s_isolates_pods_with_network_policies(
     }
     for obj in rendered["k3s"]:
         if obj["kind"] in WORKLOAD_KINDS:
-            name = obj["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"]
+            spec = obj["spec"]["jobTemplate"]["spec"] if obj["kind"] == "CronJob" else obj["spec"]
+            name = spec["template"]["metadata"]["labels"]["app.kubernetes.io/name"]
             assert name in labelled, f"{name} has no network policy of its own"
 
 

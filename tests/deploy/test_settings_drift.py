@@ -56,38 +56,55 @@ def test_every_start_up_setting_is_provided(
 ) -> None:
     docs = rendered[overlay]
     deployments = objects(docs, "Deployment")
+    cronjobs = objects(docs, "CronJob")
     problems = []
     for pkg, specs in settings_by_service.items():
         name = pkg.replace("_", "-")
-        if name not in deployments:
+        # A job-only service (quality) runs as CronJobs `<name>-<job>` and has no Deployment:
+        # each CronJob's container must provide the settings.
+        workloads = (
+            [deployments[name]]
+            if name in deployments
+            else [job for job_name, job in cronjobs.items() if job_name.startswith(f"{name}-")]
+        )
+        if not workloads:
             problems.append(f"service {pkg} has no Deployment {name} in deploy/k8s/base")
             continue
-        container = pod_spec(deployments[name])["containers"][0]
-        env = provided_env(docs, container)
-        for spec in specs:
-            for field in spec.fields:
-                reason = must_provide(field)
-                if reason and not set(field.env_names) & set(env):
-                    problems.append(
-                        f"{overlay}: {name} does not set {field.env_names[0]} "
-                        f"({spec.qualname}.{field.name}: {reason})"
-                    )
-                if field.name == "http_host":
-                    value = next((env[n] for n in field.env_names if n in env), field.default)
-                    if value in LOOPBACK:
-                        problems.append(f"{overlay}: {name} binds {value}; probes cannot reach it")
-                if field.name == "http_port":
-                    value = next((env[n] for n in field.env_names if n in env), field.default)
-                    ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
-                    if value and int(value) != ports.get("http"):
-                        problems.append(
-                            f"{overlay}: {name} listens on {value} but its http port is "
-                            f"{ports.get('http')}"
-                        )
-            reads_endpoint = any(f.name == "s3_endpoint_url" for f in spec.fields)
-            if overlay == "k3s" and reads_endpoint and "S3_ENDPOINT_URL" not in env:
-                problems.append(f"k3s: {name} reads S3_ENDPOINT_URL but is not given MinIO's")
+        for workload in workloads:
+            problems += _check_workload(overlay, docs, name, workload, specs)
     assert not problems, "\n".join(problems)
+
+
+def _check_workload(
+    overlay: str, docs: list[dict[str, Any]], name: str, workload: dict[str, Any], specs: Any
+) -> list[str]:
+    problems: list[str] = []
+    container = pod_spec(workload)["containers"][0]
+    env = provided_env(docs, container)
+    for spec in specs:
+        for field in spec.fields:
+            reason = must_provide(field)
+            if reason and not set(field.env_names) & set(env):
+                problems.append(
+                    f"{overlay}: {name} does not set {field.env_names[0]} "
+                    f"({spec.qualname}.{field.name}: {reason})"
+                )
+            if field.name == "http_host":
+                value = next((env[n] for n in field.env_names if n in env), field.default)
+                if value in LOOPBACK:
+                    problems.append(f"{overlay}: {name} binds {value}; probes cannot reach it")
+            if field.name == "http_port":
+                value = next((env[n] for n in field.env_names if n in env), field.default)
+                ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+                if value and int(value) != ports.get("http"):
+                    problems.append(
+                        f"{overlay}: {name} listens on {value} but its http port is "
+                        f"{ports.get('http')}"
+                    )
+        reads_endpoint = any(f.name == "s3_endpoint_url" for f in spec.fields)
+        if overlay == "k3s" and reads_endpoint and "S3_ENDPOINT_URL" not in env:
+            problems.append(f"k3s: {name} reads S3_ENDPOINT_URL but is not given MinIO's")
+    return problems
 
 
 def test_discovery_finds_the_services_settings(settings_by_service: dict[str, Any]) -> None:
