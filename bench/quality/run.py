@@ -22,9 +22,9 @@ from pathlib import Path
 
 import duckdb
 from contracts import datasets
-from query.archive import ArchiveCatalog, local_location
 from quality import archive_views, checkfile, runner
 from quality.settings import DEFAULT_CHECKS_DIR
+from query.archive import ArchiveCatalog, local_location
 
 SHARES = {"market_candles": 0.8, "reviews_enriched": 0.15, "alerts": 0.05}
 DAYS = 7
@@ -92,9 +92,11 @@ def generate(folder: Path, rows: int, now: datetime) -> None:
         types = archive_views.duckdb_types(dataset)
         span_s = DAYS * 86400
         if name == "market_candles":
-            time_of = f"TIMESTAMPTZ '{now:%Y-%m-%d %H:%M}:00+00' - to_minutes(CAST(1 + i // 40 AS BIGINT))"
+            minute = f"{now:%Y-%m-%d %H:%M}:00+00"
+            time_of = f"TIMESTAMPTZ '{minute}' - to_minutes(CAST(1 + i // 40 AS BIGINT))"
         else:
-            time_of = f"TIMESTAMPTZ '{now.isoformat()}' - to_microseconds(CAST(1 + (i * {span_s} // {n}) * 1000000 AS BIGINT))"
+            step_us = f"CAST(1 + (i * {span_s} // {n}) * 1000000 AS BIGINT)"
+            time_of = f"TIMESTAMPTZ '{now.isoformat()}' - to_microseconds({step_us})"
         exprs = []
         for column, data_type in types.items():
             if column in ("dt", "hour"):

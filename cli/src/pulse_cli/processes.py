@@ -153,6 +153,15 @@ def service_specs(root: Path) -> tuple[ServiceSpec, ...]:
             env={"DASHBOARD_VIEWER_KEYS": dashboard_viewer_key(root)},
             metrics_url="http://127.0.0.1:58003/metrics",
         ),
+        # data-quality checks hourly and the daily digests (`python -m quality schedule`)
+        ServiceSpec(
+            "quality",
+            "quality",
+            "http://127.0.0.1:58016/healthz",
+            env={"QUALITY_HTTP_PORT": "58016", "QUALITY_LOG_JSON": "false"},
+            args=("schedule",),
+            metrics_url="http://127.0.0.1:58016/metrics",
+        ),
     )
 
 

@@ -300,3 +300,12 @@ DASHBOARD_MALFORMED = Counter(
 def render() -> tuple[bytes, str]:
     """The registry in Prometheus text format, with its content type."""
     return generate_latest(REGISTRY), "text/plain; version=0.0.4; charset=utf-8"
+
+
+# --- quality ------------------------------------------------------------------------------
+DQ_CHECKS = Counter(
+    "pulse_dq_checks_total",
+    "Data-quality check results by dataset and outcome (passed, failed, error)",
+    ["dataset", "outcome"],
+    registry=REGISTRY,
+)

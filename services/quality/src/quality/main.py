@@ -19,6 +19,8 @@ from contracts.events import DataQualityResult
 from query.archive import ArchiveCatalog, local_location, s3_location
 from query.engine import QueryEngine
 from query.settings import ArchiveSettings
+from servicekit import metrics
+from servicekit.health import HealthServer
 from servicekit.logging import configure_logging
 from servicekit.settings import KafkaSettings, load_settings
 
@@ -71,6 +73,7 @@ def check(
         con.close()
     for result in report.results:
         echo(format_line(result))
+        metrics.DQ_CHECKS.labels(result.dataset, result.outcome).inc()
     failed = report.failed
     echo(
         f"{len(report.results) - len(failed)} passed, {len(failed)} failed "
@@ -130,21 +133,44 @@ def report(
 def schedule(
     settings: QualitySettings, archive: ArchiveSettings, kafka: KafkaSettings | None
 ) -> None:
-    """`check` every QUALITY_CHECK_INTERVAL_S, `report` once a day after
-    QUALITY_REPORT_HOUR_UTC: the smallest scheduler for `pulse up` (Kubernetes uses CronJobs,
-    Airflow its DAG). A failing run is logged and the loop goes on."""
+    """`check` every QUALITY_CHECK_INTERVAL_S, `report` once a day from
+    QUALITY_REPORT_HOUR_UTC: the smallest scheduler, for `pulse up` (Kubernetes uses the
+    CronJobs, Airflow its DAG). `/healthz` (alive while the loop turns) and `/metrics` on
+    QUALITY_HTTP_PORT. A failing run is logged and the loop goes on."""
+    asyncio.run(_schedule(settings, archive, kafka))
+
+
+async def _schedule(
+    settings: QualitySettings, archive: ArchiveSettings, kafka: KafkaSettings | None
+) -> None:
+    health = HealthServer(host=settings.http_host, port=settings.http_port)
+    beat = time.monotonic()
+
+    async def alive() -> tuple[bool, str]:
+        idle = time.monotonic() - beat
+        return idle < settings.check_interval_s + 600, f"last run {idle:.0f} s ago"
+
+    health.liveness["scheduler"] = alive
+    await health.start()
+    metrics.SERVICE_INFO.labels(SERVICE).set(1)
     last_report_day = None
-    while True:
-        started = time.monotonic()
-        now = datetime.now(UTC)
-        try:
-            check(settings, archive, kafka, now=now)
-            if now.hour >= settings.report_hour_utc and last_report_day != now.date():
-                report(settings, archive, kafka, now=now)
-                last_report_day = now.date()
-        except Exception:  # keep scheduling; the next run may succeed
-            log.exception("scheduled quality run failed")
-        time.sleep(max(1.0, settings.check_interval_s - (time.monotonic() - started)))
+    try:
+        while True:
+            beat = time.monotonic()
+            now = datetime.now(UTC)
+            try:
+                # checks and digests are blocking (DuckDB, Soda): off the loop serving /healthz
+                await asyncio.to_thread(check, settings, archive, kafka, now=now)
+                if now.hour >= settings.report_hour_utc and last_report_day != now.date():
+                    await asyncio.to_thread(report, settings, archive, kafka, now=now)
+                    last_report_day = now.date()
+            except Exception:  # keep scheduling; the next run may succeed
+                log.exception("scheduled quality run failed")
+            beat = time.monotonic()
+            await asyncio.sleep(settings.check_interval_s)
+    finally:
+        metrics.SERVICE_INFO.labels(SERVICE).set(0)
+        await health.stop()
 
 
 def main(argv: list[str] | None = None) -> None:
