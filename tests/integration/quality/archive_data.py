@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 from contracts import datasets
 from contracts.datasets import Dataset
-from contracts.events import AlertRaised, CandleClosed, Event, ReviewEnriched
+from contracts.events import AlertRaised, CandleClosed, Event, ReviewEnriched, TradeExecuted
 from query.archive import ArchiveLocation
 from s3_archiver import encoding
 from s3_archiver.object_keys import partition_path
@@ -97,6 +97,33 @@ def review(
     )
 
 
+def trades(now: datetime, *, hours: int) -> list[TradeExecuted]:
+    """One trade per symbol every two minutes over the `hours` before `now`."""
+    out = []
+    for step in range(hours * 30, 0, -1):
+        when = now - timedelta(minutes=2 * step)
+        for n, (symbol, asset_class) in enumerate(SYMBOLS.items()):
+            trade_id = f"{step}"
+            out.append(
+                TradeExecuted.model_validate(
+                    {
+                        "event_id": f"sim:{symbol}:{trade_id}",
+                        "venue": "sim",
+                        "symbol": symbol,
+                        "venue_symbol": symbol,
+                        "asset_class": asset_class,
+                        "trade_id": trade_id,
+                        "price": Decimal(100 * (n + 1)) + Decimal(step % 7),
+                        "size": Decimal("0.5"),
+                        "side": "buy" if step % 2 else "sell",
+                        "event_time": when,
+                        "received_at": when,
+                    }
+                )
+            )
+    return out
+
+
 def alerts(now: datetime, *, hours: int) -> list[AlertRaised]:
     return [
         AlertRaised.model_validate(
@@ -159,6 +186,7 @@ def good_archive(location: ArchiveLocation, now: datetime, *, hours: int = 72) -
     write(location, datasets.MARKET_CANDLES, candles(now, hours=hours))
     write(location, datasets.REVIEWS_ENRICHED, reviews(now, hours=hours))
     write(location, datasets.ALERTS, alerts(now, hours=hours))
+    write(location, datasets.MARKET_TRADES, trades(now, hours=hours))
 
 
 def with_extra_column(table: pa.Table) -> pa.Table:
