@@ -98,7 +98,7 @@ def _detect_full(text: str) -> list[tuple[PiiKind, int, int]]:
     """The reference: every text through the full combined pattern."""
     from cdc_processor import pii
 
-    spans = (pii._classify(m, text) for m in pii._PATTERN.finditer(text))
+    spans = (pii._classify(m, text, pii._DEFAULT_PHONES, None) for m in pii._PATTERN.finditer(text))
     return [span for span in spans if span is not None]
 
 

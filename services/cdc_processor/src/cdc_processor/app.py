@@ -176,7 +176,7 @@ def create_app(
     )
 
     enricher = Enricher(
-        scrubber=Scrubber(),
+        scrubber=Scrubber(phone_regions=settings.phone_region_codes),
         scorer=SentimentScorer(),
         detector=LanguageDetector(expected=settings.languages),
         pseudonym_key=settings.pseudonym_key.get_secret_value().encode(),

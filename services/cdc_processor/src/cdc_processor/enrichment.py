@@ -134,8 +134,9 @@ class Enricher:
                 **joined,
             )
         authors = tuple(n for n in (review.author_name,) if n)
-        title = self._scrubber.scrub(review.title, author_names=authors)
-        body = self._scrubber.scrub(review.body, author_names=authors)
+        # The review's locale adds its country's phone formats to the served ones.
+        title = self._scrubber.scrub(review.title, author_names=authors, locale=review.locale)
+        body = self._scrubber.scrub(review.body, author_names=authors, locale=review.locale)
         counts = dict(title.counts)
         for kind, count in body.counts.items():
             counts[kind] = counts.get(kind, 0) + count

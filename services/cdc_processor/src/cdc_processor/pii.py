@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+from cdc_processor.phones import DEFAULT_PHONE_REGIONS, PhoneRules
+
 
 class PiiKind(StrEnum):
     EMAIL = "email"
@@ -46,14 +48,14 @@ _PATTERN = re.compile(
     + r"""(?![\d]|\.\d)))
   | (?P<ipv6>(?<![\w:])(?:[0-9A-Fa-f]{1,4}:){1,7}:?
         (?:[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4})*)?(?![\w:]))
-  | (?P<phone>(?<![\w+])(?:
-        \+\d{1,3}[ .\-]?(?:\(0\)[ .\-]?)?\(?\d{1,4}\)?(?:[ .\-/]?\d{2,4}){2,5}
-      | 00\d{2}[ .\-]?\d{1,4}(?:[ .\-]?\d{2,4}){2,5}
-      | 0[1-9](?:[ .\-]?\d{2}){4}
-      | 0\d{2,4}[ /\-]\d{3,4}[ \-]?\d{2,5}
-      | \(\d{3}\)[ ]?\d{3}[ .\-]\d{4}
-      | \d{3}[.\-]\d{3}[.\-]\d{4}
-    )(?!\d))
+  | (?P<phone>(?<![\w+.,/\-])(?=[\d\ .\-/()+\u00a0\u202f]{7})  # 7+ phone characters ahead
+        (?:\+[\ \u00a0]?|00[\ \u00a0]?)?(?:\(\d{1,5}\)[\ \u00a0]?)?\d+  # +CC / 00CC / (area)
+        # then digit groups, each after one separator (or an area code in parentheses): no
+        # two digit runs without a separator, so the pattern cannot backtrack exponentially
+        (?:(?:[\ \u00a0\u202f]?[.\-/][\ \u00a0\u202f]?|[\ \u00a0\u202f])
+           (?:\(\d{1,5}\)[\ \u00a0]?)?\d+
+         |[\ \u00a0]?\(\d{1,5}\)[\ \u00a0]?\d+)*
+        (?!\w|[.,]\d))
   | (?P<name_cue>(?:\b(?=[MmIJjRrCcTtGgVLHFD])  # the first letters of the cues below
         (?:[Mm]y\ name\ is|I\ am|I'm|[Jj]e\ m'appelle|[Jj]e\ suis|[Mm]oi\ c'est|
         [Ii]ch\ heiße|[Ii]ch\ heisse|[Ii]ch\ bin|[Mm]ein\ Name\ ist|
@@ -69,6 +71,8 @@ for _part in _PATTERN.pattern.split("\n  | "):
     _name = re.match(r"\s*\(\?P<(\w+)>", _part)
     assert _name is not None
     _ALTERNATIVES[_name.group(1)] = _part.strip()
+
+_PHONE_ONLY = re.compile(_ALTERNATIVES["phone"], re.VERBOSE)
 
 # Every alternative but name_cue, in the pattern's order: the ones `_possible` may leave out.
 _GATED = tuple(name for name in _ALTERNATIVES if name != "name_cue")
@@ -108,13 +112,95 @@ def _pattern_for(names: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile("|".join(_ALTERNATIVES[name] for name in names), re.VERBOSE)
 
 
-# Words before a number that make it an order, invoice, SKU or tracking number, not a phone/card.
-_NOT_PII_CONTEXT = re.compile(
-    r"(?:order|commande|bestell\w*|auftrag\w*|invoice|facture|rechnung\w*|r[eé]f\w*|sku|"
-    r"version|firmware|ver\.?|\bv|build|"
-    r"tracking|suivi|sendung\w*|n°|nr\.?|no\.|#|colis|paket\w*|ticket|case|dossier|"
-    r"serial|série|serie\w*|model|modèle|modell)\s*[:#]?\s*$",
+# Words before a number that make it an order, invoice, SKU, tracking, customer-account or
+# loyalty number, not a phone/card/IP, in the languages of the served countries. Each is a whole
+# word, Unicode-aware: "border" or "preferred" are no cue. A word ending in "*" also takes the
+# endings the language gives it (German and Dutch compounds: "Bestellnummer"); "+" one to three
+# (Polish cases: "faktury", "fakturze"). "customer"/"client"/"Kunden…" alone are no cue:
+# "atención al cliente 900 123 456", "Kundenservice 0800 …" are phone numbers; "customer
+# number", "Kundennummer" are cues.
+def _cues(words: str) -> tuple[str, ...]:
+    """Whitespace-separated cue words; "_" joins the words of a multi-word cue."""
+    return tuple(word.replace("_", " ") for word in words.split())
+
+
+NOT_PII_CUES: dict[str, tuple[str, ...]] = {
+    "en": _cues(
+        """order orders invoice receipt ref reference sku version firmware ver v build tracking
+        parcel package shipment ticket case serial model item article part lot batch loyalty
+        member membership account booking reservation confirmation transaction voucher coupon
+        code ean upc gtin isbn imei asin id customer_number customer_no customer_id"""
+    ),
+    "fr": _cues(
+        """commande facture réf référence suivi colis envoi dossier série modèle fidélité
+        adhérent réservation reçu bon numéro_client numéro_de_client"""
+    ),
+    "de": _cues(
+        """bestell* auftrag* rechnung* referenz* sendung* paket* serien* modell* artikel*
+        vorgang* buchung* beleg* gutschein* mitglied* kundennummer kundennr kundenkarte
+        kundenkonto"""
+    ),
+    "es": _cues(
+        """pedido factura referencia seguimiento envío paquete albarán incidencia caso serie
+        modelo versión socio fidelidad puntos reserva localizador código artículo lote
+        expediente núm número_de_cliente"""
+    ),
+    "it": _cues(
+        """ordine fattura riferimento rif spedizione pacco pratica seriale matricola modello
+        versione tessera fedeltà punti prenotazione codice articolo lotto"""
+    ),
+    "nl": _cues(
+        """bestelling bestelnummer ordernummer factuur* referentie zending pakket* zaak*
+        serienummer versie klantnummer klantnr klantenkaart klantenpas spaarkaart bonuskaart
+        reservering boeking*"""
+    ),
+    "pt": _cues(
+        """encomenda fatura referência rastreio rastreamento pacote protocolo chamado processo
+        versão fidelidade pontos artigo nota_fiscal"""
+    ),
+    "pl": _cues(
+        """zamówienie zamówienia zamówieniu faktur+ referencj+ przesyłk+ paczk+ śledzenia
+        zgłoszeni+ reklamacj+ seryjn+ wersj+ lojalnościow+ rezerwacj+ kod kodu artykuł* parti+
+        numer_klienta"""
+    ),
+}
+# "no."/"nr"/"n°" stand for "number": a cue unless a phone word comes right before
+# ("Tel.-Nr. 030 …", "phone no. …").
+_NUMBER_ABBREVIATIONS = ("no.", "nr", "nr.", "n°", "n °", "nº", "n.º", "n. º")
+
+
+def _reversed_alternation(words: list[str]) -> str:
+    """Regex alternatives matching each cue word written backwards ("*"/"+": its endings)."""
+    ending = {"*": r"\w{0,20}", "+": r"\w{1,3}"}
+    parts = []
+    for word in sorted(set(words), key=len, reverse=True):
+        suffix = ending.get(word[-1], "")
+        stem = word[:-1] if suffix else word
+        parts.append(suffix + re.escape(stem[::-1]))
+    return "|".join(parts)
+
+
+# Matched against the text before a number, reversed: one anchored match instead of a search
+# through the last 40 characters for ~200 words.
+_NOT_PII_CONTEXT_REVERSED = re.compile(
+    r"[\s:#.]*(?:\#|(?:"
+    + _reversed_alternation([word for words in NOT_PII_CUES.values() for word in words])
+    + r")(?!\w)|(?P<abbreviation>"
+    + _reversed_alternation(list(_NUMBER_ABBREVIATIONS))
+    + r")(?!\w))",
     re.IGNORECASE,
+)
+# Words that say the number after them is a phone number (checked for phones only).
+_PHONE_CUE = re.compile(
+    r"""(?<!\w)(?:
+    tel|tél|tlf|telephone|téléphone|telefon\w{0,3}|teléfono|telefono|telefoon\w{0,4}|telefone|
+    telemóvel|phone|mobile|mobil|móvil|movil|cell|cellulare|celular|portable|handy|gsm|mobiel|
+    komórk\w{1,3}|fax|whatsapp|sms|hotline|call|called|calling|ring|rang|dial|
+    appel\w{0,4}|rappel\w{0,4}|joindre|joignable|anruf\w{0,4}|ruft|rufen|erreichbar|
+    r[uü]ckruf\w{0,3}|llam\w{1,6}|chiam\w{1,6}|bellen|bel|gebeld|ligar|ligue|liga|ligou|
+    zadzwo\w{1,3}|dzwoni\w{1,3}|contact\w{0,2}|contatt\w{0,2}|contacto|kontakt\w{0,2}
+    )(?!\w)""",
+    re.IGNORECASE | re.VERBOSE,
 )
 # After a cue, these capitalized words are not names ("I am Very happy" is still not a name).
 _NOT_NAMES = frozenset(
@@ -216,11 +302,24 @@ def _digits(text: str) -> str:
     return "".join(ch for ch in text if ch.isdigit())
 
 
+_CONTEXT_CHARS = 40  # how far before a number its cue is looked for
+
+
 def _has_not_pii_context(text: str, start: int) -> bool:
-    return _NOT_PII_CONTEXT.search(text, max(0, start - 24), start) is not None
+    window = text[max(0, start - _CONTEXT_CHARS) : start]
+    cue = _NOT_PII_CONTEXT_REVERSED.match(window[::-1])
+    if cue is None:
+        return False
+    if cue.group("abbreviation") is None:
+        return True
+    # "Tel.-Nr. 030 …", "phone no. …": the abbreviation is the phone's number.
+    before = start - cue.end()
+    return _PHONE_CUE.search(text, max(0, before - 12), before) is None
 
 
-def _classify(match: re.Match[str], text: str) -> tuple[PiiKind, int, int] | None:
+def _classify(
+    match: re.Match[str], text: str, phones: PhoneRules, locale: str | None
+) -> tuple[PiiKind, int, int] | None:
     """The kind and span to replace for one candidate, or None when it is not PII."""
     group = match.lastgroup
     start, end = match.span()
@@ -240,7 +339,11 @@ def _classify(match: re.Match[str], text: str) -> tuple[PiiKind, int, int] | Non
             and not _has_not_pii_context(text, start)
         ):
             return PiiKind.CARD, start, end
-        return _phone_fallback(value, text, start, end)
+        # Not a card: the same digits may be a phone number, as its own pattern reads them.
+        phone = _PHONE_ONLY.match(text, start)
+        if phone is None:
+            return None
+        return _phone(phone.group(), text, start, phone.end(), phones, locale)
     if group == "ipv4":
         return None if _has_not_pii_context(text, start) else (PiiKind.IP, start, end)
     if group == "ipv6":
@@ -250,7 +353,7 @@ def _classify(match: re.Match[str], text: str) -> tuple[PiiKind, int, int] | Non
             return None
         return PiiKind.IP, start, end
     if group == "phone":
-        return _phone_fallback(value, text, start, end)
+        return _phone(value, text, start, end, phones, locale)
     if group == "name_cue":
         name = match.group("name")
         first = name.split()[0].split("-")[0]
@@ -261,39 +364,72 @@ def _classify(match: re.Match[str], text: str) -> tuple[PiiKind, int, int] | Non
     return None
 
 
-def _phone_fallback(value: str, text: str, start: int, end: int) -> tuple[PiiKind, int, int] | None:
-    digits = _digits(value)
-    stripped = value.lstrip()
-    international = stripped.startswith(("+", "00"))
-    if not 9 <= len(digits) <= 15:
+# What never is a phone number, however valid its digits: dates (2024-03-15, 15.03.2024,
+# 03/15/2024) and times.
+_DATE = re.compile(r"\d{4}([./\-])\d{1,2}\1\d{1,2}|\d{1,2}([./\-])\d{1,2}\2\d{2}(?:\d{2})?")
+
+
+def _phone(
+    value: str, text: str, start: int, end: int, phones: PhoneRules, locale: str | None
+) -> tuple[PiiKind, int, int] | None:
+    """A phone candidate: cheap checks (digit count, dates) first, then libphonenumber's
+    metadata, and the words before it only for what looks like a phone number."""
+    digits = len(value.translate(_PHONE_SEPARATORS))
+    if digits < 7 or digits > 17 or _DATE.fullmatch(value):
         return None
-    if not international and not (stripped.startswith(("0", "(")) or "-" in value or "." in value):
-        return None
+    if not phones.is_phone(value, locale=locale):
+        window_start = max(0, start - _CONTEXT_CHARS)
+        cued = _PHONE_CUE.search(text, window_start, start) is not None
+        if not cued or not phones.is_phone(value, locale=locale, cued=True):
+            return None
     if _has_not_pii_context(text, start):
         return None
     return PiiKind.PHONE, start, end
 
 
-def detect(text: str) -> list[tuple[PiiKind, int, int]]:
-    """Every PII span in `text` (kind, start, end), left to right, not overlapping."""
+_PHONE_SEPARATORS = str.maketrans(dict.fromkeys(" .-/()+\u00a0\u202f"))
+_DEFAULT_PHONES = PhoneRules()
+
+
+def detect(
+    text: str, *, locale: str | None = None, phones: PhoneRules = _DEFAULT_PHONES
+) -> list[tuple[PiiKind, int, int]]:
+    """Every PII span in `text` (kind, start, end), left to right, not overlapping. `locale`:
+    the review's ("es", "pt-BR"); its country's phone numbers are recognised besides the
+    served countries' (`phones`)."""
     found: list[tuple[PiiKind, int, int]] = []
     for match in _pattern_for(_possible(text)).finditer(text):
-        span = _classify(match, text)
+        span = _classify(match, text, phones, locale)
         if span is not None:
             found.append(span)
     return found
 
 
 class Scrubber:
-    """Replaces PII spans with typed placeholders and counts them per kind."""
+    """Replaces PII spans with typed placeholders and counts them per kind. `phone_regions`:
+    the countries whose national phone formats are recognised in every review (besides the
+    review's locale's country); CDC_PHONE_REGIONS in the service."""
 
-    def scrub(self, text: str | None, *, author_names: tuple[str, ...] = ()) -> Scrubbed:
+    def __init__(self, *, phone_regions: tuple[str, ...] = DEFAULT_PHONE_REGIONS) -> None:
+        self._phones = (
+            _DEFAULT_PHONES
+            if phone_regions == DEFAULT_PHONE_REGIONS
+            else PhoneRules(served_regions=phone_regions)
+        )
+
+    def scrub(
+        self,
+        text: str | None,
+        *,
+        author_names: tuple[str, ...] = (),
+        locale: str | None = None,
+    ) -> Scrubbed:
         if not text:
             return Scrubbed(text or "", {})
         counts: dict[str, int] = {}
         pieces: list[str] = []
         cursor = 0
-        for kind, start, end in detect(text):
+        for kind, start, end in detect(text, locale=locale, phones=self._phones):
             pieces.append(text[cursor:start])
             pieces.append(PLACEHOLDER[kind])
             cursor = end

@@ -7,9 +7,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 from servicekit.settings import ServiceSettings
+
+from cdc_processor.phones import DEFAULT_PHONE_REGIONS, unknown_regions
 
 # DEV ONLY: this key is public (it is in the repository), so its pseudonyms can be reversed by
 # anyone holding a list of candidate authors. Every real deployment sets CDC_PSEUDONYM_KEY; the
@@ -26,6 +28,11 @@ class CdcSettings(ServiceSettings):
     http_port: int = Field(default=58011, ge=0, le=65535)
     pseudonym_key: SecretStr = SecretStr(DEV_ONLY_PSEUDONYM_KEY)
     expected_languages: str = Field(default="en,fr,de", pattern=r"^[a-z]{2}(,[a-z]{2})*$")
+    # Countries whose national phone formats the PII scrubber recognises in every review
+    # (ISO 3166 codes; the review's locale's country is added per review). README "PII".
+    phone_regions: str = Field(
+        default=",".join(DEFAULT_PHONE_REGIONS), pattern=r"^[A-Z]{2}(,[A-Z]{2})*$"
+    )
     topic_replication_factor: int = Field(default=1, ge=1)
     # Agents take up to this many events at a time (runtime.take_batches), handle them, write
     # each changed table key once and send the outputs; 1 = one event at a time. See README.
@@ -81,6 +88,18 @@ class CdcSettings(ServiceSettings):
 
     # liveness
     stall_after_s: float = Field(default=60.0, gt=0)
+
+    @field_validator("phone_regions")
+    @classmethod
+    def _known_phone_regions(cls, value: str) -> str:
+        unknown = unknown_regions(tuple(value.split(",")))
+        if unknown:
+            raise ValueError(f"CDC_PHONE_REGIONS: libphonenumber knows no region {unknown}")
+        return value
+
+    @property
+    def phone_region_codes(self) -> tuple[str, ...]:
+        return tuple(self.phone_regions.split(","))
 
     @property
     def languages(self) -> tuple[str, ...]:
