@@ -210,6 +210,17 @@ def test_cue_words_of_each_language_keep_numbers(_lang: str, text: str) -> None:
     assert _phones(text) == []
 
 
+def test_phone_next_to_another_number_is_found_alone() -> None:
+    assert _phones("Seit 2019 612 34 56 78 erreichbar.") == ["612 34 56 78"]
+    assert _phones("Ruf 612 34 56 78 2 mal an.") == ["612 34 56 78"]
+    assert _phones("Rechnung 2024-000123 vom Techniker, Tel 0171 2345678.") == ["0171 2345678"]
+
+
+def test_year_joined_to_a_number_is_no_phone() -> None:
+    # 2024-000123 reads as a valid US number (202-400-0123) when the year is not recognised.
+    assert _phones("Beleg vom 2024-000123 und 2024/000123 und 2024.000123") == []
+
+
 def test_phone_word_before_number_abbreviation_is_a_phone() -> None:
     assert _phones("Tel.-Nr. 030 12345678 bitte") == ["030 12345678"]
     assert _phones("phone no. 020 7946 0958") == ["020 7946 0958"]

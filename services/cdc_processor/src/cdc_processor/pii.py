@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -365,26 +366,53 @@ def _classify(
 
 
 # What never is a phone number, however valid its digits: dates (2024-03-15, 15.03.2024,
-# 03/15/2024) and times.
-_DATE = re.compile(r"\d{4}([./\-])\d{1,2}\1\d{1,2}|\d{1,2}([./\-])\d{1,2}\2\d{2}(?:\d{2})?")
+# 03/15/2024), a year joined to a number by a dash, slash or dot (2024-000123, 2024/88:
+# invoice and case numbers; "2024-000123" would otherwise read as a valid US number), and a
+# last group of one digit (no country writes one: "612 34 56 78 2 mal" is a number and a count).
+_NOT_PHONE = re.compile(
+    r"\d{4}([./\-])\d{1,2}\1\d{1,2}|\d{1,2}([./\-])\d{1,2}\2\d{2}(?:\d{2})?"
+    r"|(?:19|20)\d\d[./\-].*|.*[\s.\-/]\d"
+)
+_PHONE_DIGITS_MIN, _PHONE_DIGITS_MAX = 7, 17
 
 
 def _phone(
     value: str, text: str, start: int, end: int, phones: PhoneRules, locale: str | None
 ) -> tuple[PiiKind, int, int] | None:
     """A phone candidate: cheap checks (digit count, dates) first, then libphonenumber's
-    metadata, and the words before it only for what looks like a phone number."""
-    digits = len(value.translate(_PHONE_SEPARATORS))
-    if digits < 7 or digits > 17 or _DATE.fullmatch(value):
+    metadata, and the words before it only for what looks like a phone number. A candidate
+    that is no phone as a whole may hold one beside another number ("seit 2019 612 34 56 78"):
+    its readings without leading or trailing space-separated groups are tried next."""
+    if len(value.translate(_PHONE_SEPARATORS)) < _PHONE_DIGITS_MIN:
         return None
-    if not phones.is_phone(value, locale=locale):
-        window_start = max(0, start - _CONTEXT_CHARS)
-        cued = _PHONE_CUE.search(text, window_start, start) is not None
-        if not cued or not phones.is_phone(value, locale=locale, cued=True):
+    cued: bool | None = None  # a phone word before it; looked for only when needed
+    for offset, reading in _phone_readings(value):
+        digits = len(reading.translate(_PHONE_SEPARATORS))
+        if not _PHONE_DIGITS_MIN <= digits <= _PHONE_DIGITS_MAX or _NOT_PHONE.fullmatch(reading):
+            continue
+        if not phones.is_phone(reading, locale=locale):
+            if cued is None:
+                window_start = max(0, start - _CONTEXT_CHARS)
+                cued = _PHONE_CUE.search(text, window_start, start) is not None
+            if not cued or not phones.is_phone(reading, locale=locale, cued=True):
+                continue
+        if _has_not_pii_context(text, start + offset):
             return None
-    if _has_not_pii_context(text, start):
-        return None
-    return PiiKind.PHONE, start, end
+        return PiiKind.PHONE, start + offset, start + offset + len(reading)
+    return None
+
+
+def _phone_readings(value: str) -> Iterator[tuple[int, str]]:
+    """`value` itself, then (offset, part) without 1, 2… leading space-separated groups, then
+    without 1, 2… trailing ones."""
+    yield 0, value
+    if " " not in value or value.startswith("+"):
+        return
+    cuts = [i for i, ch in enumerate(value) if ch == " "]
+    for cut in cuts:
+        yield cut + 1, value[cut + 1 :]
+    for cut in reversed(cuts):
+        yield 0, value[:cut]
 
 
 _PHONE_SEPARATORS = str.maketrans(dict.fromkeys(" .-/()+\u00a0\u202f"))
