@@ -210,6 +210,38 @@ def test_cue_words_of_each_language_keep_numbers(_lang: str, text: str) -> None:
     assert _phones(text) == []
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "My order number is 0612345678.",
+        "Order number: 612345678",
+        "Mi número de pedido es 612 34 56 78.",
+        "Die Bestellnummer lautet 0171 2345678.",
+        "Numer zamówienia: 512 345 678.",
+        "Il numero d'ordine è 333 123 4567.",
+        "Order nr. 030 12345678",
+    ],
+)
+def test_cue_with_number_word_or_verb_between(text: str) -> None:
+    assert _phones(text) == []
+
+
+def test_phone_number_is_not_an_order_number() -> None:
+    assert _phones("My phone number is 0612345678.") == ["0612345678"]
+
+
+def test_international_prefix_in_parentheses() -> None:
+    assert _phones("Llámame al (+34) 612 34 56 78.") == ["(+34) 612 34 56 78"]
+
+
+def test_polish_account_number_without_country_code_is_an_iban() -> None:
+    for number in ("61 1090 1014 0000 0712 1981 2874", "61109010140000071219812874"):
+        text = f"Zwrot na konto {number}, dziękuję."
+        assert [(k.value, text[s:e]) for k, s, e in detect(text)] == [("iban", number)]
+    # a bad check digit: no account, and no phone read out of its last groups either
+    assert detect("Konto 61 1090 1014 0000 0712 1981 2875.") == []
+
+
 def test_phone_next_to_another_number_is_found_alone() -> None:
     assert _phones("Seit 2019 612 34 56 78 erreichbar.") == ["612 34 56 78"]
     assert _phones("Ruf 612 34 56 78 2 mal an.") == ["612 34 56 78"]

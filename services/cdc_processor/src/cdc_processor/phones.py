@@ -186,6 +186,8 @@ class PhoneRules:
         written = _TRUNK_IN_PARENS.sub("", candidate) if "(0)" in candidate else candidate
         digits = "".join(ch for ch in written if ch.isdigit())
         stripped = written.lstrip()
+        if stripped.startswith("(+"):  # "(+34) 612 …"
+            stripped = stripped[1:]
         if stripped.startswith("+"):
             return self._international(digits)
         if stripped.startswith("00") and not stripped.startswith("000"):

@@ -50,7 +50,8 @@ _PATTERN = re.compile(
   | (?P<ipv6>(?<![\w:])(?:[0-9A-Fa-f]{1,4}:){1,7}:?
         (?:[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4})*)?(?![\w:]))
   | (?P<phone>(?<![\w+.,/\-])(?=[\d\ .\-/()+\u00a0\u202f]{7})  # 7+ phone characters ahead
-        (?:\+[\ \u00a0]?|00[\ \u00a0]?)?(?:\(\d{1,5}\)[\ \u00a0]?)?\d+  # +CC / 00CC / (area)
+        (?:\+[\ \u00a0]?|00[\ \u00a0]?|\(\+\d{1,3}\)[\ \u00a0]?)?  # +CC / 00CC / (+CC)
+        (?:\(\d{1,5}\)[\ \u00a0]?)?\d+  # (area code)
         # then digit groups, each after one separator (or an area code in parentheses): no
         # two digit runs without a separator, so the pattern cannot backtrack exponentially
         (?:(?:[\ \u00a0\u202f]?[.\-/][\ \u00a0\u202f]?|[\ \u00a0\u202f])
@@ -183,8 +184,16 @@ def _reversed_alternation(words: list[str]) -> str:
 
 # Matched against the text before a number, reversed: one anchored match instead of a search
 # through the last 40 characters for ~200 words.
+# Between a cue and its number: a word for "number" ("order number", "numero d'ordine" has
+# it before) and a verb ("… is", "… lautet", "… es").
+_NUMBER_WORDS = ("number num no. nr nr. nummer numéro número numero numer n° nº id").split()
+_VERBS = "is was ist lautet war est était es era è é foi jest wynosi".split()
 _NOT_PII_CONTEXT_REVERSED = re.compile(
-    r"[\s:#.]*(?:\#|(?:"
+    r"[\s:#.=]*(?:(?:"
+    + _reversed_alternation(_VERBS)
+    + r")(?!\w)[\s:]*)?(?:(?:"
+    + _reversed_alternation(_NUMBER_WORDS)
+    + r")(?!\w)[\s:#.]*)?(?:\#|(?:"
     + _reversed_alternation([word for words in NOT_PII_CUES.values() for word in words])
     + r")(?!\w)|(?P<abbreviation>"
     + _reversed_alternation(list(_NUMBER_ABBREVIATIONS))
@@ -299,6 +308,13 @@ def iban_valid(candidate: str) -> bool:
     return number % 97 == 1
 
 
+def polish_account_valid(candidate: str) -> bool:
+    """A Polish account number (NRB) as Poles write it, without "PL": 26 digits ("61 1090 1014
+    0000 0712 1981 2874"), the IBAN's check digits first."""
+    digits = _digits(candidate)
+    return len(digits) == 26 and iban_valid("PL" + digits)
+
+
 def _digits(text: str) -> str:
     return "".join(ch for ch in text if ch.isdigit())
 
@@ -354,6 +370,8 @@ def _classify(
             return None
         return PiiKind.IP, start, end
     if group == "phone":
+        if polish_account_valid(value):
+            return PiiKind.IBAN, start, end
         return _phone(value, text, start, end, phones, locale)
     if group == "name_cue":
         name = match.group("name")
@@ -382,7 +400,7 @@ def _phone(
     """A phone candidate: cheap checks (digit count, dates) first, then libphonenumber's
     metadata, and the words before it only for what looks like a phone number. A candidate
     that is no phone as a whole may hold one beside another number ("seit 2019 612 34 56 78"):
-    its readings without leading or trailing space-separated groups are tried next."""
+    its readings without its first or last space-separated group are tried next."""
     if len(value.translate(_PHONE_SEPARATORS)) < _PHONE_DIGITS_MIN:
         return None
     cued: bool | None = None  # a phone word before it; looked for only when needed
@@ -403,16 +421,14 @@ def _phone(
 
 
 def _phone_readings(value: str) -> Iterator[tuple[int, str]]:
-    """`value` itself, then (offset, part) without 1, 2… leading space-separated groups, then
-    without 1, 2… trailing ones."""
+    """`value` itself, then (offset, part) without its first space-separated group, then
+    without its last: one neighbouring number, not a long number cut anywhere."""
     yield 0, value
-    if " " not in value or value.startswith("+"):
+    if " " not in value or value.startswith(("+", "(+")):
         return
-    cuts = [i for i, ch in enumerate(value) if ch == " "]
-    for cut in cuts:
-        yield cut + 1, value[cut + 1 :]
-    for cut in reversed(cuts):
-        yield 0, value[:cut]
+    first, last = value.index(" "), value.rindex(" ")
+    yield first + 1, value[first + 1 :]
+    yield 0, value[:last]
 
 
 _PHONE_SEPARATORS = str.maketrans(dict.fromkeys(" .-/()+\u00a0\u202f"))
