@@ -186,13 +186,13 @@ def _reversed_alternation(words: list[str]) -> str:
 # through the last 40 characters for ~200 words.
 # Between a cue and its number: a word for "number" ("order number", "numero d'ordine" has
 # it before) and a verb ("… is", "… lautet", "… es").
-_NUMBER_WORDS = ("number num no. nr nr. nummer numéro número numero numer n° nº id").split()
-_VERBS = "is was ist lautet war est était es era è é foi jest wynosi".split()
+_NUMBER_WORDS = _cues("number num no. nr nr. nummer numéro número numero numer n° nº id")
+_VERBS = _cues("is was ist lautet war est était es era è é foi jest wynosi")
 _NOT_PII_CONTEXT_REVERSED = re.compile(
     r"[\s:#.=]*(?:(?:"
-    + _reversed_alternation(_VERBS)
+    + _reversed_alternation(list(_VERBS))
     + r")(?!\w)[\s:]*)?(?:(?:"
-    + _reversed_alternation(_NUMBER_WORDS)
+    + _reversed_alternation(list(_NUMBER_WORDS))
     + r")(?!\w)[\s:#.]*)?(?:\#|(?:"
     + _reversed_alternation([word for words in NOT_PII_CUES.values() for word in words])
     + r")(?!\w)|(?P<abbreviation>"
