@@ -1,4 +1,4 @@
-"""The PII scrubber's phone numbers and cues, by class: phones in each served country's own
+"""The PII scrubber's phone numbers, cues and other languages' forms, by class: phones in each served country's own
 formats (and the review locale's country), cue words of every served language, and cues that
 must be whole words (a longer word that ends or starts like a cue is no cue)."""
 
@@ -378,3 +378,9 @@ def test_phone_regions_setting_is_validated_at_start() -> None:
         CdcSettings(phone_regions="es")
     with pytest.raises(ValueError, match="unknown phone regions"):
         PhoneRules(served_regions=("ZZ",))
+
+
+def test_email_with_non_ascii_local_part_or_domain() -> None:
+    for email in ("müller@bäckerei-müller.de", "użytkownik@poczta.pl", "josé.pérez@correo.es"):
+        text = f"Escríbeme a {email}, gracias."
+        assert [(k.value, text[s:e]) for k, s, e in detect(text)] == [("email", email)]
