@@ -1,6 +1,6 @@
-"""The PII scrubber's phone numbers, cues and other languages' forms, by class: phones in each served country's own
-formats (and the review locale's country), cue words of every served language, and cues that
-must be whole words (a longer word that ends or starts like a cue is no cue)."""
+"""The PII scrubber by class: phones in each served country's own formats (and the review
+locale's country), cue words of every served language, cues that must be whole words (a longer
+word that ends or starts like a cue is no cue), other languages' emails and account numbers."""
 
 from __future__ import annotations
 
