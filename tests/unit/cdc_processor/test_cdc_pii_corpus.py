@@ -9,7 +9,7 @@ import pytest
 from cdc_pii_corpus import CORPUS
 from cdc_processor.pii import PLACEHOLDER, PiiKind, Scrubber, detect
 
-# Floors (README "PII floors"). Measured values are higher; the floors leave room for
+# Floors (README "PII"). Measured values are higher; the floors leave room for
 # corpus growth without hiding a regression.
 FLOORS: dict[str, tuple[float, float]] = {  # kind → (precision, recall)
     "email": (0.98, 0.98),
