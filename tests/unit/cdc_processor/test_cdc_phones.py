@@ -8,6 +8,7 @@ import random
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import phonenumbers
 import pytest
@@ -142,7 +143,7 @@ def test_enricher_passes_the_review_locale_to_the_scrubber() -> None:
         deleted=False,
         product_id=1,
         product_sku=None,
-        rating=4,
+        rating=Decimal(4),
         title="Ring 070-123 45 67",
         body="Sven svarade på 070-123 45 67 direkt.",
         author_name=None,
