@@ -385,3 +385,26 @@ def test_email_with_non_ascii_local_part_or_domain() -> None:
     for email in ("müller@bäckerei-müller.de", "użytkownik@poczta.pl", "josé.pérez@correo.es"):
         text = f"Escríbeme a {email}, gracias."
         assert [(k.value, text[s:e]) for k, s, e in detect(text)] == [("email", email)]
+
+
+def test_iban_in_lower_case_or_before_a_short_word() -> None:
+    for text, iban in [
+        ("Refund to gb82 west 1234 5698 7654 32 please.", "gb82 west 1234 5698 7654 32"),
+        ("Devolución a ES91 2100 0418 4502 0005 1332 por favor.", "ES91 2100 0418 4502 0005 1332"),
+        ("Auf de44500105175407324931; danke.", "de44500105175407324931"),
+    ]:
+        assert [(k.value, text[s:e]) for k, s, e in detect(text)] == [("iban", iban)], text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Cadeaukaart 3641 6431 5040 2799 ongeldig.",  # gift card: never split into a phone
+        "CEP 01310-100 não era aceito.",  # postal code
+        "Pakke fra GLS, sporingsnummer 12345678901, kom.",  # Danish tracking
+        "Spårningsnummer 0701234567 fungerar inte.",  # Swedish tracking
+        "Objednávka č. 2026120047 dorazila.",  # Czech "č." = number
+    ],
+)
+def test_gift_cards_postal_codes_and_nordic_czech_cues(text: str) -> None:
+    assert detect(text) == []

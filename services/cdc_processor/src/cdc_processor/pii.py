@@ -36,7 +36,8 @@ _PATTERN = re.compile(
     r"""
     (?P<url_credentials>\b[a-z][a-z0-9+.\-]*://[^\s/:@]+:[^\s/@]+@[^\s<>"']+)
   | (?P<email>(?<![\w.+-])[\w.+-]+@(?:[^\W_]|-)+(?:\.(?:[^\W_]|-)+)*\.[^\W\d_]{2,})
-  | (?P<iban>\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,3})?\b)
+  | (?P<iban>\b(?:[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,3})?
+        |[a-z]{2}\d{2}(?:[ ]?[a-z0-9]{4}){2,7}(?:[ ]?[a-z0-9]{1,3})?)\b)
   | (?P<card>(?<![\w.,])\d{4}(?:[ -]?\d{2,4}){2,4}(?:[ -]?\d{1,3})?(?![\d.,]\d))
   | (?P<ipv4>(?<![\d.])"""
     + _OCTET
@@ -80,7 +81,7 @@ _PHONE_ONLY = re.compile(_ALTERNATIVES["phone"], re.VERBOSE)
 _GATED = tuple(name for name in _ALTERNATIVES if name != "name_cue")
 _DIGIT = re.compile(r"\d")
 _TWO_DIGITS = re.compile(r"\d\d")  # in every phone, card and IBAN
-_IBAN_START = re.compile(r"[A-Z]{2}\d\d")
+_IBAN_START = re.compile(r"[A-Za-z]{2}\d\d")  # IBANs are written in lower case too
 _FOUR_DIGITS = re.compile(r"\d{4}")  # a card starts with four
 _DOTTED_DIGITS = re.compile(r"\d\.\d")  # in every IPv4 address
 
@@ -131,44 +132,57 @@ NOT_PII_CUES: dict[str, tuple[str, ...]] = {
         """order orders invoice receipt ref reference sku version firmware ver v build tracking
         parcel package shipment ticket case serial model item article part lot batch loyalty
         member membership account booking reservation confirmation transaction voucher coupon
-        code ean upc gtin isbn imei asin id customer_number customer_no customer_id"""
+        code ean upc gtin isbn imei asin id customer_number customer_no customer_id gift_card
+        giftcard postcode zip zipcode"""
     ),
     "fr": _cues(
         """commande facture réf référence suivi colis envoi dossier série modèle fidélité
-        adhérent réservation reçu bon numéro_client numéro_de_client"""
+        adhérent réservation reçu bon numéro_client numéro_de_client carte_cadeau postal"""
     ),
     "de": _cues(
         """bestell* auftrag* rechnung* referenz* sendung* paket* serien* modell* artikel*
         vorgang* buchung* beleg* gutschein* mitglied* kundennummer kundennr kundenkarte
-        kundenkonto"""
+        kundenkonto geschenkkarte* gutschein* plz postleitzahl"""
     ),
     "es": _cues(
         """pedido factura referencia seguimiento envío paquete albarán incidencia caso serie
         modelo versión socio fidelidad puntos reserva localizador código artículo lote
-        expediente núm número_de_cliente"""
+        expediente núm número_de_cliente tarjeta_regalo postal"""
     ),
     "it": _cues(
         """ordine fattura riferimento rif spedizione pacco pratica seriale matricola modello
-        versione tessera fedeltà punti prenotazione codice articolo lotto"""
+        versione tessera fedeltà punti prenotazione codice articolo lotto carta_regalo cap"""
     ),
     "nl": _cues(
         """bestelling bestelnummer ordernummer factuur* referentie zending pakket* zaak*
         serienummer versie klantnummer klantnr klantenkaart klantenpas spaarkaart bonuskaart
-        reservering boeking*"""
+        reservering boeking* cadeaukaart* cadeaubon* postcode"""
     ),
     "pt": _cues(
         """encomenda fatura referência rastreio rastreamento pacote protocolo chamado processo
-        versão fidelidade pontos artigo nota_fiscal"""
+        versão fidelidade pontos artigo nota_fiscal cep vale cartão_presente"""
     ),
     "pl": _cues(
         """zamówienie zamówienia zamówieniu faktur+ referencj+ przesyłk+ paczk+ śledzenia
         zgłoszeni+ reklamacj+ seryjn+ wersj+ lojalnościow+ rezerwacj+ kod kodu artykuł* parti+
-        numer_klienta"""
+        numer_klienta karta_podarunkowa kod_pocztowy"""
+    ),
+    "sv": _cues(
+        """order ordernummer ordernr beställning* faktura* spårningsnummer spårning* paket*
+        försändelse* kundnummer presentkort* postnummer artikelnummer"""
+    ),
+    "da": _cues(
+        """ordre ordrenummer ordrenr bestilling* faktura* sporingsnummer sporing* pakke*
+        forsendelse* kundenummer gavekort* postnummer varenummer"""
+    ),
+    "cs": _cues(
+        """objednávka objednávky objednávku objednávce faktura faktury fakturu zásilka zásilky
+        zásilku sledovací zákaznické psč"""
     ),
 }
 # "no."/"nr"/"n°" stand for "number": a cue unless a phone word comes right before
 # ("Tel.-Nr. 030 …", "phone no. …").
-_NUMBER_ABBREVIATIONS = ("no.", "nr", "nr.", "n°", "n °", "nº", "n.º", "n. º")
+_NUMBER_ABBREVIATIONS = ("no.", "nr", "nr.", "n°", "n °", "nº", "n.º", "n. º", "č.", "čís.")
 
 
 def _reversed_alternation(words: list[str]) -> str:
@@ -186,7 +200,7 @@ def _reversed_alternation(words: list[str]) -> str:
 # through the last 40 characters for ~200 words.
 # Between a cue and its number: a word for "number" ("order number", "numero d'ordine" has
 # it before) and a verb ("… is", "… lautet", "… es").
-_NUMBER_WORDS = _cues("number num no. nr nr. nummer numéro número numero numer n° nº id")
+_NUMBER_WORDS = _cues("number num no. nr nr. nummer numéro número numero numer n° nº id číslo č.")
 _VERBS = _cues("is was ist lautet war est était es era è é foi jest wynosi")
 _NOT_PII_CONTEXT_REVERSED = re.compile(
     r"[\s:#.=]*(?:(?:"
@@ -297,7 +311,7 @@ def luhn_valid(digits: str) -> bool:
 
 
 def iban_valid(candidate: str) -> bool:
-    compact = candidate.replace(" ", "")
+    compact = candidate.replace(" ", "").upper()
     if not 15 <= len(compact) <= 34:
         return False
     rearranged = compact[4:] + compact[:4]
@@ -346,7 +360,13 @@ def _classify(
     if group == "email":
         return PiiKind.EMAIL, start, end
     if group == "iban":
-        return (PiiKind.IBAN, start, end) if iban_valid(value) else None
+        if iban_valid(value):
+            return PiiKind.IBAN, start, end
+        # "ES67 2100 … 4601 por favor": a short word after it read as the last group.
+        head, _, tail = value.rpartition(" ")
+        if head and len(tail) < 4 and iban_valid(head):
+            return PiiKind.IBAN, start, start + len(head)
+        return None
     if group == "card":
         digits = _digits(value)
         if (
@@ -392,6 +412,7 @@ _NOT_PHONE = re.compile(
     r"|(?:19|20)\d\d[./\-].*|.*[\s.\-/]\d"
 )
 _PHONE_DIGITS_MIN, _PHONE_DIGITS_MAX = 7, 17
+_SPLIT_DIGITS_MAX = 13  # "2019 612 34 56 78"
 
 
 def _phone(
@@ -426,6 +447,8 @@ def _phone_readings(value: str) -> Iterator[tuple[int, str]]:
     yield 0, value
     if " " not in value or value.startswith(("+", "(+")):
         return
+    if len(value.translate(_PHONE_SEPARATORS)) > _SPLIT_DIGITS_MAX:
+        return  # a card-length run in groups is one number (a gift card), not a phone and more
     first, last = value.index(" "), value.rindex(" ")
     yield first + 1, value[first + 1 :]
     yield 0, value[:last]
