@@ -30,22 +30,23 @@ import sys
 import time
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from contracts.events import TradeExecuted
 from market_feeds.connector import ConnectPolicy, FeedConnector
 from market_feeds.protocols import protocol_for
-from market_feeds.publisher import KafkaSink
+from market_feeds.publisher import MAX_BATCH_BYTES, KafkaSink, KeyedBatcher
+from market_feeds.records import encode_trade
 from servicekit.clock import SystemClock
 from servicekit.kafka import make_producer
 from servicekit.settings import KafkaSettings
 from websockets.asyncio.client import connect
 
 ROOT = Path(__file__).resolve().parents[2]
-PORT = 61410  # feeds' port range
+PORT = 61810  # feeds2's port range (61800-61899)
 SYMBOLS = {
     "coinbase": {"BTC-USD": "BENCH-BTC"},
     "binance": {"BTCUSDT": "BENCH-BTC"},
@@ -104,51 +105,52 @@ async def connector_run(venue: str, url: str, kafka: KafkaSettings, topic: str, 
     return sink.count / elapsed
 
 
-def _trades_of(venue: str, message: Any) -> list[dict[str, Any]]:
-    """The bare decode: the frame's trade objects, no validation, no exactness checks."""
-    if venue == "coinbase":
-        return [message] if message.get("type") == "match" else []
-    if venue == "binance":
-        data = message.get("data", {})
-        return [data] if data.get("e") == "trade" else []
-    if venue == "kraken":
-        return message.get("data", []) if message.get("channel") == "trade" else []
-    return [m for m in message if m.get("T") == "t"] if isinstance(message, list) else []
-
-
-_SYMBOL_FIELD = {"coinbase": "product_id", "binance": "s", "kraken": "symbol", "alpaca": "S"}
-
-
 async def bare_run(venue: str, url: str, kafka: KafkaSettings, topic: str, n: int) -> float:
-    """receive → orjson.loads → produce, with the same producer settings and subscription.
-    (orjson turns Kraken's and Alpaca's JSON-number prices into floats: the bare loop gets
-    that speed-up, the connector pays for exact decimals.)"""
+    """receive → decode → produce and nothing else: the same WebSocket client and options, the
+    same decoder and record encoder (the same frames become the same bytes, exact decimals
+    included), the same producer settings and batching (`KeyedBatcher`). Left out: what the
+    connector adds around them (dedup and gaps, metrics, status, watchdog, DLQ, ack
+    bookkeeping, reconnects)."""
     producer = make_producer(
-        kafka, client_id="bench-bare", linger_ms=LINGER_MS, max_batch_size=256 * 1024
+        kafka, client_id="bench-bare", linger_ms=LINGER_MS, max_batch_size=MAX_BATCH_BYTES
     )
     await producer.start()
+    batcher = KeyedBatcher(producer, topic, linger_ms=LINGER_MS)
+    batcher.start()
     protocol = protocol_for(venue, alpaca_key_id="sim-key", alpaca_secret_key="sim-secret")
-    symbols = list(SYMBOLS[venue])
+    symbols = SYMBOLS[venue]
+    keys = {v: (p, p.encode()) for v, p in symbols.items()}
     count = 0
     first_at: float | None = None
-    pending: list[Any] = []
-    field = _SYMBOL_FIELD[venue]
     try:
-        async with connect(protocol.url(url, symbols), compression=None, max_size=1 << 22) as ws:
-            for message in protocol.opening(symbols):
+        async with connect(
+            protocol.url(url, list(symbols)), compression=None, max_size=1 << 22
+        ) as ws:
+            for message in protocol.opening(list(symbols)):
                 await ws.send(message)
             async for raw in ws:
-                trades = _trades_of(venue, orjson.loads(raw))
-                if trades and first_at is None:
+                trades = protocol.decode(raw).trades
+                if not trades:
+                    continue
+                if first_at is None:
                     first_at = time.perf_counter()
-                for trade in trades:
-                    pending.append(
-                        await producer.send(topic, orjson.dumps(trade), trade[field].encode())
+                received = datetime.now(UTC)
+                for wire in trades:
+                    symbol, key = keys[wire.venue_symbol]
+                    record = encode_trade(
+                        wire,
+                        venue=venue,
+                        symbol=symbol,
+                        asset_class=protocol.asset_class,
+                        received_at=received,
+                        key=key,
                     )
+                    await batcher.add(record.key, record.value)
                 count += len(trades)
                 if count >= n:
                     break
-        await asyncio.gather(*pending)
+        await batcher.stop()
+        await producer.flush()  # every trade acknowledged
         elapsed = time.perf_counter() - (first_at or 0.0)
     finally:
         await producer.stop()
@@ -163,14 +165,14 @@ class LagSink(KafkaSink):
         self.lags_s: list[float] = []
         self.recording = False
 
-    def _acked(self, lag: Any, event_times_s: list[float]) -> Any:
-        inner = super()._acked(lag, event_times_s)
+    def _acked(self, tags: list[tuple[str, float]]) -> Any:
+        inner = super()._acked(tags)
 
         def on_ack(future: asyncio.Future[Any]) -> None:
             inner(future)
             if self.recording:
                 now = time.time()
-                self.lags_s.extend(now - t for t in event_times_s)
+                self.lags_s.extend(now - event_s for _feed, event_s in tags)
 
         return on_ack
 

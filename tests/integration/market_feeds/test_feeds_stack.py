@@ -36,7 +36,7 @@ harness = load_script(
     REPO / "tests/integration/s3_archiver/archiver_harness.py", "feeds_it_archiver_harness"
 )
 
-SIM_PORT, FEEDS_PORT, CDC_PORT, ARCHIVER_PORT = 61400, 61401, 61402, 61403
+SIM_PORT, FEEDS_PORT, CDC_PORT, ARCHIVER_PORT = 61800, 61801, 61802, 61803
 
 
 class Clock:

@@ -169,7 +169,7 @@ def test_fast_record_encoding_matches_the_contract_model() -> None:
     assert model.event_time == AT and model.sequence == 99
     # what the model itself would write parses back to the same event
     assert TradeExecuted.model_validate_json(encode_event(model)) == model
-    assert record.symbol == "BTC-USD" and record.event_time_s == AT.timestamp()
+    assert record.key == b"BTC-USD" and record.event_time_s == AT.timestamp()
 
 
 def test_forgotten_trades_are_new_again_or_reported_as_a_gap() -> None:

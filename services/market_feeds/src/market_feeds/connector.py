@@ -97,6 +97,8 @@ class FeedConnector:
         self.protocol = protocol
         self.feed = protocol.venue
         self.symbols = dict(symbols)
+        # venue symbol → (Pulse symbol, its bytes as the Kafka key), encoded once
+        self._keys = {v: (p, p.encode()) for v, p in self.symbols.items()}
         self.url = protocol.url(url, list(self.symbols))
         self.sink = sink
         self.clock = clock
@@ -220,12 +222,15 @@ class FeedConnector:
         received = self.clock.now()
         out: list[TradeRecord] = []
         admitted: list[tuple[str, str, int | None]] = []
+        admit = self.continuity.admit
+        venue, asset_class = self.feed, self.protocol.asset_class
         for wire in frame.trades:
-            symbol = self.symbols.get(wire.venue_symbol)
-            if symbol is None:
+            mapped = self._keys.get(wire.venue_symbol)
+            if mapped is None:
                 self._skip("unknown_symbol", f"symbol {wire.venue_symbol!r} is not mapped")
                 continue
-            new, gap = self.continuity.admit(wire.venue_symbol, wire.trade_id, wire.number)
+            symbol, key = mapped
+            new, gap = admit(wire.venue_symbol, wire.trade_id, wire.number)
             if gap is not None:
                 await self._gap(gap.first_missing, gap.last_missing, gap.reason, wire, symbol)
             if not new:
@@ -235,10 +240,11 @@ class FeedConnector:
             out.append(
                 encode_trade(
                     wire,
-                    venue=self.feed,
+                    venue=venue,
                     symbol=symbol,
-                    asset_class=self.protocol.asset_class,
+                    asset_class=asset_class,
                     received_at=received,
+                    key=key,
                 )
             )
         if out:

@@ -7,13 +7,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
+from aiokafka.producer.message_accumulator import BatchBuilder
 from contracts.events import DeadLettered, FeedGap, TradeExecuted
 from servicekit import metrics
 from servicekit.kafka import encode_event, make_producer
+from servicekit.partitioner import Murmur2Partitioner
 from servicekit.settings import KafkaSettings
 
 from market_feeds.records import TradeRecord
@@ -21,6 +24,8 @@ from market_feeds.records import TradeRecord
 log = logging.getLogger(__name__)
 
 SERVICE = "market_feeds"
+MAX_BATCH_BYTES = 256 * 1024
+_PARTITIONER = Murmur2Partitioner()  # the one make_producer gives the producer
 
 
 class Sink(Protocol):
@@ -29,9 +34,106 @@ class Sink(Protocol):
     async def dead_letter(self, feed: str, value: bytes) -> None: ...
 
 
+class KeyedBatcher:
+    """Records for one topic, appended to a batch per partition and handed to the producer a
+    batch at a time (`send_batch`) once full or `linger_ms` after it was opened.
+
+    `producer.send` costs about as much per record as decoding a trade (metadata check,
+    partitioner, accumulator lookup, a future per record); appending to an open batch is a
+    fraction of that. The partition of a key is what the producer's partitioner would pick
+    (servicekit's murmur2, Kafka's default), computed once per key. Batches are shipped one at
+    a time (a lock), so per partition they reach Kafka in the order their records came, and
+    the producer's idempotence (sequence numbers per batch) holds. `on_shipped(future, tags)`
+    runs for each batch with the `tag` of each of its records, in order.
+    """
+
+    def __init__(
+        self,
+        producer: AIOKafkaProducer,
+        topic: str,
+        *,
+        linger_ms: int,
+        on_shipped: Callable[[asyncio.Future[Any], list[Any]], None] | None = None,
+    ) -> None:
+        self._producer = producer
+        self.topic = topic
+        self._linger_s = linger_ms / 1000
+        self._on_shipped = on_shipped
+        self._partition_of: dict[bytes, int] = {}
+        self._open: dict[int, tuple[BatchBuilder, list[Any]]] = {}
+        self._ship_lock = asyncio.Lock()
+        self._opened = asyncio.Event()
+        self._linger_task: asyncio.Task[None] | None = None
+        self._error: KafkaError | None = None  # a batch the linger task could not hand over
+
+    def start(self) -> None:
+        self._linger_task = asyncio.create_task(self._linger())
+
+    async def stop(self) -> None:
+        if self._linger_task is not None:
+            self._linger_task.cancel()
+            await asyncio.gather(self._linger_task, return_exceptions=True)
+            self._linger_task = None
+        await self.ship_all()
+
+    async def add(self, key: bytes, value: bytes, tag: Any = None) -> None:
+        """Append one record; ships the partition's batch first if it is full. Raises the
+        KafkaError of a batch that could not be handed to the producer since the last call."""
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        partition = self._partition_of.get(key)
+        if partition is None:
+            partition = await self._partition(key)
+        entry = self._open.get(partition)
+        if entry is None:
+            entry = self._open[partition] = (self._producer.create_batch(), [])
+            self._opened.set()
+        if entry[0].append(timestamp=None, key=key, value=value) is None:
+            await self._ship(partition, entry)
+            entry = self._open[partition] = (self._producer.create_batch(), [])
+            self._opened.set()
+            if entry[0].append(timestamp=None, key=key, value=value) is None:
+                raise MessageSizeTooLargeError(f"a record of {len(value)} bytes fits no batch")
+        entry[1].append(tag)
+
+    async def ship_all(self) -> None:
+        for partition, entry in list(self._open.items()):
+            await self._ship(partition, entry)
+
+    async def _partition(self, key: bytes) -> int:
+        partitions = sorted(await self._producer.partitions_for(self.topic))
+        partition = _PARTITIONER(key, partitions, partitions)
+        self._partition_of[key] = partition
+        return partition
+
+    async def _ship(self, partition: int, entry: tuple[BatchBuilder, list[Any]]) -> None:
+        if self._open.get(partition) is entry:
+            del self._open[partition]
+        builder, tags = entry
+        if not tags:
+            return
+        async with self._ship_lock:
+            future = await self._producer.send_batch(builder, self.topic, partition=partition)
+        if self._on_shipped is not None:
+            self._on_shipped(future, tags)
+
+    async def _linger(self) -> None:
+        while True:
+            await self._opened.wait()
+            await asyncio.sleep(self._linger_s)
+            self._opened.clear()
+            try:
+                await self.ship_all()
+            except KafkaError as exc:  # raised to the next `add`: the connector redials
+                log.error("Kafka would not take a batch of %s: %s", self.topic, exc)
+                self._error = exc
+
+
 class KafkaSink:
-    """Sends without waiting for each acknowledgement (the producer batches by linger); a
-    trade's publish lag is observed when Kafka acknowledges it. `flush` waits for all."""
+    """Trades go through a `KeyedBatcher` (batches per partition, not `send` per record);
+    a trade's publish lag is observed when Kafka acknowledges its batch. Gaps and DLQ records
+    (rare) are sent one by one. `flush` hands over every open batch and waits for all."""
 
     def __init__(
         self,
@@ -44,66 +146,75 @@ class KafkaSink:
         client_id: str = SERVICE,
     ) -> None:
         self._producer: AIOKafkaProducer = make_producer(
-            kafka, client_id=client_id, linger_ms=linger_ms, max_batch_size=256 * 1024
+            kafka, client_id=client_id, linger_ms=linger_ms, max_batch_size=MAX_BATCH_BYTES
         )
         self.trades_topic = trades_topic
         self.gaps_topic = gaps_topic
         self.dlq_topic = dlq_topic
-        self._counters: dict[str, tuple[Any, Any, Any]] = {}
+        self._batcher = KeyedBatcher(
+            self._producer, trades_topic, linger_ms=linger_ms, on_shipped=self._trades_shipped
+        )
+        self._counters: dict[str, tuple[Any, Any]] = {}
+        self._lag: dict[str, Any] = {}
         self.failures = 0
 
     async def start(self) -> None:
         await self._producer.start()
+        self._batcher.start()
 
     async def stop(self) -> None:
+        await self._batcher.stop()
         await self.flush()
         await self._producer.stop()
 
     async def flush(self) -> None:
         """Wait until Kafka has acknowledged (or finally refused) everything sent so far."""
+        await self._batcher.ship_all()
         await self._producer.flush()
 
     async def trades(self, feed: str, trades: Sequence[TradeRecord]) -> None:
+        add = self._batcher.add
+        for trade in trades:
+            await add(trade.key, trade.value, (feed, trade.event_time_s))
         counters = self._counters.get(feed)
         if counters is None:
             counters = self._counters[feed] = (
-                metrics.FEED_PUBLISH_LAG.labels(feed),
                 metrics.FEED_TRADES.labels(feed),
                 metrics.EVENTS_OUT.labels(SERVICE, self.trades_topic),
             )
-        lag, sent, events_out = counters
-        send = self._producer.send
-        topic = self.trades_topic
-        future = None
-        for trade in trades:
-            future = await send(topic, trade.value, trade.symbol.encode())
-        if future is not None:
-            # One callback per frame, on its last trade: a frame's trades are sent together
-            # and acknowledged in order per partition (saves a callback per trade).
-            future.add_done_callback(self._acked(lag, [t.event_time_s for t in trades]))
-        sent.inc(len(trades))
-        events_out.inc(len(trades))
+        # Counters once per frame, not per trade.
+        counters[0].inc(len(trades))
+        counters[1].inc(len(trades))
+
+    def _trades_shipped(self, future: asyncio.Future[Any], tags: list[tuple[str, float]]) -> None:
+        future.add_done_callback(self._acked(tags))
 
     async def gap(self, gap: FeedGap) -> None:
         key = f"{gap.venue}:{gap.symbol}".encode()
         future = await self._producer.send(self.gaps_topic, encode_event(gap), key)
-        future.add_done_callback(self._acked(None, []))
+        future.add_done_callback(self._acked([]))
         metrics.EVENTS_OUT.labels(SERVICE, self.gaps_topic).inc()
 
     async def dead_letter(self, feed: str, value: bytes) -> None:
         """`value`: a `DeadLettered` record (servicekit.kafka.dead_letter); keyed by feed."""
         future = await self._producer.send(self.dlq_topic, value, feed.encode())
-        future.add_done_callback(self._acked(None, []))
+        future.add_done_callback(self._acked([]))
 
-    def _acked(self, lag: Any, event_times_s: list[float]) -> Any:
+    def _acked(self, tags: list[tuple[str, float]]) -> Callable[[asyncio.Future[Any]], None]:
+        """On a batch's acknowledgement: each trade's exchange time → acknowledged lag."""
+
         def on_ack(future: asyncio.Future[Any]) -> None:
             if future.cancelled() or future.exception() is not None:
                 self.failures += 1
                 log.error("Kafka refused a record after its retries: %s", future.exception())
                 return
-            if lag is not None:
+            if tags:
                 now = time.time()
-                for event_s in event_times_s:
+                lags = self._lag
+                for feed, event_s in tags:
+                    lag = lags.get(feed)
+                    if lag is None:
+                        lag = lags[feed] = metrics.FEED_PUBLISH_LAG.labels(feed)
                     lag.observe(max(0.0, now - event_s))
 
         return on_ack

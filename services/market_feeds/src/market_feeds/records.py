@@ -19,18 +19,26 @@ from market_feeds.protocols import WireTrade
 
 @dataclass(frozen=True, slots=True)
 class TradeRecord:
-    """One trade ready for Kafka: key (Pulse symbol), value (contract JSON), event time."""
+    """One trade ready for Kafka: key (the Pulse symbol's bytes), value (contract JSON), event
+    time."""
 
-    symbol: str
+    key: bytes
     value: bytes
     event_time_s: float  # epoch seconds, for the publish-lag metric
 
 
 def encode_trade(
-    wire: WireTrade, *, venue: str, symbol: str, asset_class: AssetClass, received_at: datetime
+    wire: WireTrade,
+    *,
+    venue: str,
+    symbol: str,
+    asset_class: AssetClass,
+    received_at: datetime,
+    key: bytes | None = None,
 ) -> TradeRecord:
     """`wire` as a TradeExecuted record. `wire` was validated by the protocol decoder
-    (positive decimals within DECIMAL(38,18), timezone-aware times)."""
+    (positive decimals within DECIMAL(38,18), timezone-aware times). `key`: `symbol`'s bytes,
+    if the caller keeps them (saves encoding the symbol once per trade)."""
     event_time = wire.event_time
     value = orjson.dumps(
         {
@@ -48,4 +56,4 @@ def encode_trade(
             "sequence": wire.sequence,
         }
     )
-    return TradeRecord(symbol, value, event_time.timestamp())
+    return TradeRecord(key or symbol.encode(), value, event_time.timestamp())
