@@ -165,16 +165,15 @@ class LagSink(KafkaSink):
         self.lags_s: list[float] = []
         self.recording = False
 
-    def _acked(self, tags: list[tuple[str, float]]) -> Any:
-        inner = super()._acked(tags)
+    def _trades_shipped(self, future: asyncio.Future[Any], tags: list[tuple[str, float]]) -> None:
+        super()._trades_shipped(future, tags)
 
         def on_ack(future: asyncio.Future[Any]) -> None:
-            inner(future)
-            if self.recording:
+            if self.recording and not future.cancelled() and future.exception() is None:
                 now = time.time()
                 self.lags_s.extend(now - event_s for _feed, event_s in tags)
 
-        return on_ack
+        future.add_done_callback(on_ack)
 
 
 async def latency_run(

@@ -200,3 +200,45 @@ def test_a_bad_setting_stops_the_service_naming_the_variable() -> None:
     )
     assert result.returncode == 2
     assert "MARKET_FEEDS_ENABLED" in result.stderr and "nyse" in result.stderr
+
+
+def test_quoted_numbers_keep_every_digit_whatever_the_spacing() -> None:
+    from market_feeds.protocols import QuotedNumbers
+
+    raw = (
+        '{"data":[{"price" : 0.1,"qty":1e-8,"n":0.5},'
+        '{"qty":\n-2.50,"price":67012.123456789012345678,"note":"price: 3"}]}'
+    )
+    first, second = QuotedNumbers(("price", "qty")).loads(raw)["data"]
+    assert first == {"price": "0.1", "qty": "1e-8", "n": 0.5}  # other fields stay numbers
+    assert second["qty"] == "-2.50" and second["price"] == "67012.123456789012345678"
+    assert second["note"] == "price: 3"
+
+
+async def test_frames_are_counted_in_bulk_and_none_is_lost() -> None:
+    """The frames metric is brought up to date once a second and at a connection's end, not
+    per frame: every frame read is still counted once."""
+    from market_feeds.connector import FeedConnector
+    from market_feeds.publisher import MemorySink
+    from servicekit.clock import SystemClock
+    from servicekit.metrics import REGISTRY
+
+    connector = FeedConnector(
+        Coinbase(),
+        url="ws://unused",
+        symbols={"BTC-USD": "BTC-USD"},
+        sink=MemorySink(),
+        clock=SystemClock(),
+        policy=ConnectPolicy(),
+    )
+
+    def frames() -> float:
+        return REGISTRY.get_sample_value("pulse_feed_messages_total", {"feed": "coinbase"}) or 0
+
+    before = frames()
+    for trade_id in range(5):
+        await connector.on_frame(session.coinbase_match(sim_trade("BTC-USD", trade_id)))
+    await connector.on_frame('{"type":"heartbeat","product_id":"BTC-USD"}')
+    connector._count_frames()  # what the watchdog does each second
+    connector._count_frames()
+    assert frames() - before == 6

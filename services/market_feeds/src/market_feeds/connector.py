@@ -107,6 +107,7 @@ class FeedConnector:
         self.continuity = Continuity(capacity=dedup_capacity)
         self.status = FeedStatus(self.feed)
         self._frame_no = 0  # DLQ records' "offset": frames read since start
+        self._frames_counted = 0  # of those, added to the frames metric so far
         self._skipped: dict[str, Any] = {}
         self._messages = metrics.FEED_MESSAGES.labels(self.feed)
         self._warned: set[str] = set()  # skip reasons already logged on this connection
@@ -179,13 +180,22 @@ class FeedConnector:
                     await self.on_frame(raw)
             finally:
                 watchdog.cancel()
+                self._count_frames()
             if watchdog.done() and not watchdog.cancelled() and watchdog.exception() is None:
                 raise FeedError("silent", f"no frame for {self.policy.silence_timeout_s} s")
 
+    def _count_frames(self) -> None:
+        """The frames metric, brought up to date: once a second and at the end of a
+        connection rather than per frame (a counter's inc costs ~0.7 µs, a trade ~20 µs)."""
+        self._messages.inc(self._frame_no - self._frames_counted)
+        self._frames_counted = self._frame_no
+
     async def _watch(self, ws: ClientConnection) -> None:
-        """Close the connection once no frame came for silence_timeout_s (heartbeats stopped)."""
+        """Close the connection once no frame came for silence_timeout_s (heartbeats stopped);
+        count the frames read, once a second."""
         timeout = self.policy.silence_timeout_s
         while True:
+            self._count_frames()
             last = self.status.last_frame_at or self.clock.monotonic()
             remaining = timeout - (self.clock.monotonic() - last)
             if remaining <= 0:
@@ -194,14 +204,13 @@ class FeedConnector:
                 )
                 await ws.close(code=1001, reason="silent")
                 return
-            await asyncio.sleep(min(remaining, timeout / 4) + 0.01)
+            await asyncio.sleep(min(remaining + 0.01, timeout / 4, 1.0))
 
     async def on_frame(self, raw: str | bytes) -> None:
         """decode → continuity → publish, for one frame."""
         now_mono = self.clock.monotonic()
         self.status.last_frame_at = now_mono
         self._frame_no += 1
-        self._messages.inc()
         frame = self.protocol.decode(raw)
         if self.status.state != "connected":
             self.status.state = "connected"

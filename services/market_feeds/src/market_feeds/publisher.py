@@ -131,9 +131,9 @@ class KeyedBatcher:
 
 
 class KafkaSink:
-    """Trades go through a `KeyedBatcher` (batches per partition, not `send` per record);
-    a trade's publish lag is observed when Kafka acknowledges its batch. Gaps and DLQ records
-    (rare) are sent one by one. `flush` hands over every open batch and waits for all."""
+    """Trades go through a `KeyedBatcher` (batches per partition, not `send` per record); the
+    publish lag is observed when Kafka acknowledges a batch (its oldest trade's). Gaps and DLQ
+    records (rare) are sent one by one. `flush` hands over every open batch and waits for all."""
 
     def __init__(
         self,
@@ -154,8 +154,7 @@ class KafkaSink:
         self._batcher = KeyedBatcher(
             self._producer, trades_topic, linger_ms=linger_ms, on_shipped=self._trades_shipped
         )
-        self._counters: dict[str, tuple[Any, Any]] = {}
-        self._lag: dict[str, Any] = {}
+        self._metrics: dict[str, tuple[Any, Any, Any]] = {}  # feed → trades, events out, lag
         self.failures = 0
 
     async def start(self) -> None:
@@ -176,46 +175,56 @@ class KafkaSink:
         add = self._batcher.add
         for trade in trades:
             await add(trade.key, trade.value, (feed, trade.event_time_s))
-        counters = self._counters.get(feed)
-        if counters is None:
-            counters = self._counters[feed] = (
-                metrics.FEED_TRADES.labels(feed),
-                metrics.EVENTS_OUT.labels(SERVICE, self.trades_topic),
-            )
-        # Counters once per frame, not per trade.
-        counters[0].inc(len(trades))
-        counters[1].inc(len(trades))
 
     def _trades_shipped(self, future: asyncio.Future[Any], tags: list[tuple[str, float]]) -> None:
-        future.add_done_callback(self._acked(tags))
+        # Metrics once per batch, not per trade (a counter's inc costs ~0.7 µs, a histogram's
+        # observe ~1.5 µs: together more than decoding a trade): per feed in the batch, the
+        # trades count now, and at the acknowledgement one lag observation, its oldest trade's.
+        per_feed: dict[str, tuple[int, float]] = {}
+        for feed, event_s in tags:
+            count, oldest_s = per_feed.get(feed, (0, event_s))
+            per_feed[feed] = (count + 1, min(oldest_s, event_s))
+        for feed, (count, _oldest_s) in per_feed.items():
+            trades, events_out, _lag = self._metrics_of(feed)
+            trades.inc(count)
+            events_out.inc(count)
+        future.add_done_callback(self._acked(per_feed))
+
+    def _metrics_of(self, feed: str) -> tuple[Any, Any, Any]:
+        found = self._metrics.get(feed)
+        if found is None:
+            found = self._metrics[feed] = (
+                metrics.FEED_TRADES.labels(feed),
+                metrics.EVENTS_OUT.labels(SERVICE, self.trades_topic),
+                metrics.FEED_PUBLISH_LAG.labels(feed),
+            )
+        return found
 
     async def gap(self, gap: FeedGap) -> None:
         key = f"{gap.venue}:{gap.symbol}".encode()
         future = await self._producer.send(self.gaps_topic, encode_event(gap), key)
-        future.add_done_callback(self._acked([]))
+        future.add_done_callback(self._acked({}))
         metrics.EVENTS_OUT.labels(SERVICE, self.gaps_topic).inc()
 
     async def dead_letter(self, feed: str, value: bytes) -> None:
         """`value`: a `DeadLettered` record (servicekit.kafka.dead_letter); keyed by feed."""
         future = await self._producer.send(self.dlq_topic, value, feed.encode())
-        future.add_done_callback(self._acked([]))
+        future.add_done_callback(self._acked({}))
 
-    def _acked(self, tags: list[tuple[str, float]]) -> Callable[[asyncio.Future[Any]], None]:
-        """On a batch's acknowledgement: each trade's exchange time → acknowledged lag."""
+    def _acked(
+        self, per_feed: dict[str, tuple[int, float]]
+    ) -> Callable[[asyncio.Future[Any]], None]:
+        """On a batch's acknowledgement: per feed, its oldest trade's exchange time → now."""
 
         def on_ack(future: asyncio.Future[Any]) -> None:
             if future.cancelled() or future.exception() is not None:
                 self.failures += 1
                 log.error("Kafka refused a record after its retries: %s", future.exception())
                 return
-            if tags:
+            if per_feed:
                 now = time.time()
-                lags = self._lag
-                for feed, event_s in tags:
-                    lag = lags.get(feed)
-                    if lag is None:
-                        lag = lags[feed] = metrics.FEED_PUBLISH_LAG.labels(feed)
-                    lag.observe(max(0.0, now - event_s))
+                for feed, (_count, oldest_s) in per_feed.items():
+                    self._metrics_of(feed)[2].observe(max(0.0, now - oldest_s))
 
         return on_ack
 

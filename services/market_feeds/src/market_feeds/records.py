@@ -46,11 +46,11 @@ def encode_trade(
             "venue": venue,
             "symbol": symbol,
             "venue_symbol": wire.venue_symbol,
-            "asset_class": asset_class.value,
+            "asset_class": asset_class,  # StrEnums: orjson writes their values
             "trade_id": wire.trade_id,
             "price": format(wire.price, "f"),
             "size": format(wire.size, "f"),
-            "side": wire.side.value,
+            "side": wire.side,
             "event_time": event_time,  # orjson writes RFC 3339 with the offset (+00:00)
             "received_at": received_at,
             "sequence": wire.sequence,
