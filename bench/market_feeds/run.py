@@ -1,20 +1,27 @@
 """Per-connector throughput: trades decoded and published to Kafka per second, against a bare
-receive → decode → produce loop on the same simulator stream, in one run.
+receive → decode → produce loop on the same simulator stream, in one run; then exchange
+time → live candle on market.candles.live.v1 at 5,000 trades/s.
 
 The exchange simulator runs in a subprocess (`python -m market_feeds.simulator --burst N`):
 each new subscriber gets N trades per symbol, every frame encoded before the first is sent.
-For each venue, first the bare loop (websockets → orjson.loads → aiokafka send of the decoded
-trade re-encoded with orjson, keyed by symbol), then the connector (FeedConnector: protocol
-decoder, exact decimals, dedup and gap tracking, TradeExecuted, KafkaSink), both with the same
-producer settings, onto a topic of this run (3 partitions, deleted after). Time runs from the
-first frame to the last trade acknowledged by Kafka.
+For each venue, first the bare loop, then the connector, onto a topic of this run (3
+partitions, deleted after); time runs from the first frame to the last trade acknowledged.
+- The bare loop does the same receive (websockets, same options), the same decode of the same
+  frames (the protocol's decoder, exact decimals included) into the same output bytes (the
+  record encoder) and the same producer settings and batching (`KeyedBatcher`): every
+  speed-up the connector has. What it leaves out is what the ratio measures: dedup and gap
+  tracking, metrics, status and watchdog, DLQ and rejected-trade handling, ack bookkeeping.
+- The connector: FeedConnector with KafkaSink, as `python -m market_feeds` runs it.
 
-Then a latency phase: Coinbase at 5,000 trades/s offered open loop by the simulator (5 ms
-ticks), exchange timestamp → trade acknowledged on the topic, p50/p99 over 20 s after a 3 s
-warm-up. (The issue's 250 ms budget runs to a candle update; cdc_processor publishes candles
-when they close, so only this first hop is measured.)
+The latency phase: Coinbase at 5,000 trades/s offered open loop by the simulator (5 ms
+ticks), one symbol of this run → the connector → market.trades.v1 → a cdc_processor
+subprocess (its own app id and consumer group, from the latest offsets) → forming candles on
+market.candles.live.v1. Per live candle of our symbol read in the measured window (20 s after
+5 s of warm-up): its `event_time` (the exchange timestamp of the newest trade it includes) →
+the moment it is read. Also printed: the first hop (exchange time → trade acknowledged on
+market.trades.v1) and the rate at which cdc_processor took the trades in.
 
-Targets: connector >= 20,000 trades/s and >= 0.6x the bare loop; the hop p99 <= 250 ms.
+Targets: connector >= 20,000 trades/s and >= 0.6x the bare loop; live candle p99 <= 250 ms.
 Last stdout line: JSON.
 """
 
@@ -22,11 +29,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Sequence
@@ -34,12 +44,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from contracts.events import TradeExecuted
+from contracts import topics
 from market_feeds.connector import ConnectPolicy, FeedConnector
 from market_feeds.protocols import protocol_for
 from market_feeds.publisher import MAX_BATCH_BYTES, KafkaSink, KeyedBatcher
-from market_feeds.records import encode_trade
+from market_feeds.records import TradeRecord, encode_trade
+from pulse_cli.scripts import load_script
 from servicekit.clock import SystemClock
 from servicekit.kafka import make_producer
 from servicekit.settings import KafkaSettings
@@ -72,7 +84,7 @@ class CountingSink(KafkaSink):
         self.first_at: float | None = None
         self.done = asyncio.Event()
 
-    async def trades(self, feed: str, trades: Sequence[TradeExecuted]) -> None:
+    async def trades(self, feed: str, trades: Sequence[TradeRecord]) -> None:
         if self.first_at is None:
             self.first_at = time.perf_counter()
         await super().trades(feed, trades)
@@ -176,12 +188,19 @@ class LagSink(KafkaSink):
         future.add_done_callback(on_ack)
 
 
-async def latency_run(
-    kafka: KafkaSettings, topic: str, *, rate: int, warmup_s: float, measure_s: float
-) -> list[float]:
-    """Coinbase at `rate` trades/s (one symbol, open loop, 5 ms ticks): exchange timestamp →
-    trade acknowledged on the topic, for every trade in the measured window."""
-    port = PORT + 2
+async def candle_latency_run(
+    kafka: KafkaSettings, side_topic: str, *, rate: int, warmup_s: float, measure_s: float
+) -> tuple[list[float], list[float]]:
+    """Coinbase at `rate` trades/s (one symbol of this run, open loop, 5 ms ticks) → the
+    connector → market.trades.v1 → a cdc_processor subprocess (its own app id, consumer
+    group from the latest offsets, a port of this range) → market.candles.live.v1. For every
+    forming candle of our symbol read in the measured window: its `event_time` (the exchange
+    timestamp of the newest trade it includes) → the moment it is read here.
+    Returns the lags in seconds: per live candle, and per trade to its acknowledgement on
+    market.trades.v1 (the first hop), in the measured window."""
+    port = PORT + 3
+    tag = uuid.uuid4().hex[:8].upper()
+    symbol = f"BENCH{tag}-BTC"
     simulator = subprocess.Popen(  # noqa: ASYNC220  # started once, before timing
         [sys.executable, "-m", "market_feeds.simulator", "--port", str(port), "--rate",
          str(rate), "--tick-s", "0.005"],
@@ -189,31 +208,80 @@ async def latency_run(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    sink = LagSink(kafka, topic=topic)
-    await sink.start()
+    log_dir = Path(tempfile.mkdtemp(prefix="bench-feeds-cdc-"))
+    worker = _cdc_fixtures().Worker(
+        dict(os.environ),
+        app_id=f"bench-feeds-cdc-{tag.lower()}",
+        log_dir=log_dir,
+        CDC_AUTO_OFFSET_RESET="latest",
+    )
+    worker.port = PORT + 4
+    worker.env["CDC_HTTP_PORT"] = str(worker.port)
+    sink = LagSink(kafka, topic=topics.MARKET_TRADES.name)
+    sink.gaps_topic = sink.dlq_topic = side_topic
+    lags_s: list[float] = []
+    counts: list[tuple[float, str, int]] = []  # read at, window, trades in it so far
     try:
-        await asyncio.sleep(1.5)
+        await asyncio.to_thread(worker.start)
+        await sink.start()
         connector = FeedConnector(
             protocol_for("coinbase"),
             url=f"ws://127.0.0.1:{port}{PATHS['coinbase']}",
-            symbols=SYMBOLS["coinbase"],
+            symbols={"BTC-USD": symbol},
             sink=sink,
             clock=SystemClock(),
             policy=ConnectPolicy(silence_timeout_s=60),
             rng=random.Random(1),
         )
-        task = asyncio.create_task(connector.run())
-        await asyncio.sleep(warmup_s)
-        sink.recording = True
-        await asyncio.sleep(measure_s)
-        sink.recording = False
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        async with _cdc_fixtures().TopicTail(
+            kafka.kafka_bootstrap_servers, topics.MARKET_CANDLES_LIVE.name
+        ) as live:
+            task = asyncio.create_task(connector.run())
+            key = symbol.encode()
+            started = time.monotonic()
+            recording_from = started + warmup_s
+            while (now_mono := time.monotonic()) < recording_from + measure_s:
+                sink.recording = now_mono >= recording_from
+                batch = await live.consumer.getmany(timeout_ms=50)
+                read_at = time.time()
+                if not sink.recording:
+                    continue
+                for records in batch.values():
+                    for record in records:
+                        if record.key == key:
+                            candle = orjson.loads(record.value)
+                            newest = datetime.fromisoformat(candle["event_time"]).timestamp()
+                            lags_s.append(read_at - newest)
+                            counts.append((read_at, candle["window_start"], candle["trade_count"]))
+            sink.recording = False
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
     finally:
         await sink.stop()
+        worker.stop()
         simulator.terminate()
         simulator.wait(timeout=10)
-    return sink.lags_s
+        shutil.rmtree(log_dir, ignore_errors=True)
+    # How fast cdc_processor took in trades: growth of the candles' trade counts over time,
+    # between consecutive live candles of one window.
+    pairs = [(b[0] - a[0], b[2] - a[2]) for a, b in itertools.pairwise(counts) if a[1] == b[1]]
+    seconds = sum(dt for dt, _n in pairs)
+    print(
+        f"cdc_processor took in {sum(n for _dt, n in pairs) / seconds:,.0f} trades/s "
+        f"(live candles' trade counts over {seconds:.1f} s)"
+        if seconds
+        else "",
+        file=sys.stderr,
+    )
+    return lags_s, sink.lags_s
+
+
+def _cdc_fixtures() -> Any:
+    """The cdc_processor worker subprocess and topic tail of the integration tests."""
+    name = "bench_feeds_cdc_fixtures"
+    if name not in sys.modules:
+        load_script(ROOT / "tests/integration/cdc_processor/conftest.py", name)
+    return sys.modules[name]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -277,29 +345,37 @@ async def main() -> None:
         simulator.terminate()
         simulator.wait(timeout=10)
         measure_s = 5.0 if args.quick else 20.0
-        lags = await latency_run(kafka, topic, rate=args.rate, warmup_s=3.0, measure_s=measure_s)
-        if lags:
-            p50, p99 = percentile(lags, 0.50) * 1000, percentile(lags, 0.99) * 1000
-            achieved = len(lags) / measure_s
+        candle_lags, trade_lags = await candle_latency_run(
+            kafka, topic, rate=args.rate, warmup_s=5.0, measure_s=measure_s
+        )
+        achieved = len(trade_lags) / measure_s
+        load = os.getloadavg()[0]
+        if trade_lags:
             print(
-                f"coinbase at {args.rate:,}/s offered ({achieved:,.0f}/s acknowledged): "
-                f"exchange time → on the topic p50 {p50:.1f} ms, p99 {p99:.1f} ms "
-                f"(load {os.getloadavg()[0]:.2f})",
+                f"first hop, exchange time → trade acknowledged on market.trades.v1: p50 "
+                f"{percentile(trade_lags, 0.5) * 1000:.1f} ms, p99 "
+                f"{percentile(trade_lags, 0.99) * 1000:.1f} ms",
                 file=sys.stderr,
             )
-            figures.append(
-                {
-                    "name": f"market_feeds: exchange time → on the topic p99, {args.rate}/s",
-                    "value": round(p99, 1),
-                    "unit": "ms",
-                    "baseline": None,
-                    "ratio": None,
-                    # The issue's 250 ms is to a candle update; candles publish on close, so
-                    # only this first hop is measured, against the whole budget.
-                    "target": "p99 <= 250 ms (first hop of exchange time → candle update)",
-                    "pass": p99 <= 250 and achieved >= 0.95 * args.rate,
-                }
+        if candle_lags:
+            p50, p99 = percentile(candle_lags, 0.50) * 1000, percentile(candle_lags, 0.99) * 1000
+            print(
+                f"coinbase at {args.rate:,}/s offered ({achieved:,.0f}/s acknowledged): exchange "
+                f"time of a live candle's newest trade → candle read p50 {p50:.1f} ms, p99 "
+                f"{p99:.1f} ms over {len(candle_lags)} live candles (load {load:.2f})",
+                file=sys.stderr,
             )
+        figures.append(
+            {
+                "name": f"market_feeds: exchange time → live candle read p99, {args.rate}/s",
+                "value": round(p99, 1) if candle_lags else None,
+                "unit": "ms",
+                "baseline": None,
+                "ratio": None,
+                "target": "p99 <= 250 ms at the offered rate",
+                "pass": bool(candle_lags) and p99 <= 250 and achieved >= 0.95 * args.rate,
+            }
+        )
     finally:
         if simulator.poll() is None:
             simulator.terminate()
