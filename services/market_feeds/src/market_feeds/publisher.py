@@ -71,7 +71,10 @@ class KeyedBatcher:
 
     async def stop(self) -> None:
         if self._linger_task is not None:
-            self._linger_task.cancel()
+            # Under the lock the linger task is not inside a hand-over, so cancelling it
+            # cannot drop a batch half-way; what is still open is shipped below.
+            async with self._ship_lock:
+                self._linger_task.cancel()
             await asyncio.gather(self._linger_task, return_exceptions=True)
             self._linger_task = None
         await self.ship_all()
@@ -85,21 +88,22 @@ class KeyedBatcher:
         partition = self._partition_of.get(key)
         if partition is None:
             partition = await self._partition(key)
-        entry = self._open.get(partition)
-        if entry is None:
-            entry = self._open[partition] = (self._producer.create_batch(), [])
-            self._opened.set()
-        if entry[0].append(timestamp=None, key=key, value=value) is None:
-            await self._ship(partition, entry)
-            entry = self._open[partition] = (self._producer.create_batch(), [])
-            self._opened.set()
-            if entry[0].append(timestamp=None, key=key, value=value) is None:
-                raise MessageSizeTooLargeError(f"a record of {len(value)} bytes fits no batch")
-        entry[1].append(tag)
+        for _attempt in range(2):
+            entry = self._open.get(partition)
+            if entry is None:
+                entry = self._open[partition] = (self._producer.create_batch(), [])
+                self._opened.set()
+            if entry[0].append(timestamp=None, key=key, value=value) is not None:
+                entry[1].append(tag)
+                return
+            # Full: hand it over, then take whichever batch is open by then (several feeds
+            # share the sink: another may have opened one while this one waited).
+            await self._ship(partition)
+        raise MessageSizeTooLargeError(f"a record of {len(value)} bytes fits no batch")
 
     async def ship_all(self) -> None:
-        for partition, entry in list(self._open.items()):
-            await self._ship(partition, entry)
+        for partition in list(self._open):
+            await self._ship(partition)
 
     async def _partition(self, key: bytes) -> int:
         partitions = sorted(await self._producer.partitions_for(self.topic))
@@ -107,13 +111,14 @@ class KeyedBatcher:
         self._partition_of[key] = partition
         return partition
 
-    async def _ship(self, partition: int, entry: tuple[BatchBuilder, list[Any]]) -> None:
-        if self._open.get(partition) is entry:
-            del self._open[partition]
-        builder, tags = entry
-        if not tags:
-            return
+    async def _ship(self, partition: int) -> None:
+        """Hand the partition's open batch to the producer. The batch is taken out under the
+        lock, so a hand-over cancelled while waiting for it loses nothing."""
         async with self._ship_lock:
+            entry = self._open.pop(partition, None)
+            if entry is None or not entry[1]:
+                return
+            builder, tags = entry
             future = await self._producer.send_batch(builder, self.topic, partition=partition)
         if self._on_shipped is not None:
             self._on_shipped(future, tags)
