@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
+import pytest
 from cdc_fixtures import T0, quote, tick_flow
 from cdc_processor import agents, candles
 from cdc_processor.decoding import Tick
@@ -64,6 +65,25 @@ def test_ticks_within_the_interval_are_held_and_the_newest_sent_when_due() -> No
     assert (Decimal(due["high"]), Decimal(due["low"]), Decimal(due["close"])) == (105, 95, 95)
     assert due["trade_count"] == 3 and Decimal(due["volume"]) == 5
     assert flow.due_live_candles() == []  # sent once
+
+
+def test_held_back_ticks_build_no_candle_until_due(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A burst costs one build when it starts and one when the timer sends the newest."""
+    built: list[str] = []
+    real_forming = candles.forming
+
+    def counting_forming(state: dict[str, Any], symbol: str, *, now: Any) -> Any:
+        built.append(symbol)
+        return real_forming(state, symbol, now=now)
+
+    monkeypatch.setattr(candles, "forming", counting_forming)
+    clock = FakeClock(T0)
+    flow = tick_flow(clock)
+    feed(flow, [tick(n, str(100 + n), n) for n in range(1, 51)])
+    assert built == ["BTC-USD"]
+    clock.advance(flow.live_interval_s)
+    [due] = live(flow.due_live_candles())
+    assert built == ["BTC-USD", "BTC-USD"] and Decimal(due["close"]) == 150
 
 
 def test_throttle_is_per_symbol() -> None:
