@@ -1,7 +1,8 @@
 """`make bench`: every benchmark under bench/<service>/ plus bench/e2e/, one table at the end.
 
 Discovery and the output convention are in bench/README.md: per folder, `run.py`, else
-`bench.py`, else every `bench_*.py`, plus every `*.py` in bench/e2e/; each script's last
+`bench.py`, else every `bench_*.py`, plus every `*.py` in bench/e2e/ and the other folders'
+end-to-end scripts (NEEDS_SERVICES, run with bench/e2e/); each script's last
 stdout line that parses as JSON with a `figures` key is its result. A script that fails or
 prints no result becomes an ERROR row; the runner goes on.
 
@@ -39,6 +40,9 @@ from pulse_cli.stackenv import read_env_file
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 INGEST_HEALTH = "http://127.0.0.1:58001/healthz"  # `pulse up`'s ingest (cli/processes.py)
+# End-to-end scripts kept beside their service's benchmark: they need the pipeline services,
+# so they run with bench/e2e/ (on the services the runner starts for it).
+NEEDS_SERVICES = (BENCH / "dashboard" / "e2e.py",)
 
 
 def discover(only: set[str] | None = None) -> list[Path]:
@@ -50,12 +54,15 @@ def discover(only: set[str] | None = None) -> list[Path]:
             continue
         if folder.name == "e2e":
             scripts.extend(sorted(p for p in folder.glob("*.py") if not p.name.startswith("_")))
+            scripts.extend(NEEDS_SERVICES)
         elif (folder / "run.py").is_file():
             scripts.append(folder / "run.py")
         elif (folder / "bench.py").is_file():
             scripts.append(folder / "bench.py")
         else:
             scripts.extend(sorted(folder.glob("bench_*.py")))
+    if only and "e2e" not in only:  # asked for by their own folder's name
+        scripts.extend(p for p in NEEDS_SERVICES if p.parent.name in only)
     return scripts
 
 
@@ -185,7 +192,7 @@ def main() -> int:
     scripts = discover(set(args.only) if args.only else None)
     for script in scripts:
         label = str(script.relative_to(BENCH))
-        in_e2e = script.parent.name == "e2e"
+        in_e2e = script.parent.name == "e2e" or script in NEEDS_SERVICES
         if started_services and not in_e2e:
             rows.extend(leave_e2e(scripts, args))
             started_services = False

@@ -384,6 +384,18 @@ def _stack_warmup_s(asked: float | None) -> float:
     return JVM_WARMUP_S if age is not None and age < JVM_COLD_S else 0.0
 
 
+async def settle(bootstrap: str, settle_s: float) -> int | None:
+    """Wait (at most `settle_s`) for cdc_processor's backlog to fall to 200 records: other
+    benchmarks' writes would otherwise be measured as latency. Returns the last lag seen."""
+    lag = await group_lag(bootstrap, PROCESSOR_GROUP)
+    deadline = time.monotonic() + settle_s
+    while lag is not None and lag > 200 and time.monotonic() < deadline:
+        print(f"cdc_processor is {lag} records behind; waiting", file=sys.stderr, flush=True)
+        await asyncio.sleep(3)
+        lag = await group_lag(bootstrap, PROCESSOR_GROUP)
+    return lag
+
+
 async def run(args: argparse.Namespace) -> dict[str, object]:
     env = stack_env(repo_root())
     api = env.get("PULSE_API_URL", "http://127.0.0.1:58000")
@@ -427,13 +439,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     figures: list[dict[str, object]] = []
     summaries: list[dict[str, object]] = []
     for mode in modes:
-        # A backlog (other benchmarks' writes) would be measured as latency: wait it out.
-        lag = await group_lag(bootstrap, PROCESSOR_GROUP)
-        deadline = time.monotonic() + args.settle_s
-        while lag is not None and lag > 200 and time.monotonic() < deadline:
-            print(f"cdc_processor is {lag} records behind; waiting", file=sys.stderr, flush=True)
-            await asyncio.sleep(3)
-            lag = await group_lag(bootstrap, PROCESSOR_GROUP)
+        lag = await settle(bootstrap, args.settle_s)
         parent, child = multiprocessing.Pipe()
         watcher = multiprocessing.get_context("spawn").Process(
             target=_watch, args=(bootstrap, child), daemon=True

@@ -37,3 +37,13 @@ def test_discovers_the_e2e_benchmarks() -> None:
     scripts = {p.relative_to(ROOT / "bench").as_posix() for p in runner().discover()}
     assert {"e2e/latency.py", "e2e/archive_latency.py"} <= scripts
     assert "run_all.py" not in scripts
+
+
+def test_the_dashboards_end_to_end_bench_runs_with_the_e2e_ones() -> None:
+    """bench/dashboard/e2e.py needs the pipeline services: it runs right after bench/e2e/'s
+    scripts (on the services started for them), and also with `--only dashboard`."""
+    scripts = [p.relative_to(ROOT / "bench").as_posix() for p in runner().discover()]
+    assert scripts.index("dashboard/e2e.py") > scripts.index("e2e/latency.py")
+    assert "dashboard/run.py" in scripts
+    only = [p.relative_to(ROOT / "bench").as_posix() for p in runner().discover({"dashboard"})]
+    assert only == ["dashboard/run.py", "dashboard/e2e.py"]
