@@ -195,6 +195,17 @@ def market_feeds_demo_env(*, port: int = SIMULATOR_PORT) -> dict[str, str]:
     return env
 
 
+def _exited_unreaped(pid: int) -> bool:
+    """True for a zombie: a service this process started that has exited but not been reaped
+    still answers kill(pid, 0), and `pulse up` would wait out its health timeout on it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    # The state follows the command name, which is in parentheses and may contain spaces.
+    return stat[stat.rfind(")") + 2 :].startswith("Z")
+
+
 class Supervisor:
     def __init__(self, root: Path, stack_env: dict[str, str]) -> None:
         self.root = root
@@ -220,6 +231,8 @@ class Supervisor:
             return None
         except PermissionError:
             return pid
+        if _exited_unreaped(pid):
+            return None
         return pid
 
     def environment(self, spec: ServiceSpec) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -65,3 +66,16 @@ def test_pulse_up_points_market_feeds_at_the_local_simulator(monkeypatch: object
     btc = {json.loads(env[f"MARKET_FEEDS_{v}_SYMBOLS"]).get(s) for v, s in
            (("COINBASE", "BTC-USD"), ("BINANCE", "BTCUSDT"), ("KRAKEN", "BTC/USD"))}  # fmt: skip
     assert btc == {"SIM-BTC-USD"}
+
+
+def test_a_service_that_exited_unreaped_counts_as_stopped(tmp_path: Path) -> None:
+    """A child that exited at once (bad settings, missing files) is a zombie until reaped;
+    `pulse up` must see it as stopped rather than wait out its health timeout."""
+    supervisor = Supervisor(tmp_path, {})
+    spec = ServiceSpec("quitter", "pulse_cli.no_such_module", "http://127.0.0.1:1/healthz")
+    pid = supervisor.start(spec)
+    deadline = time.monotonic() + 30
+    while supervisor.pid("quitter") is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert supervisor.pid("quitter") is None
+    os.waitpid(pid, 0)  # reap it here; the check above must not have needed that
