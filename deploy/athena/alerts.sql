@@ -11,6 +11,7 @@ CREATE EXTERNAL TABLE IF NOT EXISTS `alerts` (
   `window_end` timestamp,
   `details` map<string,string>,
   `raised_at` timestamp,
+  `event_id` string,
   `_topic` string,
   `_partition` int,
   `_offset` bigint,
@@ -32,3 +33,7 @@ TBLPROPERTIES (
   'projection.hour.digits'='2',
   'storage.location.template'='s3://{{S3_BUCKET}}/archive/alerts/dt=${dt}/hour=${hour}/'
 );
+
+-- One row per event: a crash may re-emit a record at a new offset (same event_id).
+CREATE OR REPLACE VIEW "alerts_once" AS
+SELECT "alert_id", "kind", "subject", "severity", "message", "event_time", "window_start", "window_end", "details", "raised_at", "event_id", "_topic", "_partition", "_offset", "_archived_at", "dt", "hour" FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY COALESCE(event_id, CONCAT(_topic, ':', CAST(_partition AS VARCHAR), ':', CAST(_offset AS VARCHAR))) ORDER BY _offset DESC, _partition DESC) AS _copy_rank FROM "alerts") AS copies WHERE _copy_rank = 1;

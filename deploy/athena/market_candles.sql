@@ -18,6 +18,7 @@ CREATE EXTERNAL TABLE IF NOT EXISTS `market_candles` (
   `ema_period` bigint,
   `event_time` timestamp,
   `emitted_at` timestamp,
+  `event_id` string,
   `_topic` string,
   `_partition` int,
   `_offset` bigint,
@@ -39,3 +40,7 @@ TBLPROPERTIES (
   'projection.hour.digits'='2',
   'storage.location.template'='s3://{{S3_BUCKET}}/archive/market_candles/dt=${dt}/hour=${hour}/'
 );
+
+-- One row per event: a crash may re-emit a record at a new offset (same event_id).
+CREATE OR REPLACE VIEW "market_candles_once" AS
+SELECT "symbol", "asset_class", "window_start", "window_end", "open", "high", "low", "close", "volume", "vwap", "trade_count", "sma", "sma_period", "ema", "ema_period", "event_time", "emitted_at", "event_id", "_topic", "_partition", "_offset", "_archived_at", "dt", "hour" FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY COALESCE(event_id, CONCAT(_topic, ':', CAST(_partition AS VARCHAR), ':', CAST(_offset AS VARCHAR))) ORDER BY _offset DESC, _partition DESC) AS _copy_rank FROM "market_candles") AS copies WHERE _copy_rank = 1;

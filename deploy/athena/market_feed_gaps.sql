@@ -11,6 +11,7 @@ CREATE EXTERNAL TABLE IF NOT EXISTS `market_feed_gaps` (
   `reason` string,
   `event_time` timestamp,
   `detected_at` timestamp,
+  `event_id` string,
   `_topic` string,
   `_partition` int,
   `_offset` bigint,
@@ -32,3 +33,7 @@ TBLPROPERTIES (
   'projection.hour.digits'='2',
   'storage.location.template'='s3://{{S3_BUCKET}}/archive/market_feed_gaps/dt=${dt}/hour=${hour}/'
 );
+
+-- One row per event: a crash may re-emit a record at a new offset (same event_id).
+CREATE OR REPLACE VIEW "market_feed_gaps_once" AS
+SELECT "gap_id", "venue", "symbol", "venue_symbol", "first_missing", "last_missing", "missing_count", "reason", "event_time", "detected_at", "event_id", "_topic", "_partition", "_offset", "_archived_at", "dt", "hour" FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY COALESCE(event_id, CONCAT(_topic, ':', CAST(_partition AS VARCHAR), ':', CAST(_offset AS VARCHAR))) ORDER BY _offset DESC, _partition DESC) AS _copy_rank FROM "market_feed_gaps") AS copies WHERE _copy_rank = 1;

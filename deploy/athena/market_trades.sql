@@ -34,3 +34,7 @@ TBLPROPERTIES (
   'projection.hour.digits'='2',
   'storage.location.template'='s3://{{S3_BUCKET}}/archive/market_trades/dt=${dt}/hour=${hour}/'
 );
+
+-- One row per event: a crash may re-emit a record at a new offset (same event_id).
+CREATE OR REPLACE VIEW "market_trades_once" AS
+SELECT "event_id", "venue", "symbol", "venue_symbol", "asset_class", "trade_id", "price", "size", "side", "event_time", "received_at", "sequence", "_topic", "_partition", "_offset", "_archived_at", "dt", "hour" FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY COALESCE(event_id, CONCAT(_topic, ':', CAST(_partition AS VARCHAR), ':', CAST(_offset AS VARCHAR))) ORDER BY _offset DESC, _partition DESC) AS _copy_rank FROM "market_trades") AS copies WHERE _copy_rank = 1;

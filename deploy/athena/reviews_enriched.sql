@@ -26,6 +26,7 @@ CREATE EXTERNAL TABLE IF NOT EXISTS `reviews_enriched` (
   `event_time` timestamp,
   `source_lsn` bigint,
   `enriched_at` timestamp,
+  `event_id` string,
   `_topic` string,
   `_partition` int,
   `_offset` bigint,
@@ -47,3 +48,7 @@ TBLPROPERTIES (
   'projection.hour.digits'='2',
   'storage.location.template'='s3://{{S3_BUCKET}}/archive/reviews_enriched/dt=${dt}/hour=${hour}/'
 );
+
+-- One row per event: a crash may re-emit a record at a new offset (same event_id).
+CREATE OR REPLACE VIEW "reviews_enriched_once" AS
+SELECT "review_id", "op", "source", "dedup_key", "product_id", "product_sku", "product_name", "product_brand", "product_category", "product_known", "rating", "rating_exact", "rating_source_value", "rating_source_worst", "rating_source_best", "title", "body", "pii_counts", "author_pseudonym", "language", "sentiment_score", "sentiment_label", "event_time", "source_lsn", "enriched_at", "event_id", "_topic", "_partition", "_offset", "_archived_at", "dt", "hour" FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY COALESCE(event_id, CONCAT(_topic, ':', CAST(_partition AS VARCHAR), ':', CAST(_offset AS VARCHAR))) ORDER BY _offset DESC, _partition DESC) AS _copy_rank FROM "reviews_enriched") AS copies WHERE _copy_rank = 1;

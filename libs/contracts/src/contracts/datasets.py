@@ -4,6 +4,7 @@ partitions it. The names are the SQL table names locally (DuckDB) and on Athena.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from contracts import topics
@@ -58,3 +59,32 @@ BY_NAME: dict[str, Dataset] = {d.name: d for d in ALL}
 # Columns the archiver adds to every row, after the event's own fields.
 ARCHIVE_COLUMNS: tuple[str, ...] = ("_topic", "_partition", "_offset", "_archived_at")
 PARTITION_KEYS: tuple[str, ...] = ("dt", "hour")
+
+# Each event once. A crash re-emits records it had already sent (same `event_id`, new offset),
+# and the archiver may write a record twice (same offset): rows sharing an identity are one
+# event. The identity is the `event_id`; rows archived before events carried one fall back
+# to their coordinates. Plain SQL both DuckDB and Athena (Trino) run.
+EVENT_ID_COLUMN = "event_id"
+_COORDINATES_SQL = "CONCAT(_topic, ':', CAST(_partition AS VARCHAR), ':', CAST(_offset AS VARCHAR))"
+ROW_IDENTITY_SQL = f"COALESCE({EVENT_ID_COLUMN}, {_COORDINATES_SQL})"
+_RANK_COLUMN = "_copy_rank"
+
+
+def once_sql(
+    source: str, *, columns: Sequence[str] | None = None, has_event_id: bool = True
+) -> str:
+    """`SELECT` over `source` (a table name or a parenthesised relation) keeping one row per
+    event: the latest by offset among rows sharing an identity.
+
+    `columns`: the output columns (needed on Athena, which has no `* EXCLUDE`); None for
+    DuckDB's `* EXCLUDE`. `has_event_id=False` for a relation without the column (a DuckDB
+    glob over files all written before it), which then deduplicates on coordinates only.
+    """
+    identity = ROW_IDENTITY_SQL if has_event_id else _COORDINATES_SQL
+    selected = ", ".join(f'"{c}"' for c in columns) if columns else f"* EXCLUDE ({_RANK_COLUMN})"
+    # S608: the names come from contracts and the catalog, never from a request.
+    return (
+        f"SELECT {selected} FROM (SELECT *, ROW_NUMBER() OVER ("  # noqa: S608
+        f"PARTITION BY {identity} ORDER BY _offset DESC, _partition DESC) AS {_RANK_COLUMN} "
+        f"FROM {source}) AS copies WHERE {_RANK_COLUMN} = 1"
+    )

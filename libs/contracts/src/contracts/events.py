@@ -17,7 +17,12 @@ from contracts.types import ExactDecimal, ExactRating, UtcDatetime
 
 
 class Event(BaseModel):
-    """Base of every event: immutable, unknown fields ignored so producers can add fields."""
+    """Base of every event: immutable, unknown fields ignored so producers can add fields.
+
+    Every event carries a deterministic `event_id` (`contracts.identity`): the same source
+    record gives the same id, so a record re-emitted after a crash is recognisably the same
+    event. It is optional in the schema only because records written before it lack it.
+    """
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -46,6 +51,7 @@ class ReviewCrawled(Event):
     published_at: UtcDatetime | None = None
     language: str | None = None
     crawled_at: UtcDatetime
+    event_id: str | None = None  # contracts.identity; absent from records written before it
 
     @property
     def key(self) -> str:
@@ -62,6 +68,7 @@ class QuotePolled(Event):
     event_time: UtcDatetime
     source: str
     polled_at: UtcDatetime
+    event_id: str | None = None  # contracts.identity; absent from records written before it
 
 
 # --- market_feeds → market.trades.v1, market.feed_gaps.v1 --------------------------------
@@ -113,6 +120,7 @@ class FeedGap(Event):
     reason: str  # sequence_skip | reconnect
     event_time: UtcDatetime  # the exchange time of the message after the gap
     detected_at: UtcDatetime
+    event_id: str | None = None  # = gap_id; absent from records written before it
 
 
 # --- cdc_processor → reviews.enriched.v1 ------------------------------------------------
@@ -164,6 +172,7 @@ class ReviewEnriched(Event):
     event_time: UtcDatetime  # when the review was written or changed at its source
     source_lsn: int | None = None  # PostgreSQL LSN of the change, for CDC reviews
     enriched_at: UtcDatetime
+    event_id: str | None = None  # contracts.identity; absent from records written before it
 
 
 # --- cdc_processor → market.candles.v1 --------------------------------------------------
@@ -189,6 +198,7 @@ class CandleClosed(Event):
     ema_period: int
     event_time: UtcDatetime  # = window_start: the archive partitions candles by it
     emitted_at: UtcDatetime
+    event_id: str | None = None  # contracts.identity; absent from records written before it
 
 
 # --- cdc_processor → market.candles.live.v1 --------------------------------------------
@@ -252,6 +262,7 @@ class AlertRaised(Event):
     window_end: UtcDatetime | None = None
     details: dict[str, str] = Field(default_factory=dict)
     raised_at: UtcDatetime
+    event_id: str | None = None  # contracts.identity; absent from records written before it
 
 
 # --- quality → quality.results.v1 (archived as dq_results) --------------------------------
@@ -293,6 +304,7 @@ class DeadLettered(Event):
     original_key_b64: str | None = None
     original_value_b64: str | None = None
     failed_at: UtcDatetime
+    event_id: str | None = None  # contracts.identity; absent from records written before it
 
 
 EventName = Literal[

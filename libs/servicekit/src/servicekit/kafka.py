@@ -18,6 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError
 from contracts import topics
 from contracts.events import DeadLettered
+from contracts.identity import dead_letter_event_id
 from pydantic import BaseModel
 
 from servicekit.kafka_auth import check_kafka_access, security_options
@@ -159,6 +160,7 @@ def dead_letter(
         original_key_b64=None if key is None else base64.b64encode(key).decode(),
         original_value_b64=None if value is None else base64.b64encode(value).decode(),
         failed_at=now,
+        event_id=dead_letter_event_id(service, source.topic, source.partition, source.offset),
     )
     return key, encode_event(record)
 

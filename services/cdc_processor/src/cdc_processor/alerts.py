@@ -20,6 +20,7 @@ from contracts.events import (
     ReviewEnriched,
     ReviewOp,
 )
+from contracts.identity import alert_event_id
 
 
 def alert_id(kind: AlertKind, subject: str, trigger: str) -> str:
@@ -81,7 +82,7 @@ def negative_review_alert(
         return None
     subject = review_subject(review)
     severity = AlertSeverity.CRITICAL if review.rating == 1 else AlertSeverity.WARNING
-    return AlertRaised(
+    return _alert(
         alert_id=alert_id(AlertKind.NEGATIVE_REVIEW, subject, review.review_id),
         kind=AlertKind.NEGATIVE_REVIEW,
         subject=subject,
@@ -141,7 +142,7 @@ def observe_negative(
     subject = review_subject(review)
     start = datetime.fromtimestamp(first_at, tz=UTC)
     end = datetime.fromtimestamp(newest, tz=UTC)
-    return AlertRaised(
+    return _alert(
         alert_id=alert_id(AlertKind.NEGATIVE_BURST, subject, f"{first_id}@{first_at}"),
         kind=AlertKind.NEGATIVE_BURST,
         subject=subject,
@@ -193,7 +194,7 @@ def observe_candle(
     history[:] = [[start_s, str(candle.close)]]
     move, then_s, reference = best
     since = datetime.fromtimestamp(then_s, tz=UTC)
-    return AlertRaised(
+    return _alert(
         alert_id=alert_id(AlertKind.PRICE_MOVE, candle.symbol, str(start_s)),
         kind=AlertKind.PRICE_MOVE,
         subject=candle.symbol,
@@ -217,7 +218,7 @@ def stale_alert(
     symbol: str, *, last_event_time: datetime, silent_for: timedelta, now: datetime
 ) -> AlertRaised:
     """A feed with no tick for `silent_for`; id from the last tick so it fires once per gap."""
-    return AlertRaised(
+    return _alert(
         alert_id=alert_id(AlertKind.STALE_FEED, symbol, last_event_time.isoformat()),
         kind=AlertKind.STALE_FEED,
         subject=symbol,
@@ -257,3 +258,8 @@ class StaleFeedWatch:
                     )
                 )
         return alerts
+
+
+def _alert(**fields: Any) -> AlertRaised:
+    """An AlertRaised whose `event_id` follows from its `alert_id` (contracts.identity)."""
+    return AlertRaised(event_id=alert_event_id(fields["alert_id"]), **fields)

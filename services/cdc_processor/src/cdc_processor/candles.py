@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Any
 
 from contracts.events import CandleClosed, CandleForming
+from contracts.identity import candle_event_id
 from contracts.rows import AssetClass
 from contracts.types import DECIMAL_SCALE
 
@@ -223,7 +224,9 @@ def _close(
     ema = q(ema)
     state["ema"] = str(ema)
     start = _from_epoch_s(start_s)
+    values = (agg["o"], agg["h"], agg["l"], close, volume, agg["n"])
     return CandleClosed(
+        event_id=candle_event_id(symbol, start, values=values),
         symbol=symbol,
         asset_class=AssetClass(state["asset_class"]),
         window_start=start,

@@ -16,6 +16,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from contracts.events import ReviewEnriched, ReviewOp
+from contracts.identity import review_event_id
 from contracts.types import RATING_BEST, RATING_WORST
 
 from cdc_processor.decoding import ReviewInput
@@ -120,6 +121,20 @@ class Enricher:
             joined = product_fields(product)
         else:
             joined = {"product_id": review.product_id, "product_sku": review.product_sku}
+        op = ReviewOp.DELETE if review.deleted else ReviewOp.UPSERT
+        event_id = review_event_id(
+            review.review_id,
+            op=op,
+            source_lsn=review.source_lsn,
+            content=(
+                review.event_time,
+                review.product_id,
+                review.product_sku,
+                review.rating,
+                review.title,
+                review.body,
+            ),
+        )
         if review.deleted:
             return ReviewEnriched(
                 review_id=review.review_id,
@@ -131,6 +146,7 @@ class Enricher:
                 event_time=review.event_time,
                 source_lsn=review.source_lsn,
                 enriched_at=now,
+                event_id=event_id,
                 **joined,
             )
         authors = tuple(n for n in (review.author_name,) if n)
@@ -164,6 +180,7 @@ class Enricher:
             event_time=review.event_time,
             source_lsn=review.source_lsn,
             enriched_at=now,
+            event_id=event_id,
             **joined,
         )
 

@@ -14,6 +14,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from contracts.events import ReviewCrawled
+from contracts.identity import crawled_review_event_id
 from servicekit import metrics
 from servicekit.clock import Clock
 
@@ -274,6 +275,19 @@ class SiteCrawler:
                     published_at=review.published_at,
                     language=review.language,
                     crawled_at=now,
+                    event_id=crawled_review_event_id(
+                        self.site.name,
+                        review.external_id,
+                        content=(
+                            sku_of[key],
+                            review.rating,
+                            reading.normalized if reading else None,
+                            review.title,
+                            review.body,
+                            review.author_name,
+                            review.published_at,
+                        ),
+                    ),
                 )
                 records.append((event.key, event))
             new_marks[key] = advance(mark, fresh, keep=self._keep)

@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from contracts.events import QuotePolled
+from contracts.identity import quote_event_id
 from pydantic import ValidationError
 
 from crawler.settings import QuoteFeedConfig
@@ -76,18 +77,21 @@ def parse_feed(body: bytes, feed: QuoteFeedConfig, *, polled_at: datetime) -> Pa
         try:
             symbol = feed.symbol or _path(item, feed.fields.symbol)
             size = _path(item, feed.fields.size)
+            symbol_text = str(symbol) if symbol is not None else ""
+            event_time = _time(_path(item, feed.fields.time), feed.time_format)
             quotes.append(
                 QuotePolled(
-                    symbol=str(symbol) if symbol is not None else "",
+                    symbol=symbol_text,
                     asset_class=(
                         _path(item, feed.fields.asset_class) if feed.fields.asset_class else None
                     )
                     or feed.asset_class,
                     price=_as_decimal(_path(item, feed.fields.price)),
                     size=_as_decimal(size) if size is not None else Decimal(0),
-                    event_time=_time(_path(item, feed.fields.time), feed.time_format),
+                    event_time=event_time,
                     source=feed.name,
                     polled_at=polled_at,
+                    event_id=quote_event_id(feed.name, symbol_text, event_time),
                 )
             )
             if not quotes[-1].symbol:

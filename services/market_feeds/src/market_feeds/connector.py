@@ -271,9 +271,11 @@ class FeedConnector:
         )  # fmt: skip
         metrics.FEED_GAPS.labels(self.feed, reason).inc()
         metrics.FEED_GAP_MISSING.labels(self.feed).inc(count)
+        gap_id = f"{self.feed}:{wire.venue_symbol}:{first}"
         await self.sink.gap(
             FeedGap(
-                gap_id=f"{self.feed}:{wire.venue_symbol}:{first}",
+                gap_id=gap_id,
+                event_id=gap_id,
                 venue=self.feed,
                 symbol=symbol,
                 venue_symbol=wire.venue_symbol,

@@ -114,7 +114,10 @@ class QueryEngine:
         for name, source in sources.items():
             con.register(f"_arrow_{name}", source)
             # names come from contracts.datasets, not from the caller
-            con.execute(f'CREATE TEMP VIEW "{name}" AS SELECT * FROM "_arrow_{name}"')  # noqa: S608
+            # One row per event (the archive is at-least-once; a crash re-emits records at
+            # new offsets with the same event_id): the latest copy by offset.
+            once = datasets.once_sql(f'"_arrow_{name}"')
+            con.execute(f'CREATE TEMP VIEW "{name}" AS {once}')
         for name, sql in DERIVED_VIEWS.items():
             con.execute(f'CREATE TEMP VIEW "{name}" AS {sql}')
         con.execute("SET TimeZone = 'UTC'")

@@ -6,8 +6,10 @@ CTEs, ROW_NUMBER/LAG/AVG window functions, CAST(... AS DATE|DOUBLE), CORR, COUNT
 Dialect switches, where Athena differs: none are needed; on Athena, bind the time window
 with `dt` partition predicates for cost (DuckDB reads the whole local archive).
 
-Latest state of a review: dedupe on (`_topic`, `_partition`, `_offset`) (the archive is
-at-least-once), then keep the last record per `review_id` in (`_partition`, `_offset`) order
+Latest state of a review: dedupe on the event's identity (`event_id`, else the row's
+`_topic`, `_partition`, `_offset`: the archive is at-least-once and a crash re-emits records
+at new offsets; the query service's views are already deduplicated, Athena's tables are not),
+then keep the last record per `review_id` in (`_partition`, `_offset`) order
 (the key is the review id, so all of a review's records share one partition), then drop
 reviews whose latest op is `delete`.
 
@@ -24,10 +26,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from contracts.datasets import ROW_IDENTITY_SQL
+
 # The CTEs every review insight starts from. `latest_reviews` is the latest state.
-LATEST_REVIEWS_CTES = """deduped_reviews AS (
+LATEST_REVIEWS_CTES = f"""deduped_reviews AS (
     SELECT *, ROW_NUMBER() OVER (
-        PARTITION BY _topic, _partition, _offset ORDER BY _archived_at
+        PARTITION BY {ROW_IDENTITY_SQL} ORDER BY _offset DESC, _partition DESC
     ) AS copy_no
     FROM reviews_enriched
 ),

@@ -5,8 +5,10 @@
 - Athena `CREATE EXTERNAL TABLE` with partition projection (no crawler, no `MSCK REPAIR`):
   generated into `deploy/athena/<dataset>.sql` (`python -m s3_archiver athena-ddl`) with the
   bucket as the placeholder `{{S3_BUCKET}}`; a test checks the committed files are current.
+  The same file creates the view `<dataset>_once`: one row per event (`event_id`, else the
+  row's coordinates), the latest by offset — what a query counting events wants.
 - DuckDB `CREATE VIEW` statements over the same paths with `hive_partitioning`, so the archive
-  is queryable the moment a file lands.
+  is queryable the moment a file lands; there the view `<dataset>` itself is deduplicated.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from contracts import datasets
 from contracts.datasets import Dataset
 
 from s3_archiver.object_keys import dataset_prefix
@@ -53,7 +56,9 @@ def catalog_document(dataset: Dataset, *, bucket: str, root: str = DEFAULT_ROOT)
             for f in schema
         ],
         "partition_keys": [{"name": n, "type": t} for n, t in PARTITION_KEYS],
-        "dedup_key": ["_topic", "_partition", "_offset"],
+        # One row per event: the latest (by offset) per event_id, else per coordinates.
+        "dedup_key": [datasets.EVENT_ID_COLUMN],
+        "dedup_fallback_key": ["_topic", "_partition", "_offset"],
     }
 
 
@@ -96,19 +101,35 @@ def athena_ddl(
         f"STORED AS PARQUET\n"
         f"LOCATION '{base}'\n"
         f"TBLPROPERTIES (\n{props}\n);\n"
+        "\n"
+        f"-- One row per event: a crash may re-emit a record at a new offset (same event_id).\n"
+        f"{athena_once_view(dataset)};\n"
     )
 
 
-def duckdb_view_sql(dataset: Dataset, *, bucket: str, root: str = DEFAULT_ROOT) -> str:
-    """A DuckDB view over every object of the dataset (needs at least one object to bind).
+def athena_once_view(dataset: Dataset) -> str:
+    """`CREATE OR REPLACE VIEW <dataset>_once` over the table: one row per event."""
+    names = [f.name for f in schema_for(dataset.model).schema] + [n for n, _ in PARTITION_KEYS]
+    # A view runs on Athena's query engine (Trino): identifiers in double quotes, not the
+    # backticks of its Hive DDL.
+    body = datasets.once_sql(f'"{dataset.name}"', columns=names)
+    return f'CREATE OR REPLACE VIEW "{dataset.name}_once" AS\n{body}'
+
+
+def duckdb_view_sql(
+    dataset: Dataset, *, bucket: str, root: str = DEFAULT_ROOT, has_event_id: bool = True
+) -> str:
+    """A DuckDB view over every object of the dataset (needs at least one object to bind),
+    one row per event (`contracts.datasets.once_sql`).
 
     `union_by_name` lets files written before a compatible schema change (an added column)
-    read alongside newer ones; `dt`/`hour` come from the Hive path.
+    read alongside newer ones; `dt`/`hour` come from the Hive path. `has_event_id=False`
+    when no file has the `event_id` column yet (an archive written before it).
     """
     glob = f"{location(dataset, bucket=bucket, root=root)}dt=*/hour=*/*.parquet"
-    # S608: names come from contracts.datasets and settings, never from a request.
-    sql = f"CREATE OR REPLACE VIEW {dataset.name} AS SELECT * FROM read_parquet("  # noqa: S608
-    return (
-        f"{sql}'{glob}', hive_partitioning = true, union_by_name = true, "
+    files = (
+        f"read_parquet('{glob}', hive_partitioning = true, union_by_name = true, "
         f"hive_types = {{'dt': DATE, 'hour': INTEGER}})"
     )
+    once = datasets.once_sql(files, has_event_id=has_event_id)
+    return f"CREATE OR REPLACE VIEW {dataset.name} AS {once}"

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
-from contracts.datasets import Dataset
+from contracts.datasets import EVENT_ID_COLUMN, Dataset
 from fsspec.implementations.arrow import ArrowFSWrapper
 from pyarrow import fs as pafs
 
@@ -48,8 +48,14 @@ def attach(
         try:
             con.execute(catalog.duckdb_view_sql(dataset, bucket=s3.s3_bucket, root=root))
         except Exception as exc:  # duckdb.IOException: no files yet; duckdb is not imported
-            if "No files found" not in str(exc):
+            if "No files found" in str(exc):
+                continue
+            if EVENT_ID_COLUMN not in str(exc):
                 raise
-            continue
+            # Every file predates event ids: deduplicate on the rows' coordinates alone.
+            sql = catalog.duckdb_view_sql(
+                dataset, bucket=s3.s3_bucket, root=root, has_event_id=False
+            )
+            con.execute(sql)
         created.append(dataset.name)
     return created
