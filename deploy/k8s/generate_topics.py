@@ -2,7 +2,10 @@
 """Write components/topics/topics-job.yaml from `contracts.topics` (names, partitions, retention).
 
 The Job runs `kafka-topics.sh --create --if-not-exists` for every topic in `topics.ALL`, so the
-cluster has the partition counts the code was written for. The YAML is committed; tests/deploy
+cluster has the partition counts the code was written for. The YAML carries the contract's
+default counts; at run time the Job applies `PULSE_TOPIC_PARTITIONS` from the pulse-common
+ConfigMap (set per overlay) the same way `contracts.topics` does in every service, so the
+topics it creates have the counts the services expect. The YAML is committed; tests/deploy
 fails when it no longer matches libs/contracts.
 
     python3 deploy/k8s/generate_topics.py          # rewrite the YAML
@@ -12,11 +15,14 @@ fails when it no longer matches libs/contracts.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "libs" / "contracts" / "src"))
+# The YAML holds the contract's defaults whatever this shell's environment overrides.
+os.environ.pop("PULSE_TOPIC_PARTITIONS", None)
 
 from contracts import topics  # noqa: E402  # after the path set-up above
 
@@ -69,8 +75,23 @@ spec:
         - bash
         - -ec
         - |
+          # PULSE_TOPIC_PARTITIONS="*=6,pulse.dlq.v1=3": `*` for every topic, else per name;
+          # the same rule as contracts.topics, so the services agree with what is created.
+          partitions_for() {{
+            local count="$2" item
+            IFS=',' read -ra items <<< "${{PULSE_TOPIC_PARTITIONS:-}}"
+            for item in "${{items[@]}}"; do
+              item="${{item// /}}"
+              case "$item" in "*="*) count="${{item#*=}}" ;; esac
+            done
+            for item in "${{items[@]}}"; do
+              item="${{item// /}}"
+              case "$item" in "$1="*) count="${{item#*=}}" ;; esac
+            done
+            echo "$count"
+          }}
           create() {{
-            name="$1"; partitions="$2"; shift 2
+            name="$1"; partitions="$(partitions_for "$1" "$2")"; shift 2
             /opt/kafka/bin/kafka-topics.sh --bootstrap-server "$KAFKA_BOOTSTRAP_SERVERS" \\
               --create --if-not-exists --topic "$name" --partitions "$partitions" \\
               --replication-factor "$TOPIC_REPLICATION_FACTOR" "$@"

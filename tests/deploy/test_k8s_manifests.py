@@ -149,18 +149,81 @@ def test_every_deployment_has_probes_and_a_read_only_root(
     assert not problems, "\n".join(problems)
 
 
+def partitions_setting(docs: list[dict[str, Any]]) -> str | None:
+    """PULSE_TOPIC_PARTITIONS in the overlay's pulse-common ConfigMap (its name is hashed)."""
+    (common,) = (
+        obj for name, obj in objects(docs, "ConfigMap").items() if name.startswith("pulse-common")
+    )
+    value = common.get("data", {}).get(topics.PARTITIONS_SETTING)
+    return None if value is None else str(value)
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_kafka_consumers_never_outnumber_partitions(
     overlay: str, rendered: dict[str, list[dict[str, Any]]]
 ) -> None:
     docs = rendered[overlay]
+    counts = topics.parse_partition_counts(partitions_setting(docs) or "")
+    topics.check_partition_counts(counts)
+    # Every topic cdc_processor and the archiver consume has at least this many partitions.
+    consumed = min(
+        counts.get(s.name, counts.get("*", topics.DEFAULT_PARTITIONS)) for s in topics.ALL
+    )
     hpas = objects(docs, "HorizontalPodAutoscaler")
     assert set(hpas) >= {"ingest", "cdc-processor"}
-    assert hpas["cdc-processor"]["spec"]["maxReplicas"] <= topics.PARTITIONS
+    assert hpas["cdc-processor"]["spec"]["maxReplicas"] <= consumed
     assert (
         hpas["cdc-processor"]["spec"]["minReplicas"] <= hpas["cdc-processor"]["spec"]["maxReplicas"]
     )
-    assert objects(docs, "Deployment")["s3-archiver"]["spec"]["replicas"] <= topics.PARTITIONS
+    assert objects(docs, "Deployment")["s3-archiver"]["spec"]["replicas"] <= consumed
+
+
+def test_overlays_set_their_own_partition_counts(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    settings = {name: partitions_setting(docs) for name, docs in rendered.items()}
+    assert settings == {"k3s": "*=3", "eks": "*=6"}
+    assert (
+        objects(rendered["eks"], "HorizontalPodAutoscaler")["cdc-processor"]["spec"]["maxReplicas"]
+        == 6
+    )
+
+
+@pytest.mark.parametrize("setting", ["", "*=6", "*=6,pulse.dlq.v1=2", "alerts.v1=5, *=4"])
+def test_topics_job_applies_the_override_as_the_services_do(setting: str) -> None:
+    """The Job's bash `partitions_for` and contracts.topics give every topic the same count."""
+    job = yaml.safe_load((K8S / "components" / "topics" / "topics-job.yaml").read_text())
+    script = job["spec"]["template"]["spec"]["containers"][0]["command"][-1]
+    functions = script[: script.index("create() {")]
+    env = {"PATH": "/usr/bin:/bin", topics.PARTITIONS_SETTING: setting}
+    in_job = subprocess.run(
+        [
+            "bash",
+            "-ec",
+            functions
+            + "".join(f"partitions_for {s.name} {topics.DEFAULT_PARTITIONS}\n" for s in topics.ALL),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+        check=True,
+    ).stdout.split()
+    in_services = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from contracts import topics; print(*(s.partitions for s in topics.ALL))",
+        ],
+        capture_output=True,
+        text=True,
+        env={**env, "PYTHONPATH": str(REPO / "libs/contracts/src")},
+        timeout=30,
+        check=True,
+    ).stdout.split()
+    assert in_job == in_services
+    if setting:
+        assert in_job != [str(topics.DEFAULT_PARTITIONS)] * len(topics.ALL)
 
 
 def test_k3s_runs_one_replica_of_everything(rendered: dict[str, list[dict[str, Any]]]) -> None:
@@ -319,8 +382,8 @@ def test_topics_job_matches_the_contracts() -> None:
     )
     assert result.returncode == 0, result.stderr
     job = (K8S / "components" / "topics" / "topics-job.yaml").read_text()
-    for spec in topics.ALL:
-        assert f"create {spec.name} {spec.partitions}" in job
+    for spec in topics.ALL:  # the contract's defaults; the Job applies the override at run time
+        assert f"create {spec.name} {topics.DEFAULT_PARTITIONS}" in job
 
 
 def test_kustomizations_use_current_fields() -> None:

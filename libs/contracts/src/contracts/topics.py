@@ -1,10 +1,17 @@
 """Topic names and partition counts: the one place they are spelled.
 
 Debezium's topics are named `<topic.prefix>.<schema>.<table>` with `topic.prefix=pulse`.
+
+Partition counts are the contract's (`DEFAULT_PARTITIONS`) unless the environment overrides
+them, read here once at import so every service, the topic creators and the CLI agree:
+`PULSE_TOPIC_PARTITIONS="*=6,pulse.dlq.v1=3"` — `*` sets every topic's count, a name sets
+one topic's. The k8s overlays set it in the pulse-common ConfigMap (docs/scaling.md).
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -31,41 +38,68 @@ class TopicSpec:
 
 
 DEBEZIUM_PREFIX = "pulse"
-PARTITIONS = 3  # the unit of parallelism: a consumer group never has more busy members
+DEFAULT_PARTITIONS = 3  # the contract's count where the environment does not override it
+PARTITIONS_SETTING = "PULSE_TOPIC_PARTITIONS"
+ALL_TOPICS = "*"
 
-PRODUCTS_CDC = TopicSpec(f"{DEBEZIUM_PREFIX}.public.products", PARTITIONS, Producer.DEBEZIUM, "id")
-REVIEWS_CDC = TopicSpec(f"{DEBEZIUM_PREFIX}.public.reviews", PARTITIONS, Producer.DEBEZIUM, "id")
-MARKET_TICKS_CDC = TopicSpec(
+
+class PartitionSettingError(ValueError):
+    """`PULSE_TOPIC_PARTITIONS` is malformed or names a topic the contracts do not have."""
+
+
+def parse_partition_counts(text: str) -> dict[str, int]:
+    """`name=count,…` (`*` for every topic) as a mapping; raises PartitionSettingError."""
+    counts: dict[str, int] = {}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        name, sep, count = item.partition("=")
+        name, count = name.strip(), count.strip()
+        if not sep or not name or not count.isdigit() or int(count) < 1:
+            raise PartitionSettingError(
+                f"{PARTITIONS_SETTING}: {item.strip()!r} is not <topic>=<count ≥ 1>"
+                f" (e.g. '*=6,pulse.dlq.v1=3')"
+            )
+        counts[name] = int(count)
+    return counts
+
+
+_COUNTS = parse_partition_counts(os.environ.get(PARTITIONS_SETTING, ""))
+# The unit of parallelism: a consumer group never has more busy members than partitions.
+# Faust's internal topics (changelogs, repartitions) take this count too.
+PARTITIONS = _COUNTS.get(ALL_TOPICS, DEFAULT_PARTITIONS)
+
+
+def _topic(
+    name: str, producer: Producer, key: str, *, retention_ms: int | None = None
+) -> TopicSpec:
+    """A contract topic with its partition count: the environment's for it, else `PARTITIONS`."""
+    count = _COUNTS.get(name, PARTITIONS)
+    return TopicSpec(name, count, producer, key, retention_ms=retention_ms)
+
+
+PRODUCTS_CDC = _topic(f"{DEBEZIUM_PREFIX}.public.products", Producer.DEBEZIUM, "id")
+REVIEWS_CDC = _topic(f"{DEBEZIUM_PREFIX}.public.reviews", Producer.DEBEZIUM, "id")
+MARKET_TICKS_CDC = _topic(
     # message.key.columns keys ticks by symbol, so one symbol's ticks stay in order.
     f"{DEBEZIUM_PREFIX}.public.market_ticks",
-    PARTITIONS,
     Producer.DEBEZIUM,
     "symbol",
 )
-REVIEWS_CRAWLED = TopicSpec(
-    "reviews.crawled.v1", PARTITIONS, Producer.CRAWLER, "source:external_id"
-)
-MARKET_QUOTES = TopicSpec("market.quotes.v1", PARTITIONS, Producer.CRAWLER, "symbol")
-MARKET_TRADES = TopicSpec("market.trades.v1", PARTITIONS, Producer.MARKET_FEEDS, "symbol")
-MARKET_FEED_GAPS = TopicSpec(
-    "market.feed_gaps.v1", PARTITIONS, Producer.MARKET_FEEDS, "venue:symbol"
-)
-REVIEWS_ENRICHED = TopicSpec("reviews.enriched.v1", PARTITIONS, Producer.CDC_PROCESSOR, "review id")
-MARKET_CANDLES = TopicSpec("market.candles.v1", PARTITIONS, Producer.CDC_PROCESSOR, "symbol")
+REVIEWS_CRAWLED = _topic("reviews.crawled.v1", Producer.CRAWLER, "source:external_id")
+MARKET_QUOTES = _topic("market.quotes.v1", Producer.CRAWLER, "symbol")
+MARKET_TRADES = _topic("market.trades.v1", Producer.MARKET_FEEDS, "symbol")
+MARKET_FEED_GAPS = _topic("market.feed_gaps.v1", Producer.MARKET_FEEDS, "venue:symbol")
+REVIEWS_ENRICHED = _topic("reviews.enriched.v1", Producer.CDC_PROCESSOR, "review id")
+MARKET_CANDLES = _topic("market.candles.v1", Producer.CDC_PROCESSOR, "symbol")
 # Forming candles: only the recent past matters (the dashboard rebuilds from the last hour).
-MARKET_CANDLES_LIVE = TopicSpec(
-    "market.candles.live.v1",
-    PARTITIONS,
-    Producer.CDC_PROCESSOR,
-    "symbol",
-    retention_ms=24 * 3600 * 1000,
+MARKET_CANDLES_LIVE = _topic(
+    "market.candles.live.v1", Producer.CDC_PROCESSOR, "symbol", retention_ms=24 * 3600 * 1000
 )
-ALERTS = TopicSpec("alerts.v1", PARTITIONS, Producer.CDC_PROCESSOR, "alert subject")
+ALERTS = _topic("alerts.v1", Producer.CDC_PROCESSOR, "alert subject")
 # Data-quality check results, one record per check per run; archived as `dq_results`.
-QUALITY_RESULTS = TopicSpec("quality.results.v1", PARTITIONS, Producer.QUALITY, "dataset")
-DLQ = TopicSpec(
-    "pulse.dlq.v1", PARTITIONS, Producer.ANY, "original key", retention_ms=30 * 24 * 3600 * 1000
-)
+QUALITY_RESULTS = _topic("quality.results.v1", Producer.QUALITY, "dataset")
+DLQ = _topic("pulse.dlq.v1", Producer.ANY, "original key", retention_ms=30 * 24 * 3600 * 1000)
 
 ALL: tuple[TopicSpec, ...] = (
     PRODUCTS_CDC,
@@ -84,3 +118,16 @@ ALL: tuple[TopicSpec, ...] = (
 )
 
 BY_NAME: dict[str, TopicSpec] = {spec.name: spec for spec in ALL}
+
+
+def check_partition_counts(counts: Mapping[str, int]) -> None:
+    """Raise PartitionSettingError for a name that is neither `*` nor a contract topic (a typo
+    would otherwise silently leave that topic at the default)."""
+    unknown = sorted(set(counts) - set(BY_NAME) - {ALL_TOPICS})
+    if unknown:
+        raise PartitionSettingError(
+            f"{PARTITIONS_SETTING} names unknown topics {unknown}; known: {sorted(BY_NAME)}"
+        )
+
+
+check_partition_counts(_COUNTS)
