@@ -127,6 +127,9 @@ def create_app(
         stream_wait_empty=False,
         table_standby_replicas=0,
         producer_acks=-1,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=settings.heartbeat_interval_s,
+        consumer_group_instance_id=settings.group_instance_id,
         # Default linger 0 sends one produce request per record (changelog writes included).
         producer_linger=settings.producer_linger_s,
         producer_max_batch_size=256 * 1024,

@@ -7,7 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 from servicekit.settings import ServiceSettings
 
@@ -58,6 +58,17 @@ class CdcSettings(ServiceSettings):
     # kill -9 was seen stalling (main and consumer-thread loops both idle, lag growing) in the
     # integration tests while it was the default; asyncio until that is explained.
     event_loop: Literal["asyncio", "uvloop"] = "asyncio"
+    # Failover. A worker killed with SIGKILL keeps its partitions until the broker has not
+    # heard its heartbeat for the session timeout; the group then rebalances and a survivor
+    # takes them over (docs/scaling.md: 8.1–8.9 s measured with 8 s). Faust's default: 60 s.
+    # The broker refuses less than its group.min.session.timeout.ms (6 s by default).
+    session_timeout_s: float = Field(default=8.0, ge=6.0, le=300.0)
+    heartbeat_interval_s: float = Field(default=1.0, gt=0, le=30.0)
+    # Static membership (KIP-345): a stable id per worker (a StatefulSet pod's name) lets a
+    # restart within the session timeout keep its partitions without a rebalance. A static
+    # member does not leave the group on SIGTERM, so with a Deployment's changing pod names
+    # it only delays the hand-over: unset (dynamic membership, clean leave) by default.
+    group_instance_id: str | None = Field(default=None, min_length=1)
     # Where a new consumer group starts. "latest" skips history (tests on a shared stack).
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     # Faust wants a data directory even with the memory store; nothing durable is kept there.
@@ -100,6 +111,16 @@ class CdcSettings(ServiceSettings):
     @property
     def phone_region_codes(self) -> tuple[str, ...]:
         return tuple(self.phone_regions.split(","))
+
+    @model_validator(mode="after")
+    def _heartbeats_fit_the_session(self) -> CdcSettings:
+        # Kafka's rule of thumb: at least three heartbeats per session, or a slow one expires it.
+        if self.heartbeat_interval_s * 3 > self.session_timeout_s:
+            raise ValueError(
+                f"CDC_HEARTBEAT_INTERVAL_S={self.heartbeat_interval_s} must be at most a third "
+                f"of CDC_SESSION_TIMEOUT_S={self.session_timeout_s}"
+            )
+        return self
 
     @property
     def languages(self) -> tuple[str, ...]:
