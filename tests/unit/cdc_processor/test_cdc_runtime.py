@@ -75,7 +75,9 @@ def test_quiet_monitor_counts_nothing_per_record_where_fausts_monitor_does() -> 
     assert len(loud.events_runtime) == 3
     # ...and none of them in the quiet monitor.
     assert (quiet.messages_received_total, quiet.events_total, quiet.messages_sent) == (0, 0, 0)
-    assert (quiet.tables, quiet.tp_read_offsets, quiet.stream_inbound_time) == ({}, {}, {})
+    assert (quiet.tables, quiet.tp_read_offsets) == ({}, {})
+    # Except the inbound time Faust's liveness check reads (one dict write per event).
+    assert set(quiet.stream_inbound_time) == {TP("t", 0)}
     assert not quiet.events_runtime
     assert not quiet.messages_received_by_topic
     assert not quiet.messages_sent_by_topic
@@ -279,3 +281,21 @@ def test_event_loop_defaults_to_asyncio_and_rejects_unknown_names(
     monkeypatch.setenv("CDC_EVENT_LOOP", "trio")
     with pytest.raises(ValidationError, match="event_loop"):
         CdcSettings()
+
+
+def test_quiet_monitor_keeps_the_stream_inbound_time_faust_checks_liveness_with() -> None:
+    """Without it, Faust's verify_event_path logged "Stream has not started processing" for
+    every lagging partition while it was being processed (issue 25)."""
+    import inspect
+
+    from faust.transport.drivers import aiokafka as faust_aiokafka
+    from faust.types import TP
+
+    app = _app()
+    tp = TP("reviews", 0)
+    assert tp not in app.monitor.stream_inbound_time
+    app.monitor.on_stream_event_in(tp, 5, None, None)
+    assert tp in app.monitor.stream_inbound_time
+    # What Faust reads (fails loudly if an upgrade moves the liveness check elsewhere).
+    check = inspect.getsource(faust_aiokafka.AIOKafkaConsumerThread.verify_event_path)
+    assert "monitor.stream_inbound_time.get(tp)" in check

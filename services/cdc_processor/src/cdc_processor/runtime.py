@@ -64,7 +64,10 @@ class QuietMonitor(Monitor):
         return None
 
     def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> None:
-        return None
+        # Kept: Faust's liveness check (AIOKafkaConsumerThread.verify_event_path) reads it, and
+        # without it logged "Stream has not started processing" for every partition with lag
+        # while the partition was being processed (issue 25).
+        self.stream_inbound_time[tp] = time.monotonic()
 
     def on_stream_event_out(
         self, tp: Any, offset: int, stream: Any, event: Any, state: Any = None
