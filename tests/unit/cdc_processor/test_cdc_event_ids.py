@@ -114,3 +114,20 @@ def test_a_dead_letter_is_identified_by_its_source_record() -> None:
         dead_letter(other, service="cdc_processor", reason="x", detail="d", now=T0)[1]
     )
     assert three["event_id"] != one["event_id"]
+
+
+def test_a_forming_candle_is_identified_by_its_window_state() -> None:
+    from cdc_processor import candles
+
+    flow = tick_flow()
+    for offset, t in enumerate([tick(1, "100", 1), tick(2, "101", 2)]):
+        flow.on_tick(t, position=("q", 0, offset))
+    (state,) = flow.states.values()
+    one = candles.forming(state, "BTC-USD", now=T0)
+    two = candles.forming(state, "BTC-USD", now=T0 + timedelta(seconds=1))
+    assert one is not None and two is not None
+    assert one.event_id and one.event_id == two.event_id
+    flow.on_tick(tick(3, "102", 3), position=("q", 0, 2))
+    (state,) = flow.states.values()
+    three = candles.forming(state, "BTC-USD", now=T0)
+    assert three is not None and three.event_id != one.event_id

@@ -225,6 +225,7 @@ class CandleForming(Event):
     trade_count: int
     event_time: UtcDatetime  # the latest tick's event time in this window
     emitted_at: UtcDatetime
+    event_id: str | None = None  # contracts.identity; absent from records written before it
 
 
 # --- cdc_processor → alerts.v1 ----------------------------------------------------------

@@ -54,6 +54,13 @@ def candle_event_id(symbol: str, window_start: datetime, *, values: tuple[object
     return f"candle:{symbol}:{window_start.isoformat()}:{digest(*values)}"
 
 
+def forming_candle_event_id(
+    symbol: str, window_start: datetime, *, values: tuple[object, ...]
+) -> str:
+    """A forming candle as it stands: the window's state after the same ticks is one event."""
+    return f"forming:{symbol}:{window_start.isoformat()}:{digest(*values)}"
+
+
 def alert_event_id(alert_id: str) -> str:
     """An alert: its `alert_id` already names kind, subject and the triggering window/record."""
     return f"alert:{alert_id}"

@@ -17,7 +17,7 @@ from enum import StrEnum
 from typing import Any
 
 from contracts.events import CandleClosed, CandleForming
-from contracts.identity import candle_event_id
+from contracts.identity import candle_event_id, forming_candle_event_id
 from contracts.rows import AssetClass
 from contracts.types import DECIMAL_SCALE
 
@@ -263,7 +263,9 @@ def forming(state: dict[str, Any], symbol: str, *, now: datetime) -> CandleFormi
         volume = Decimal(agg["v"])
         vwap = Decimal(agg["pv"]) / volume if volume > 0 else close
     start = _from_epoch_s(start_s)
+    values = (agg["o"], agg["h"], agg["l"], close, volume, agg["n"])
     return CandleForming(
+        event_id=forming_candle_event_id(symbol, start, values=values),
         symbol=symbol,
         asset_class=AssetClass(state["asset_class"]),
         window_start=start,
