@@ -13,6 +13,7 @@ CREATE EXTERNAL TABLE IF NOT EXISTS `dq_results` (
   `detail` string,
   `event_time` timestamp,
   `run_time` timestamp,
+  `event_id` string,
   `_topic` string,
   `_partition` int,
   `_offset` bigint,
@@ -34,3 +35,7 @@ TBLPROPERTIES (
   'projection.hour.digits'='2',
   'storage.location.template'='s3://{{S3_BUCKET}}/archive/dq_results/dt=${dt}/hour=${hour}/'
 );
+
+-- One row per event: a crash may re-emit a record at a new offset (same event_id).
+CREATE OR REPLACE VIEW "dq_results_once" AS
+SELECT "run_id", "check", "check_type", "dataset", "partition", "observed_value", "threshold", "passed", "outcome", "detail", "event_time", "run_time", "event_id", "_topic", "_partition", "_offset", "_archived_at", "dt", "hour" FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY COALESCE(event_id, CONCAT(_topic, ':', CAST(_partition AS VARCHAR), ':', CAST(_offset AS VARCHAR))) ORDER BY _offset DESC, _partition DESC) AS _copy_rank FROM "dq_results") AS copies WHERE _copy_rank = 1;

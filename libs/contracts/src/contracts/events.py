@@ -288,6 +288,7 @@ class DataQualityResult(Event):
     detail: str | None = None
     event_time: UtcDatetime  # = run_time: the archive partitions results by it
     run_time: UtcDatetime
+    event_id: str | None = None  # contracts.identity; absent from records written before it
 
 
 # --- any consumer → pulse.dlq.v1 --------------------------------------------------------

@@ -61,6 +61,11 @@ def forming_candle_event_id(
     return f"forming:{symbol}:{window_start.isoformat()}:{digest(*values)}"
 
 
+def quality_result_event_id(run_id: str, dataset: str, check: str, partition: str | None) -> str:
+    """A data-quality result: the run, and the check (and partition) it is the outcome of."""
+    return f"dq:{run_id}:{dataset}:{check}:{partition or ''}"
+
+
 def alert_event_id(alert_id: str) -> str:
     """An alert: its `alert_id` already names kind, subject and the triggering window/record."""
     return f"alert:{alert_id}"

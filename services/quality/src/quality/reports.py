@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from contracts.events import AlertKind, AlertRaised, AlertSeverity
+from contracts.identity import alert_event_id
 from query import insights
 from query.archive import ArchiveLocation
 from query.engine import QueryEngine
@@ -210,4 +211,5 @@ def report_alert(digest: Digest, keys: dict[str, str], *, now: datetime) -> Aler
         event_time=now,
         details={"title": digest.title, **{f"{k}_path": v for k, v in keys.items()}},
         raised_at=now,
+        event_id=alert_event_id(alert_id[:32]),
     )

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import yaml
 from contracts.events import AlertKind, AlertRaised, AlertSeverity, DataQualityResult
+from contracts.identity import alert_event_id, quality_result_event_id
 from soda_core.contracts.api.verify_api import verify_contract_locally
 from soda_core.contracts.contract_verification import CheckOutcome, CheckResult
 from soda_core.contracts.impl.check_types.schema_check import SchemaCheckResult
@@ -111,6 +112,9 @@ def run(
                         detail=f"{check_file.path}: {errors}"[:2000],
                         event_time=now,
                         run_time=now,
+                        event_id=quality_result_event_id(
+                            run_id, check_file.dataset.name, "contract", None
+                        ),
                     )
                 )
     return RunReport(run_id, now, results, time.monotonic() - started)
@@ -156,6 +160,7 @@ def _result(
         detail=detail or None,
         event_time=now,
         run_time=now,
+        event_id=quality_result_event_id(run_id, check_file.dataset.name, name, column),
     )
 
 
@@ -185,4 +190,5 @@ def alert_for(result: DataQualityResult) -> AlertRaised:
             "run_id": result.run_id,
         },
         raised_at=result.run_time,
+        event_id=alert_event_id(alert_id),
     )
