@@ -7,6 +7,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from aiokafka.consumer import fetcher as aiokafka_fetcher
 from pulse_cli.scripts import load_script
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,3 +36,12 @@ def throwaway_ca(tmp_path: Path) -> Path:
         check=True, capture_output=True,
     )  # fmt: skip
     return pem
+
+
+@pytest.fixture(autouse=True)
+def _aiokafka_fetcher_as_found(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The archiver's `record_blocks.install` swaps aiokafka's fetcher's `MemoryRecords` for a
+    subclass, process-wide; tests that install it in the pytest process (unit tests, the
+    real-broker comparison) would leave every later test on a patched aiokafka. Put aiokafka's
+    own class back after each test."""
+    monkeypatch.setattr(aiokafka_fetcher, "MemoryRecords", aiokafka_fetcher.MemoryRecords)

@@ -26,17 +26,9 @@ from servicekit.clock import FakeClock
 TP = TopicPartition("t", 2)
 
 
-@pytest.fixture(autouse=True)
-def _aiokafka_as_found(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`install` and `_keep_response_bytes` swap aiokafka's fetcher's `MemoryRecords` for a
-    subclass, process-wide: put aiokafka's own class back after each test, so no later test
-    runs on a patched aiokafka without knowing it."""
-    monkeypatch.setattr(aiokafka_fetcher, "MemoryRecords", aiokafka_fetcher.MemoryRecords)
-
-
 def test_fetched_responses_are_read_with_aiokafkas_own_class_outside_these_tests() -> None:
-    # The fixture above puts back whatever was there; this fails if a test elsewhere left
-    # the class swapped, and shows that the swap below is real (and undone after).
+    # tests/conftest.py puts back whatever was there after every test; this fails if a test
+    # left the class swapped all the same, and shows that the swap below is real.
     assert aiokafka_fetcher.MemoryRecords is MemoryRecords
     record_blocks._keep_response_bytes()
     assert issubclass(aiokafka_fetcher.MemoryRecords, record_blocks._MemoryRecordsWithBytes)
