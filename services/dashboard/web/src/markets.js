@@ -10,6 +10,10 @@ import { store } from "./store.js";
 
 let root = null;
 let chosen = null;
+// The symbol the route asks for. It may be missing from a snapshot sent while a restarted
+// dashboard is still rebuilding its state: the chart then shows another symbol until the
+// wanted one arrives, and switches back to it.
+let wanted = null;
 let chart = null;
 const sparks = new Map();  // symbol → uPlot
 
@@ -29,8 +33,13 @@ function symbols(assetClass) {
 }
 
 export function mount(container, args) {
+  wanted = args[0] ? decodeURIComponent(args[0]) : null;
+  render(container);
+}
+
+function render(container) {
   root = container;
-  chosen = args[0] ? decodeURIComponent(args[0]) : null;
+  chosen = wanted;
   if (!chosen || !store.markets[chosen]) chosen = symbols("crypto")[0] || symbols("equity")[0] || chosen;
   sparks.clear();
   root.replaceChildren(
@@ -179,9 +188,13 @@ function drawMarkers(b) {
 
 export function update(kind, subject) {
   if (!root) return;
-  if (kind === "snapshot") { if (!chosen || !store.markets[chosen]) { mount(root, []); return; } buildList(); drawChart(); return; }
+  const backToWanted = wanted && chosen !== wanted && store.markets[wanted];
+  if (kind === "snapshot") {
+    if (backToWanted || !chosen || !store.markets[chosen]) { render(root); return; }
+    buildList(); drawChart(); return;
+  }
   if (kind === "price" || kind === "candle") {
-    if (!chosen) { mount(root, [subject]); return; }
+    if (!chosen || backToWanted) { render(root); return; }
     updateRow(subject);
     if (subject === chosen) drawChart();
   } else if (kind === "alert" && subject === chosen) {
