@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from contracts.events import CandleClosed
 from s3_archiver import encoding
-from s3_archiver.object_store import s3_client
+from s3_archiver.object_store import list_etags, s3_client
 from s3_archiver.settings import S3Settings
 
 HERE = Path(__file__).resolve().parent
@@ -166,14 +166,9 @@ class Scenario:
 
     async def listing(self) -> dict[str, str]:
         """key → ETag of every data object under this scenario's root."""
-        out: dict[str, str] = {}
         async with self.s3_client() as client:
-            paginator = client.get_paginator("list_objects_v2")
-            async for page in paginator.paginate(Bucket=self.s3.s3_bucket, Prefix=self.root + "/"):
-                for item in page.get("Contents", []):
-                    if item["Key"].endswith(".parquet"):
-                        out[item["Key"]] = item["ETag"].strip('"')
-        return out
+            every = await list_etags(client, bucket=self.s3.s3_bucket, prefix=self.root + "/")
+        return {key: etag for key, etag in every.items() if key.endswith(".parquet")}
 
     async def listing_all(self) -> set[str]:
         async with self.s3_client() as client:

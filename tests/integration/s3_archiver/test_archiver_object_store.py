@@ -55,6 +55,19 @@ async def test_rewriting_the_same_bytes_keeps_the_etag(store: ObjectStore) -> No
     await store.ping()
 
 
+async def test_listing_past_a_thousand_archive_keys_sees_each_once(store: ObjectStore) -> None:
+    """Archive keys hold `=` and `+`; S3Proxy's continuation tokens for them cannot be read
+    back, so a listing must page another way (it used to repeat its first page)."""
+    prefix = f"it-s3arch/list-{uuid.uuid4().hex[:8]}/archive/market_trades/dt=2026-12-07/"
+    keys = [
+        f"{prefix}hour={n % 24:02d}/market.trades.v1+{n % 3}+{n:019d}.parquet" for n in range(1005)
+    ]
+    for key in keys:
+        await store.put(key, b"x")
+    listed = await store.list_keys(prefix)
+    assert sorted(listed) == sorted(keys)
+
+
 async def test_unreachable_s3_raises_store_unavailable(stack_env: dict[str, str]) -> None:
     sc = Scenario(stack_env, "dead")
     dead = S3Settings(

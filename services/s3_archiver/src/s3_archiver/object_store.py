@@ -170,15 +170,29 @@ class S3ObjectStore:
         return data
 
     async def list_keys(self, prefix: str) -> dict[str, str]:
-        out: dict[str, str] = {}
-        paginator = self._client.get_paginator("list_objects_v2")
-        async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
-            for item in page.get("Contents", []):
-                out[item["Key"]] = str(item["ETag"]).strip('"')
-        return out
+        return await list_etags(self._client, bucket=self.bucket, prefix=prefix)
 
     async def ping(self) -> None:
         await self._call("head_bucket", self._client.head_bucket, Bucket=self.bucket)
+
+
+async def list_etags(client: Any, *, bucket: str, prefix: str) -> dict[str, str]:
+    """key → ETag of every object under `prefix`, a page of up to 1,000 at a time.
+
+    Pages follow `StartAfter` (the last key seen), not the continuation token: S3Proxy hands
+    back a URL-encoded token for keys holding `=` or `+` (as every archive key does), then
+    fails to read it, so token pagination repeats its first page past 1,000 keys.
+    """
+    out: dict[str, str] = {}
+    start_after = ""
+    while True:
+        page = await client.list_objects_v2(Bucket=bucket, Prefix=prefix, StartAfter=start_after)
+        contents = page.get("Contents", [])
+        for item in contents:
+            out[item["Key"]] = str(item["ETag"]).strip('"')
+        if not page.get("IsTruncated") or not contents:
+            return out
+        start_after = contents[-1]["Key"]
 
 
 @contextlib.asynccontextmanager
