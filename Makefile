@@ -118,7 +118,10 @@ k8s-check: sync monitoring-tools ## Offline deploy checks: render, schema-valida
 	deploy/k8s/check.sh
 
 .PHONY: images
-images: ## Build every service image (where a Docker engine exists)
+# buildah (installed with apt-get when missing), vfs storage in .stack/images; where no image
+# registry is reachable, a stand-in python:3.11-slim is built from Debian packages first
+# (cached). ENGINE=docker uses a Docker engine instead. docs/deploy.md has sizes and times.
+images: ## Build every service image (services/*/Dockerfile) with buildah
 	deploy/k8s/build_images.sh
 
 .PHONY: bench
@@ -139,7 +142,7 @@ bench-tools: ## Install wrk (Debian) for the HTTP benchmark and its test when mi
 	@command -v wrk >/dev/null 2>&1 || { echo "bench-tools: could not install wrk (apt-get install wrk)" >&2; exit 1; }
 
 .PHONY: test
-test: sync stack-up migrate k8s-tools bench-tools monitoring-tools browser-tools ## Everything CI runs: lint and every test tier on the real stack
+test: sync stack-up migrate k8s-tools bench-tools monitoring-tools browser-tools images ## Everything CI runs: lint and every test tier on the real stack
 	$(PY) ruff check .
 	$(PY) ruff format --check .
 	$(PY) mypy libs/*/src services/*/src cli/src

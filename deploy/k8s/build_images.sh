@@ -1,26 +1,93 @@
 #!/usr/bin/env bash
-# Build every service image from the repository root (make images):
-#   docker build -f services/<name>/Dockerfile -t pulse/<name-with-dashes>:$TAG .
-# Skips, with a message and exit 0, where no Docker engine is available (CI machines here).
-#   TAG=dev (default)   REGISTRY=123456789012.dkr.ecr.eu-west-1.amazonaws.com  PUSH=1
+# Build every service image from services/*/Dockerfile (make images), from the repository root.
+#
+# Default engine: Debian's buildah (no daemon; `--isolation chroot`, `vfs` storage under
+# .stack/images/), installed with apt-get when missing. On a machine that cannot reach an image
+# registry (BASE_IMAGE unset), a stand-in for python:3.11-slim is built first from Debian
+# packages (deploy/k8s/stand_in_base.sh; cached, built once). Where outbound HTTPS goes through
+# a proxy with its own CA, the host's CA bundle reaches the build's RUN steps as the secret
+# `ca_bundle` (mounted over the image's bundle for that step only, never stored in a layer).
+#
+#   SERVICES="ingest query"   only these (default: every services/*/Dockerfile)
+#   SERVICES_ROOT=services    where <service>/Dockerfile is found (the context stays the repo)
+#   TAG=dev                   image tag (pulse/<name-with-dashes>:$TAG)
+#   BASE_IMAGE=python:3.11-slim   use a registry base instead of the stand-in
+#   CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt   the host bundle passed as the secret
+#   ENGINE=docker             `docker build` instead (REGISTRY=… PUSH=1 push after building)
+#   PULSE_IMAGES_DIR=.stack/images   buildah storage, the stand-in's cache, build-times.tsv
+#
+# Each failure names the service and the step (base, build, inspect) and exits non-zero.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 TAG="${TAG:-dev}"
 PREFIX="${REGISTRY:+$REGISTRY/}pulse"
-if ! command -v docker >/dev/null 2>&1 || ! docker info >/dev/null 2>&1; then
-    echo "images: no Docker engine here (docker missing or daemon unreachable); skipping the build." >&2
-    echo "images: the Dockerfiles are still checked offline by tests/deploy (hadolint + image rules)." >&2
+ENGINE="${ENGINE:-buildah}"
+CA_BUNDLE="${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}"
+SERVICES_ROOT="${SERVICES_ROOT:-services}"
+export PULSE_IMAGES_DIR="${PULSE_IMAGES_DIR:-$ROOT/.stack/images}"
+cd "$ROOT"
+
+log() { echo "images: $*" >&2; }
+fail() { log "FAILED: $*"; exit 1; }
+
+services=()
+if [ -n "${SERVICES:-}" ]; then
+    read -r -a services <<<"$SERVICES"
+else
+    for dockerfile in "$SERVICES_ROOT"/*/Dockerfile; do
+        [ -e "$dockerfile" ] && services+=("$(basename "$(dirname "$dockerfile")")")
+    done
+fi
+[ "${#services[@]}" -gt 0 ] || fail "no $SERVICES_ROOT/*/Dockerfile found"
+
+secret_args=()
+if [ -s "$CA_BUNDLE" ]; then
+    secret_args=(--secret "id=ca_bundle,src=$CA_BUNDLE")
+fi
+
+if [ "$ENGINE" = docker ]; then
+    for service in "${services[@]}"; do
+        image="$PREFIX/${service//_/-}:$TAG"
+        log "$service: docker build -> $image"
+        DOCKER_BUILDKIT=1 docker build "${secret_args[@]}" \
+            ${BASE_IMAGE:+--build-arg "BASE_IMAGE=$BASE_IMAGE"} \
+            -f "$SERVICES_ROOT/$service/Dockerfile" -t "$image" . || fail "$service: step build"
+        if [ "${PUSH:-0}" = "1" ]; then docker push "$image" || fail "$service: step push"; fi
+    done
     exit 0
 fi
-cd "$ROOT"
-built=()
-for dockerfile in services/*/Dockerfile; do
-    [ -e "$dockerfile" ] || continue
-    service="$(basename "$(dirname "$dockerfile")")"
+
+# --- buildah ---------------------------------------------------------------------------------
+# shellcheck source=deploy/k8s/buildah_env.sh
+. "$ROOT/deploy/k8s/buildah_env.sh"
+ensure_apt_packages buildah || fail "buildah missing (apt-get install buildah)"
+mkdir -p "$PULSE_IMAGES_DIR"
+# One build at a time per storage directory (make images and the tests may overlap).
+exec 8>"$PULSE_IMAGES_DIR/.build.lock"
+flock -w 3600 8
+
+if [ -z "${BASE_IMAGE:-}" ]; then
+    BASE_IMAGE="$("$ROOT/deploy/k8s/stand_in_base.sh")" || fail "base: step stand-in base"
+fi
+log "base image: $BASE_IMAGE"
+
+times="$PULSE_IMAGES_DIR/build-times.tsv"
+for service in "${services[@]}"; do
     image="$PREFIX/${service//_/-}:$TAG"
-    echo "images: building $image" >&2
-    docker build -f "$dockerfile" -t "$image" .
-    built+=("$image")
-    if [ "${PUSH:-0}" = "1" ]; then docker push "$image"; fi
+    dockerfile="$SERVICES_ROOT/$service/Dockerfile"
+    [ -f "$dockerfile" ] || fail "$service: step build (no $dockerfile)"
+    log "$service: building $image"
+    start="$(date +%s.%N)"
+    if ! bh bud --layers --isolation chroot --pull=never --format docker \
+        --build-arg "BASE_IMAGE=$BASE_IMAGE" "${secret_args[@]}" \
+        -f "$dockerfile" -t "$image" . >"$PULSE_IMAGES_DIR/build-$service.log" 2>&1; then
+        tail -n 40 "$PULSE_IMAGES_DIR/build-$service.log" >&2
+        fail "$service: step build ($dockerfile; full log $PULSE_IMAGES_DIR/build-$service.log)"
+    fi
+    end="$(date +%s.%N)"
+    seconds="$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", b - a }')"
+    size="$(image_size_bytes "$image")" || fail "$service: step inspect"
+    log "$service: built $image in ${seconds} s"
+    printf '%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$service" "$image" "$seconds" "$size" >>"$times"
 done
-printf 'images: built %s\n' "${built[@]}" >&2
+log "built ${services[*]}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 
@@ -33,6 +34,14 @@ def use_event_loop(name: str) -> str:
 
 
 def main() -> None:
+    # No options: settings come from CDC_* (and KAFKA_*) variables. --help says so, and in an
+    # image proves the module imports.
+    argparse.ArgumentParser(
+        prog="python -m cdc_processor",
+        description=__doc__,
+        epilog="Settings: CDC_* and KAFKA_BOOTSTRAP_SERVERS environment variables "
+        "(services/cdc_processor/README.md).",
+    ).parse_args()
     settings = load_settings(CdcSettings)
     kafka = load_settings(KafkaSettings)
     configure_logging(SERVICE, level=settings.log_level, json=settings.log_json)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import uvicorn
 from servicekit.logging import configure_logging
 
@@ -9,6 +11,13 @@ from query.app import build_app
 
 
 def main() -> None:
+    # No options: settings come from QUERY_* variables; --help says so.
+    argparse.ArgumentParser(
+        prog="python -m query",
+        description=__doc__,
+        epilog="Settings: QUERY_*, S3_* and AWS_* environment variables "
+        "(services/query/README.md).",
+    ).parse_args()
     app, settings = build_app()
     configure_logging("query", level=settings.log_level, json=settings.log_json)
     uvicorn.run(

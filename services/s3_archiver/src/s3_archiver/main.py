@@ -151,6 +151,15 @@ def generate_athena(out_dir: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
+    if args and args[0] in ("-h", "--help"):
+        print(
+            "usage: python -m s3_archiver [athena-ddl [OUT_DIR]]\n\n"
+            "Archive the topics of ARCHIVER_TOPIC_DATASETS to Parquet on S3 (no arguments), or\n"
+            "write the Athena DDL to OUT_DIR (default deploy/athena).\n\n"
+            "Settings: ARCHIVER_*, S3_*, AWS_* and KAFKA_BOOTSTRAP_SERVERS environment variables\n"
+            "(services/s3_archiver/README.md)."
+        )
+        return
     if args and args[0] == "athena-ddl":
         out = Path(args[1]) if len(args) > 1 else Path("deploy/athena")
         for path in generate_athena(out):

@@ -1,0 +1,33 @@
+# Sourced by build_images.sh and stand_in_base.sh: one buildah storage for the project.
+# `vfs` needs no kernel overlay or fuse support; `--isolation chroot` (per build) needs no
+# user namespaces. The storage lives under $PULSE_IMAGES_DIR (.stack/images), not the repo.
+# shellcheck shell=bash
+
+bh() {
+    buildah --root "$PULSE_IMAGES_DIR/storage" --runroot "$PULSE_IMAGES_DIR/run" \
+        --storage-driver vfs "$@"
+}
+
+# The image's size in bytes: the sum of its layers (uncompressed tars) from its manifest.
+image_size_bytes() {
+    bh inspect --type image "$1" | python3 -c 'import json, sys
+print(sum(layer["size"] for layer in json.loads(json.load(sys.stdin)["Manifest"])["layers"]))'
+}
+
+# Install Debian packages whose command is missing (CI may run on a fresh machine).
+#   ensure_apt_packages buildah debootstrap
+ensure_apt_packages() {
+    local missing=() package
+    for package in "$@"; do
+        command -v "$package" >/dev/null 2>&1 || missing+=("$package")
+    done
+    [ "${#missing[@]}" -eq 0 ] && return 0
+    if [ "$(id -u)" != 0 ]; then
+        echo "images: missing ${missing[*]}; install with: sudo apt-get install ${missing[*]}" >&2
+        return 1
+    fi
+    echo "images: apt-get install ${missing[*]}" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 || {
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    }
+}
