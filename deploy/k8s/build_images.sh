@@ -13,7 +13,8 @@
 #   TAG=dev                   image tag (pulse/<name-with-dashes>:$TAG)
 #   BASE_IMAGE=python:3.11-slim   use a registry base instead of the stand-in
 #   CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt   the host bundle passed as the secret
-#   ENGINE=docker             `docker build` instead (REGISTRY=… PUSH=1 push after building)
+#   REGISTRY=… PUSH=1         name the images <registry>/pulse/… and push each after building
+#   ENGINE=docker             `docker build` instead of buildah
 #   PULSE_IMAGES_DIR=.stack/images   buildah storage, the stand-in's cache, build-times.tsv
 #
 # Each failure names the service and the step (base, build, inspect) and exits non-zero.
@@ -66,10 +67,22 @@ mkdir -p "$PULSE_IMAGES_DIR"
 exec 8>"$PULSE_IMAGES_DIR/.build.lock"
 flock -w 3600 8
 
+# An interrupted build leaves its working containers (each a full copy under vfs): no build
+# runs now (the lock), so remove them. The tests' own containers have other names.
+bh containers --format '{{.ContainerName}}' | grep -- '-working-container' | xargs -r bh rm >/dev/null || true
+
+# vfs stores every layer as a full copy and each code change leaves the previous layers
+# behind: past PULSE_IMAGES_MAX_GB (default 40) drop every unnamed image, cache included.
+used_gb="$(du -s --block-size=1G "$PULSE_IMAGES_DIR/storage-$PULSE_IMAGES_DRIVER" 2>/dev/null | cut -f1 || echo 0)"
+if [ "${used_gb:-0}" -gt "${PULSE_IMAGES_MAX_GB:-40}" ]; then
+    log "storage holds ${used_gb} GB (> ${PULSE_IMAGES_MAX_GB:-40}): pruning unnamed images and the layer cache"
+    bh rmi --prune >/dev/null || true
+fi
+
 if [ -z "${BASE_IMAGE:-}" ]; then
     BASE_IMAGE="$("$ROOT/deploy/k8s/stand_in_base.sh")" || fail "base: step stand-in base"
 fi
-log "base image: $BASE_IMAGE"
+log "base image: $BASE_IMAGE; storage: $PULSE_IMAGES_DRIVER in $PULSE_IMAGES_DIR"
 
 times="$PULSE_IMAGES_DIR/build-times.tsv"
 for service in "${services[@]}"; do
@@ -88,6 +101,7 @@ for service in "${services[@]}"; do
     seconds="$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", b - a }')"
     size="$(image_size_bytes "$image")" || fail "$service: step inspect"
     log "$service: built $image in ${seconds} s"
+    if [ "${PUSH:-0}" = "1" ]; then bh push "$image" "docker://$image" || fail "$service: step push"; fi
     printf '%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$service" "$image" "$seconds" "$size" >>"$times"
 done
 log "built ${services[*]}"

@@ -11,6 +11,7 @@ and its health port (from the env, in the caller's port range) is reachable from
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -37,16 +38,23 @@ def image_name(service: str, *, tag: str = "dev") -> str:
     return f"pulse/{service.replace('_', '-')}:{tag}"
 
 
-def buildah(*args: str, timeout_s: float = 120) -> str:
-    root = images_dir()
+def storage_driver() -> str:
+    """As deploy/k8s/buildah_env.sh chooses it: overlay where the kernel has it, else vfs."""
+    if driver := os.environ.get("PULSE_IMAGES_DRIVER"):
+        return driver
+    return "overlay" if "\toverlay\n" in Path("/proc/filesystems").read_text() else "vfs"
+
+
+def buildah(*args: str, timeout_s: float = 300) -> str:
+    root, driver = images_dir(), storage_driver()
     argv = [
         "buildah",
         "--root",
-        str(root / "storage"),
+        str(root / f"storage-{driver}"),
         "--runroot",
-        str(root / "run"),
+        str(root / f"run-{driver}"),
         "--storage-driver",
-        "vfs",
+        driver,
         *args,
     ]
     result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, check=False)
@@ -220,12 +228,13 @@ class Container:
     def main_pid(self, *, timeout_s: float = 10) -> int:
         """Host PID of the process chrooted into this container's root."""
         deadline = time.monotonic() + timeout_s
+        root = os.path.realpath(self.rootfs)  # /proc shows the resolved path
         while time.monotonic() < deadline:
             for entry in Path("/proc").iterdir():
                 if not entry.name.isdigit():
                     continue
                 try:
-                    if os.readlink(entry / "root") == self.rootfs:
+                    if os.readlink(entry / "root") == root:
                         return int(entry.name)
                 except OSError:
                     continue
@@ -246,13 +255,23 @@ class Container:
         return self.proc.wait(timeout=timeout_s)
 
     def stop(self, *, grace_s: float = 20) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                os.kill(self.main_pid(timeout_s=1), signal.SIGTERM)
-                self.proc.wait(timeout=grace_s)
-            except (AssertionError, ProcessLookupError, subprocess.TimeoutExpired):
-                self.proc.kill()  # --kill-child: the namespace's processes go with it
-                self.proc.wait(timeout=10)
+        """SIGTERM, then SIGKILL, to the container's PID 1 (its namespace dies with it)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            pid = self.main_pid(timeout_s=2)
+        except AssertionError:
+            self.proc.kill()  # not in the chroot yet: --kill-child ends the shell
+            self.proc.wait(timeout=10)
+            return
+        os.kill(pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            # chroot --userspec drops --kill-child's parent-death signal: kill PID 1 itself.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
 
 
 def run_once(

@@ -215,8 +215,17 @@ def test_image_holds_no_tests_caches_compilers_or_secrets(
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_help_runs_in_the_image(service: str, built: dict[str, ImageConfig]) -> None:
-    result = run_once(image_name(service), ["python", "-m", service, "--help"])
+def test_help_runs_in_the_image(
+    service: str,
+    built: dict[str, ImageConfig],
+    k3s: list[dict[str, Any]],
+    stack_env: dict[str, str],
+) -> None:
+    """`python -m <service> --help` as the pod would run it (read-only root, its tmpfs)."""
+    pod = main_container(k3s, service, local_secrets(stack_env))
+    result = run_once(
+        image_name(service), ["python", "-m", service, "--help"], tmpfs=pod.writable_mounts
+    )
     assert result.returncode == 0, f"{service}: step --help:\n{result.stdout[-3000:]}"
     assert "usage" in result.stdout.lower(), result.stdout
 
