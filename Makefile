@@ -118,9 +118,9 @@ k8s-check: sync monitoring-tools ## Offline deploy checks: render, schema-valida
 	deploy/k8s/check.sh
 
 .PHONY: images
-# buildah (installed with apt-get when missing), vfs storage in .stack/images; where no image
-# registry is reachable, a stand-in python:3.11-slim is built from Debian packages first
-# (cached). ENGINE=docker uses a Docker engine instead. docs/deploy.md has sizes and times.
+# buildah (installed with apt-get when missing), overlay (else vfs) storage in .stack/images;
+# where no image registry is reachable, a stand-in python:3.11-slim is built from Debian
+# packages first (cached). ENGINE=docker uses a Docker engine instead. docs/deploy.md has sizes and times.
 images: ## Build every service image (services/*/Dockerfile) with buildah
 	deploy/k8s/build_images.sh
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build every service image from services/*/Dockerfile (make images), from the repository root.
 #
-# Default engine: Debian's buildah (no daemon; `--isolation chroot`, `vfs` storage under
+# Default engine: Debian's buildah (no daemon; `--isolation chroot`, overlay or vfs storage under
 # .stack/images/), installed with apt-get when missing. On a machine that cannot reach an image
 # registry (BASE_IMAGE unset), a stand-in for python:3.11-slim is built first from Debian
 # packages (deploy/k8s/stand_in_base.sh; cached, built once). Where outbound HTTPS goes through

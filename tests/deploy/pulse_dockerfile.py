@@ -103,7 +103,7 @@ def is_code(source: str) -> bool:
 def check(text: str, *, service: str, listens: bool) -> list[str]:
     """Every rule the Dockerfile of `service` breaks, as instructions to fix it."""
     problems: list[str] = []
-    _, stages = parse(text)
+    args, stages = parse(text)
     if len(stages) < 2:
         return [
             "use a multi-stage build: a builder stage with uv, a final stage with the venv only"
@@ -117,6 +117,19 @@ def check(text: str, *, service: str, listens: bool) -> list[str]:
             continue
         problems.append(f"FROM {stage.base}: base every stage on python:3.11-slim")
     builders = [s for s in stages[:-1] if not NODE_IMAGE.match(s.base)]
+    # make images builds on a stand-in base where no registry is reachable: it passes
+    # --build-arg BASE_IMAGE, so every Python stage's base must come from that argument.
+    for line in re.findall(r"(?m)^FROM\s.*$", text):
+        image = next(w for w in line.split()[1:] if not w.startswith("--"))
+        resolved = re.sub(r"\$\{?(\w+)\}?", lambda m: args.get(m.group(1), m.group(0)), image)
+        if image in names or NODE_IMAGE.match(resolved):
+            continue
+        if "BASE_IMAGE" not in args or not re.fullmatch(r"\$\{?BASE_IMAGE\}?", image):
+            problems.append(
+                f"{line.strip()}: take the base as `ARG BASE_IMAGE=python:3.11-slim` and "
+                "`FROM ${BASE_IMAGE}` (make images passes a stand-in without a registry)"
+            )
+            break
 
     sync_lines = [
         i

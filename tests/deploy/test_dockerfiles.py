@@ -118,6 +118,8 @@ def test_checks_reject_a_naive_dockerfile(tools_bin: Path, tmp_path: Path) -> No
         "COPY pyproject.toml uv.lock ./\n", "COPY pyproject.toml uv.lock ./\nCOPY libs/ libs/\n"
     )
     assert any("dependency layer" in p for p in check(code_first, service="ingest", listens=True))
+    fixed_base = reference_dockerfile().replace("FROM ${BASE_IMAGE}", "FROM python:3.11-slim")
+    assert any("ARG BASE_IMAGE" in p for p in check(fixed_base, service="ingest", listens=True))
     path = tmp_path / "Dockerfile"
     path.write_text(naive)
     assert hadolint(tools_bin, path).returncode != 0
