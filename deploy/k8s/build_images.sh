@@ -69,7 +69,9 @@ flock -w 3600 8
 
 # An interrupted build leaves its working containers (each a full copy under vfs): no build
 # runs now (the lock), so remove them. The tests' own containers have other names.
-bh containers --format '{{.ContainerName}}' | grep -- '-working-container' | xargs -r bh rm >/dev/null || true
+for leftover in $(bh containers --format '{{.ContainerName}}' | grep -- '-working-container'); do
+    bh rm "$leftover" >/dev/null || true
+done
 
 # vfs stores every layer as a full copy and each code change leaves the previous layers
 # behind: past PULSE_IMAGES_MAX_GB (default 40) drop every unnamed image, cache included.
