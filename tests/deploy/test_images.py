@@ -121,7 +121,9 @@ def http_port_setting(pod: PodContainer) -> str:
 
 def local_env(pod: PodContainer, stack_env: dict[str, str], port: int) -> dict[str, str]:
     """The manifest's env with the cluster's addresses replaced by the local stack's."""
-    env = dict(pod.env)
+    # The cluster's Kafka listener is SASL_SSL; the local stack's is what .stack/env says
+    # (plaintext): its KAFKA_* settings replace the manifest's, which are dropped.
+    env = {k: v for k, v in pod.env.items() if not k.startswith("KAFKA_") or k in stack_env}
     for key in env.keys() & stack_env.keys():
         env[key] = stack_env[key]
     if pod.ports:
