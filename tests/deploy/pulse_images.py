@@ -330,8 +330,13 @@ def pod_containers(
     for c in [*spec.get("initContainers", []), *spec["containers"]]:
         env: dict[str, str] = {}
         for source in c.get("envFrom", []):
-            if "configMapRef" in source:  # a secretRef's keys come from `secrets` below
+            if "configMapRef" in source:
                 env.update(config_maps[source["configMapRef"]["name"]].get("data", {}))
+            else:  # a whole Secret: `secrets` holds its keys as "<secret name>/<key>"
+                prefix = source["secretRef"]["name"] + "/"
+                env.update(
+                    {k[len(prefix) :]: v for k, v in secrets.items() if k.startswith(prefix)}
+                )
         for item in c.get("env", []):
             if "value" in item:
                 env[item["name"]] = item["value"]

@@ -16,6 +16,7 @@ unique per run, so the shared stack's services and other tests are not disturbed
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import hmac
@@ -110,7 +111,14 @@ def main_container(
 
 def local_secrets(stack_env: dict[str, str]) -> dict[str, str]:
     """Secret keys the manifests reference -> this machine's values (.stack/env)."""
-    return {**stack_env, "CDC_PSEUDONYM_KEY": PSEUDONYM_KEY}
+    return {
+        **stack_env,
+        "CDC_PSEUDONYM_KEY": PSEUDONYM_KEY,
+        # Receivers on a closed local port of this suite's range: nothing leaves the machine.
+        "pulse-notifier/NOTIFIER_WEBHOOK_SECRET": "whsec_" + base64.b64encode(b"k" * 32).decode(),
+        "pulse-notifier/NOTIFIER_RECEIVER_TEAM": "json://127.0.0.1:61298/team",
+        "pulse-notifier/NOTIFIER_RECEIVER_WEBHOOK": "webhook+http://127.0.0.1:61298/pulse",
+    }
 
 
 def http_port_setting(pod: PodContainer) -> str:
@@ -287,6 +295,8 @@ def isolation(service: str, stack_env: dict[str, str]) -> dict[str, str]:
     if service == "cdc_processor":
         # A fresh group from "latest": the shared topics' history is not reprocessed.
         return {"CDC_APP_ID": f"images-it-{RUN_TAG}", "CDC_AUTO_OFFSET_RESET": "latest"}
+    if service == "notifier":
+        return {"NOTIFIER_GROUP_ID": f"images-it-{RUN_TAG}", "NOTIFIER_AUTO_OFFSET_RESET": "latest"}
     if service == "s3_archiver":
         return {
             "ARCHIVER_GROUP_ID": f"images-it-{RUN_TAG}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 
 from servicekit.logging import configure_logging
@@ -12,6 +13,13 @@ from market_feeds.settings import MarketFeedsSettings
 
 
 def cli() -> None:
+    # No options: settings come from MARKET_FEEDS_* (and KAFKA_*) variables; --help says so.
+    argparse.ArgumentParser(
+        prog="python -m market_feeds",
+        description=__doc__,
+        epilog="Settings: MARKET_FEEDS_* and KAFKA_* environment variables "
+        "(services/market_feeds/README.md).",
+    ).parse_args()
     settings = load_settings(MarketFeedsSettings)  # exits 2 naming the bad variable
     load_settings(KafkaSettings)
     configure_logging("market_feeds", level=settings.log_level, json=settings.log_json)

@@ -207,8 +207,16 @@ async def serve(
 
 
 def main() -> None:
+    import argparse
     import os
 
+    # No options: settings come from NOTIFIER_* (and KAFKA_*) variables; --help says so.
+    argparse.ArgumentParser(
+        prog="python -m notifier",
+        description="Deliver alerts.v1 to the receivers of NOTIFIER_URLS or the routing file.",
+        epilog="Settings: NOTIFIER_*, PULSE_API_KEY and KAFKA_* environment variables "
+        "(services/notifier/README.md).",
+    ).parse_args()
     settings = load_settings(NotifierSettings)
     kafka = load_settings(KafkaSettings)
     api_key = load_settings(ApiKeySettings).pulse_api_key.get_secret_value()
