@@ -105,6 +105,12 @@ class ImageConfig:
     def argv(self) -> list[str]:
         return [*self.entrypoint, *self.cmd]
 
+    def pod_argv(self, command: list[str], args: list[str]) -> list[str]:
+        """What Kubernetes runs: command replaces ENTRYPOINT (and CMD), args replace CMD."""
+        if command:
+            return [*command, *args]
+        return [*self.entrypoint, *(args or self.cmd)]
+
 
 def image_config(image: str) -> ImageConfig:
     info = json.loads(buildah("inspect", "--type", "image", image))
@@ -304,7 +310,8 @@ class PodContainer:
 
     name: str
     image: str
-    command: list[str]
+    command: list[str]  # empty: the image's ENTRYPOINT
+    args: list[str]  # empty (with no command): the image's CMD
     env: dict[str, str]  # configMap values and secret references resolved
     ports: set[int]
     run_as_user: int | None
@@ -357,7 +364,8 @@ def pod_containers(
             PodContainer(
                 name=c["name"],
                 image=c["image"],
-                command=[*c.get("command", []), *c.get("args", [])],
+                command=list(c.get("command", [])),
+                args=list(c.get("args", [])),
                 env=env,
                 ports={p["containerPort"] for p in c.get("ports", [])},
                 run_as_user=security.get("runAsUser"),

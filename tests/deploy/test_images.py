@@ -96,9 +96,14 @@ def k3s(rendered: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
 
 
 def workload(docs: list[dict[str, Any]], service: str) -> dict[str, Any]:
+    """The Deployment named after the service, else the first workload running its image."""
     name = service.replace("_", "-")
     found = objects(docs, "Deployment").get(name) or objects(docs, "CronJob").get(name)
-    assert found, f"{service}: no Deployment or CronJob named {name} in the k3s overlay"
+    for doc in docs if found is None else []:
+        if doc["kind"] in ("Deployment", "CronJob") and f"pulse/{name}:" in str(doc["spec"]):
+            found = doc
+            break
+    assert found, f"{service}: no Deployment or CronJob runs pulse/{name} in the k3s overlay"
     return found
 
 
@@ -106,7 +111,7 @@ def main_container(
     docs: list[dict[str, Any]], service: str, secrets: dict[str, str]
 ) -> PodContainer:
     containers = pod_containers(docs, workload(docs, service), secrets)
-    return next(c for c in containers if c.name == service.replace("_", "-"))
+    return containers[-1]  # the main container comes after the init containers
 
 
 def local_secrets(stack_env: dict[str, str]) -> dict[str, str]:
@@ -281,7 +286,7 @@ def start(
     container = Container(
         image_name(service),
         env,
-        argv or pod.command or config.argv,
+        argv or config.pod_argv(pod.command, pod.args),
         tmpfs=pod.writable_mounts,
         read_only_binds=binds,
         log_path=tmp_path / f"{pod.name}.log",
