@@ -12,6 +12,8 @@
 #   SERVICES_ROOT=services    where <service>/Dockerfile is found (the context stays the repo)
 #   TAG=dev                   image tag (pulse/<name-with-dashes>:$TAG)
 #   BASE_IMAGE=python:3.11-slim   use a registry base instead of the stand-in
+#   NODE_IMAGE=node:20-bookworm-slim   the same for a page-building node stage (dashboard);
+#                             without BASE_IMAGE a stand-in is built (deploy/k8s/stand_in_node.sh)
 #   CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt   the host bundle passed as the secret
 #   REGISTRY=… PUSH=1         name the images <registry>/pulse/… and push each after building
 #   ENGINE=docker             `docker build` instead of buildah
@@ -52,6 +54,7 @@ if [ "$ENGINE" = docker ]; then
         log "$service: docker build -> $image"
         DOCKER_BUILDKIT=1 docker build "${secret_args[@]}" \
             ${BASE_IMAGE:+--build-arg "BASE_IMAGE=$BASE_IMAGE"} \
+            ${NODE_IMAGE:+--build-arg "NODE_IMAGE=$NODE_IMAGE"} \
             -f "$SERVICES_ROOT/$service/Dockerfile" -t "$image" . || fail "$service: step build"
         if [ "${PUSH:-0}" = "1" ]; then docker push "$image" || fail "$service: step push"; fi
     done
@@ -81,10 +84,17 @@ if [ "${used_gb:-0}" -gt "${PULSE_IMAGES_MAX_GB:-40}" ]; then
     bh rmi --prune >/dev/null || true
 fi
 
+# A registry-less machine gets stand-ins: the python base always, the node one (a page's
+# build stage) only when a Dockerfile being built takes NODE_IMAGE.
 if [ -z "${BASE_IMAGE:-}" ]; then
     BASE_IMAGE="$("$ROOT/deploy/k8s/stand_in_base.sh")" || fail "base: step stand-in base"
+    for service in "${services[@]}"; do
+        if [ -z "${NODE_IMAGE:-}" ] && grep -qs 'NODE_IMAGE' "$SERVICES_ROOT/$service/Dockerfile"; then
+            NODE_IMAGE="$("$ROOT/deploy/k8s/stand_in_node.sh")" || fail "base: step node stand-in"
+        fi
+    done
 fi
-log "base image: $BASE_IMAGE; storage: $PULSE_IMAGES_DRIVER in $PULSE_IMAGES_DIR"
+log "base image: $BASE_IMAGE${NODE_IMAGE:+, node image: $NODE_IMAGE}; storage: $PULSE_IMAGES_DRIVER in $PULSE_IMAGES_DIR"
 
 times="$PULSE_IMAGES_DIR/build-times.tsv"
 for service in "${services[@]}"; do
@@ -92,9 +102,13 @@ for service in "${services[@]}"; do
     dockerfile="$SERVICES_ROOT/$service/Dockerfile"
     [ -f "$dockerfile" ] || fail "$service: step build (no $dockerfile)"
     log "$service: building $image"
+    node_args=()
+    if [ -n "${NODE_IMAGE:-}" ] && grep -qs 'NODE_IMAGE' "$dockerfile"; then
+        node_args=(--build-arg "NODE_IMAGE=$NODE_IMAGE")
+    fi
     start="$(date +%s.%N)"
     if ! bh bud --layers --isolation chroot --pull=never --format docker \
-        --build-arg "BASE_IMAGE=$BASE_IMAGE" "${secret_args[@]}" \
+        --build-arg "BASE_IMAGE=$BASE_IMAGE" "${node_args[@]}" "${secret_args[@]}" \
         -f "$dockerfile" -t "$image" . >"$PULSE_IMAGES_DIR/build-$service.log" 2>&1; then
         tail -n 40 "$PULSE_IMAGES_DIR/build-$service.log" >&2
         fail "$service: step build ($dockerfile; full log $PULSE_IMAGES_DIR/build-$service.log)"

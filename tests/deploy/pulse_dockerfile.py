@@ -2,7 +2,8 @@
 
 The rules (each problem is reported as a sentence saying what to fix):
 multi-stage; every stage on python:3.11-slim, except a stage before the last on
-node:<major>-slim that builds a page's static files (copied out with `COPY --from`); uv
+node:<major>-slim that builds a page's static files (copied out with `COPY --from`), each base
+taken from a build argument (BASE_IMAGE, NODE_IMAGE) so make images can pass stand-ins; uv
 installs from uv.lock with --locked or --frozen; the dependency layer
 (`uv sync --no-install-project|--no-install-workspace`) comes before any source code is
 copied; no build tools or uv in the final stage; a non-root USER;
@@ -122,7 +123,15 @@ def check(text: str, *, service: str, listens: bool) -> list[str]:
     for line in re.findall(r"(?m)^FROM\s.*$", text):
         image = next(w for w in line.split()[1:] if not w.startswith("--"))
         resolved = re.sub(r"\$\{?(\w+)\}?", lambda m: args.get(m.group(1), m.group(0)), image)
-        if image in names or NODE_IMAGE.match(resolved):
+        if image in names:
+            continue
+        if NODE_IMAGE.match(resolved):
+            if "NODE_IMAGE" not in args or not re.fullmatch(r"\$\{?NODE_IMAGE\}?", image):
+                problems.append(
+                    f"{line.strip()}: take the node stage's image as "
+                    "`ARG NODE_IMAGE=node:20-bookworm-slim` and `FROM ${NODE_IMAGE}` "
+                    "(make images passes a stand-in without a registry)"
+                )
             continue
         if "BASE_IMAGE" not in args or not re.fullmatch(r"\$\{?BASE_IMAGE\}?", image):
             problems.append(

@@ -151,10 +151,20 @@ def test_the_ignore_file_each_build_uses_keeps_the_same_out(service: str) -> Non
 
 
 def test_a_node_stage_may_build_page_assets_but_never_be_the_image() -> None:
-    web_stage = "FROM node:20-bookworm-slim AS web\nCOPY web/ /web/\nRUN npm ci\n"
+    web_stage = "FROM ${NODE_IMAGE} AS web\nCOPY web/ /web/\nRUN npm ci\n"
+    node_arg = "ARG NODE_IMAGE=node:20-bookworm-slim\n"
     reference = reference_dockerfile()
     at = reference.index("\nFROM ") + 1  # after the global ARGs
-    with_web = reference[:at] + web_stage + reference[at:]
+    with_web = node_arg + reference[:at] + web_stage + reference[at:]
     assert check(with_web, service="ingest", listens=True) == []
-    node_final = reference_dockerfile() + web_stage.replace(" AS web", "")
+    node_final = node_arg + reference_dockerfile() + web_stage.replace(" AS web", "")
     assert any("python:3.11-slim" in p for p in check(node_final, service="ingest", listens=True))
+
+
+def test_a_node_stage_takes_its_image_from_a_build_argument() -> None:
+    """make images passes a node stand-in (NODE_IMAGE) where no registry is reachable."""
+    literal = "FROM node:20-bookworm-slim AS web\nCOPY web/ /web/\nRUN npm ci\n"
+    reference = reference_dockerfile()
+    at = reference.index("\nFROM ") + 1
+    problems = check(reference[:at] + literal + reference[at:], service="ingest", listens=True)
+    assert any("ARG NODE_IMAGE=node:20-bookworm-slim" in p for p in problems), problems

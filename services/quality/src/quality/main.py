@@ -8,6 +8,7 @@ QUALITY_CHECK_INTERVAL_S and `report` daily at QUALITY_REPORT_HOUR_UTC (for `pul
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import sys
@@ -173,9 +174,29 @@ async def _schedule(
         await health.stop()
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command (default `check`); settings come from the environment, so `--help` reads
+    no setting and connects nowhere."""
+    parser = argparse.ArgumentParser(
+        prog="python -m quality",
+        description="Pulse data quality: declared checks over the archive and daily digests.",
+        epilog="Settings: QUALITY_*, S3_*/AWS_* and KAFKA_* environment variables "
+        "(services/quality/README.md).",
+    )
+    parser.add_argument(
+        "command",
+        nargs="?",
+        default="check",
+        choices=("check", "report", "schedule"),
+        help="check: run every checks file (exit 1 if a check failed, 2 on a bad file); "
+        "report: render and archive the daily digests; schedule: check every "
+        "QUALITY_CHECK_INTERVAL_S and report daily (default: check)",
+    )
+    return parser.parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    command = args[0] if args else "check"
+    command = parse_args(argv).command  # exits 2 naming an unknown command
     settings = load_settings(QualitySettings)
     archive = load_settings(ArchiveSettings)
     kafka = load_settings(KafkaSettings)
@@ -184,7 +205,4 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(check(settings, archive, kafka))
     if command == "report":
         sys.exit(report(settings, archive, kafka))
-    if command == "schedule":
-        schedule(settings, archive, kafka)
-    print(f"unknown command {command!r}; use check, report or schedule", file=sys.stderr)
-    sys.exit(2)
+    schedule(settings, archive, kafka)
