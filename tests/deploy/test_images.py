@@ -56,6 +56,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 SERVICES = sorted(p.parent.name for p in (REPO / "services").glob("*/Dockerfile"))
 PORTS = iter(range(61200, 61290))  # one per container started by this module
 SIZE_LIMIT_BYTES = 350 * 1000 * 1000
+# The one documented exception (docs/deploy.md, "Sizes and build times"): quality holds the
+# whole query stack (DuckDB 66 MB + pyarrow ~100 MB, trimmed and stripped as in the query
+# image, 342 MB) plus Soda Core v4 and what it pulls in (sqlglot, opentelemetry, protobuf,
+# wcwidth: ~40 MB). Measured 390 MB on the stand-in base (2026-12-07); its bound is 400 MB.
+SIZE_LIMIT_EXCEPTIONS_BYTES = {"quality": 400 * 1000 * 1000}
 PSEUDONYM_KEY = f"images-test-{uuid.uuid4().hex}"
 RUN_TAG = uuid.uuid4().hex[:8]
 
@@ -223,7 +228,8 @@ def test_image_holds_no_tests_caches_compilers_or_secrets(
         problems.append(f"/{bundle} differs from the base's (the build secret leaked)")
     assert not problems, f"{service}: step contents:\n  " + "\n  ".join(problems)
     size = built[service].size_bytes
-    assert size <= SIZE_LIMIT_BYTES, f"{service}: step size: {size / 1e6:.0f} MB > 350 MB"
+    limit = SIZE_LIMIT_EXCEPTIONS_BYTES.get(service, SIZE_LIMIT_BYTES)
+    assert size <= limit, f"{service}: step size: {size / 1e6:.0f} MB > {limit / 1e6:.0f} MB"
 
 
 # --- run: --help, read-only root, health, user, consumption ---------------------------------
