@@ -124,6 +124,7 @@ def local_secrets(stack_env: dict[str, str]) -> dict[str, str]:
     return {
         **stack_env,
         "CDC_PSEUDONYM_KEY": PSEUDONYM_KEY,
+        "DASHBOARD_VIEWER_KEYS": f"images-viewer-{RUN_TAG}-key",  # 16+ characters
         # Receivers on a closed local port of this suite's range: nothing leaves the machine.
         "pulse-notifier/NOTIFIER_WEBHOOK_SECRET": "whsec_" + base64.b64encode(b"k" * 32).decode(),
         "pulse-notifier/NOTIFIER_RECEIVER_TEAM": "json://127.0.0.1:61298/team",
