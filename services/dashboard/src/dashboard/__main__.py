@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from types import FrameType
 
 import uvicorn
@@ -24,6 +25,14 @@ class Server(uvicorn.Server):
 
 
 def main() -> None:
+    # No options: settings come from DASHBOARD_* (and KAFKA_*) variables; --help says so
+    # before any setting is read.
+    argparse.ArgumentParser(
+        prog="python -m dashboard",
+        description=__doc__,
+        epilog="Settings: DASHBOARD_* and KAFKA_* environment variables "
+        "(services/dashboard/README.md).",
+    ).parse_args()
     app, dashboard = build()
     settings = dashboard.settings
     configure_logging("dashboard", level=settings.log_level, json=settings.log_json)
