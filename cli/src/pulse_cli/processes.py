@@ -66,6 +66,10 @@ def notifier_env(root: Path) -> dict[str, str]:
         ),
         "NOTIFIER_WEBHOOK_SECRET": notifier_webhook_secret(root),
         "NOTIFIER_DASHBOARD_URL": "http://127.0.0.1:58000/dashboard/",
+        # The demo's receivers listen only while a demo runs. Alerts raised before it (stale
+        # feeds, earlier runs) find them down, and the default 300 s retry cap would leave
+        # the demo's own notifications waiting behind those backoffs past its end.
+        "NOTIFIER_BACKOFF_MAX_S": "2",
     }
 
 
