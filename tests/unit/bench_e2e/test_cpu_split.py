@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -25,7 +26,14 @@ def test_a_named_tree_counts_its_workers_cpu(bench_cpu_module: ModuleType) -> No
     cpu = bench_cpu_module
     parent = subprocess.Popen([sys.executable, "-c", _TREE], start_new_session=True)
     try:
-        time.sleep(0.5)  # the child is spinning by now
+        # Wait for the busy child to exist: on a loaded machine the parent's interpreter can
+        # take longer than a fixed sleep to start it, and a snapshot without it counts nothing.
+        children = f"/proc/{parent.pid}/task/{parent.pid}/children"
+        deadline = time.monotonic() + 20
+        while not Path(children).read_text().split():
+            assert time.monotonic() < deadline, "the busy child never started"
+            time.sleep(0.05)
+        time.sleep(0.2)  # past the child's own interpreter start
         roots = {parent.pid: "ingest"}
         named0, plain0 = cpu.snapshot(roots), cpu.snapshot()
         time.sleep(1.0)
