@@ -26,7 +26,15 @@ from quality import archive_views, checkfile, runner
 from quality.settings import DEFAULT_CHECKS_DIR
 from query.archive import ArchiveCatalog, local_location
 
-SHARES = {"market_candles": 0.7, "market_trades": 0.15, "reviews_enriched": 0.1, "alerts": 0.05}
+SHARES = {
+    "market_candles": 0.62,
+    "market_trades": 0.15,
+    "reviews_enriched": 0.1,
+    "market_quotes": 0.07,
+    "alerts": 0.05,
+    "dq_results": 0.009,
+    "market_feed_gaps": 0.001,
+}
 DAYS = 7
 
 # Value expressions per column over `i` (row number) and `t` (event time); every other
@@ -85,11 +93,48 @@ ALERTS = {
     "event_time": "t",
     "raised_at": "t",
 }
+QUOTES = {
+    "symbol": "'SYM' || (i % 40)",
+    "asset_class": "CASE WHEN i % 40 < 20 THEN 'crypto' ELSE 'equity' END",
+    "price": "100 + (i % 13)",
+    "size": "i % 3",
+    "event_time": "t",
+    "source": "'feed' || (i % 4)",
+    "polled_at": "t",
+    "event_id": "'quote:feed' || (i % 4) || ':SYM' || (i % 40) || ':' || i",
+}
+FEED_GAPS = {
+    "gap_id": "'sim:SYM' || (i % 40) || ':' || (i * 10)",
+    "venue": "'sim'",
+    "symbol": "'SYM' || (i % 40)",
+    "venue_symbol": "'SYM' || (i % 40)",
+    "first_missing": "i * 10",
+    "last_missing": "i * 10 + i % 5",
+    "missing_count": "1 + i % 5",
+    "reason": "CASE WHEN i % 2 = 0 THEN 'sequence_skip' ELSE 'reconnect' END",
+    "event_time": "t",
+    "detected_at": "t",
+}
+DQ_RESULTS = {
+    "run_id": "'run' || (i // 50)",
+    "check": "'check' || (i % 50)",
+    "check_type": "'missing'",
+    "dataset": "'market_candles'",
+    "observed_value": "0",
+    "threshold": "'must_be=0'",
+    "passed": "true",
+    "outcome": "'passed'",
+    "event_time": "t",
+    "run_time": "t",
+}
 VALUES = {
     "market_candles": CANDLES,
     "market_trades": TRADES,
     "reviews_enriched": REVIEWS,
+    "market_quotes": QUOTES,
     "alerts": ALERTS,
+    "dq_results": DQ_RESULTS,
+    "market_feed_gaps": FEED_GAPS,
 }
 ARCHIVE = {
     "_topic": "'bench'",
@@ -139,13 +184,13 @@ def generate(folder: Path, rows: int, now: datetime) -> None:
 def baseline(con: duckdb.DuckDBPyConnection, now: datetime) -> int:
     n = 0
     nulls = lambda c: f"COUNT(*) FILTER (WHERE {c} IS NULL)"  # noqa: E731
-    below = lambda c, v: f"COUNT(*) FILTER (WHERE {c} < {v})"  # noqa: E731
+    not_positive = lambda c: f"COUNT(*) FILTER (WHERE {c} <= 0)"  # noqa: E731
     candle_cols = ["open", "high", "low", "close", "volume"]
     con.execute(
         "SELECT COUNT(*), MAX(event_time), "
         + ", ".join([nulls("symbol")] + [nulls(c) for c in candle_cols])
         + ", "
-        + ", ".join(below(c, "0.000000000000000001") for c in candle_cols)
+        + ", ".join(not_positive(c) for c in candle_cols)
         + ", COUNT(*) FILTER (WHERE high < GREATEST(open, close) OR low > LEAST(open, close))"
         " FROM market_candles"
     ).fetchall()
@@ -170,10 +215,37 @@ def baseline(con: duckdb.DuckDBPyConnection, now: datetime) -> int:
         "SELECT COUNT(*), MAX(event_time), "
         + ", ".join(nulls(c) for c in ("event_id", "venue", "symbol", "price", "size"))
         + ", "
-        + ", ".join(below(c, "0.000000000000000001") for c in ("price", "size"))
+        + ", ".join(not_positive(c) for c in ("price", "size"))
         + ", COUNT(*) FILTER (WHERE side NOT IN ('buy', 'sell', 'unknown'))"
         ", COUNT(*) - COUNT(DISTINCT event_id)"
         " FROM market_trades"
+    ).fetchall()
+    con.execute(
+        "SELECT COUNT(*), MAX(event_time), "
+        + ", ".join(nulls(c) for c in ("symbol", "source", "price", "size"))
+        + ", COUNT(*) FILTER (WHERE asset_class NOT IN ('crypto', 'equity'))"
+        + ", "
+        + not_positive("price")
+        + ", COUNT(*) FILTER (WHERE size < 0)"
+        " FROM market_quotes"
+    ).fetchall()
+    con.execute(
+        "SELECT COUNT(*), "
+        + ", ".join(nulls(c) for c in ("gap_id", "venue", "symbol"))
+        + ", COUNT(*) FILTER (WHERE missing_count < 1)"
+        ", COUNT(*) FILTER (WHERE reason NOT IN ('sequence_skip', 'reconnect'))"
+        ", COUNT(*) FILTER (WHERE last_missing < first_missing"
+        " OR missing_count <> last_missing - first_missing + 1)"
+        ", COUNT(*) - COUNT(DISTINCT gap_id)"
+        " FROM market_feed_gaps"
+    ).fetchall()
+    con.execute(
+        "SELECT COUNT(*), "
+        + ", ".join(nulls(c) for c in ("run_id", '"check"', "dataset", "outcome", "run_time"))
+        + ", COUNT(*) FILTER (WHERE outcome NOT IN ('passed', 'failed', 'warn',"
+        " 'not_evaluated', 'excluded', 'error'))"
+        ", COUNT(*) FILTER (WHERE passed <> (outcome = 'passed'))"
+        " FROM dq_results"
     ).fetchall()
     for check_file in checkfile.load_dir(DEFAULT_CHECKS_DIR):
         for check in check_file.contract.get("checks", []):

@@ -1,6 +1,7 @@
 """The demo flow: drive the API, crawl the sample site, stream ticks, check the exchange
-feeds (market_feeds on the local simulator), wait for the archive, show the insights, and
-compare what went in with what came out, for this run only.
+feeds (market_feeds on the local simulator), wait for the archive, run the data-quality
+checks and digests over it, show the insights, and compare what went in with what came out,
+for this run only.
 
 `run_demo` is what `pulse demo` calls; the e2e test calls the same function at a smaller
 scale and asserts on the returned `DemoReport`.
@@ -29,6 +30,7 @@ from typing import Any
 import httpx
 import orjson
 from contracts import topics
+from quality.settings import QualitySettings
 from query import insights
 from query.app import build_engine
 from query.engine import QueryEngine
@@ -37,6 +39,7 @@ from query.settings import ArchiveSettings, QuerySettings
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
+from rich.text import Text
 
 from pulse_cli import demo_receivers, kafka_scan, processes, scenario
 from pulse_cli.processes import DEMO_FEED_SYMBOLS
@@ -795,6 +798,7 @@ def _run_demo(
     notified, lines = notifier_stages(receivers, sc, wait_s=NOTIFY_WAIT_S)
     s.extend(notified)
     s.append(dashboard_stage(root, api_url, sc.symbols, console=console))
+    s.extend(quality_stages(env, console=console, now=datetime.now(UTC)))
 
     if show_insights:
         print_insights(console, engine, equity=sc.equity)
@@ -858,6 +862,64 @@ def dashboard_stage(
     return Stage(
         "dashboard: demo symbols in its snapshot", len(symbols), len(seen & set(symbols)), note
     )
+
+
+def quality_stages(
+    env: dict[str, str],
+    *,
+    console: Console,
+    now: datetime,
+    settings: QualitySettings | None = None,
+) -> list[Stage]:
+    """`pulse check` and `pulse report` over the demo's archive, in this process: every
+    declared check evaluated (its PASS/FAIL line printed), both daily digests rendered and
+    archived. Nothing is published: the scheduled runs (`pulse up`, the CronJobs) publish
+    results and alerts; the demo shows them. The stage counts checks evaluated, not passed:
+    the stack's archive is shared and long-lived (earlier runs' symbols go stale, replays
+    archive duplicates), and a failed check is a finding to show, not a lost record."""
+    # Soda Core's import takes seconds: paid only when this stage runs.
+    from quality import checkfile
+    from quality import main as quality_main
+
+    values = {k.lower(): v for k, v in env.items() if k.lower() in ArchiveSettings.model_fields}
+    archive = ArchiveSettings.model_validate(values)
+    settings = settings or QualitySettings(publish=False)
+    console.print("\n[bold]Data quality over the archive (pulse check)[/bold]")
+    declared = sum(f.check_count for f in checkfile.load_dir(settings.checks_dir))
+    lines: list[str] = []
+    try:
+        quality_main.check(settings, archive, None, now=now, echo=lines.append)
+    except Exception as exc:  # the stage says what broke; the other stages stand
+        lines.append(f"ERROR {exc}")
+    results = [line for line in lines if line.startswith(("PASS ", "FAIL "))]
+    evaluated = [line for line in results if ".contract " not in line]
+    failed = [line.split()[1].split("[")[0] for line in results if line.startswith("FAIL ")]
+    colours = {"PASS": "green", "FAIL": "red", "ERRO": "red"}
+    for line in lines:  # as Text: a line's `[low]` or `['buy', …]` is not markup
+        console.print(Text(f"  {line}", style=colours.get(line[:4], "bold")))
+    failed_note = f": {', '.join(failed[:6])}{'…' if len(failed) > 6 else ''}" if failed else ""
+    check_stage = Stage(
+        "quality: checks evaluated over the archive",
+        declared,
+        len(evaluated),
+        f"{len(results) - len(failed)} passed, {len(failed)} failed{failed_note}",
+    )
+    digest_lines: list[str] = []
+    try:
+        quality_main.report(settings, archive, None, now=now, echo=digest_lines.append)
+    except Exception as exc:
+        digest_lines.append(f"ERROR {exc}")
+    archived = [line for line in digest_lines if line.startswith("archived ")]
+    console.print("\n[bold]Daily digests (pulse report)[/bold]")
+    for line in archived + [line for line in digest_lines if line.startswith("ERROR ")]:
+        console.print(Text(f"  {line}"))
+    digest_stage = Stage(
+        "quality: daily digests rendered and archived",
+        2,
+        len(archived),
+        "customer team and market desk: HTML, chat text, figures",
+    )
+    return [check_stage, digest_stage]
 
 
 def print_insights(console: Console, engine: QueryEngine, *, equity: str | None) -> None:

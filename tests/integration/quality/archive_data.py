@@ -12,7 +12,16 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 from contracts import datasets
 from contracts.datasets import Dataset
-from contracts.events import AlertRaised, CandleClosed, Event, ReviewEnriched, TradeExecuted
+from contracts.events import (
+    AlertRaised,
+    CandleClosed,
+    DataQualityResult,
+    Event,
+    FeedGap,
+    QuotePolled,
+    ReviewEnriched,
+    TradeExecuted,
+)
 from query.archive import ArchiveLocation
 from s3_archiver import encoding
 from s3_archiver.object_keys import partition_path
@@ -141,6 +150,78 @@ def alerts(now: datetime, *, hours: int) -> list[AlertRaised]:
     ]
 
 
+def quotes(now: datetime, *, hours: int) -> list[QuotePolled]:
+    """One quote per symbol every five minutes from a polled feed; sizes 0 (not reported)."""
+    return [
+        quote(symbol, asset_class, now - timedelta(minutes=5 * step), price=Decimal(100 + step % 9))
+        for step in range(hours * 12, 0, -1)
+        for symbol, asset_class in SYMBOLS.items()
+    ]
+
+
+def quote(symbol: str, asset_class: str, when: datetime, *, price: Decimal) -> QuotePolled:
+    return QuotePolled.model_validate(
+        {
+            "symbol": symbol,
+            "asset_class": asset_class,
+            "price": price,
+            "size": Decimal(0),
+            "event_time": when,
+            "source": "feed:test",
+            "polled_at": when,
+            "event_id": f"quote:feed:test:{symbol}:{when.isoformat()}",
+        }
+    )
+
+
+def feed_gaps(now: datetime, *, hours: int) -> list[FeedGap]:
+    """A gap every six hours, its range and count consistent."""
+    return [feed_gap(h, now - timedelta(hours=h)) for h in range(hours, 0, -6)]
+
+
+def feed_gap(n: int, when: datetime, *, missing_count: int | None = None) -> FeedGap:
+    first = 1000 * n
+    return FeedGap.model_validate(
+        {
+            "gap_id": f"sim:BTC-USD:{first}",
+            "event_id": f"sim:BTC-USD:{first}",
+            "venue": "sim",
+            "symbol": "BTC-USD",
+            "venue_symbol": "BTC-USD",
+            "first_missing": first,
+            "last_missing": first + 2,
+            "missing_count": 3 if missing_count is None else missing_count,
+            "reason": "sequence_skip",
+            "event_time": when,
+            "detected_at": when,
+        }
+    )
+
+
+SEED_RUN_ID = "seed-run"  # dq_results written by the test, not by a check run
+
+
+def dq_results(now: datetime, *, hours: int) -> list[DataQualityResult]:
+    """Results of an earlier hourly run (one check a run)."""
+    return [
+        DataQualityResult.model_validate(
+            {
+                "run_id": f"{SEED_RUN_ID}-{h}",
+                "check": "freshness",
+                "check_type": "freshness",
+                "dataset": "market_candles",
+                "observed_value": 0.1,
+                "threshold": "unit=hour, must_be_less_than=2",
+                "passed": True,
+                "outcome": "passed",
+                "event_time": now - timedelta(hours=h),
+                "run_time": now - timedelta(hours=h),
+            }
+        )
+        for h in range(hours, 0, -1)
+    ]
+
+
 def write(
     location: ArchiveLocation,
     dataset: Dataset,
@@ -187,6 +268,9 @@ def good_archive(location: ArchiveLocation, now: datetime, *, hours: int = 72) -
     write(location, datasets.REVIEWS_ENRICHED, reviews(now, hours=hours))
     write(location, datasets.ALERTS, alerts(now, hours=hours))
     write(location, datasets.MARKET_TRADES, trades(now, hours=hours))
+    write(location, datasets.MARKET_QUOTES, quotes(now, hours=hours))
+    write(location, datasets.MARKET_FEED_GAPS, feed_gaps(now, hours=hours))
+    write(location, datasets.DQ_RESULTS, dq_results(now, hours=hours))
 
 
 def with_extra_column(table: pa.Table) -> pa.Table:

@@ -135,6 +135,15 @@ def write_bad_objects(location: ArchiveLocation, now: datetime) -> None:
         start_offset=40_000_000,
         table_hook=archive_data.with_extra_column,
     )
+    # 6. a quote with a zero price, from the test's feed at the latest minute
+    zero_quote = archive_data.quote("BTC-USD", "crypto", minute, price=archive_data.Decimal(0))
+    archive_data.write(location, datasets.MARKET_QUOTES, [zero_quote], start_offset=50_000_000)
+    # 7. a feed gap whose count disagrees with its range (3 numbers missing, 5 counted)
+    gap = archive_data.feed_gap(999, now - timedelta(minutes=4), missing_count=5)
+    archive_data.write(location, datasets.MARKET_FEED_GAPS, [gap], start_offset=60_000_000)
+    # 8. a check result archived twice: the newest seeded result again at other offsets
+    again_result = archive_data.dq_results(now, hours=HOURS)[-1]
+    archive_data.write(location, datasets.DQ_RESULTS, [again_result], start_offset=70_000_000)
 
 
 EXPECTED_FAILURES = {
@@ -143,6 +152,9 @@ EXPECTED_FAILURES = {
     "reviews_enriched.one_row_per_review_version": None,  # Soda's duplicate count, ≥ 1
     "reviews_enriched.dedup_key_not_null": 3.0,
     "reviews_enriched.schema_matches_contract": 1.0,
+    "market_quotes.price_positive": 1.0,
+    "market_feed_gaps.missing_range_consistent": 1.0,
+    "dq_results.one_result_per_check_and_run": 1.0,
 }
 
 
@@ -156,7 +168,7 @@ def start_archiver(
             "ARCHIVER_ROOT_PREFIX": prefix,
             "ARCHIVER_GROUP_ID": f"quality-test-{results_topic}",
             "ARCHIVER_DLQ_TOPIC": f"{results_topic}.dlq",
-            "ARCHIVER_HTTP_PORT": "61701",
+            "ARCHIVER_HTTP_PORT": "61601",  # the quality tests' port range
             "ARCHIVER_LOG_JSON": "false",
             "ARCHIVER_POLL_TIMEOUT_MS": "200",
             "ARCHIVER_WINDOW_S": "2",
@@ -215,17 +227,19 @@ async def test_good_archive_passes_and_bad_objects_fail_exactly_their_checks(
     archiver = start_archiver(env, results_topic, archive_prefix, tmp_path / "archiver.log")
     try:
         engine = QueryEngine(ArchiveCatalog(location, ttl_s=0))
+        # the results the test seeded (archive_data.dq_results) are not this test's runs
+        not_seeded = f"run_id NOT LIKE '{archive_data.SEED_RUN_ID}%'"
         deadline = time.monotonic() + 60
         rows: list[tuple[Any, ...]] = []
         while time.monotonic() < deadline:
-            rows = engine.run("SELECT count(*) FROM dq_results").rows
+            rows = engine.run(f"SELECT count(*) FROM dq_results WHERE {not_seeded}").rows
             if rows[0][0] >= total:
                 break
             await asyncio.sleep(1)
         assert rows[0][0] == total, (tmp_path / "archiver.log").read_text()[-3000:]
         recorded = engine.run(
             "SELECT dataset || '.' || \"check\", observed_value, threshold FROM dq_results "
-            "WHERE NOT passed ORDER BY 1"
+            f"WHERE NOT passed AND {not_seeded} ORDER BY 1"
         ).rows
     finally:
         archiver.terminate()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from contracts import datasets
 from quality import checkfile
 from quality.settings import DEFAULT_CHECKS_DIR
 
@@ -18,7 +19,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_shipped_files_load_with_the_contract_schema() -> None:
     files = {f.dataset.name: f for f in checkfile.load_dir(DEFAULT_CHECKS_DIR)}
-    assert set(files) == {"market_candles", "market_trades", "reviews_enriched", "alerts"}
+    assert set(files) == set(datasets.BY_NAME), "every archived dataset has a checks file"
     columns = {c["name"]: c["data_type"] for c in files["market_candles"].contract["columns"]}
     assert columns["open"] == "DECIMAL" and columns["symbol"] == "VARCHAR"
     assert {"_topic", "_offset", "dt", "hour", "vwap"} <= set(columns)

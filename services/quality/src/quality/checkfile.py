@@ -39,6 +39,11 @@ class CheckFile:
     contract: dict[str, Any]  # the Soda contract, ready to dump
 
     @property
+    def check_count(self) -> int:
+        """How many checks the file declares: one result line each in a run."""
+        return len(_iter_checks(self.contract))
+
+    @property
     def thresholds(self) -> dict[str, str]:
         """Each named check's threshold as written, for dq_results."""
         out: dict[str, str] = {}
@@ -52,7 +57,13 @@ class CheckFile:
 
 def _describe_threshold(check_type: str, threshold: Any, body: dict[str, Any]) -> str:
     parts = [f"{k}={v}" for k, v in (threshold or {}).items()]
-    for key in ("valid_min", "valid_max", "valid_values", "valid_reference_data"):
+    for key in (
+        "valid_min",
+        "valid_max",
+        "valid_values",
+        "invalid_values",
+        "valid_reference_data",
+    ):
         if key in body:
             parts.append(f"{key}={body[key]}")
     if not threshold and check_type not in ("row_count", "schema"):
