@@ -275,10 +275,13 @@ def test_eks_uses_aws_services_and_irsa(rendered: dict[str, list[dict[str, Any]]
     )
     assert "S3_ENDPOINT_URL" not in common["data"], "EKS talks to S3 itself"
     accounts = objects(docs, "ServiceAccount")
-    for name in ("s3-archiver", "query"):
-        role = accounts[name]["metadata"].get("annotations", {}).get("eks.amazonaws.com/role-arn")
+    s3_readers = {name: objects(docs, "Deployment")[name] for name in ("s3-archiver", "query")}
+    s3_readers.update({name: objects(docs, "CronJob")[name] for name in QUALITY_CRONJOBS})
+    for name, workload in s3_readers.items():
+        spec = pod_spec(workload)
+        account = accounts[spec["serviceAccountName"]]
+        role = account["metadata"].get("annotations", {}).get("eks.amazonaws.com/role-arn")
         assert role and role.startswith("arn:aws:iam::"), f"{name}: no IRSA role"
-        spec = pod_spec(objects(docs, "Deployment")[name])
         assert spec.get("automountServiceAccountToken") is True, f"{name}: IRSA needs the token"
         for c in spec["containers"]:
             for env in c.get("env", []):
@@ -305,8 +308,14 @@ def test_archiver_outlives_its_flush_grace(rendered: dict[str, list[dict[str, An
         assert period > grace, f"{overlay}: {period}s does not exceed the {grace}s flush grace"
 
 
+def pod_spec_labels(obj: dict[str, Any]) -> dict[str, str]:
+    """The pod template's labels of a Deployment or CronJob."""
+    spec = obj["spec"]["jobTemplate"]["spec"] if obj["kind"] == "CronJob" else obj["spec"]
+    return dict(spec["template"]["metadata"]["labels"])
+
+
 def effective_env(docs: list[dict[str, Any]], dep: dict[str, Any]) -> dict[str, str]:
-    """Plain values a Deployment's first container gets from env and ConfigMap envFrom."""
+    """Plain values a workload's first container gets from env and ConfigMap envFrom."""
     maps = objects(docs, "ConfigMap")
     out: dict[str, str] = {}
     container = pod_spec(dep)["containers"][0]
@@ -451,6 +460,19 @@ def test_crawler_cronjob_component_replaces_the_deployment(tools_bin: Path, tmp_
 
 
 KAFKA_CLIENTS = ("cdc-processor", "s3-archiver", "crawler", "market-feeds", "notifier", "dashboard")
+# The quality CronJobs read the archive and publish results and alerts: Kafka clients and S3
+# readers like the Deployments above.
+QUALITY_CRONJOBS = ("quality-check", "quality-report")
+
+
+def kafka_client_workloads(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Every Pulse workload that speaks Kafka: the Deployments and the quality CronJobs."""
+    deployments = objects(docs, "Deployment")
+    cronjobs = objects(docs, "CronJob")
+    return {
+        **{name: deployments[name] for name in KAFKA_CLIENTS},
+        **{name: cronjobs[name] for name in QUALITY_CRONJOBS},
+    }
 
 
 def test_k3s_kafka_clients_use_scram_over_tls(rendered: dict[str, list[dict[str, Any]]]) -> None:
@@ -458,8 +480,9 @@ def test_k3s_kafka_clients_use_scram_over_tls(rendered: dict[str, list[dict[str,
     SCRAM password from its Secret and the CA mounted where KAFKA_SSL_CAFILE points."""
     docs = rendered["k3s"]
     deployments = objects(docs, "Deployment")
-    for name in KAFKA_CLIENTS:
-        dep = deployments[name]
+    tls_clients = objects(docs, "NetworkPolicy")["kafka-tls-clients"]["spec"]["podSelector"]
+    allowed = tls_clients["matchExpressions"][0]["values"]
+    for name, dep in kafka_client_workloads(docs).items():
         env = effective_env(docs, dep)
         assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9094", name
         assert (env["KAFKA_SECURITY_PROTOCOL"], env["KAFKA_SASL_MECHANISM"]) == (
@@ -471,6 +494,8 @@ def test_k3s_kafka_clients_use_scram_over_tls(rendered: dict[str, list[dict[str,
         assert password[0]["valueFrom"]["secretKeyRef"]["name"] == "pulse-kafka-scram", name
         mounts = {m["mountPath"] for m in container["volumeMounts"]}
         assert str(Path(env["KAFKA_SSL_CAFILE"]).parent) in mounts, f"{name}: CA not mounted"
+        label = pod_spec_labels(dep)["app.kubernetes.io/name"]
+        assert label in allowed, f"{name}: the network policy keeps it from port 9094"
     connect = {e["name"]: e for e in pod_spec(deployments["connect"])["containers"][0]["env"]}
     for prefix in ("CONNECT_", "CONNECT_PRODUCER_", "CONNECT_CONSUMER_", "CONNECT_ADMIN_"):
         assert connect[f"{prefix}SECURITY_PROTOCOL"]["value"] == "SASL_SSL", prefix
@@ -487,8 +512,7 @@ def test_eks_kafka_clients_use_msk_iam_through_irsa(
 ) -> None:
     docs = rendered["eks"]
     accounts = objects(docs, "ServiceAccount")
-    for name in KAFKA_CLIENTS:
-        dep = objects(docs, "Deployment")[name]
+    for name, dep in kafka_client_workloads(docs).items():
         env = effective_env(docs, dep)
         assert (env["KAFKA_SECURITY_PROTOCOL"], env["KAFKA_SASL_MECHANISM"]) == (
             "SASL_SSL",
