@@ -178,9 +178,10 @@ def generate(folder: Path, rows: int, now: datetime) -> None:
 
 
 # The same checks as the checks files, hand-written: one aggregate per dataset for the
-# column checks (and the single-column duplicate), then the SQL metrics and failed-rows
-# queries (the checks files' own SQL: uniqueness, per-partition freshness, hourly volume),
-# and the schema from DESCRIBE.
+# column checks, the failed-rows expressions and the single-column duplicates ("> 0" as an
+# exact `<= 0`, as the checks files compare), then the SQL metrics and failed-rows queries
+# (the checks files' own SQL: uniqueness, per-partition freshness, hourly volume), and the
+# schema from DESCRIBE.
 def baseline(con: duckdb.DuckDBPyConnection, now: datetime) -> int:
     n = 0
     nulls = lambda c: f"COUNT(*) FILTER (WHERE {c} IS NULL)"  # noqa: E731
