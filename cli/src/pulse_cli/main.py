@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from servicekit import cdc_health
+from servicekit.settings import load_settings
 
-from pulse_cli import kafka_scan, processes
+from pulse_cli import cdc_source, kafka_scan, processes
 from pulse_cli.render import progress_bar, result_table
 from pulse_cli.silences import SilenceApiError, SilenceClient, parse_duration_s, parse_matchers
 from pulse_cli.stackenv import repo_root, stack_env
@@ -141,11 +143,33 @@ def status() -> None:
             str(supervisor.log_file(spec.name).relative_to(root)),
         )
     console.print(table)
+    _print_cdc_source(env)
     subprocess.run(  # noqa: S603  # the repo's own stack script
         [sys.executable, str(root / "deploy" / "local" / "stack.py"), "status"],
         cwd=root,
         check=False,
     )
+
+
+def _print_cdc_source(env: dict[str, str]) -> None:
+    """The CDC line: red when the replication slot is idle, missing or lags past the threshold
+    (PULSE_CDC_SLOT_LAG_MAX_BYTES), or no change event came for PULSE_CDC_CHANGE_AGE_MAX_S."""
+    settings = load_settings(cdc_health.CdcHealthSettings)
+    report = asyncio.run(cdc_source.check(env, settings))
+    slot = report.slot
+    lag = "unknown" if slot is None or slot.lag_bytes is None else f"{slot.lag_bytes:,} B"
+    age = "none" if report.last_change_age_s is None else f"{report.last_change_age_s:.1f} s"
+    table = Table(title="CDC (source side)", title_justify="left", header_style="bold cyan")
+    for column in ("slot", "reader", "slot lag", "last change event", "health"):
+        table.add_column(column)
+    table.add_row(
+        settings.slot_name,
+        "—" if slot is None or not slot.exists else ("active" if slot.active else "none"),
+        lag,
+        age,
+        "[green]ok[/green]" if report.healthy else f"[red]{'; '.join(report.problems)}[/red]",
+    )
+    console.print(table)
 
 
 @app.command()

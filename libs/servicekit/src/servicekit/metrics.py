@@ -100,6 +100,20 @@ CDC_REPLICATION_LAG = Gauge(
     ["topic"],
     registry=REGISTRY,
 )
+# Exported by ingest (it holds the database connection), read at every scrape (cdc_health).
+CDC_SLOT_LAG = Gauge(
+    "pulse_cdc_slot_lag_bytes",
+    "WAL written since the replication slot's confirmed position: what Debezium has not "
+    "delivered yet",
+    ["slot"],
+    registry=REGISTRY,
+)
+CDC_SLOT_ACTIVE = Gauge(
+    "pulse_cdc_slot_active",
+    "1 while a reader (Debezium) holds the replication slot; 0 when it is idle or missing",
+    ["slot"],
+    registry=REGISTRY,
+)
 PARTITION_STALLED = Gauge(
     "pulse_partition_stalled",
     "1 when a partition's lag grows while its position does not advance",

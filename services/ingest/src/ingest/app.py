@@ -171,6 +171,18 @@ def create_app(
             except DatabaseUnavailableError:
                 log.warning("idempotency purge skipped: database unavailable")
 
+    async def observe_cdc_slot() -> None:
+        """The replication slot's lag at every scrape (one indexed read of a system view): the
+        source side of CDC health, which Debezium's own status does not show."""
+        slot_name = settings.cdc_slot_name
+        try:
+            slot = await db.replication_slot(slot_name)
+        except DatabaseUnavailableError:
+            return  # logged by the repository; the gauges keep their last values
+        metrics.CDC_SLOT_ACTIVE.labels(slot_name).set(1 if slot.active else 0)
+        if slot.lag_bytes is not None:
+            metrics.CDC_SLOT_LAG.labels(slot_name).set(slot.lag_bytes)
+
     app = FastAPI(
         title="Pulse ingest",
         version="1.0.0",
@@ -205,6 +217,7 @@ def create_app(
 
     @app.get("/metrics", tags=["ops"], response_class=Response)
     async def prometheus() -> Response:
+        await observe_cdc_slot()
         body, ctype = metrics.render()
         return Response(body, media_type=ctype)
 

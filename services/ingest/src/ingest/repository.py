@@ -22,6 +22,7 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+from servicekit import cdc_health
 
 from ingest.auth import ApiKey, parse_scopes
 from ingest.idempotency import StoredResponse, replay
@@ -223,6 +224,11 @@ class Database:
     async def ping(self) -> None:
         async with self._connection() as conn:
             await conn.fetchval("SELECT 1")
+
+    async def replication_slot(self, slot_name: str) -> cdc_health.SlotState:
+        """The CDC replication slot's state (ingest exports it on /metrics)."""
+        async with self._connection() as conn:
+            return await cdc_health.read_slot(conn, slot_name)
 
     # --- api keys -------------------------------------------------------------------
     async def load_api_keys(self) -> dict[bytes, ApiKey]:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
+from servicekit import cdc_health
 from servicekit.settings import ServiceSettings
 
 
@@ -42,6 +43,8 @@ class IngestSettings(ServiceSettings):
     # Batch COPYs (up to 10,000 rows) may run this long once a connection is acquired.
     db_batch_statement_timeout_s: float = Field(default=5.0, gt=0)
     retry_after_s: int = Field(default=1, ge=1)
+    # The Debezium replication slot whose lag /metrics reports (pulse_cdc_slot_lag_bytes).
+    cdc_slot_name: str = Field(default=cdc_health.DEFAULT_SLOT_NAME, min_length=1)
 
     max_body_bytes: int = Field(default=2 * 1024 * 1024, gt=0)
     api_key_refresh_s: float = Field(default=5.0, gt=0)
