@@ -95,6 +95,12 @@ integration: sync stack-up migrate bench-tools browser-tools ## Integration test
 e2e: sync stack-up migrate ## End-to-end pipeline test on the real stack
 	$(PY) pytest tests/e2e -q
 
+.PHONY: chaos
+# Kills workers and restarts the stack's parts (PostgreSQL, Kafka, Connect, S3Proxy) under a
+# steady review load: run it alone, on a stack nobody else is using. tests/chaos/README.md.
+chaos: sync stack-up migrate ## Fault suite: 8 faults under load, 0 lost / 0 duplicates, recovery bounds; prints a table
+	PULSE_CHAOS=1 $(PY) pytest tests/chaos -q -p no:cacheprovider -m chaos
+
 .PHONY: k8s-tools
 k8s-tools: ## Install kustomize and the schema validator used by the deploy checks
 	deploy/k8s/tools.sh >/dev/null

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 from types import ModuleType
@@ -12,6 +13,9 @@ from pulse_cli.scripts import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 STACK_PY = REPO / "deploy" / "local" / "stack.py"
+
+# The fault suite restarts the stack's parts and takes minutes: only `make chaos` runs it.
+collect_ignore = [] if os.environ.get("PULSE_CHAOS") == "1" else ["chaos"]
 
 
 @pytest.fixture(scope="session")
