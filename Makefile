@@ -97,8 +97,9 @@ e2e: sync stack-up migrate ## End-to-end pipeline test on the real stack
 
 .PHONY: chaos
 # Kills workers and restarts the stack's parts (PostgreSQL, Kafka, Connect, S3Proxy) under a
-# steady review load: run it alone, on a stack nobody else is using. tests/chaos/README.md.
-chaos: sync stack-up migrate ## Fault suite: 8 faults under load, 0 lost / 0 duplicates, recovery bounds; prints a table
+# steady review load: run it alone, on a stack nobody else is using (docs/scaling.md, "Fault
+# suite"). Its fixture applies the migrations to the stack PULSE_STACK_DIR names.
+chaos: sync stack-up ## Fault suite: 8 faults under load, 0 lost / 0 duplicates, recovery bounds; prints a table
 	PULSE_CHAOS=1 $(PY) pytest tests/chaos -q -p no:cacheprovider -m chaos
 
 .PHONY: k8s-tools
