@@ -6,6 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 from aiokafka.consumer import fetcher as aiokafka_fetcher
@@ -49,3 +50,21 @@ def _aiokafka_fetcher_as_found(monkeypatch: pytest.MonkeyPatch) -> None:
     real-broker comparison) would leave every later test on a patched aiokafka. Put aiokafka's
     own class back after each test."""
     monkeypatch.setattr(aiokafka_fetcher, "MemoryRecords", aiokafka_fetcher.MemoryRecords)
+
+
+@pytest.fixture
+def trace_spans(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Tracing on for one test, as `servicekit.tracing.configure` turns it on, but exporting to
+    memory: returns the InMemorySpanExporter (`get_finished_spans()`). Parts that read
+    `tracing.ENABLED` at construction must be built after this fixture."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from servicekit import tracing
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(tracing, "ENABLED", True)
+    monkeypatch.setattr(tracing, "_tracer", provider.get_tracer("pulse.test"))
+    return exporter

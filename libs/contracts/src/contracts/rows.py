@@ -3,6 +3,10 @@
 The ingest service owns the tables; these models are the column contract it must keep.
 With `decimal.handling.mode=string` NUMERIC arrives as a string; `timestamptz` arrives as an
 ISO-8601 string with zone; `uuid` as its canonical string.
+
+`trace_parent` (reviews, market ticks) is the W3C traceparent of the API request that wrote
+the row, when tracing was on (servicekit.tracing): how a trace crosses PostgreSQL and
+Debezium. It is transport, not data: no emitted event or archived dataset carries it.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ class ReviewRow(_Row):
     external_id: str | None = None
     created_at: UtcDatetime
     updated_at: UtcDatetime
+    trace_parent: str | None = None
 
 
 class MarketTickRow(_Row):
@@ -63,3 +68,4 @@ class MarketTickRow(_Row):
     event_time: UtcDatetime
     venue: str | None = None
     ingested_at: UtcDatetime | None = None
+    trace_parent: str | None = None

@@ -9,6 +9,7 @@ import logging
 import faust
 import mode.loop
 from contracts import topics
+from servicekit import tracing
 from servicekit.interpreter import tune_gc
 from servicekit.kafka_auth import check_kafka_access
 from servicekit.logging import configure_logging
@@ -45,6 +46,7 @@ def main() -> None:
     settings = load_settings(CdcSettings)
     kafka = load_settings(KafkaSettings)
     configure_logging(SERVICE, level=settings.log_level, json=settings.log_json)
+    tracing.configure(SERVICE)  # before create_app: the agents pick their handlers by it
     log.info("event loop: %s", use_event_loop(settings.event_loop))
     if settings.uses_dev_pseudonym_key:
         log.warning("CDC_PSEUDONYM_KEY is not set: using the public DEV-ONLY key")

@@ -8,6 +8,7 @@ with its original bytes, reason and topic/partition/offset; processing always go
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -15,7 +16,7 @@ from typing import Any
 
 import orjson
 from contracts import topics
-from servicekit import metrics
+from servicekit import metrics, tracing
 from servicekit.health import HealthServer
 from servicekit.kafka import dead_letter
 
@@ -148,7 +149,7 @@ async def publish(
     delivered = []
     for out in outputs:
         delivered.append(
-            await send(names.get(out.topic, out.topic), out.key, out.value, None, None, None)
+            await send(names.get(out.topic, out.topic), out.key, out.value, None, None, out.headers)
         )
         counts_out[out.topic] = counts_out.get(out.topic, 0) + 1
     if changelog and delivered:
@@ -181,14 +182,17 @@ def register(p: Processor, *, sources: Mapping[str, str] | None = None) -> None:
         review = decoding.decode_review_crawled(message.value)
         return ([] if review is None else p.reviews.on_review(review)), None
 
+    def repartition(message: Any, tick: decoding.Tick) -> Output:
+        # Keyed by symbol; the source position travels along for redelivery checks.
+        source = (message.topic, message.partition, message.offset)
+        value = decoding.tick_to_json(tick, source=source)
+        return Output(p.ticks_by_symbol.get_topic_name(), tick.symbol.encode(), value)
+
     def tick_cdc(message: Any) -> tuple[list[Output], Rejected | None]:
-        # Repartition by symbol; the source position travels along for redelivery checks.
         tick = decoding.decode_tick_cdc(message.value)
         if tick is None:
             return [], None
-        source = (message.topic, message.partition, message.offset)
-        value = decoding.tick_to_json(tick, source=source)
-        return [Output(p.ticks_by_symbol.get_topic_name(), tick.symbol.encode(), value)], None
+        return [repartition(message, tick)], None
 
     def quote(message: Any) -> tuple[list[Output], Rejected | None]:
         tick = decoding.decode_quote(message.value)
@@ -219,6 +223,33 @@ def register(p: Processor, *, sources: Mapping[str, str] | None = None) -> None:
         "trades": (topics.MARKET_TRADES.name, trade),
         "ticks-by-symbol": (p.ticks_by_symbol.get_topic_name(), repartitioned_tick),
     }
+    if tracing.ENABLED:
+        # Chosen once here: with tracing off the agents run the plain handlers above. The
+        # review and CDC tick paths continue the trace of the API request that wrote the row
+        # (its `trace_parent` column, through Debezium), the repartitioned tick the trace in
+        # its `traceparent` header; what they emit carries their span's traceparent.
+        traced: dict[str, Handler] = {
+            "reviews-cdc": _traced(
+                "reviews-cdc",
+                lambda m: decoding.decode_review_cdc(m.value),
+                lambda m, review: review.trace_parent,
+                lambda m, review: (p.reviews.on_review(review), None),
+            ),
+            "ticks-cdc": _traced(
+                "ticks-cdc",
+                lambda m: decoding.decode_tick_cdc(m.value),
+                lambda m, tick: tick.trace_parent,
+                lambda m, tick: ([repartition(m, tick)], None),
+            ),
+            "ticks-by-symbol": _traced(
+                "ticks-by-symbol",
+                lambda m: decoding.tick_from_json(m.value),
+                lambda m, decoded: tracing.header_traceparent(m.headers),
+                lambda m, decoded: p.ticks.on_tick(decoded[0], position=decoded[1]),
+            ),
+        }
+        for name, handle in traced.items():
+            routes[name] = (routes[name][0], handle)
     p.handlers.update({name: handle for name, (_topic, handle) in routes.items()})
     if sources is not None:
         unknown = set(sources) - set(routes)
@@ -263,6 +294,35 @@ def register(p: Processor, *, sources: Mapping[str, str] | None = None) -> None:
         await server.start()
         metrics.SERVICE_INFO.labels(SERVICE).set(1)
         p.health_port = server.bound_port
+
+
+def _traced(
+    route: str,
+    decode: Callable[[Any], Any],
+    parent_of: Callable[[Any, Any], str | None],
+    process: Callable[[Any, Any], tuple[list[Output], Rejected | None]],
+) -> Handler:
+    """A handler: `decode` the record (None: nothing to do), then `process` it inside a
+    CONSUMER span, the child of `parent_of(message, decoded)`; every output gets the span's
+    traceparent header."""
+
+    def handle(message: Any) -> tuple[list[Output], Rejected | None]:
+        decoded = decode(message)
+        if decoded is None:
+            return [], None
+        parent = tracing.valid_traceparent(parent_of(message, decoded))
+        with tracing.consumer_span(
+            f"{route} process",
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            parent=parent,
+        ) as span:
+            outputs, rejected = process(message, decoded)
+        headers = tracing.traceparent_headers(tracing.format_traceparent(span))
+        return [dataclasses.replace(out, headers=headers) for out in outputs], rejected
+
+    return handle
 
 
 def _make_agent(

@@ -67,6 +67,8 @@ class ReviewInput:
     rating_source_value: Decimal | None = None
     rating_source_worst: Decimal | None = None
     rating_source_best: Decimal | None = None
+    # The W3C traceparent the row carried (contracts.rows); tracing only, never emitted.
+    trace_parent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +81,7 @@ class Tick:
     price: Decimal
     size: Decimal
     event_time: datetime
+    trace_parent: str | None = None  # as ReviewInput's: CDC ticks only, tracing only
 
 
 def _change(value: bytes | None) -> ChangeEvent | None:
@@ -175,6 +178,7 @@ def _review_input(row: ReviewRow, *, lsn: int | None) -> ReviewInput:
         locale=row.locale,
         event_time=row.updated_at,
         source_lsn=lsn,
+        trace_parent=row.trace_parent,
     )
 
 
@@ -256,6 +260,7 @@ def decode_tick_cdc(value: bytes | None) -> Tick | None:
         price=row.price,
         size=row.size,
         event_time=row.event_time,
+        trace_parent=row.trace_parent,
     )
 
 

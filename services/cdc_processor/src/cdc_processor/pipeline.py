@@ -33,6 +33,7 @@ class Output:
     topic: str
     key: bytes | None
     value: bytes
+    headers: list[tuple[str, bytes]] | None = None  # Kafka record headers (`traceparent`)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from fastapi import FastAPI, Header, Request, Response
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
-from servicekit import metrics
+from servicekit import metrics, tracing
 from servicekit.clock import Clock, SystemClock
 from starlette.types import ASGIApp
 
@@ -53,7 +53,7 @@ from ingest.repository import (
 )
 from ingest.review_writer import ReviewWriter
 from ingest.settings import IngestSettings
-from ingest.tick_batch import COPY_COLUMNS, copy_text, parse_tick_batch
+from ingest.tick_batch import COPY_COLUMNS, TRACED_COPY_COLUMNS, copy_text, parse_tick_batch
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +133,8 @@ def create_app(
     settings: IngestSettings, *, database: Database | None = None, clock: Clock | None = None
 ) -> FastAPI:
     clock = clock or SystemClock()
+    # Read once: with tracing off (the default) no request looks further than this local.
+    traced = tracing.ENABLED
     db = database or Database(_db_config(settings))
     keys = KeyStore(db.load_api_keys, clock=clock, refresh_s=settings.api_key_refresh_s)
     writer = ReviewWriter(
@@ -277,6 +279,7 @@ def create_app(
                 review_id=review_id,
                 review=review,
                 response=orjson.dumps(review_payload(review_id, review, now)),
+                trace_parent=tracing.current_traceparent() if traced else None,
             )
         )
         reviews_written.inc()
@@ -321,6 +324,7 @@ def create_app(
             now=now,
             reviews=items,
             response=orjson.dumps({"inserted": len(items), "ids": [i for i, _ in items]}),
+            trace_parent=tracing.current_traceparent() if traced else None,
         )
         metrics.ROWS_WRITTEN.labels("reviews").inc(len(items))
         return _stored(result)
@@ -350,7 +354,12 @@ def create_app(
         await guard(x_api_key, Scope.REVIEWS_WRITE)
         patch = await decode(request, schemas.ReviewPatch)
         changes = patch.model_dump(include=patch.model_fields_set)
-        row = await db.update_review(review_id, changes=changes, now=clock.now())
+        row = await db.update_review(
+            review_id,
+            changes=changes,
+            now=clock.now(),
+            trace_parent=tracing.current_traceparent() if traced else None,
+        )
         if row is None:
             raise NotFoundError(f"review {review_id} not found")
         return _json(200, _review_record(row))
@@ -384,6 +393,7 @@ def create_app(
         body = await request.body()
         now = clock.now()
         batch = parse_tick_batch(body, now=now)
+        trace_parent = tracing.current_traceparent() if traced else None
         result = await db.insert_ticks(
             api_key_id=key.id,
             key=idem,
@@ -393,8 +403,8 @@ def create_app(
                 else fingerprint_document("POST", "/v1/ticks/batch", batch.document)
             ),
             now=now,
-            copy_text=copy_text(batch.rows, ingested_at=now),
-            columns=COPY_COLUMNS,
+            copy_text=copy_text(batch.rows, ingested_at=now, trace_parent=trace_parent),
+            columns=COPY_COLUMNS if trace_parent is None else TRACED_COPY_COLUMNS,
             response=orjson.dumps({"inserted": len(batch.rows)}),
         )
         metrics.ROWS_WRITTEN.labels("market_ticks").inc(len(batch.rows))
@@ -408,16 +418,32 @@ def create_app(
 
 
 def edge(app: FastAPI, settings: IngestSettings) -> ASGIApp:
-    """What uvicorn serves: the FastAPI app, behind the raw-ASGI review fast path if enabled."""
-    if not settings.fast_path:
-        return app
-    return ReviewFastPath(
-        app,
-        handler=app.state.review_handler,
-        retry_after_s=settings.retry_after_s,
-        max_body_bytes=settings.max_body_bytes,
-        access_log=settings.access_log,
-    )
+    """What uvicorn serves: the FastAPI app, behind the raw-ASGI review fast path if enabled,
+    both inside a request span when tracing is on (servicekit.tracing)."""
+    served: ASGIApp = app
+    if settings.fast_path:
+        served = ReviewFastPath(
+            app,
+            handler=app.state.review_handler,
+            retry_after_s=settings.retry_after_s,
+            max_body_bytes=settings.max_body_bytes,
+            access_log=settings.access_log,
+        )
+    if tracing.ENABLED:
+        served = tracing.TracingMiddleware(served, route=route_of)
+    return served
+
+
+_REVIEW_PREFIX = "/v1/reviews/"
+_FIXED_REVIEW_PATHS = frozenset({"/v1/reviews/batch"})
+
+
+def route_of(path: str) -> str:
+    """A request path as its route (span names stay few): `/v1/reviews/<id>` →
+    `/v1/reviews/{review_id}`; every other route is a fixed path."""
+    if path.startswith(_REVIEW_PREFIX) and path not in _FIXED_REVIEW_PATHS:
+        return _REVIEW_PREFIX + "{review_id}"
+    return path
 
 
 def _openapi_with_bodies(app: FastAPI) -> Callable[[], dict[str, Any]]:
@@ -465,4 +491,5 @@ def build_app() -> ASGIApp:
     configure_logging("ingest", level=settings.log_level, json=settings.log_json)
     for handler in logging.getLogger().handlers:
         handler.addFilter(RequestIdFilter())
+    tracing.configure("ingest")
     return edge(create_app(settings), settings)

@@ -79,7 +79,13 @@ REVIEW_COLUMNS = (
     "external_id, created_at, updated_at"
 )
 
-_INSERT_REVIEW = """
+
+def _insert_review_sql(*, traced: bool) -> str:
+    """One review: resolve the product, claim the key with its response, insert. `traced`
+    also writes $16 into `trace_parent` (tracing on); untraced, the column stays NULL and the
+    statement is the one from before tracing existed."""
+    column, value = (", trace_parent", ", $16") if traced else ("", "")
+    return f"""
 WITH p AS (SELECT id FROM products WHERE sku = $1),
 idem AS (
     INSERT INTO idempotency_keys (api_key_id, key, fingerprint, status_code, response, created_at)
@@ -89,8 +95,8 @@ idem AS (
 ),
 ins AS (
     INSERT INTO reviews (id, product_id, rating, title, body, author_name, author_email,
-                         locale, source, external_id, created_at, updated_at)
-    SELECT $7, p.id, $8, $9, $10, $11, $12, $13, $14, $15, $6, $6 FROM p, idem
+                         locale, source, external_id, created_at, updated_at{column})
+    SELECT $7, p.id, $8, $9, $10, $11, $12, $13, $14, $15, $6, $6{value} FROM p, idem
     RETURNING 1
 )
 SELECT EXISTS (SELECT 1 FROM p) AS product_found,
@@ -98,18 +104,28 @@ SELECT EXISTS (SELECT 1 FROM p) AS product_found,
        k.fingerprint, k.status_code, k.response
 FROM (SELECT 1) AS one
 LEFT JOIN idempotency_keys k ON k.api_key_id = $2 AND k.key = $3
-"""
+"""  # noqa: S608  # the only interpolations are the fixed fragments above
 
-# The coalesced form of _INSERT_REVIEW: N reviews (distinct idempotency keys), one statement,
-# one commit. Row `ord` i answers input i, read exactly like _INSERT_REVIEW's single row.
-_INSERT_REVIEWS = """
+
+_INSERT_REVIEW = _insert_review_sql(traced=False)
+_INSERT_REVIEW_TRACED = _insert_review_sql(traced=True)
+
+
+def _insert_reviews_sql(*, traced: bool) -> str:
+    """`_insert_review_sql` for N reviews; `traced` adds the $17 array of traceparents."""
+    array, name, column, value = (
+        (", $17::text[]", ", trace_parent", ", trace_parent", ", p.trace_parent")
+        if traced
+        else ("", "", "", "")
+    )
+    return f"""
 WITH input AS (
     SELECT * FROM unnest(
         $1::int[], $2::bigint[], $3::text[], $4::bytea[], $5::bytea[], $6::timestamptz[],
         $7::uuid[], $8::text[], $9::int2[], $10::text[], $11::text[], $12::text[],
-        $13::text[], $14::text[], $15::text[], $16::text[]
+        $13::text[], $14::text[], $15::text[], $16::text[]{array}
     ) AS t(ord, api_key_id, key, fingerprint, response, now, id, sku, rating, title, body,
-           author_name, author_email, locale, source, external_id)
+           author_name, author_email, locale, source, external_id{name})
 ),
 p AS (SELECT input.*, products.id AS product_id FROM input JOIN products USING (sku)),
 idem AS (
@@ -120,9 +136,9 @@ idem AS (
 ),
 ins AS (
     INSERT INTO reviews (id, product_id, rating, title, body, author_name, author_email,
-                         locale, source, external_id, created_at, updated_at)
+                         locale, source, external_id, created_at, updated_at{column})
     SELECT p.id, p.product_id, p.rating, p.title, p.body, p.author_name, p.author_email,
-           p.locale, p.source, p.external_id, p.now, p.now
+           p.locale, p.source, p.external_id, p.now, p.now{value}
     FROM p JOIN idem USING (api_key_id, key)
     RETURNING id
 )
@@ -133,7 +149,13 @@ SELECT input.ord,
 FROM input
 LEFT JOIN idempotency_keys k ON k.api_key_id = input.api_key_id AND k.key = input.key
 ORDER BY input.ord
-"""
+"""  # noqa: S608  # the only interpolations are the fixed fragments above
+
+
+# The coalesced form of _INSERT_REVIEW: N reviews (distinct idempotency keys), one statement,
+# one commit. Row `ord` i answers input i, read exactly like _INSERT_REVIEW's single row.
+_INSERT_REVIEWS = _insert_reviews_sql(traced=False)
+_INSERT_REVIEWS_TRACED = _insert_reviews_sql(traced=True)
 
 _SELECT_REVIEW = """
 SELECT r.id, r.product_id, r.rating, r.title, r.body, r.author_name, r.author_email, r.locale,
@@ -371,11 +393,13 @@ class Database:
         review_id: UUID,
         review: ReviewIn,
         response: bytes,
+        trace_parent: str | None = None,
     ) -> StoredResponse:
         """One statement: resolve the product, claim the key with its response, insert."""
+        traced = () if trace_parent is None else (trace_parent,)
         async with self._connection() as conn:
             row = await conn.fetchrow(
-                _INSERT_REVIEW,
+                _INSERT_REVIEW if trace_parent is None else _INSERT_REVIEW_TRACED,
                 review.product_sku,
                 api_key_id,
                 key,
@@ -391,12 +415,14 @@ class Database:
                 review.locale,
                 review.source,
                 review.external_id,
+                *traced,
             )
         assert row is not None
         return review_outcome(row, response=response, fingerprint=fingerprint, review=review)
 
     async def insert_review_rows(self, items: Sequence[PendingReview]) -> list[asyncpg.Record]:
-        """_INSERT_REVIEWS for items whose (api_key_id, key) pairs are all distinct."""
+        """_INSERT_REVIEWS for items whose (api_key_id, key) pairs are all distinct; the traced
+        form when any item carries a traceparent."""
         columns: list[list[Any]] = [[] for _ in range(16)]
         for ord_, it in enumerate(items):
             r = it.review
@@ -407,8 +433,12 @@ class Database:
             )  # fmt: skip
             for column, value in zip(columns, values, strict=True):
                 column.append(value)
+        statement = _INSERT_REVIEWS
+        if any(it.trace_parent is not None for it in items):
+            statement = _INSERT_REVIEWS_TRACED
+            columns.append([it.trace_parent for it in items])
         async with self._connection() as conn:
-            rows: list[asyncpg.Record] = await conn.fetch(_INSERT_REVIEWS, *columns)
+            rows: list[asyncpg.Record] = await conn.fetch(statement, *columns)
         return rows
 
     async def insert_reviews(
@@ -420,7 +450,14 @@ class Database:
         now: datetime,
         reviews: Sequence[tuple[UUID, ReviewIn]],
         response: bytes,
+        trace_parent: str | None = None,
     ) -> StoredResponse:
+        columns = REVIEW_COLUMNS.split(", ")
+        traced: tuple[str, ...] = ()
+        if trace_parent is not None:
+            columns.append("trace_parent")
+            traced = (trace_parent,)
+
         async def write(conn: asyncpg.Connection) -> StoredResponse:
             skus = sorted({r.product_sku for _, r in reviews})
             found = dict(
@@ -432,14 +469,14 @@ class Database:
             records = [
                 (
                     rid, found[r.product_sku], r.rating, r.title, r.body, r.author_name,
-                    r.author_email, r.locale, r.source, r.external_id, now, now,
+                    r.author_email, r.locale, r.source, r.external_id, now, now, *traced,
                 )
                 for rid, r in reviews
             ]  # fmt: skip
             await conn.copy_records_to_table(
                 "reviews",
                 records=records,
-                columns=REVIEW_COLUMNS.split(", "),
+                columns=columns,
                 timeout=self._config.batch_statement_timeout_s,
             )
             return StoredResponse(201, response)
@@ -492,9 +529,18 @@ class Database:
         return row
 
     async def update_review(
-        self, review_id: UUID, *, changes: dict[str, Any], now: datetime
+        self,
+        review_id: UUID,
+        *,
+        changes: dict[str, Any],
+        now: datetime,
+        trace_parent: str | None = None,
     ) -> asyncpg.Record | None:
-        present = [name for name in ("title", "body", "rating") if name in changes]
+        """Untraced, `trace_parent` keeps its value: the edit's change event then names the
+        trace of the row's last traced write (only when tracing was on for that write)."""
+        if trace_parent is not None:
+            changes = {**changes, "trace_parent": trace_parent}
+        present = [n for n in ("title", "body", "rating", "trace_parent") if n in changes]
         sets = [f"{name} = ${i}" for i, name in enumerate(present, start=3)]
         async with self._connection() as conn:
             row: asyncpg.Record | None = await conn.fetchrow(
@@ -536,6 +582,7 @@ class PendingReview:
     review_id: UUID
     review: ReviewIn
     response: bytes
+    trace_parent: str | None = None  # the request's W3C traceparent (tracing on)
 
 
 def review_outcome(

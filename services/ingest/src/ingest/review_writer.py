@@ -139,6 +139,7 @@ class ReviewWriter:
                 review_id=item.review_id,
                 review=item.review,
                 response=item.response,
+                trace_parent=item.trace_parent,
             )
         except Exception as exc:
             _settle(future, exc=exc)

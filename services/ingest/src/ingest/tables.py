@@ -72,6 +72,8 @@ class Review(SQLModel, table=True):
     external_id: str | None = Field(default=None, sa_column=Column(String(200)))
     created_at: datetime | None = Field(default=None, sa_column=_ts())
     updated_at: datetime | None = Field(default=None, sa_column=_ts())
+    # The W3C traceparent of the request that wrote the row (tracing on), for cdc_processor.
+    trace_parent: str | None = Field(default=None, sa_column=Column(Text))
 
 
 class MarketTick(SQLModel, table=True):
@@ -93,6 +95,7 @@ class MarketTick(SQLModel, table=True):
     event_time: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     venue: str | None = Field(default=None, sa_column=Column(String(64)))
     ingested_at: datetime | None = Field(default=None, sa_column=_ts())
+    trace_parent: str | None = Field(default=None, sa_column=Column(Text))
 
 
 class ApiKeyRecord(SQLModel, table=True):

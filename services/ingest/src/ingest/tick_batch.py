@@ -37,6 +37,8 @@ EARLIEST_EVENT_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_FUTURE = timedelta(days=1)
 
 COPY_COLUMNS = ("symbol", "asset_class", "price", "size", "event_time", "venue", "ingested_at")
+# With tracing on, every row of a batch names the request's traceparent.
+TRACED_COPY_COLUMNS = (*COPY_COLUMNS, "trace_parent")
 
 _REQUIRED = frozenset({"symbol", "asset_class", "price", "size", "event_time"})
 _ALLOWED = _REQUIRED | {"venue"}
@@ -155,9 +157,14 @@ def _venue_ok(venue: str) -> bool:
     return 1 <= len(venue) <= 64 and "\x00" not in venue
 
 
-def copy_text(rows: Sequence[Row], *, ingested_at: datetime) -> bytes:
-    """PostgreSQL COPY text format (tab-separated, `\\N` for NULL) for COPY_COLUMNS."""
+def copy_text(
+    rows: Sequence[Row], *, ingested_at: datetime, trace_parent: str | None = None
+) -> bytes:
+    """PostgreSQL COPY text format (tab-separated, `\\N` for NULL) for COPY_COLUMNS, or for
+    TRACED_COPY_COLUMNS when a traceparent is given (a W3C traceparent needs no escaping)."""
     stamp = ingested_at.isoformat()
+    if trace_parent is not None:
+        stamp = f"{stamp}\t{trace_parent}"
     lines = [
         f"{symbol}\t{asset_class}\t{price}\t{size}\t{event_time}\t{_copy_field(venue)}\t{stamp}\n"
         for symbol, asset_class, price, size, event_time, venue in rows

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import os
 import random
+import time
 from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +33,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from contracts.datasets import Dataset
 from contracts.events import Event
 from pydantic import ValidationError
-from servicekit import metrics
+from servicekit import metrics, tracing
 from servicekit.clock import Clock
 from servicekit.kafka import dead_letter
 
@@ -43,6 +44,7 @@ from s3_archiver.object_store import ObjectStore, StoreUnavailableError
 from s3_archiver.parquet_schema import DatasetSchema, schema_for
 from s3_archiver.record_blocks import BlockRecord, RecordBlock
 from s3_archiver.settings import ArchiverSettings
+from s3_archiver.trace_links import PendingTraces
 from s3_archiver.window_buffer import Buffer, WindowBuffers
 
 log = logging.getLogger(__name__)
@@ -127,6 +129,8 @@ class _DropOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafk
         self.archiver._generation += 1  # a poll being parsed now must not be buffered
         for tp in revoked:
             self.archiver.buffers.drop_partition(tp.topic, tp.partition)
+            if self.archiver.traces is not None:
+                self.archiver.traces.drop_partition(tp.topic, tp.partition)
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         log.info("assigned %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned))
@@ -166,6 +170,9 @@ class Archiver:
         self._paused = False
         self._rng = random.Random()  # jitter, not security
         self.last_loop_mono = clock.monotonic()
+        # Tracing on: records' traceparents wait here for the object that holds them, whose
+        # write span ends their traces (trace_links). None when off: nothing is collected.
+        self.traces: PendingTraces | None = PendingTraces() if tracing.ENABLED else None
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -214,7 +221,7 @@ class Archiver:
         """Have the (started) consumer return record blocks, unless the settings say not to;
         either way `_fetch` hands the loop one block per partition."""
         if self.settings.record_blocks and isinstance(self.consumer, AIOKafkaConsumer):
-            record_blocks.install(self.consumer)
+            record_blocks.install(self.consumer, traces=self.traces is not None)
 
     def _tend(self) -> None:
         self.buffers.seal_idle()
@@ -229,7 +236,10 @@ class Archiver:
             timeout_ms=self.settings.poll_timeout_ms,
             max_records=self.settings.poll_max_records,
         )
-        return {tp: record_blocks.as_block(tp, records) for tp, records in polled.items()}
+        traces = self.traces is not None
+        return {
+            tp: record_blocks.as_block(tp, records, traces=traces) for tp, records in polled.items()
+        }
 
     def _start_parse(self, batch: dict[TopicPartition, RecordBlock]) -> _Parsing:
         loop = asyncio.get_running_loop()
@@ -267,6 +277,8 @@ class Archiver:
         """Records of one partition, in offset order, with their Arrow rows when the whole
         batch passed Arrow validation (else record by record), buffered as one chunk per
         event-time hour."""
+        if block.traces and self.traces is not None:
+            self.traces.add(block.topic, block.partition, block.traces)
         if parsed is None:
             await self._accept_one_by_one(self.routes[block.topic], block.records())
             return
@@ -364,6 +376,7 @@ class Archiver:
 
     async def _write(self, buffer: Buffer[pa.Table]) -> bool:
         route = self.routes[buffer.topic]
+        started_ns = time.time_ns()
         archived_at = datetime.fromtimestamp(buffer.last_timestamp_ms / 1000, tz=UTC)
         data = await asyncio.to_thread(_encode, route.schema, buffer, archived_at)
         key = object_key(
@@ -394,6 +407,8 @@ class Archiver:
         metrics.ARCHIVE_RECORDS.labels(route.dataset.name).inc(buffer.count)
         metrics.ARCHIVE_BYTES.labels(route.dataset.name).inc(len(data))
         metrics.ARCHIVE_OBJECTS.labels(route.dataset.name).inc()
+        if self.traces is not None:
+            self._trace_write(buffer, key=key, dataset=route.dataset.name, started_ns=started_ns)
         log.info(
             "wrote %s (%d rows, %d bytes, offsets %d-%d, sealed by %s, etag %s)",
             key,
@@ -408,6 +423,34 @@ class Archiver:
         self._maybe_crash("after_upload")
         return True
 
+    def _trace_write(
+        self, buffer: Buffer[pa.Table], *, key: str, dataset: str, started_ns: int
+    ) -> None:
+        """One span for the object just written (encode + upload): the child of its first
+        traced record, linked to the next ones (capped; trace_links says why)."""
+        assert self.traces is not None
+        traces = self.traces.for_object(
+            buffer.topic, buffer.partition, buffer.start_offset, buffer.end_offset
+        )
+        span = tracing.tracer().start_span(
+            f"archive write {dataset}",
+            context=tracing.context_of(traces.parent),
+            links=tracing.links_to(traces.links),
+            start_time=started_ns,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.destination.name": buffer.topic,
+                "messaging.destination.partition.id": str(buffer.partition),
+                "pulse.archive.object_key": key,
+                "pulse.archive.records": buffer.count,
+                "pulse.archive.start_offset": buffer.start_offset,
+                "pulse.archive.end_offset": buffer.end_offset,
+                "pulse.trace.traced_records": traces.traced_records,
+                "pulse.trace.links": len(traces.links),
+            },
+        )
+        span.end()
+
     # --- 2. then commit ------------------------------------------------------------------
 
     async def commit(self) -> None:
@@ -421,6 +464,8 @@ class Archiver:
             log.warning("commit of %s failed: %s", offsets, exc)
             return
         self.buffers.mark_committed(offsets)
+        if self.traces is not None:
+            self.traces.forget_before(offsets.items())
         self._maybe_crash("after_commit")
 
     # --- back-pressure, shutdown -----------------------------------------------------------

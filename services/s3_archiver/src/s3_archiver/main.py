@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from contracts import datasets
-from servicekit import metrics
+from servicekit import metrics, tracing
 from servicekit.clock import SystemClock
 from servicekit.health import HealthServer
 from servicekit.interpreter import tune_gc, tune_malloc
@@ -169,5 +169,6 @@ def main(argv: list[str] | None = None) -> None:
     s3 = load_settings(S3Settings)
     kafka = load_settings(KafkaSettings)
     configure_logging(SERVICE, level=settings.log_level, json=settings.log_json)
+    tracing.configure(SERVICE)
     configure_interpreter()
     asyncio.run(serve(settings, s3, kafka))

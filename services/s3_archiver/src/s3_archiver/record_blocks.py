@@ -28,7 +28,7 @@ from __future__ import annotations
 import collections
 import logging
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -36,6 +36,7 @@ import google_crc32c
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.consumer import fetcher as aiokafka_fetcher
 from aiokafka.errors import CorruptRecordException
+from servicekit.tracing import header_traceparent
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,9 @@ class RecordBlock:
     timestamps: list[int]
     keys: list[bytes | None]
     values: list[bytes | None]
+    # (offset, traceparent) of the records that carried a valid `traceparent` header; None
+    # unless tracing is on (servicekit.tracing), so the plain path allocates nothing for it.
+    traces: list[tuple[int, str]] | None = None
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -70,6 +74,8 @@ class RecordBlock:
         self.timestamps += other.timestamps
         self.keys += other.keys
         self.values += other.values
+        if other.traces:
+            self.traces = (self.traces or []) + other.traces
 
     def split_off(self, at: int) -> RecordBlock:
         """Cut this block to its first `at` records; the rest, as a new block."""
@@ -83,6 +89,10 @@ class RecordBlock:
         )
         for column in (self.offsets, self.timestamps, self.keys, self.values):
             del column[at:]
+        if self.traces:
+            first_left = rest.offsets[0] if rest.offsets else 1 << 62
+            rest.traces = [t for t in self.traces if t[0] >= first_left]
+            self.traces = [t for t in self.traces if t[0] < first_left]
         return rest
 
     def records(self) -> list[BlockRecord]:
@@ -95,7 +105,13 @@ class RecordBlock:
         ]
 
     @classmethod
-    def of(cls, tp: TopicPartition, records: Sequence[ConsumerRecord[bytes, bytes]]) -> RecordBlock:
+    def of(
+        cls,
+        tp: TopicPartition,
+        records: Sequence[ConsumerRecord[bytes, bytes]],
+        *,
+        traces: bool = False,
+    ) -> RecordBlock:
         return cls(
             tp.topic,
             tp.partition,
@@ -103,19 +119,37 @@ class RecordBlock:
             [r.timestamp for r in records],
             [r.key for r in records],
             [r.value for r in records],
+            _traces_of((r.offset, r.headers) for r in records) if traces else None,
         )
 
 
+def _traces_of(records: Iterable[tuple[int, Any]]) -> list[tuple[int, str]]:
+    out = []
+    for offset, headers in records:
+        if headers:
+            traceparent = header_traceparent(headers)
+            if traceparent is not None:
+                out.append((offset, traceparent))
+    return out
+
+
 def as_block(
-    tp: TopicPartition, records: RecordBlock | Sequence[ConsumerRecord[bytes, bytes]]
+    tp: TopicPartition,
+    records: RecordBlock | Sequence[ConsumerRecord[bytes, bytes]],
+    *,
+    traces: bool = False,
 ) -> RecordBlock:
-    """`getmany`'s value for `tp` as a block, whether `install` took or not."""
-    return records if isinstance(records, RecordBlock) else RecordBlock.of(tp, records)
+    """`getmany`'s value for `tp` as a block, whether `install` took or not; `traces`: with
+    the records' traceparents (tracing on)."""
+    if isinstance(records, RecordBlock):
+        return records
+    return RecordBlock.of(tp, records, traces=traces)
 
 
-def install(consumer: AIOKafkaConsumer) -> bool:
-    """Make a started consumer's `getmany` return a `RecordBlock` per partition. False (and
-    a warning) when aiokafka's fetcher is not what this was written against."""
+def install(consumer: AIOKafkaConsumer, *, traces: bool = False) -> bool:
+    """Make a started consumer's `getmany` return a `RecordBlock` per partition, with the
+    records' traceparents when `traces` (tracing on). False (and a warning) when aiokafka's
+    fetcher is not what this was written against."""
     fetcher: Any = getattr(consumer, "_fetcher", None)
     results = getattr(fetcher, "_records", None)
     if isinstance(results, _BlockResults):
@@ -136,7 +170,7 @@ def install(consumer: AIOKafkaConsumer) -> bool:
     ):
         log.warning("aiokafka's fetcher is not as expected: records are fetched one by one")
         return False
-    fetcher._records = _BlockResults(results)
+    fetcher._records = _BlockResults(results, traces=traces)
     _keep_response_bytes()
     log.info("fetched records are read as blocks, a list per column")
     return True
@@ -164,8 +198,9 @@ class _MemoryRecordsWithBytes:
 class _BlockResults(collections.OrderedDict):  # type: ignore[type-arg]
     """The fetcher's table of fetched results; each result it stores takes blocks."""
 
-    def __init__(self, existing: collections.OrderedDict[Any, Any]) -> None:
+    def __init__(self, existing: collections.OrderedDict[Any, Any], *, traces: bool) -> None:
         super().__init__()
+        self.traces = traces
         for tp, result in existing.items():
             self[tp] = result
 
@@ -175,28 +210,29 @@ class _BlockResults(collections.OrderedDict):  # type: ignore[type-arg]
         # fetch response (up to 16 MiB) until the cyclic collector runs: the new `getall`
         # reaches its result through a weak reference.
         if type(result) is aiokafka_fetcher.FetchResult:
-            result.getall = _Getall(weakref.ref(result))
+            result.getall = _Getall(weakref.ref(result), self.traces)
         super().__setitem__(tp, result)
 
 
 class _Getall:
-    __slots__ = ("result",)
+    __slots__ = ("result", "traces")
 
-    def __init__(self, result: weakref.ref[Any]) -> None:
+    def __init__(self, result: weakref.ref[Any], traces: bool) -> None:
         self.result = result
+        self.traces = traces
 
     def __call__(self, max_records: int | None = None) -> RecordBlock | list[Any]:
-        return _take(self.result(), max_records)
+        return _take(self.result(), max_records, self.traces)
 
 
-def _take(result: Any, max_records: int | None) -> RecordBlock | list[Any]:
+def _take(result: Any, max_records: int | None, traces: bool = False) -> RecordBlock | list[Any]:
     """`FetchResult.getall`, returning a block."""
     tp: TopicPartition = result._topic_partition
     if not result.check_assignment(tp) or not result.has_more():
         return []
     cursor: _Cursor | None = result.__dict__.get("_pulse_cursor")
     if cursor is None:
-        cursor = result._pulse_cursor = _Cursor(tp, result._partition_records)
+        cursor = result._pulse_cursor = _Cursor(tp, result._partition_records, traces=traces)
     try:
         block = cursor.take(max_records)
     except CorruptRecordException:
@@ -215,9 +251,10 @@ class _Cursor:
     """Walks one fetch response's record batches (aiokafka's `PartitionRecords`), keeping
     the part of a batch that a `max_records` limit left for the next take."""
 
-    def __init__(self, tp: TopicPartition, source: Any) -> None:
+    def __init__(self, tp: TopicPartition, source: Any, *, traces: bool = False) -> None:
         self.tp = tp
         self.source = source
+        self._traces = traces
         # aiokafka's own record generator, never started here, and its PartitionRecords
         # hold each other: drop it so the response is freed as soon as it is consumed.
         source._records_iterator = None
@@ -232,7 +269,9 @@ class _Cursor:
 
     def take(self, max_records: int | None) -> RecordBlock:
         limit = max_records if max_records is not None else 1 << 62
-        out = RecordBlock(self.tp.topic, self.tp.partition, [], [], [], [])
+        out = RecordBlock(
+            self.tp.topic, self.tp.partition, [], [], [], [], [] if self._traces else None
+        )
         if self._left is not None:
             self._move_left(out, limit)
         while len(out) < limit and self._left is None:
@@ -240,7 +279,10 @@ class _Cursor:
             if batch is None:
                 self.done = True
                 break
-            self._decode(batch, out)
+            if self._traces:
+                self._decode_traced(batch, out)
+            else:
+                self._decode(batch, out)
             if len(out) > limit:
                 self._keep_left(out, limit, batch.next_offset)
             else:
@@ -296,6 +338,25 @@ class _Cursor:
             add_time(record.timestamp)
             add_key(record.key)
             add_value(record.value)
+
+    def _decode_traced(self, batch: Any, out: RecordBlock) -> None:
+        """`_decode`, also noting each record's traceparent header (tracing on only)."""
+        assert out.traces is not None
+        add_trace = out.traces.append
+        position = self.source.next_fetch_offset
+        for record in batch:
+            offset = record.offset
+            if offset < position:
+                continue
+            out.offsets.append(offset)
+            out.timestamps.append(record.timestamp)
+            out.keys.append(record.key)
+            out.values.append(record.value)
+            headers = record.headers
+            if headers:
+                traceparent = header_traceparent(headers)
+                if traceparent is not None:
+                    add_trace((offset, traceparent))
 
     def _keep_left(self, out: RecordBlock, limit: int, next_offset: int) -> None:
         """Cut `out` to `limit` records; the rest of the batch waits for the next take."""
