@@ -5,6 +5,7 @@ written; with tracing off nothing is collected."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
@@ -12,7 +13,7 @@ from s3_archiver.object_store import MemoryObjectStore
 from s3_archiver.record_blocks import RecordBlock, as_block
 from s3_archiver.trace_links import PendingTraces
 from servicekit import tracing
-from test_archiver_loop import TOPIC, _archiver, candle
+from test_archiver_loop import TOPIC, FakeConsumer, _archiver
 
 TRACE = "00-{:032x}-{:016x}-01"
 
@@ -58,44 +59,21 @@ def test_aiokafkas_records_give_their_traceparent_headers_only_when_asked() -> N
     assert as_block(TopicPartition("t", 0), records, traces=True).traces == [(1, tp(1))]
 
 
-class TracedConsumer:
+class TracedConsumer(FakeConsumer):
     """The loop's fake consumer, with a traceparent header on every record."""
 
-    def __init__(self, offsets: list[int]) -> None:
-        self.offsets = offsets
-        self.commits: list[dict[TopicPartition, int]] = []
-
     async def getmany(self, *, timeout_ms: int, max_records: int) -> dict[Any, Any]:
-        await asyncio.sleep(0)
-        if not self.offsets:
-            await asyncio.sleep(timeout_ms / 1000)
-            return {}
-        offsets, self.offsets = self.offsets, []
+        polled = await super().getmany(timeout_ms=timeout_ms, max_records=max_records)
         return {
-            TopicPartition(TOPIC, 0): [
-                ConsumerRecord(
-                    TOPIC, 0, o, 1_795_000_000_000, 0, None, candle(o), None, 0, 0,
-                    [("traceparent", tp(o).encode())],
-                )
-                for o in offsets
-            ]
-        }  # fmt: skip
-
-    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
-        self.commits.append(dict(offsets))
-
-    def assignment(self) -> set[TopicPartition]:
-        return {TopicPartition(TOPIC, 0)}
-
-    def pause(self, *tps: TopicPartition) -> None: ...
-
-    def resume(self, *tps: TopicPartition) -> None: ...
+            tp_: [replace(r, headers=[("traceparent", tp(r.offset).encode())]) for r in records]
+            for tp_, records in polled.items()
+        }
 
 
 async def test_each_object_write_is_one_span_ending_its_records_traces(trace_spans: Any) -> None:
-    consumer = TracedConsumer(list(range(40)))
+    consumer = TracedConsumer([list(range(40))])
     store = MemoryObjectStore()
-    archiver = _archiver(consumer, store, max_records=40)  # type: ignore[arg-type]
+    archiver = _archiver(consumer, store, max_records=40)
     stop = asyncio.Event()
     run = asyncio.create_task(archiver.run(stop))
     for _ in range(400):
@@ -119,5 +97,5 @@ async def test_each_object_write_is_one_span_ending_its_records_traces(trace_spa
 
 
 async def test_with_tracing_off_the_archiver_collects_no_traces() -> None:
-    archiver = _archiver(TracedConsumer([]), MemoryObjectStore())  # type: ignore[arg-type]
+    archiver = _archiver(TracedConsumer([]), MemoryObjectStore())
     assert archiver.traces is None
