@@ -85,7 +85,6 @@ def configure(service: str, settings: TracingSettings | None = None) -> bool:
     settings = settings or load_settings(TracingSettings)
     if not settings.enabled:
         return ENABLED
-    from opentelemetry import trace
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -94,7 +93,9 @@ def configure(service: str, settings: TracingSettings | None = None) -> bool:
         resource=Resource.create({"service.name": settings.service_name or service})
     )
     provider.add_span_processor(BatchSpanProcessor(_exporter(settings)))
-    trace.set_tracer_provider(provider)  # for libraries; Pulse's own spans use `_tracer`
+    # Not made the global provider: libraries that instrument themselves once one is set
+    # (FastAPI's native telemetry) would add a second SERVER span per request beside
+    # TracingMiddleware's. Pulse's spans come from this tracer; contexts are global anyway.
     _tracer = provider.get_tracer("pulse." + service)
     ENABLED = True
     log.info("tracing on: %s exporter", settings.traces_exporter)
