@@ -85,9 +85,15 @@ def configure(service: str, settings: TracingSettings | None = None) -> bool:
     settings = settings or load_settings(TracingSettings)
     if not settings.enabled:
         return ENABLED
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    try:
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    except ImportError as exc:  # a service installed without the `tracing` extra
+        raise SystemExit(
+            f"OTEL_TRACES_EXPORTER={settings.traces_exporter}: {service} was installed "
+            f"without servicekit[tracing] ({exc.name} is missing)"
+        ) from exc
 
     provider = TracerProvider(
         resource=Resource.create({"service.name": settings.service_name or service})

@@ -12,6 +12,7 @@ from types import FrameType
 
 from servicekit.logging import configure_logging
 from servicekit.settings import load_settings
+from servicekit.tracing import TracingSettings
 
 from ingest.auth import ALL_SCOPES, Scope, hash_key, new_key
 from ingest.listeners import SocketInUseError, UnixListener, bind_unix
@@ -127,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown scopes: {', '.join(sorted(unknown))}")
         print(asyncio.run(_create_key(settings, args.name, scopes)))
     else:
+        # Each worker sets tracing up in `build_app`; a bad OTEL_* value stops here first,
+        # naming the variable, rather than in every worker.
+        load_settings(TracingSettings)
         _serve(settings)
     return 0
 
