@@ -399,3 +399,39 @@ async def test_a_tick_batch_posted_with_tracing_on_continues_through_the_reparti
     repartition, candle = by_name["ticks-cdc process"], by_name["ticks-by-symbol process"]
     assert repartition["parent_span_id"] == request["span_id"]
     assert candle["parent_span_id"] == repartition["span_id"]
+
+
+async def test_every_review_of_a_batch_continues_the_batch_requests_trace(
+    pipeline: dict[str, Any], api: Any
+) -> None:
+    sku = f"TRACE-{uuid.uuid4().hex[:8]}"
+    product = await api.post(
+        "/v1/products",
+        json={"sku": sku, "name": "Traced teapot", "brand": "Acme", "category": "home"},
+        headers={"Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert product.status_code == 201, product.text
+    trace_id, traceparent = caller_traceparent()
+    batch = await api.post(
+        "/v1/reviews/batch",
+        json={"reviews": [{"product_sku": sku, "rating": 4, "body": f"Fine pot, number {i}."}
+                          for i in range(3)]},
+        headers={"Idempotency-Key": uuid.uuid4().hex, "traceparent": traceparent},
+    )  # fmt: skip
+    assert batch.status_code == 201, batch.text
+    deadline = time.monotonic() + 120
+    while True:
+        mine = [s for s in read_spans(pipeline["spans"]) if s["trace_id"] == trace_id]
+        processed = [s for s in mine if s["name"] == "reviews-cdc process"]
+        if len(processed) >= 3:
+            break
+        assert time.monotonic() < deadline, f"spans of the batch's trace: {mine}"
+        await asyncio.sleep(0.5)
+    (request,) = [s for s in mine if s["name"] == "POST /v1/reviews/batch"]
+    assert {s["parent_span_id"] for s in processed} == {request["span_id"]}
+    records = {
+        (s["attributes"]["messaging.destination.partition.id"],
+         s["attributes"]["messaging.kafka.offset"])
+        for s in processed
+    }  # fmt: skip
+    assert len(records) >= 3  # one span per review record, each its own Kafka record

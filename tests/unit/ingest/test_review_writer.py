@@ -36,7 +36,9 @@ class FakeDatabase:
         self.down = down
         self.delay_s = delay_s
 
-    async def insert_review_rows(self, items: Sequence[PendingReview]) -> list[dict[str, Any]]:
+    async def insert_review_rows(
+        self, items: Sequence[PendingReview], *, traced: bool = False
+    ) -> list[dict[str, Any]]:
         await asyncio.sleep(self.delay_s)
         if self.down:
             raise DatabaseUnavailableError("down")

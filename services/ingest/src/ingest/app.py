@@ -142,6 +142,7 @@ def create_app(
         deadline_s=settings.db_acquire_timeout_s + settings.db_statement_timeout_s + 0.1,
         flushers=settings.review_flushers,
         linger_s=settings.review_linger_ms / 1000,
+        traced=traced,
     )
 
     @asynccontextmanager

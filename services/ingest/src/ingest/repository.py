@@ -420,9 +420,11 @@ class Database:
         assert row is not None
         return review_outcome(row, response=response, fingerprint=fingerprint, review=review)
 
-    async def insert_review_rows(self, items: Sequence[PendingReview]) -> list[asyncpg.Record]:
-        """_INSERT_REVIEWS for items whose (api_key_id, key) pairs are all distinct; the traced
-        form when any item carries a traceparent."""
+    async def insert_review_rows(
+        self, items: Sequence[PendingReview], *, traced: bool = False
+    ) -> list[asyncpg.Record]:
+        """_INSERT_REVIEWS for items whose (api_key_id, key) pairs are all distinct; `traced`
+        (tracing on in this process): the form that writes each item's traceparent."""
         columns: list[list[Any]] = [[] for _ in range(16)]
         for ord_, it in enumerate(items):
             r = it.review
@@ -434,7 +436,7 @@ class Database:
             for column, value in zip(columns, values, strict=True):
                 column.append(value)
         statement = _INSERT_REVIEWS
-        if any(it.trace_parent is not None for it in items):
+        if traced:
             statement = _INSERT_REVIEWS_TRACED
             columns.append([it.trace_parent for it in items])
         async with self._connection() as conn:

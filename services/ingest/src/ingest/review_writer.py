@@ -39,8 +39,10 @@ class ReviewWriter:
         max_batch: int = 256,
         flushers: int = 4,
         linger_s: float = 0.0,
+        traced: bool = False,
     ) -> None:
         self._db = db
+        self._traced = traced  # tracing on: statements write each review's traceparent
         self._linger_s = linger_s
         self._deadline_s = deadline_s
         self._max_batch = max_batch
@@ -106,7 +108,9 @@ class ReviewWriter:
 
     async def _flush(self, batch: list[_Entry]) -> None:
         try:
-            rows = await self._db.insert_review_rows([item for item, _ in batch])
+            rows = await self._db.insert_review_rows(
+                [item for item, _ in batch], traced=self._traced
+            )
         except DatabaseUnavailableError as exc:
             for _, future in batch:
                 _settle(future, exc=exc)
