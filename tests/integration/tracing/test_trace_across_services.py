@@ -311,6 +311,18 @@ async def api(pipeline: dict[str, Any], stack_env: dict[str, str]) -> AsyncItera
         yield client
 
 
+async def new_product(api: Any, name: str) -> str:
+    """A product of its own (untraced request); its sku."""
+    sku = f"TRACE-{uuid.uuid4().hex[:8]}"
+    product = await api.post(
+        "/v1/products",
+        json={"sku": sku, "name": name, "brand": "Acme", "category": "home"},
+        headers={"Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert product.status_code == 201, product.text
+    return sku
+
+
 def caller_traceparent() -> tuple[str, str]:
     """A caller's own traceparent (the API continues a caller's trace): its trace id, and it."""
     trace_id = uuid.uuid4().hex
@@ -320,13 +332,7 @@ def caller_traceparent() -> tuple[str, str]:
 async def test_a_review_posted_with_tracing_on_is_one_trace_from_the_api_to_the_archive(
     pipeline: dict[str, Any], api: Any
 ) -> None:
-    sku = f"TRACE-{uuid.uuid4().hex[:8]}"
-    product = await api.post(
-        "/v1/products",
-        json={"sku": sku, "name": "Traced kettle", "brand": "Acme", "category": "home"},
-        headers={"Idempotency-Key": uuid.uuid4().hex},
-    )
-    assert product.status_code == 201, product.text
+    sku = await new_product(api, "Traced kettle")
     trace_id, traceparent = caller_traceparent()
     review = await api.post(
         "/v1/reviews",
@@ -404,13 +410,7 @@ async def test_a_tick_batch_posted_with_tracing_on_continues_through_the_reparti
 async def test_every_review_of_a_batch_continues_the_batch_requests_trace(
     pipeline: dict[str, Any], api: Any
 ) -> None:
-    sku = f"TRACE-{uuid.uuid4().hex[:8]}"
-    product = await api.post(
-        "/v1/products",
-        json={"sku": sku, "name": "Traced teapot", "brand": "Acme", "category": "home"},
-        headers={"Idempotency-Key": uuid.uuid4().hex},
-    )
-    assert product.status_code == 201, product.text
+    sku = await new_product(api, "Traced teapot")
     trace_id, traceparent = caller_traceparent()
     batch = await api.post(
         "/v1/reviews/batch",
