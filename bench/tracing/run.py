@@ -206,7 +206,10 @@ def before_tracing() -> str:
     ).stdout.split()  # fmt: skip
     if not added:
         raise SystemExit("no commit adds servicekit/tracing.py here (shallow clone?): use --base")
-    return f"{added[-1]}^"
+    return subprocess.run(
+        ["git", "rev-parse", f"{added[-1]}^"], cwd=REPO, capture_output=True, text=True,
+        check=True,
+    ).stdout.strip()  # fmt: skip
 
 
 def result(figure: dict[str, Any]) -> dict[str, Any]:
