@@ -51,7 +51,7 @@ from contracts import topics
 from market_feeds.connector import ConnectPolicy, FeedConnector
 from market_feeds.protocols import protocol_for
 from market_feeds.publisher import MAX_BATCH_BYTES, KafkaSink, KeyedBatcher
-from market_feeds.records import TradeRecord, encode_trade
+from market_feeds.records import TradeRecord, json_time, symbol_records, write_trade
 from pulse_cli.scripts import load_script
 from servicekit.clock import SystemClock
 from servicekit.kafka import make_producer
@@ -59,7 +59,7 @@ from servicekit.settings import KafkaSettings
 from websockets.asyncio.client import connect
 
 ROOT = Path(__file__).resolve().parents[2]
-PORT = 61810  # feeds2's port range (61800-61899)
+PORT = 61410  # the feeds helper's port range (61400-61499)
 SYMBOLS = {
     "coinbase": {"BTC-USD": "BENCH-BTC"},
     "binance": {"BTCUSDT": "BENCH-BTC"},
@@ -119,11 +119,12 @@ async def connector_run(venue: str, url: str, kafka: KafkaSettings, topic: str, 
 
 
 async def bare_run(venue: str, url: str, kafka: KafkaSettings, topic: str, n: int) -> float:
-    """receive → decode → produce and nothing else: the same WebSocket client and options, the
-    same decoder and record encoder (the same frames become the same bytes, exact decimals
-    included), the same producer settings and batching (`KeyedBatcher`). Left out: what the
-    connector adds around them (dedup and gaps, metrics, status, watchdog, DLQ, ack
-    bookkeeping, reconnects)."""
+    """receive → decode → produce and nothing else: the same WebSocket client and options
+    (frames as bytes), the same decoder and record writer (the same frames become the same
+    bytes, exact decimals included: the wire's digits checked by `plain_decimal`), the same
+    producer settings and batching (`KeyedBatcher`, appending without a coroutine when there
+    is room). Left out: what the connector adds around them (dedup and gaps, metrics, status,
+    watchdog, DLQ, ack bookkeeping, reconnects)."""
     producer = make_producer(
         kafka, client_id="bench-bare", linger_ms=LINGER_MS, max_batch_size=MAX_BATCH_BYTES
     )
@@ -132,7 +133,8 @@ async def bare_run(venue: str, url: str, kafka: KafkaSettings, topic: str, n: in
     batcher.start()
     protocol = protocol_for(venue, alpaca_key_id="sim-key", alpaca_secret_key="sim-secret")
     symbols = SYMBOLS[venue]
-    keys = {v: (p, p.encode()) for v, p in symbols.items()}
+    records = symbol_records(venue=venue, symbols=symbols, asset_class=protocol.asset_class)
+    append, add = batcher.append_nowait, batcher.add
     count = 0
     first_at: float | None = None
     try:
@@ -141,24 +143,19 @@ async def bare_run(venue: str, url: str, kafka: KafkaSettings, topic: str, n: in
         ) as ws:
             for message in protocol.opening(list(symbols)):
                 await ws.send(message)
-            async for raw in ws:
-                trades = protocol.decode(raw).trades
+            while True:
+                trades = protocol.decode(await ws.recv(decode=False)).trades
                 if not trades:
                     continue
                 if first_at is None:
                     first_at = time.perf_counter()
-                received = datetime.now(UTC)
+                received_at_json = json_time(datetime.now(UTC))
                 for wire in trades:
-                    symbol, key = keys[wire.venue_symbol]
-                    record = encode_trade(
-                        wire,
-                        venue=venue,
-                        symbol=symbol,
-                        asset_class=protocol.asset_class,
-                        received_at=received,
-                        key=key,
+                    record = write_trade(
+                        records[wire.venue_symbol], wire, received_at_json=received_at_json
                     )
-                    await batcher.add(record.key, record.value)
+                    if not append(record.key, record.value):
+                        await add(record.key, record.value)
                 count += len(trades)
                 if count >= n:
                     break

@@ -336,3 +336,26 @@ async def test_a_publish_failure_redials_and_the_trades_sent_again_are_published
         assert metrics.FEED_RECONNECTS.labels("coinbase", "publish")._value.get() >= 1
     finally:
         await running.stop()
+
+
+@pytest.mark.parametrize("venue", ["coinbase", "kraken"])
+async def test_a_benchmark_burst_arrives_whole_and_in_order(venue: str) -> None:
+    """`--burst` writes pre-framed WebSocket frames straight to websockets' transport (not its
+    documented API): a client reads every trade of the burst, exact and in order."""
+    burst = 3_000  # per symbol; several 64 KiB chunks
+    simulator = ExchangeSimulator(burst=burst, heartbeat_interval_s=0.1)
+    await simulator.start()
+    running = Running(simulator, venue, POLICY)
+    try:
+        expected = burst * len(SYMBOLS[venue])
+        await running.until(lambda: len(running.sink.published) >= expected, timeout_s=30)
+        assert len(running.sink.published) == expected and not running.sink.gaps
+        for venue_symbol in SYMBOLS[venue]:
+            numbers = [
+                int(t.trade_id) for t in running.sink.published if t.venue_symbol == venue_symbol
+            ]
+            assert numbers == list(range(numbers[0], numbers[0] + burst))
+        running.assert_no_duplicates()
+    finally:
+        await running.stop()
+        await simulator.stop()

@@ -75,7 +75,7 @@ def test_alpaca_rfc3339_nanoseconds_and_numbers() -> None:
 )  # fmt: skip
 def test_bad_coinbase_frames_are_rejected_with_a_reason(raw: str, reason: str) -> None:
     frame = Coinbase().decode(raw)
-    assert frame.trades == [] and [r for r, _ in frame.rejected] == [reason]
+    assert not frame.trades and [r for r, _ in frame.rejected] == [reason]
 
 
 def test_unknown_types_are_skipped_and_errors_reported() -> None:
@@ -109,6 +109,34 @@ def test_continuity_dedups_reports_gaps_and_stays_bounded() -> None:
     assert len(c) == 1000
     assert c.admit("X", "12", 12) == (False, None)  # forgotten, but below the high mark
     assert c.admit("Y", "a", None) == (True, None)  # unnumbered feeds: ids only
+    # Unnumbered ids: the oldest is forgotten first, the newest are still refused.
+    u = Continuity(capacity=3)
+    for trade_id in ("a", "b", "c", "d"):
+        assert u.admit("Z", trade_id, None) == (True, None)
+    assert len(u) == 3
+    assert u.admit("Z", "b", None) == (False, None) and u.admit("Z", "d", None) == (False, None)
+    assert u.admit("Z", "a", None) == (True, None)  # evicted by "d"
+
+
+def test_plain_decimal_passes_the_wire_digits_or_writes_them_out() -> None:
+    from market_feeds.protocols import BadTradeError, plain_decimal
+
+    for text in ("67012.10", "0.00012300", "1", "0.1", "99999999999999999999.000000000000000001"):
+        assert plain_decimal(text, name="price") is text  # checked, not rebuilt
+    assert plain_decimal("1e-8", name="size") == "0.00000001"
+    assert plain_decimal("01.50", name="size") == "1.50"
+    assert plain_decimal("1.", name="size") == "1"
+    assert plain_decimal("١٢", name="size") == "12"  # non-ASCII digits: never passed through
+    for text, reason in (
+        ("0.000", "non_positive_price"),
+        ("-1", "non_positive_price"),
+        ("1.0000000000000000001", "malformed"),  # 19 places: beyond DECIMAL(38,18)
+        ("123456789012345678901", "malformed"),  # 21 integer digits
+        ("NaN", "non_positive_price"),
+    ):
+        with pytest.raises(BadTradeError) as caught:
+            plain_decimal(text, name="price")
+        assert caught.value.reason == reason, text
 
 
 def test_backoff_is_full_jitter_under_a_growing_cap() -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,12 +23,12 @@ from servicekit import metrics
 from servicekit.clock import Clock
 from servicekit.kafka import dead_letter
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import WebSocketException
+from websockets.exceptions import ConnectionClosedOK, WebSocketException
 
 from market_feeds.continuity import Continuity
 from market_feeds.protocols import Frame, VenueProtocol, WireTrade
 from market_feeds.publisher import SERVICE, Sink
-from market_feeds.records import TradeRecord, encode_trade
+from market_feeds.records import TradeRecord, json_time, symbol_records, write_trade
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +97,10 @@ class FeedConnector:
         self.protocol = protocol
         self.feed = protocol.venue
         self.symbols = dict(symbols)
-        # venue symbol → (Pulse symbol, its bytes as the Kafka key), encoded once
-        self._keys = {v: (p, p.encode()) for v, p in self.symbols.items()}
+        # venue symbol → Pulse symbol, Kafka key and the record's JSON parts, built once
+        self._records = symbol_records(
+            venue=self.feed, symbols=self.symbols, asset_class=protocol.asset_class
+        )
         self.url = protocol.url(url, list(self.symbols))
         self.sink = sink
         self.clock = clock
@@ -175,8 +177,17 @@ class FeedConnector:
             )
             self.status.last_frame_at = self.clock.monotonic()
             watchdog = asyncio.create_task(self._watch(ws))
+            recv = ws.recv
             try:
-                async for raw in ws:
+                while True:
+                    try:
+                        # Bytes, not str: orjson reads (and checks) UTF-8 itself, so the
+                        # library's decode is a copy per frame for nothing, and a frame that
+                        # is not UTF-8 is dead-lettered like any malformed one instead of
+                        # raising out of the connection.
+                        raw = await recv(decode=False)
+                    except ConnectionClosedOK:
+                        break
                     await self.on_frame(raw)
             finally:
                 watchdog.cancel()
@@ -218,7 +229,7 @@ class FeedConnector:
             metrics.FEED_CONNECTED.labels(self.feed).set(1)
         if frame.trades:
             self._session_trades += len(frame.trades)
-            await self._publish(frame)
+            await self._publish(frame.trades)
         if frame.rejected:
             await self._dead_letter(raw, frame)
         if frame.skipped is not None and frame.skipped != "control":
@@ -227,40 +238,31 @@ class FeedConnector:
             log.error("feed %s: the exchange sent an error: %s", self.feed, frame.error)
             raise FeedError("exchange_error", frame.error)
 
-    async def _publish(self, frame: Frame) -> None:
-        received = self.clock.now()
+    async def _publish(self, trades: Sequence[WireTrade]) -> None:
+        received_at_json = json_time(self.clock.now())  # once per frame
         out: list[TradeRecord] = []
-        admitted: list[tuple[str, str, int | None]] = []
+        admitted: list[WireTrade] = []
         admit = self.continuity.admit
-        venue, asset_class = self.feed, self.protocol.asset_class
-        for wire in frame.trades:
-            mapped = self._keys.get(wire.venue_symbol)
-            if mapped is None:
+        records_of = self._records.get
+        for wire in trades:
+            parts = records_of(wire.venue_symbol)
+            if parts is None:
                 self._skip("unknown_symbol", f"symbol {wire.venue_symbol!r} is not mapped")
                 continue
-            symbol, key = mapped
             new, gap = admit(wire.venue_symbol, wire.trade_id, wire.number)
             if gap is not None:
-                await self._gap(gap.first_missing, gap.last_missing, gap.reason, wire, symbol)
+                await self._gap(gap.first_missing, gap.last_missing, gap.reason, wire, parts.symbol)
             if not new:
                 self._skip("duplicate", f"trade {wire.venue_symbol}:{wire.trade_id} seen before")
                 continue
-            admitted.append((wire.venue_symbol, wire.trade_id, wire.number))
-            out.append(
-                encode_trade(
-                    wire,
-                    venue=venue,
-                    symbol=symbol,
-                    asset_class=asset_class,
-                    received_at=received,
-                    key=key,
-                )
-            )
+            admitted.append(wire)
+            out.append(write_trade(parts, wire, received_at_json=received_at_json))
         if out:
             try:
                 await self.sink.trades(self.feed, out)
             except KafkaError:
-                self.continuity.forget(admitted)  # not published: not seen either
+                # not published: not seen either
+                self.continuity.forget([(w.venue_symbol, w.trade_id, w.number) for w in admitted])
                 raise
 
     async def _gap(self, first: int, last: int, reason: str, wire: WireTrade, symbol: str) -> None:

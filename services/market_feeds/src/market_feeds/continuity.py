@@ -4,6 +4,7 @@ consecutive trade numbers. Pure: no I/O, no clock.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 
@@ -30,7 +31,11 @@ class Continuity:
 
     def __init__(self, *, capacity: int) -> None:
         self.capacity = capacity
-        self._seen: dict[tuple[str, str], None] = {}
+        # An OrderedDict, not a dict: evicting a dict's oldest key (`next(iter(d))`) walks
+        # past every slot deleted before it until the dict is next rebuilt, so once full each
+        # admitted trade cost a scan of up to `capacity` slots (20 % of the connector's CPU
+        # past its first 100,000 trades); `popitem(last=False)` unlinks the oldest in O(1).
+        self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._highest: dict[str, int] = {}
         self._reconnected: set[str] = set()
 
@@ -57,9 +62,10 @@ class Continuity:
                 gap = Gap(venue_symbol, highest + 1, number - 1, reason)
             self._highest[venue_symbol] = number
             self._reconnected.discard(venue_symbol)
-        self._seen[key] = None
-        if len(self._seen) > self.capacity:
-            del self._seen[next(iter(self._seen))]  # dicts keep insertion order: the oldest
+        seen = self._seen
+        seen[key] = None
+        if len(seen) > self.capacity:
+            seen.popitem(last=False)  # the oldest
         return True, gap
 
     def forget(self, trades: list[tuple[str, str, int | None]]) -> None:

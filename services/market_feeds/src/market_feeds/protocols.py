@@ -3,16 +3,18 @@ per venue. Pure: no I/O. Field names follow each exchange's published documentat
 
 A decoder never raises: a frame is trades, control (acks, heartbeats, status), an exchange
 error, or a rejection (`reason`, `detail`) that the connector dead-letters or counts.
-Prices and sizes are `Decimal`s built from the text on the wire: Coinbase and Binance send
-strings; Kraken v2 and Alpaca send JSON numbers, whose digits are quoted in the raw text
-before parsing (`QuotedNumbers`) so that `0.1` stays `0.1` and never becomes a binary float.
+Prices and sizes are exact decimals from the text on the wire, kept as that text once checked
+(`plain_decimal`): Coinbase and Binance send strings; Kraken v2 and Alpaca send JSON numbers,
+whose digits are quoted in the raw text before parsing (`QuotedNumbers`) so that `0.1` stays
+`0.1` and never becomes a binary float. Frames may come as bytes (the connector skips the
+WebSocket library's UTF-8 decode: orjson checks the encoding while it parses).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
@@ -26,23 +28,40 @@ from contracts.types import DECIMAL_PRECISION, DECIMAL_SCALE, utc_from_epoch_ms
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs ~2x, once per trade
 class WireTrade:
-    """One trade as a venue reported it, with exact decimals and a UTC event time."""
+    """One trade as a venue reported it, with exact decimals and a UTC event time.
+
+    `price_text` and `size_text` are the decimals as plain text (`plain_decimal`: positive,
+    within DECIMAL(38,18), no exponent, the digits the exchange sent): what the record carries.
+    A `Decimal` is built from them only when asked for (`price`, `size`)."""
 
     venue_symbol: str
     trade_id: str
     number: int | None  # consecutive per symbol (the venue's trade id): gaps are detectable
-    price: Decimal
-    size: Decimal
+    price_text: str
+    size_text: str
     side: TradeSide
     event_time: datetime
     sequence: int | None = None  # the feed's own message sequence (Coinbase)
 
+    @property
+    def price(self) -> Decimal:
+        return Decimal(self.price_text)
+
+    @property
+    def size(self) -> Decimal:
+        return Decimal(self.size_text)
+
+
+_NONE: tuple[()] = ()
+
 
 @dataclass(slots=True)
 class Frame:
-    trades: list[WireTrade] = field(default_factory=list)
+    # Empty tuples by default, not a list per field per frame: Coinbase and Binance send one
+    # trade per frame, so a frame's construction is paid once per trade.
+    trades: Sequence[WireTrade] = _NONE
     error: str | None = None  # the exchange reported an error: reconnect
-    rejected: list[tuple[str, str]] = field(default_factory=list)  # (reason, detail) → DLQ
+    rejected: Sequence[tuple[str, str]] = _NONE  # (reason, detail) → DLQ
     skipped: str | None = None  # a known-but-unused or unknown message: counted, not published
 
 
@@ -56,18 +75,29 @@ class BadTradeError(ValueError):
 _MAX_INTEGER_DIGITS = DECIMAL_PRECISION - DECIMAL_SCALE
 
 
+# A decimal already in the form `format(Decimal(text), "f")` writes: ASCII digits, no sign or
+# exponent, no leading zero, a point only with digits after it, at most 20 digits before the
+# point and 18 after (DECIMAL(38,18)).
+_PLAIN_DECIMAL = re.compile(
+    rf"(?:0|[1-9][0-9]{{0,{_MAX_INTEGER_DIGITS - 1}}})(?:\.[0-9]{{1,{DECIMAL_SCALE}}})?"
+)
+
+
+def plain_decimal(value: Any, *, name: str) -> str:
+    """A positive decimal within DECIMAL(38,18), as plain text: the wire string itself in the
+    usual case (checked, never parsed: no `Decimal` per price on the hot path), otherwise
+    `exact(value)` written out without an exponent (`1e-8` → `0.00000001`, `01.50` → `1.50`).
+    The text is what `format(Decimal(value), "f")` gives: the digits sent, trailing zeros kept."""
+    if type(value) is str and _PLAIN_DECIMAL.fullmatch(value) is not None:
+        if value.strip("0.") == "":
+            raise BadTradeError(f"non_positive_{name}", f"{name} {value!r} is not positive")
+        return value
+    return format(exact(value, name=name), "f")
+
+
 def exact(value: Any, *, name: str) -> Decimal:
     """A positive decimal that fits the archive's DECIMAL(38,18), from a wire string (or a
     Decimal parsed from a JSON number); floats are refused, they have lost exactness."""
-    if isinstance(value, str) and value.replace(".", "", 1).isdigit():
-        # The usual case, checked on the text: plain digits (no sign, exponent, NaN), at most
-        # 18 after the point and 20 before it. Anything else takes the general path below.
-        whole, _, fraction = value.partition(".")
-        if len(fraction) <= DECIMAL_SCALE and len(whole.lstrip("0")) <= _MAX_INTEGER_DIGITS:
-            number = Decimal(value)
-            if number:
-                return number
-            raise BadTradeError(f"non_positive_{name}", f"{name} {value!r} is not positive")
     if isinstance(value, str):
         try:
             number = Decimal(value)
@@ -166,11 +196,11 @@ class Coinbase(VenueProtocol):
                 venue_symbol=_str(message["product_id"], name="product_id"),
                 trade_id=str(trade_id),
                 number=trade_id,
-                price=exact(message["price"], name="price"),
-                size=exact(message["size"], name="size"),
+                price_text=plain_decimal(message["price"], name="price"),
+                size_text=plain_decimal(message["size"], name="size"),
                 side=side,
                 event_time=utc_iso(message["time"]),
-                sequence=sequence if isinstance(sequence, int) else None,
+                sequence=sequence if type(sequence) is int else None,  # not a bool
             )
             return Frame(trades=[trade])
         if kind == "error":
@@ -202,8 +232,8 @@ class Binance(VenueProtocol):
                 venue_symbol=_str(data["s"], name="s"),
                 trade_id=str(trade_id),
                 number=trade_id,
-                price=exact(data["p"], name="price"),
-                size=exact(data["q"], name="size"),
+                price_text=plain_decimal(data["p"], name="price"),
+                size_text=plain_decimal(data["q"], name="size"),
                 # m: the buyer is the maker, so the taker sold.
                 side=TradeSide.SELL if data.get("m") else TradeSide.BUY,
                 event_time=utc_from_epoch_ms(_int(data["T"], name="T")),
@@ -266,8 +296,8 @@ class Kraken(VenueProtocol):
                             venue_symbol=_str(item["symbol"], name="symbol"),
                             trade_id=str(trade_id),
                             number=trade_id,
-                            price=exact(item["price"], name="price"),
-                            size=exact(item["qty"], name="size"),
+                            price_text=plain_decimal(item["price"], name="price"),
+                            size_text=plain_decimal(item["qty"], name="size"),
                             side=_SIDES.get(item.get("side"), TradeSide.UNKNOWN),
                             event_time=utc_iso(item["timestamp"]),
                         )
@@ -309,24 +339,26 @@ class Alpaca(VenueProtocol):
         messages = self._numbers.loads(raw)
         if not isinstance(messages, list):
             messages = [messages]
-        frame = Frame()
+        trades: list[WireTrade] = []
+        rejected: list[tuple[str, str]] = []
+        frame = Frame(trades=trades, rejected=rejected)
         for item in messages:
             kind = item.get("T")
             if kind == "t":
                 try:
-                    frame.trades.append(
+                    trades.append(
                         WireTrade(
                             venue_symbol=_str(item["S"], name="S"),
                             trade_id=_alpaca_trade_id(item),
                             number=None,
-                            price=exact(item["p"], name="price"),
-                            size=exact(item["s"], name="size"),
+                            price_text=plain_decimal(item["p"], name="price"),
+                            size_text=plain_decimal(item["s"], name="size"),
                             side=TradeSide.UNKNOWN,
                             event_time=utc_iso(item["t"]),
                         )
                     )
                 except BadTradeError as exc:
-                    frame.rejected.append((exc.reason, exc.detail))
+                    rejected.append((exc.reason, exc.detail))
             elif kind == "error":
                 frame.error = f"{item.get('code')}: {item.get('msg')}"
             elif kind in ("success", "subscription"):

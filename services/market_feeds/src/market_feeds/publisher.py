@@ -79,6 +79,22 @@ class KeyedBatcher:
             self._linger_task = None
         await self.ship_all()
 
+    def append_nowait(self, key: bytes, value: bytes, tag: Any = None) -> bool:
+        """Append one record to the open batch of its key's partition if that needs no wait:
+        the partition known, room in the batch, no hand-over failed since the last call. False
+        otherwise, and then the caller awaits `add`. The usual case costs no coroutine."""
+        partition = self._partition_of.get(key)
+        if partition is None or self._error is not None:
+            return False
+        entry = self._open.get(partition)
+        if entry is None:
+            entry = self._open[partition] = (self._producer.create_batch(), [])
+            self._opened.set()
+        if entry[0].append(timestamp=None, key=key, value=value) is None:
+            return False  # full: `add` ships it first
+        entry[1].append(tag)
+        return True
+
     async def add(self, key: bytes, value: bytes, tag: Any = None) -> None:
         """Append one record; ships the partition's batch first if it is full. Raises the
         KafkaError of a batch that could not be handed to the producer since the last call."""
@@ -177,9 +193,11 @@ class KafkaSink:
         await self._producer.flush()
 
     async def trades(self, feed: str, trades: Sequence[TradeRecord]) -> None:
-        add = self._batcher.add
+        append, add = self._batcher.append_nowait, self._batcher.add
         for trade in trades:
-            await add(trade.key, trade.value, (feed, trade.event_time_s))
+            tag = (feed, trade.event_time_s)
+            if not append(trade.key, trade.value, tag):
+                await add(trade.key, trade.value, tag)
 
     def _trades_shipped(self, future: asyncio.Future[Any], tags: list[tuple[str, float]]) -> None:
         # Metrics once per batch, not per trade (a counter's inc costs ~0.7 µs, a histogram's

@@ -28,6 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 
 from market_feeds.simulator import session
@@ -42,6 +43,8 @@ VENUE_PATHS = {
     "/alpaca/v2/iex": "alpaca",
 }
 HISTORY = 10_000  # trades kept per symbol for `replay`
+BURST_CHUNK_BYTES = 64 * 1024  # whole frames per socket write in a burst
+BURST_BUFFERED_BYTES = 1 << 20  # a burst waits while this much is not yet on the socket
 
 
 @dataclass(eq=False)
@@ -341,14 +344,44 @@ class ExchangeSimulator:
 
     async def _burst(self, sub: Subscriber, symbols: Sequence[str]) -> None:
         """Benchmarks: `burst` trades per symbol to this subscriber as fast as it reads them.
-        Every frame is encoded before the first is sent, so the simulator's own encoding does
-        not pace the stream being measured."""
+
+        Every frame is encoded, and framed as WebSocket text frames (unmasked, as a server
+        sends them), before the first is sent; they go to the socket ~64 KiB of whole frames
+        per write. So the simulator's own work does not pace the stream being measured: a
+        `ws.send` per frame cost the simulator about as much CPU as the client spends
+        decoding and publishing it, and on a shared 2-core machine the two compete.
+        `ws.transport` is the asyncio transport websockets' connection writes to (not in its
+        documented API: the range is pinned in pyproject.toml and
+        tests/unit/market_feeds/test_feeds_against_simulator.py reads a whole burst)."""
         at = self.clock()
         trades = [self.tape(sub.venue, s).next(at) for _ in range(self.burst) for s in symbols]
-        frames = encode_trades(sub.venue, trades)
-        with contextlib.suppress(ConnectionClosed):
-            for frame in frames:
-                await sub.ws.send(frame)
+        chunks = burst_chunks(encode_trades(sub.venue, trades))
+        transport = sub.ws.transport
+        for chunk in chunks:
+            if transport.is_closing():  # the client left (a benchmark reads only what it needs)
+                return
+            transport.write(chunk)
+            while transport.get_write_buffer_size() > BURST_BUFFERED_BYTES:
+                await asyncio.sleep(0.001)
+                if transport.is_closing():
+                    return
+
+
+def burst_chunks(frames: Sequence[str]) -> list[bytes]:
+    """`frames` as WebSocket text frames, joined into chunks of about BURST_CHUNK_BYTES."""
+    chunks: list[bytes] = []
+    pending: list[bytes] = []
+    size = 0
+    for text in frames:
+        framed = Frame(Opcode.TEXT, text.encode()).serialize(mask=False)
+        pending.append(framed)
+        size += len(framed)
+        if size >= BURST_CHUNK_BYTES:
+            chunks.append(b"".join(pending))
+            pending, size = [], 0
+    if pending:
+        chunks.append(b"".join(pending))
+    return chunks
 
 
 def encode_trades(venue: str, trades: Sequence[SimTrade]) -> list[str]:
