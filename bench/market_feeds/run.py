@@ -45,10 +45,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from contracts import topics
-from market_feeds.connector import ConnectPolicy, FeedConnector
+from market_feeds.connector import ConnectPolicy, FeedConnector, open_websocket
 from market_feeds.protocols import protocol_for
 from market_feeds.publisher import MAX_BATCH_BYTES, KafkaSink, KeyedBatcher
 from market_feeds.records import TradeRecord, json_time, symbol_records, write_trade
@@ -56,7 +57,6 @@ from pulse_cli.scripts import load_script
 from servicekit.clock import SystemClock
 from servicekit.kafka import make_producer
 from servicekit.settings import KafkaSettings
-from websockets.asyncio.client import connect
 
 ROOT = Path(__file__).resolve().parents[2]
 PORT = 61410  # the feeds helper's port range (61400-61499)
@@ -120,8 +120,9 @@ async def connector_run(venue: str, url: str, kafka: KafkaSettings, topic: str, 
 
 async def bare_run(venue: str, url: str, kafka: KafkaSettings, topic: str, n: int) -> float:
     """receive → decode → produce and nothing else: the same WebSocket client and options
-    (frames as bytes), the same decoder and record writer (the same frames become the same
-    bytes, exact decimals included: the wire's digits checked by `plain_decimal`), the same
+    (`open_websocket`: aiohttp, frames as bytes), the same decoder and record writer (the
+    same frames become the same bytes, exact decimals included: the wire's digits checked by
+    `plain_decimal`), the same
     producer settings and batching (`KeyedBatcher`, appending without a coroutine when there
     is room). Left out: what the connector adds around them (dedup and gaps, metrics, status,
     watchdog, DLQ, ack bookkeeping, reconnects)."""
@@ -138,13 +139,19 @@ async def bare_run(venue: str, url: str, kafka: KafkaSettings, topic: str, n: in
     count = 0
     first_at: float | None = None
     try:
-        async with connect(
-            protocol.url(url, list(symbols)), compression=None, max_size=1 << 22
-        ) as ws:
+        async with (
+            aiohttp.ClientSession() as http,
+            await open_websocket(
+                http, protocol.url(url, list(symbols)), max_frame_bytes=1 << 22
+            ) as ws,
+        ):
             for message in protocol.opening(list(symbols)):
-                await ws.send(message)
+                await ws.send_str(message)
             while True:
-                trades = protocol.decode(await ws.recv(decode=False)).trades
+                message = await ws.receive()
+                if message.type is not aiohttp.WSMsgType.TEXT:
+                    continue  # (the simulator sends no pings)
+                trades = protocol.decode(message.data).trades
                 if not trades:
                     continue
                 if first_at is None:

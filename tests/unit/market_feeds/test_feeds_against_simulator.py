@@ -153,9 +153,11 @@ async def test_stopped_heartbeats_drop_the_silent_connection_and_report_the_gap(
 ) -> None:
     running = await feed(venue)
     await running.emit(3)
+    silent_before = metrics.FEED_RECONNECTS.labels(venue, "silent")._value.get()
     sim.mute(venue)  # the connection stays open; nothing more comes on it
     missed = await sim.emit(venue, 4)  # made while the feed hears nothing
     await running.subscribed(connections=2)  # the watchdog closed it, the loop redialled
+    assert metrics.FEED_RECONNECTS.labels(venue, "silent")._value.get() >= silent_before + 1
     after = await running.emit(3)
     assert len(running.sink.published) == 3 * len(SYMBOLS[venue]) + len(after)
     running.assert_no_duplicates()
@@ -359,3 +361,20 @@ async def test_a_benchmark_burst_arrives_whole_and_in_order(venue: str) -> None:
     finally:
         await running.stop()
         await simulator.stop()
+
+
+async def test_keepalive_pings_are_answered_so_a_quiet_connection_stays_up(
+    feed: Any, sim: ExchangeSimulator
+) -> None:
+    """Our pings (the watchdog's) and the server's pongs: with a pong due 0.3 s after each
+    ping, sent every 0.05 s, a connection without trades (Alpaca has no heartbeat channel)
+    stays up as long as the pongs are read."""
+    policy = ConnectPolicy(
+        silence_timeout_s=5, ping_interval_s=0.05, ping_timeout_s=0.3, open_timeout_s=2
+    )
+    running = await feed("alpaca", policy)
+    before = metrics.FEED_RECONNECTS.labels("alpaca", "connection")._value.get()
+    await asyncio.sleep(1.5)
+    assert sim.venues["alpaca"].connections == 1
+    assert metrics.FEED_RECONNECTS.labels("alpaca", "connection")._value.get() == before
+    await running.emit(2)  # and it still delivers

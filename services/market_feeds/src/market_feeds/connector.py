@@ -15,15 +15,15 @@ import logging
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
+import aiohttp
+from aiohttp import WSMsgType
 from aiokafka.errors import KafkaError
 from contracts.events import FeedGap
 from servicekit import metrics
 from servicekit.clock import Clock
 from servicekit.kafka import dead_letter
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosedOK, WebSocketException
 
 from market_feeds.continuity import Continuity
 from market_feeds.protocols import Frame, VenueProtocol, WireTrade
@@ -31,6 +31,33 @@ from market_feeds.publisher import SERVICE, Sink
 from market_feeds.records import TradeRecord, json_time, symbol_records, write_trade
 
 log = logging.getLogger(__name__)
+
+_TEXT, _BINARY = WSMsgType.TEXT, WSMsgType.BINARY
+_WebSocket = aiohttp.ClientWebSocketResponse[Literal[False]]  # text frames as bytes
+# The opening handshake is bounded by ConnectPolicy.open_timeout_s; nothing after it is.
+_HANDSHAKE_TIMEOUT = aiohttp.ClientTimeout(total=None)
+_CLOSE_TIMEOUT = aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0)
+
+
+async def open_websocket(
+    http: aiohttp.ClientSession, url: str, *, max_frame_bytes: int
+) -> _WebSocket:
+    """A feed's WebSocket (the connector's and the benchmark's bare loop's: one receive).
+
+    aiohttp's client, whose frame reader is compiled (~1 µs a frame where `websockets` spent
+    ~5, as much as decoding the trade in it): text frames as bytes (`decode_text=False`:
+    orjson reads and checks UTF-8 itself, and a frame that is not UTF-8 is dead-lettered like
+    any malformed one); no compression (no exchange here needs it); pings are ours (the
+    watchdog) and answered by the read loop (`autoping=False`), so PING_TIMEOUT_S is honoured
+    as set (aiohttp's own heartbeat waits half the interval for the pong)."""
+    return await http.ws_connect(
+        url,
+        autoping=False,
+        compress=0,
+        max_msg_size=max_frame_bytes,
+        decode_text=False,
+        timeout=_CLOSE_TIMEOUT,
+    )
 
 
 class FeedError(Exception):
@@ -114,6 +141,7 @@ class FeedConnector:
         self._messages = metrics.FEED_MESSAGES.labels(self.feed)
         self._warned: set[str] = set()  # skip reasons already logged on this connection
         self._session_trades = 0  # trades read on the current connection
+        self._pong_due_at: float | None = None  # a keepalive ping is unanswered until then
 
     async def run(self) -> None:
         """Forever: a session, then a jittered backoff; never raises but CancelledError."""
@@ -125,8 +153,11 @@ class FeedConnector:
                 reason, detail = "closed", "the server closed the connection"
             except FeedError as exc:
                 reason, detail = exc.reason, str(exc)
-            except (OSError, WebSocketException, TimeoutError) as exc:
-                reason, detail = "connection", f"{type(exc).__name__}: {exc}"
+            except (OSError, aiohttp.ClientError, TimeoutError) as exc:
+                # aiohttp wraps a refused or unresolvable address: name the cause itself
+                # (ConnectionRefusedError: [Errno 111] …), not only the wrapper.
+                cause = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else exc
+                reason, detail = "connection", f"{type(cause).__name__}: {cause}"
             except KafkaError as exc:  # the producer gave up on a record: redial, resend later
                 reason, detail = "publish", f"Kafka: {type(exc).__name__}: {exc}"
             metrics.FEED_CONNECTED.labels(self.feed).set(0)
@@ -157,43 +188,56 @@ class FeedConnector:
         return self._session_trades > 0 or lasted_s >= self.policy.silence_timeout_s
 
     async def _session(self) -> None:
-        async with connect(
-            self.url,
-            open_timeout=self.policy.open_timeout_s,
-            ping_interval=self.policy.ping_interval_s,
-            ping_timeout=self.policy.ping_timeout_s,
-            max_size=self.policy.max_frame_bytes,
-            compression=None,
-        ) as ws:
-            for message in self.protocol.opening(list(self.symbols)):
-                await ws.send(message)
-            self.status.connections += 1
-            self._warned.clear()
-            self._session_trades = 0
-            if self.status.connections > 1:
-                self.continuity.reconnected()
-            log.info(
-                "feed %s connected to %s, subscribed to %s", self.feed, self.url, list(self.symbols)
-            )
-            self.status.last_frame_at = self.clock.monotonic()
-            watchdog = asyncio.create_task(self._watch(ws))
-            recv = ws.recv
-            try:
-                while True:
-                    try:
-                        # Bytes, not str: orjson reads (and checks) UTF-8 itself, so the
-                        # library's decode is a copy per frame for nothing, and a frame that
-                        # is not UTF-8 is dead-lettered like any malformed one instead of
-                        # raising out of the connection.
-                        raw = await recv(decode=False)
-                    except ConnectionClosedOK:
+        async with aiohttp.ClientSession(timeout=_HANDSHAKE_TIMEOUT) as http:
+            async with asyncio.timeout(self.policy.open_timeout_s):
+                ws = await open_websocket(
+                    http, self.url, max_frame_bytes=self.policy.max_frame_bytes
+                )
+            async with ws:
+                await self._read(ws)
+
+    async def _read(self, ws: _WebSocket) -> None:
+        for message in self.protocol.opening(list(self.symbols)):
+            await ws.send_str(message)
+        self.status.connections += 1
+        self._warned.clear()
+        self._session_trades = 0
+        if self.status.connections > 1:
+            self.continuity.reconnected()
+        log.info(
+            "feed %s connected to %s, subscribed to %s", self.feed, self.url, list(self.symbols)
+        )
+        self.status.last_frame_at = self.clock.monotonic()
+        self._pong_due_at = None
+        watchdog = asyncio.create_task(self._watch(ws))
+        receive = ws.receive
+        try:
+            while True:
+                received = await receive()
+                kind = received.type
+                if kind is _TEXT or kind is _BINARY:
+                    await self.on_frame(received.data)
+                elif kind is WSMsgType.PING:  # Binance's, every 20 s
+                    await ws.pong(received.data)
+                elif kind is WSMsgType.PONG:
+                    self._pong_due_at = None
+                elif kind is WSMsgType.CLOSE:
+                    break  # the server said goodbye (aiohttp answers the close frame)
+                elif kind is WSMsgType.CLOSING:  # the watchdog is closing it: say why
+                    reason, detail = await watchdog
+                    raise FeedError(reason, detail)
+                else:  # CLOSED / ERROR: the connection is gone without a close frame
+                    if watchdog.done():
                         break
-                    await self.on_frame(raw)
-            finally:
-                watchdog.cancel()
-                self._count_frames()
-            if watchdog.done() and not watchdog.cancelled() and watchdog.exception() is None:
-                raise FeedError("silent", f"no frame for {self.policy.silence_timeout_s} s")
+                    raise ConnectionError(
+                        f"connection lost without a close frame ({ws.exception() or kind.name})"
+                    )
+        finally:
+            watchdog.cancel()
+            self._count_frames()
+        if watchdog.done() and not watchdog.cancelled() and watchdog.exception() is None:
+            reason, detail = watchdog.result()
+            raise FeedError(reason, detail)
 
     def _count_frames(self) -> None:
         """The frames metric, brought up to date: once a second and at the end of a
@@ -201,21 +245,40 @@ class FeedConnector:
         self._messages.inc(self._frame_no - self._frames_counted)
         self._frames_counted = self._frame_no
 
-    async def _watch(self, ws: ClientConnection) -> None:
-        """Close the connection once no frame came for silence_timeout_s (heartbeats stopped);
-        count the frames read, once a second."""
-        timeout = self.policy.silence_timeout_s
+    async def _watch(self, ws: _WebSocket) -> tuple[str, str]:
+        """Close the connection once no frame came for silence_timeout_s (heartbeats stopped)
+        or a keepalive ping went unanswered for ping_timeout_s; ping every ping_interval_s;
+        count the frames read, once a second. Returns why it closed the connection."""
+        policy = self.policy
+        timeout = policy.silence_timeout_s
+        next_ping_at = self.clock.monotonic() + policy.ping_interval_s
         while True:
             self._count_frames()
-            last = self.status.last_frame_at or self.clock.monotonic()
-            remaining = timeout - (self.clock.monotonic() - last)
+            now = self.clock.monotonic()
+            last = self.status.last_frame_at or now
+            remaining = timeout - (now - last)
             if remaining <= 0:
                 log.warning(
                     "feed %s silent for %.1f s: dropping the connection", self.feed, timeout
                 )
-                await ws.close(code=1001, reason="silent")
-                return
-            await asyncio.sleep(min(remaining + 0.01, timeout / 4, 1.0))
+                await ws.close(code=1001, message=b"silent")
+                return "silent", f"no frame for {timeout} s"
+            if self._pong_due_at is not None and now >= self._pong_due_at:
+                log.warning(
+                    "feed %s: no pong within %.1f s: dropping the connection",
+                    self.feed, policy.ping_timeout_s,
+                )  # fmt: skip
+                await ws.close(code=1011, message=b"keepalive ping timeout")
+                return "connection", f"keepalive ping timeout ({policy.ping_timeout_s} s)"
+            if now >= next_ping_at:
+                next_ping_at = now + policy.ping_interval_s
+                if self._pong_due_at is None:
+                    self._pong_due_at = now + policy.ping_timeout_s
+                await ws.ping()
+            wake_in_s = min(remaining + 0.01, timeout / 4, 1.0, next_ping_at - now)
+            if self._pong_due_at is not None:
+                wake_in_s = min(wake_in_s, self._pong_due_at - now + 0.01)
+            await asyncio.sleep(max(wake_in_s, 0.001))
 
     async def on_frame(self, raw: str | bytes) -> None:
         """decode → continuity → publish, for one frame."""
