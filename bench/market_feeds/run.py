@@ -12,7 +12,8 @@ after); time runs from the first frame to the last trade acknowledged.
   record encoder) and the same producer settings and batching (`KeyedBatcher`): every
   speed-up the connector has. What it leaves out is what the ratio measures: dedup and gap
   tracking, metrics, status and watchdog, DLQ and rejected-trade handling, ack bookkeeping.
-- The connector: FeedConnector with KafkaSink, as `python -m market_feeds` runs it.
+- The connector: FeedConnector with KafkaSink, as `python -m market_feeds` runs it, its
+  dedup window (10,000 ids) smaller than the run so that evicting old ids is measured too.
 
 The latency phase: Coinbase at 5,000 trades/s offered open loop by the simulator (5 ms
 ticks), one symbol of this run → the connector → market.trades.v1 → a cdc_processor
@@ -73,6 +74,7 @@ PATHS = {
     "alpaca": "/alpaca/v2/iex",
 }
 LINGER_MS = 5
+DEDUP_CAPACITY = 10_000  # trade ids the connector remembers (the service: 100,000)
 
 
 class CountingSink(KafkaSink):
@@ -104,6 +106,9 @@ async def connector_run(venue: str, url: str, kafka: KafkaSettings, topic: str, 
         sink=sink,
         clock=SystemClock(),
         policy=ConnectPolicy(silence_timeout_s=60, max_frame_bytes=1 << 22),
+        # Below n, so the run includes the steady state of a service past its first 100,000
+        # trades, where every admitted trade id evicts the oldest.
+        dedup_capacity=DEDUP_CAPACITY,
         rng=random.Random(1),
     )
     task = asyncio.create_task(connector.run())
