@@ -61,7 +61,8 @@ class Continuity:
                 reason = "reconnect" if venue_symbol in self._reconnected else "sequence_skip"
                 gap = Gap(venue_symbol, highest + 1, number - 1, reason)
             self._highest[venue_symbol] = number
-            self._reconnected.discard(venue_symbol)
+            if self._reconnected:
+                self._reconnected.discard(venue_symbol)
         seen = self._seen
         seen[key] = None
         if len(seen) > self.capacity:

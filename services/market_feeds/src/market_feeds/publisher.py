@@ -8,6 +8,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from operator import itemgetter
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 SERVICE = "market_feeds"
 MAX_BATCH_BYTES = 256 * 1024
 _PARTITIONER = Murmur2Partitioner()  # the one make_producer gives the producer
+_FEED, _EVENT_S = itemgetter(0), itemgetter(1)  # of a trade's tag: (feed, event time in s)
 
 
 class Sink(Protocol):
@@ -204,9 +206,13 @@ class KafkaSink:
         # observe ~1.5 µs: together more than decoding a trade): per feed in the batch, the
         # trades count now, and at the acknowledgement one lag observation, its oldest trade's.
         per_feed: dict[str, tuple[int, float]] = {}
-        for feed, event_s in tags:
-            count, oldest_s = per_feed.get(feed, (0, event_s))
-            per_feed[feed] = (count + 1, min(oldest_s, event_s))
+        feeds = set(map(_FEED, tags))
+        if len(feeds) == 1:  # the usual batch: one feed's trades, counted in C, not a loop
+            per_feed[feeds.pop()] = (len(tags), min(map(_EVENT_S, tags)))
+        else:
+            for feed, event_s in tags:
+                count, oldest_s = per_feed.get(feed, (0, event_s))
+                per_feed[feed] = (count + 1, min(oldest_s, event_s))
         for feed, (count, _oldest_s) in per_feed.items():
             trades, events_out, _lag = self._metrics_of(feed)
             trades.inc(count)
