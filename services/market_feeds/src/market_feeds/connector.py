@@ -188,7 +188,8 @@ class FeedConnector:
         return self._session_trades > 0 or lasted_s >= self.policy.silence_timeout_s
 
     async def _session(self) -> None:
-        async with aiohttp.ClientSession(timeout=_HANDSHAKE_TIMEOUT) as http:
+        # trust_env: HTTPS_PROXY/NO_PROXY from the environment, as `websockets` honoured them.
+        async with aiohttp.ClientSession(timeout=_HANDSHAKE_TIMEOUT, trust_env=True) as http:
             async with asyncio.timeout(self.policy.open_timeout_s):
                 ws = await open_websocket(
                     http, self.url, max_frame_bytes=self.policy.max_frame_bytes

@@ -46,7 +46,7 @@ class MarketFeedsSettings(ServiceSettings):
 
     # No frame at all (trade, heartbeat) for this long: the connection is dropped and redialled.
     # Coinbase and Kraken send heartbeats every second; Binance and Alpaca rely on WebSocket
-    # pings, answered by the client library, and a quiet symbol may stay silent longer.
+    # pings, answered by the connector's read loop, and a quiet symbol may stay silent longer.
     silence_timeout_s: float = Field(default=30.0, gt=0)
     # WebSocket keepalive pings from our side; the pong must come within ping_timeout_s.
     ping_interval_s: float = Field(default=20.0, gt=0)
