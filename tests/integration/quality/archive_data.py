@@ -22,6 +22,12 @@ from contracts.events import (
     ReviewEnriched,
     TradeExecuted,
 )
+from contracts.identity import (
+    alert_event_id,
+    candle_event_id,
+    quality_result_event_id,
+    review_event_id,
+)
 from query.archive import ArchiveLocation
 from s3_archiver import encoding
 from s3_archiver.object_keys import partition_path
@@ -46,8 +52,10 @@ def candles(now: datetime, *, hours: int) -> list[CandleClosed]:
 def candle(
     symbol: str, asset_class: str, start: datetime, *, base: Decimal, emitted: datetime
 ) -> CandleClosed:
+    values = (base, base + 2, base - 2, base + 1, Decimal(3) + Decimal(start.minute) / 10)
     return CandleClosed.model_validate(
         {
+            "event_id": candle_event_id(symbol, start, values=values),
             "symbol": symbol,
             "asset_class": asset_class,
             "window_start": start,
@@ -85,9 +93,13 @@ def review(
 ) -> ReviewEnriched:
     sku, name = PRODUCTS[product_id]
     score = round((rating - 3) / 2.0, 3)
+    review_id = review_id or f"00000000-0000-0000-0000-{i:012d}"
+    # no LSN: the id's version is a digest of the content, as for a crawled review
+    content = (rating, f"review {i}", product_id, when)
     return ReviewEnriched.model_validate(
         {
-            "review_id": review_id or f"00000000-0000-0000-0000-{i:012d}",
+            "event_id": review_event_id(review_id, op="upsert", source_lsn=None, content=content),
+            "review_id": review_id,
             "op": "upsert",
             "source": "app" if i % 2 else "crawl:shop",
             "dedup_key": f"dk-{i}",
@@ -138,6 +150,7 @@ def alerts(now: datetime, *, hours: int) -> list[AlertRaised]:
         AlertRaised.model_validate(
             {
                 "alert_id": f"a{h}",
+                "event_id": alert_event_id(f"a{h}"),
                 "kind": "price_move",
                 "subject": "BTC-USD",
                 "severity": "warning",
@@ -207,6 +220,9 @@ def dq_results(now: datetime, *, hours: int) -> list[DataQualityResult]:
         DataQualityResult.model_validate(
             {
                 "run_id": f"{SEED_RUN_ID}-{h}",
+                "event_id": quality_result_event_id(
+                    f"{SEED_RUN_ID}-{h}", "market_candles", "freshness", None
+                ),
                 "check": "freshness",
                 "check_type": "freshness",
                 "dataset": "market_candles",

@@ -1,5 +1,8 @@
 """`python -m quality check` on the real stack's S3 and Kafka: a good archive passes every
-check; deliberately bad objects fail exactly their checks with the observed values, the
+check, and still does with identical re-emitted copies archived again (delivery duplicates,
+which only the delivery-duplicate shares see); deliberately bad objects (among them a
+conflicting review version and check result) fail exactly their checks with the observed
+values, the
 results land in dq_results (archived by the real archiver, read by the query engine) and the
 alerts on an alerts topic unique to the test."""
 
@@ -20,6 +23,7 @@ import pyarrow as pa
 import pytest
 from aiokafka import AIOKafkaConsumer
 from contracts import datasets
+from contracts.identity import review_event_id
 from query.archive import ArchiveCatalog, ArchiveLocation
 from query.engine import QueryEngine
 
@@ -102,9 +106,20 @@ def write_bad_objects(location: ArchiveLocation, now: datetime) -> None:
     archive_data.write(
         location, datasets.ALERTS, archive_data.alerts(now - timedelta(days=10), hours=6)
     )
-    # 3. a duplicated review version: an existing review archived again at other offsets
-    again = archive_data.reviews(now, hours=HOURS)[-1]
-    archive_data.write(location, datasets.REVIEWS_ENRICHED, [again], start_offset=20_000_000)
+    # 3. a conflicting review version: the newest review's id, time and op again, with
+    # another rating and text, so another event_id (its content digest)
+    original = archive_data.reviews(now, hours=HOURS)[-1]
+    conflict = original.model_copy(
+        update={
+            "rating": 1 + original.rating % 5,
+            "body": "edited",
+            "event_id": review_event_id(
+                original.review_id, op="upsert", source_lsn=None, content=("edited",)
+            ),
+        }
+    )
+    assert conflict.event_id != original.event_id
+    archive_data.write(location, datasets.REVIEWS_ENRICHED, [conflict], start_offset=20_000_000)
     # 4. a column with nulls: three new reviews whose dedup_key is null
     fresh = [
         archive_data.review(900_000 + k, now - timedelta(minutes=5 + k), rating=4, product_id=1)
@@ -141,15 +156,32 @@ def write_bad_objects(location: ArchiveLocation, now: datetime) -> None:
     # 7. a feed gap whose count disagrees with its range (3 numbers missing, 5 counted)
     gap = archive_data.feed_gap(999, now - timedelta(minutes=4), missing_count=5)
     archive_data.write(location, datasets.MARKET_FEED_GAPS, [gap], start_offset=60_000_000)
-    # 8. a check result archived twice: the newest seeded result again at other offsets
-    again_result = archive_data.dq_results(now, hours=HOURS)[-1]
-    archive_data.write(location, datasets.DQ_RESULTS, [again_result], start_offset=70_000_000)
+    # 8. a conflicting check result: the newest seeded result's run and check (so its
+    # event_id) again, with another observed value and outcome
+    result = archive_data.dq_results(now, hours=HOURS)[-1]
+    other = result.model_copy(update={"observed_value": 5.0, "passed": False, "outcome": "failed"})
+    archive_data.write(location, datasets.DQ_RESULTS, [other], start_offset=70_000_000)
+
+
+def write_delivery_copies(location: ArchiveLocation, now: datetime) -> None:
+    """Identical re-emitted records (same event_id, same content) at new offsets, as a crash
+    re-emits them or a feed reconnect replays them: delivery duplicates readers drop, which
+    fail no uniqueness check."""
+    copies = {
+        datasets.MARKET_CANDLES: archive_data.candles(now, hours=1)[-4:],
+        datasets.REVIEWS_ENRICHED: archive_data.reviews(now, hours=HOURS)[-2:-1],
+        datasets.MARKET_TRADES: archive_data.trades(now, hours=1)[-4:],
+        datasets.MARKET_FEED_GAPS: archive_data.feed_gaps(now, hours=HOURS)[-1:],
+        datasets.DQ_RESULTS: archive_data.dq_results(now, hours=HOURS)[-2:-1],
+    }
+    for n, (dataset, events) in enumerate(copies.items()):
+        archive_data.write(location, dataset, events, start_offset=80_000_000 + n * 1000)
 
 
 EXPECTED_FAILURES = {
     "market_candles.low_positive": 1.0,
     "alerts.freshness": None,  # ~10 days, checked below
-    "reviews_enriched.one_row_per_review_version": None,  # Soda's duplicate count, ≥ 1
+    "reviews_enriched.one_row_per_review_version": 1.0,
     "reviews_enriched.dedup_key_not_null": 3.0,
     "reviews_enriched.schema_matches_contract": 1.0,
     "market_quotes.price_positive": 1.0,
@@ -201,6 +233,21 @@ async def test_good_archive_passes_and_bad_objects_fail_exactly_their_checks(
     assert code == 0 and not failing, "\n".join(failing)
     assert len(good) >= 35
 
+    # delivery copies alone fail nothing, and the shares see them
+    write_delivery_copies(location, now)
+    code, copied = await asyncio.to_thread(run_check, env)
+    failing = [line for line in copied.values() if line.startswith("FAIL")]
+    assert code == 0 and not failing, "\n".join(failing)
+    for dataset in (
+        "market_candles",
+        "reviews_enriched",
+        "market_trades",
+        "market_feed_gaps",
+        "dq_results",
+    ):
+        assert observed(copied[f"{dataset}.delivery_duplicate_share"]) > 0, dataset
+    assert observed(good["market_candles.delivery_duplicate_share"]) == 0
+
     write_bad_objects(location, now)
     code, bad = await asyncio.to_thread(run_check, env)
     failed = {key: line for key, line in bad.items() if line.startswith("FAIL")}
@@ -211,7 +258,6 @@ async def test_good_archive_passes_and_bad_objects_fail_exactly_their_checks(
             assert observed(failed[key]) == value, failed[key]
     # the newest stale alert is 10 days and 3 hours old
     assert observed(failed["alerts.freshness"]) == pytest.approx(10 + 3 / 24, abs=0.01)
-    assert observed(failed["reviews_enriched.one_row_per_review_version"]) >= 1
     assert "extra=['review_score_v2']" in failed["reviews_enriched.schema_matches_contract"]
 
     # alerts: one data_quality alert per failed check, on the test's alerts topic
@@ -223,7 +269,7 @@ async def test_good_archive_passes_and_bad_objects_fail_exactly_their_checks(
 
     # dq_results: the archiver writes the results topic under the test's prefix; the query
     # engine reads it like every dataset
-    total = len(good) + len(bad)
+    total = len(good) + len(copied) + len(bad)
     archiver = start_archiver(env, results_topic, archive_prefix, tmp_path / "archiver.log")
     try:
         engine = QueryEngine(ArchiveCatalog(location, ttl_s=0))
