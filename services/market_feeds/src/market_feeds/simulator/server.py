@@ -78,6 +78,7 @@ class ExchangeSimulator:
         heartbeat_interval_s: float = 1.0,
         alpaca_key: tuple[str, str] = ("sim-key", "sim-secret"),
         seed: int = 7,
+        first_trade_id: int = 1000,
         burst: int = 0,
         clock: Callable[[], datetime] = _now,
     ) -> None:
@@ -86,6 +87,7 @@ class ExchangeSimulator:
         self.heartbeat_interval_s = heartbeat_interval_s
         self.alpaca_key = alpaca_key
         self.seed = seed
+        self.first_trade_id = first_trade_id
         self.burst = burst  # trades per symbol sent at once to each new subscriber (benchmarks)
         self.clock = clock
         self.venues: dict[str, VenueState] = {v: VenueState() for v in VENUE_PATHS.values()}
@@ -128,7 +130,9 @@ class ExchangeSimulator:
     def tape(self, venue: str, symbol: str) -> SymbolTape:
         state = self.venues[venue]
         if symbol not in state.tapes:
-            state.tapes[symbol] = SymbolTape(symbol, seed=self.seed)
+            state.tapes[symbol] = SymbolTape(
+                symbol, seed=self.seed, first_trade_id=self.first_trade_id
+            )
             state.history[symbol] = deque(maxlen=HISTORY)
         return state.tapes[symbol]
 
