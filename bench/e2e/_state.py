@@ -27,6 +27,8 @@ import faust.serializers.codecs as codecs
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from contracts import topics
+from servicekit.partitioner import murmur2
 
 DEFAULT_CLAIMS = 1_000_000
 DEFAULT_PRODUCTS = 50_000
@@ -34,9 +36,16 @@ CLAIMS_SPAN_S = 86_400.0  # the claims were made over the last day (well inside 
 # Bench products get ids far above any the demo's database hands out, so none is joined to
 # a posted review in place of its real product.
 PRODUCT_ID_BASE = 1_000_000_000
-# The processor's global tables (cdc_processor.app.create_app) and Faust's changelog naming;
+# The processor's review tables (cdc_processor.app.create_app) and Faust's changelog naming;
 # a unit test checks these against the real app.
 DEDUP_TABLE, PRODUCTS_TABLE = "review-dedup", "products"
+
+
+def home_partition(key: str) -> int:
+    """The table partition the processor keeps `key` in: a product key (`id:…`, `sku:…`) is
+    written from the repartition topic's partition of that key (the producer's murmur2); a
+    claim, from its product's, which these synthetic claims do not have: spread the same way."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % topics.PARTITIONS
 
 
 def changelog_topic(app_id: str, table: str) -> str:
@@ -77,9 +86,10 @@ def products(n: int) -> Iterator[tuple[bytes, bytes]]:
 async def preload(
     bootstrap: str, app_id: str, *, claims: int, products_n: int, now_s: float
 ) -> int:
-    """Write the state to `app_id`'s changelog topics (created as Faust would: one partition,
-    compacted); the number of records written. Call it after the tables were dropped and
-    before the processor starts."""
+    """Write the state to `app_id`'s changelog topics (created as Faust would: the tables'
+    partition count, compacted), each record in the partition the processor keeps it in;
+    the number of records written. Call it after the tables were dropped and before the
+    processor starts."""
     plan = {
         changelog_topic(app_id, DEDUP_TABLE): dedup_claims(claims, now_s=now_s),
         changelog_topic(app_id, PRODUCTS_TABLE): products(products_n),
@@ -88,7 +98,10 @@ async def preload(
     await admin.start()
     try:
         response = await admin.create_topics(
-            [NewTopic(name, 1, 1, topic_configs={"cleanup.policy": "compact"}) for name in plan]
+            [
+                NewTopic(name, topics.PARTITIONS, 1, topic_configs={"cleanup.policy": "compact"})
+                for name in plan
+            ]
         )
     finally:
         await admin.close()
@@ -108,7 +121,8 @@ async def preload(
     try:
         for topic, records in plan.items():
             for key, value in records:
-                await producer.send(topic, value=value, key=key, partition=0)
+                partition = home_partition(codecs.loads("json", key))
+                await producer.send(topic, value=value, key=key, partition=partition)
                 written += 1
         await producer.flush()
     finally:

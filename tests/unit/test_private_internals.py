@@ -7,7 +7,7 @@ fails here, loudly, naming what to re-check, instead of in production.
   `Consumer._drain_messages`, hooks `Recovery`'s end (tests/unit/cdc_processor/
   test_cdc_runtime.py checks that order) and sets aiokafka's fetch settings;
 - cdc_processor/agents.py and writeback.py use a Faust stream's current event and a table's
-  store, changelog topic and serializers.
+  store (the memory store's key → partition map too), changelog topic and serializers.
 
 The version tests read the bounds from the pyproject.toml files that pin them, so the pins and
 this test cannot drift apart; each pin must have an upper bound.
@@ -34,7 +34,8 @@ OVERRIDES = {
     "services/cdc_processor/src/cdc_processor/runtime.py (FetchTunedConsumerThread)",
     "faust-streaming": "services/cdc_processor/src/cdc_processor/runtime.py (QuietMonitor, "
     "take_batches vs Stream.take_events, ChunkedConsumer._drain_messages vs "
-    "Consumer._drain_messages, RewindingFlowControl) and agents.py/writeback.py",
+    "Consumer._drain_messages, RewindingFlowControl) and agents.py/writeback.py (the memory "
+    "store's _key_partition)",
 }
 PYPROJECTS = sorted(
     str(path.relative_to(REPO))
@@ -305,3 +306,25 @@ async def test_faust_stream_consumer_and_flow_control_have_what_runtime_uses() -
     assert not _missing(app.serializers, ["dumps_key", "dumps_value"]), (
         "re-check cdc_processor/writeback.py (app.serializers)"
     )
+
+
+async def test_faust_memory_store_drops_the_keys_of_partitions_no_longer_held() -> None:
+    # writeback.py records each key it writes in the memory store's `_key_partition` (its
+    # changelog partition), as the store's recovery does, so that when a rebalance takes a
+    # partition away the store forgets its keys, and a later delete goes to the key's own
+    # changelog partition. An upgrade that renames the map or stops pruning by it would keep
+    # revoked partitions' review state in memory (and write tombstones to wrong partitions).
+    from faust.stores.memory import Store
+    from faust.types import TP
+
+    recheck = (
+        "re-check services/cdc_processor/src/cdc_processor/writeback.py against faust's "
+        "stores/memory.py (Store._key_partition, on_recovery_completed)"
+    )
+    store = Store.__new__(Store)
+    Store.__post_init__(store)
+    store.data.update({"kept": 1, "moved": 2})
+    store._key_partition.update({"kept": 0, "moved": 1})
+    await store.on_recovery_completed({TP("cdc-products-changelog", 0)}, set())
+    assert store.data == {"kept": 1}, recheck
+    assert dict(store._key_partition) == {"kept": 0}, recheck

@@ -24,6 +24,7 @@ from cdc_processor.settings import CdcSettings
 from contracts import topics
 from pulse_cli.scripts import load_script
 from servicekit.clock import FakeClock
+from servicekit.partitioner import Murmur2Partitioner
 from servicekit.settings import KafkaSettings
 
 REPO = Path(__file__).resolve().parents[3]
@@ -115,3 +116,14 @@ def test_products_join_reviews_of_their_id(
     record = orjson.loads(enriched.value)
     assert record["product_name"] == "Bench product 123"
     assert record["product_sku"] == f"BENCH-STATE-{pid}"
+
+
+def test_products_go_to_the_partition_their_key_is_routed_to(
+    state: ModuleType, processor: Processor
+) -> None:
+    # The processor looks a product up in the partition of `id:<id>` / `sku:<sku>`: a product
+    # recovered into another partition would be in memory only on the wrong worker.
+    partitioner = Murmur2Partitioner()
+    partitions = list(range(topics.PARTITIONS))
+    for key in recovered(processor, state.PRODUCTS_TABLE, state.products(50)):
+        assert state.home_partition(key) == partitioner(key.encode(), partitions, partitions)

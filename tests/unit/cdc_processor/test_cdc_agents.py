@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import uuid
+import weakref
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -12,7 +13,7 @@ from unittest.mock import AsyncMock, MagicMock
 
 import orjson
 import pytest
-from cdc_fixtures import T0, envelope, golden, product_row, quote, tick_row
+from cdc_fixtures import T0, envelope, golden, product_row, quote, review_row, tick_row
 from cdc_processor import agents
 from cdc_processor.app import Processor, create_app
 from cdc_processor.pipeline import Output
@@ -20,6 +21,7 @@ from cdc_processor.settings import CdcSettings
 from cdc_processor.writeback import ChangelogRecord
 from contracts import topics
 from servicekit.clock import FakeClock
+from servicekit.partitioner import murmur2
 from servicekit.settings import KafkaSettings
 
 
@@ -69,6 +71,38 @@ def sent(p: Processor, topic: str) -> list[tuple[bytes | None, dict[str, Any]]]:
     return [(c.args[1], orjson.loads(c.args[2])) for c in calls if c.args[0] == name]
 
 
+def partition_of(key: bytes) -> int:
+    """The partition the app's producer (Murmur2Partitioner) sends `key` to."""
+    return (murmur2(key) & 0x7FFFFFFF) % topics.PARTITIONS
+
+
+PUMPED: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()  # send mock → pumped
+
+
+async def pump(p: Processor) -> list[tuple[str, bytes, int]]:
+    """Deliver what the agents sent to the review-side repartition topics to the agents
+    reading them, on the key's partition, until nothing new is sent; (route, key,
+    partition) of each delivery, in order."""
+    routes = {
+        p.reviews_by_product.get_topic_name(): "reviews-by-product",
+        p.products_by_product.get_topic_name(): "products-by-product",
+    }
+    delivered: list[tuple[str, bytes, int]] = []
+    send: Any = p.app.producer.send
+    while True:
+        done = PUMPED.get(send, 0)  # the sends before it were delivered by an earlier pump
+        calls = send.call_args_list[done:]
+        PUMPED[send] = done + len(calls)
+        routed = [c.args for c in calls if c.args[0] in routes]
+        if not routed:
+            return delivered
+        for topic, key, value, *_ in routed:
+            route = routes[topic]
+            async with p.app.agents[route].test_context() as agent:
+                await agent.put(value, key=key, partition=partition_of(key))
+            delivered.append((route, key, partition_of(key)))
+
+
 async def test_products_and_reviews_agents_join_and_emit(processor: Processor) -> None:
     p = processor
     async with p.app.agents["products"].test_context() as products:
@@ -77,11 +111,100 @@ async def test_products_and_reviews_agents_join_and_emit(processor: Processor) -
         )
     async with p.app.agents["reviews-cdc"].test_context() as reviews:
         await reviews.put(golden("review_insert"), key=b"k", partition=1)
+    assert sent(p, topics.REVIEWS_ENRICHED.name) == []  # repartitioned first
+    hops = await pump(p)
+    # The product under its id and its SKU; the review to its product id's partition, where
+    # it finds the product and moves on to its SKU's, where it is enriched.
+    assert [(route, key) for route, key, _p in hops] == [
+        ("products-by-product", b"id:1"),
+        ("products-by-product", b"sku:KTL-100"),
+        ("reviews-by-product", b"id:1"),
+        ("reviews-by-product", b"sku:KTL-100"),
+    ]
     [(key, record)] = sent(p, topics.REVIEWS_ENRICHED.name)
     assert key == b"7d3f2b1e-9c4a-4b7e-8f21-0a6c5d4e3b21"
     assert record["product_known"] and record["product_sku"] == "KTL-100"
     assert [a["kind"] for _k, a in sent(p, topics.ALERTS.name)] == ["negative_review"]
     assert p.reviews.products["id:1"]["name"] == "Kettle"  # table written
+
+
+def _crawled(body: str, *, sku: str = "KTL-100") -> bytes:
+    return orjson.dumps(
+        {
+            "source": "shopx",
+            "external_id": "9",
+            "url": "https://shopx.example/9",
+            "product_sku": sku,
+            "rating": 2,
+            "body": body,
+            "crawled_at": T0.isoformat(),
+        }
+    )
+
+
+async def test_app_and_crawled_copies_of_a_review_meet_in_the_skus_partition(
+    processor: Processor,
+) -> None:
+    # Keyed by product id, the app review and the crawl (SKU only) would sit in different
+    # partitions and text dedup across sources would silently stop; both end in the SKU's.
+    p = processor
+    body = "The lid cracked after a week of normal use, very disappointing."
+    async with p.app.agents["products"].test_context() as products:
+        await products.put(
+            envelope("c", after=product_row(1, "KTL-100"), table="products"), key=b'{"id":1}'
+        )
+    async with p.app.agents["reviews-cdc"].test_context() as reviews:
+        await reviews.put(
+            envelope("c", after=review_row("00000000-0000-4000-8000-000000000003", body=body)),
+            key=b"k",
+        )
+    hops = await pump(p)
+    async with p.app.agents["reviews-crawled"].test_context() as crawled:
+        await crawled.put(_crawled(body.upper()), key=b"shopx:9")
+    hops += await pump(p)
+    enriched_at = {key for route, key, _p in hops if route == "reviews-by-product"}
+    assert enriched_at == {b"id:1", b"sku:KTL-100"}
+    [(key, record)] = sent(p, topics.REVIEWS_ENRICHED.name)  # the crawl: a duplicate
+    assert key == b"00000000-0000-4000-8000-000000000003" and record["product_known"]
+
+
+async def test_review_before_its_product_waits_in_its_id_partition_then_is_re_emitted(
+    processor: Processor,
+) -> None:
+    p = processor
+    async with p.app.agents["reviews-cdc"].test_context() as reviews:
+        await reviews.put(
+            envelope(
+                "c",
+                after=review_row(
+                    "00000000-0000-4000-8000-000000000006",
+                    product_id=7,
+                    body="Arrived before the catalogue knew the product",
+                ),
+            ),
+            key=b"k",
+        )
+    [(route, key, partition)] = await pump(p)
+    assert (route, key, partition) == ("reviews-by-product", b"id:7", partition_of(b"id:7"))
+    [(_key, early)] = sent(p, topics.REVIEWS_ENRICHED.name)
+    assert early["product_known"] is False
+    assert p.reviews.orphans["id:7"] == ["00000000-0000-4000-8000-000000000006"]
+    async with p.app.agents["products"].test_context() as products:
+        await products.put(
+            envelope("c", after=product_row(7, "BLD-7"), table="products"), key=b'{"id":7}'
+        )
+    await pump(p)
+    [_early, (_key, joined)] = sent(p, topics.REVIEWS_ENRICHED.name)
+    assert joined["review_id"] == early["review_id"] and joined["product_sku"] == "BLD-7"
+    assert "id:7" not in p.reviews.orphans
+
+
+async def test_a_rebalance_rebuilds_the_dedup_sweep_order(processor: Processor) -> None:
+    p = processor
+    p.reviews.sweep_dedup(limit=1)
+    assert p.reviews._claim_order is not None
+    await p.app.on_partitions_assigned.send(set())
+    assert p.reviews._claim_order is None  # rebuilt from the table by the next sweep
 
 
 async def test_tombstone_is_skipped_and_garbage_is_dead_lettered(processor: Processor) -> None:
@@ -112,6 +235,8 @@ async def test_crawled_review_agent_emits_enriched(processor: Processor) -> None
     )
     async with p.app.agents["reviews-crawled"].test_context() as crawled:
         await crawled.put(value, key=b"shopx:1")
+    [(_route, key, _p)] = await pump(p)
+    assert key == b"sku:"  # no SKU: the one partition of SKU-less crawls
     [(key, record)] = sent(p, topics.REVIEWS_ENRICHED.name)
     assert key == b"crawl:shopx:1" and record["source"] == "crawl:shopx"
     assert record["language"] == "fr"
@@ -178,20 +303,24 @@ class _Event:
         self.message = message
 
 
-async def test_global_table_writes_and_deletes_become_changelog_records(
+async def test_review_table_writes_go_to_the_partition_the_key_lives_in(
     processor: Processor,
 ) -> None:
     products = processor.reviews.products
     table = products.table  # type: ignore[attr-defined]
+    products.current_event = _event(b"", partition=2, offset=0, key=b"sku:KTL-100")
     products["sku:KTL-100"] = {"id": 1, "name": "Kettle"}
     [record] = products.changelog_records()  # type: ignore[attr-defined]
     assert record.topic == table.changelog_topic.get_topic_name()
-    assert (record.key, record.partition) == (b'"sku:KTL-100"', None)  # partitioner decides
+    assert (record.key, record.partition) == (b'"sku:KTL-100"', 2)  # the event's partition
     assert orjson.loads(record.value) == {"id": 1, "name": "Kettle"}
     assert table["sku:KTL-100"] == {"id": 1, "name": "Kettle"}
+    # Deleted under an event of another partition (a sweep runs under the batch's last
+    # event): the tombstone still goes where the key lives, or recovery would revive it.
+    products.current_event = _event(b"", partition=0, offset=5, key=b"other")
     del products["sku:KTL-100"]
     [tombstone] = products.changelog_records()  # type: ignore[attr-defined]
-    assert (tombstone.key, tombstone.value) == (b'"sku:KTL-100"', None)
+    assert (tombstone.key, tombstone.value, tombstone.partition) == (b'"sku:KTL-100"', None, 2)
     assert "sku:KTL-100" not in table
 
 

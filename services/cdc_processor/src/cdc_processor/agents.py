@@ -20,8 +20,9 @@ from servicekit import metrics, tracing
 from servicekit.health import HealthServer
 from servicekit.kafka import dead_letter
 
-from cdc_processor import decoding, runtime
+from cdc_processor import decoding, pipeline, runtime
 from cdc_processor.app import SERVICE, Processor
+from cdc_processor.enrichment import ProductInfo
 from cdc_processor.pipeline import Output, Rejected
 from cdc_processor.writeback import ChangelogRecord
 
@@ -31,6 +32,13 @@ Handler = Callable[[Any], tuple[list[Output], Rejected | None]]
 
 # (topic, partition) → next offset to process; lag = high watermark - this.
 POSITIONS: dict[tuple[str, int], int] = {}
+
+# A source route → the internal route its records are repartitioned through.
+REPARTITIONED_BY = {
+    "products": "products-by-product",
+    "reviews-cdc": "reviews-by-product",
+    "reviews-crawled": "reviews-by-product",
+}
 
 CDC_TOPICS = frozenset(
     spec.name for spec in (topics.PRODUCTS_CDC, topics.REVIEWS_CDC, topics.MARKET_TICKS_CDC)
@@ -167,20 +175,56 @@ def register(p: Processor, *, sources: Mapping[str, str] | None = None) -> None:
     names: the benchmark runs the same agents on its own topics.
     """
     app = p.app
-    p.topics[p.ticks_by_symbol.get_topic_name()] = p.ticks_by_symbol
+    for internal in (p.ticks_by_symbol, p.reviews_by_product, p.products_by_product):
+        p.topics[internal.get_topic_name()] = internal
     p.topic_names.update({name: topic.get_topic_name() for name, topic in p.topics.items()})
 
+    reviews_topic = p.reviews_by_product.get_topic_name()
+    products_topic = p.products_by_product.get_topic_name()
+
     def product(message: Any) -> tuple[list[Output], Rejected | None]:
+        # Repartition: the change goes to the partition of its id and to that of its SKU.
         change = decoding.decode_product(message.value)
-        return ([] if change is None else p.reviews.on_product(change)), None
+        if change is None:
+            return [], None
+        keys = pipeline.product_route_keys(change)
+        return [Output(products_topic, key.encode(), message.value) for key in keys], None
+
+    def routed_product(message: Any) -> tuple[list[Output], Rejected | None]:
+        change = decoding.decode_product(message.value)
+        if change is None:
+            return [], None
+        return p.reviews.on_product(change, only=message.key.decode()), None
+
+    def route_review(kind: decoding.ReviewKind, review: Any, raw: bytes) -> list[Output]:
+        key = pipeline.review_route_key(review).encode()
+        return [Output(reviews_topic, key, decoding.routed_review(kind, raw))]
 
     def review_cdc(message: Any) -> tuple[list[Output], Rejected | None]:
         review = decoding.decode_review_cdc(message.value)
-        return ([] if review is None else p.reviews.on_review(review)), None
+        return ([] if review is None else route_review("cdc", review, message.value)), None
 
     def review_crawled(message: Any) -> tuple[list[Output], Rejected | None]:
         review = decoding.decode_review_crawled(message.value)
-        return ([] if review is None else p.reviews.on_review(review)), None
+        return ([] if review is None else route_review("crawled", review, message.value)), None
+
+    def routed_review(message: Any) -> tuple[list[Output], Rejected | None]:
+        # In its product id's partition an app review finds its product, if known, and moves
+        # on to its SKU's partition, where the crawled reviews of the product are: dedup
+        # claims across the two sources (keyed by SKU) meet there. Unknown, it is handled
+        # here and held as an orphan under its id until the product comes.
+        decoded = decoding.decode_routed_review(message.value)
+        if decoded is None:
+            return [], None
+        review, product_json = decoded
+        if product_json:
+            carried = ProductInfo.from_json(orjson.loads(product_json))
+            return p.reviews.on_review(review, product=carried), None
+        info = p.reviews.product_for(review) if review.product_sku is None else None
+        if info is None:
+            return p.reviews.on_review(review), None
+        value = decoding.with_routed_product(message.value, orjson.dumps(info.to_json()))
+        return [Output(reviews_topic, f"sku:{info.sku}".encode(), value)], None
 
     def repartition(message: Any, tick: decoding.Tick) -> Output:
         # Keyed by symbol; the source position travels along for redelivery checks.
@@ -222,6 +266,8 @@ def register(p: Processor, *, sources: Mapping[str, str] | None = None) -> None:
         "quotes": (topics.MARKET_QUOTES.name, quote),
         "trades": (topics.MARKET_TRADES.name, trade),
         "ticks-by-symbol": (p.ticks_by_symbol.get_topic_name(), repartitioned_tick),
+        "products-by-product": (products_topic, routed_product),
+        "reviews-by-product": (reviews_topic, routed_review),
     }
     if tracing.ENABLED:
         # Chosen once here: with tracing off the agents run the plain handlers above. The
@@ -255,12 +301,26 @@ def register(p: Processor, *, sources: Mapping[str, str] | None = None) -> None:
         unknown = set(sources) - set(routes)
         if unknown:
             raise ValueError(f"unknown routes: {sorted(unknown)}")
-        routes = {name: (sources[name], routes[name][1]) for name in sources}
+        # The repartition routes a kept source route feeds stay, on their internal topics.
+        kept = dict(sources)
+        for name in sources:
+            feeds = REPARTITIONED_BY.get(name)
+            if feeds is not None and feeds not in kept:
+                kept[feeds] = routes[feeds][0]
+        routes = {name: (kept[name], routes[name][1]) for name in kept}
 
     def sweep_dedup() -> int:
         return p.reviews.sweep_dedup(limit=p.settings.dedup_sweep_per_batch)
 
-    housekeeping = {"reviews-cdc": sweep_dedup, "reviews-crawled": sweep_dedup}
+    housekeeping = {"reviews-by-product": sweep_dedup}
+
+    async def claims_moved(sender: Any, *_args: Any, signal: Any, **_kwargs: Any) -> None:
+        # Dedup claims of new partitions are recovered before streams resume; rebuild the
+        # sweep's order from the table then, or they would never expire here.
+        p.reviews.forget_claim_order()
+
+    app.on_partitions_assigned.connect(claims_moved)  # type: ignore[arg-type]  # mode wants a positional-only sender
+
     for name, (topic_name, handle) in routes.items():
         channel = p.topics.get(topic_name) or p.app.topic(
             topic_name, key_serializer="raw", value_serializer="raw", allow_empty=True

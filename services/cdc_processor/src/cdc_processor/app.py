@@ -72,6 +72,8 @@ class Processor:
     app: faust.App
     topics: dict[str, Any]  # topic name → faust topic
     ticks_by_symbol: Any
+    reviews_by_product: Any  # internal: reviews keyed by product (id, else SKU)
+    products_by_product: Any  # internal: each product change under its id and its SKU
     reviews: ReviewFlow
     ticks: TickFlow
     stalls: StallDetector
@@ -125,6 +127,9 @@ def create_app(
         consumer_auto_offset_reset=settings.auto_offset_reset,
         datadir=str(settings.data_dir / settings.app_id),
         stream_wait_empty=False,
+        # No standbys: with the memory store Faust recovers a promoted standby from the start
+        # of its changelog anyway (no persisted offset) and drops standby keys when a
+        # recovery ends, so a standby would only read every changelog twice (docs/scaling.md).
         table_standby_replicas=0,
         producer_acks=-1,
         broker_session_timeout=settings.session_timeout_s,
@@ -153,19 +158,21 @@ def create_app(
         app, f"{settings.app_id}-ticks-by-symbol", partitions=topics.PARTITIONS, internal=True
     )
 
-    # Review-side state is keyed by product, dedup key or subject, not by the review's
-    # partition key: global tables give every worker the whole state without a repartition.
-    # One changelog partition each (faust's advice for GlobalTable with several workers).
-    def global_table(name: str) -> WriteBack:
+    # Review-side state is partitioned with the stream (docs/scaling.md "State"): reviews and
+    # product changes are repartitioned by product through these two topics, and each worker
+    # holds (and recovers when it joins) only its partitions of the four tables below.
+    reviews_by_product = _raw_topic(
+        app, f"{settings.app_id}-reviews-by-product", partitions=topics.PARTITIONS, internal=True
+    )
+    products_by_product = _raw_topic(
+        app, f"{settings.app_id}-products-by-product", partitions=topics.PARTITIONS, internal=True
+    )
+
+    def review_table(name: str) -> WriteBack:
+        # Co-partitioned with the two topics above: a key is written from, and read by, the
+        # events of its product's partition (WriteBack writes the event's changelog partition).
         return WriteBack(
-            app.GlobalTable(
-                name,
-                default=None,
-                schema=_json_schema(),
-                partitions=1,
-                recovery_buffer_size=1,
-                use_partitioner=True,
-            )
+            app.Table(name, default=None, schema=_json_schema(), partitions=topics.PARTITIONS)
         )
 
     # Candle state is keyed by symbol, the key of both tick topics it is written from.
@@ -184,8 +191,8 @@ def create_app(
         detector=LanguageDetector(expected=settings.languages),
         pseudonym_key=settings.pseudonym_key.get_secret_value().encode(),
     )
-    products, orphans = global_table("products"), global_table("orphan-reviews")
-    dedup, bursts = global_table("review-dedup"), global_table("negative-bursts")
+    products, orphans = review_table("products"), review_table("orphan-reviews")
+    dedup, bursts = review_table("review-dedup"), review_table("negative-bursts")
     reviews = ReviewFlow(
         enricher=enricher,
         alert_config=alerts.ReviewAlertConfig(
@@ -223,6 +230,8 @@ def create_app(
         app=app,
         topics=named,
         ticks_by_symbol=ticks_by_symbol,
+        reviews_by_product=reviews_by_product,
+        products_by_product=products_by_product,
         reviews=reviews,
         ticks=ticks,
         stalls=StallDetector(stall_after_s=settings.stall_after_s),

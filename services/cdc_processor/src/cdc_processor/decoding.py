@@ -346,3 +346,36 @@ def tick_from_json(value: bytes | None) -> tuple[Tick, Position] | None:
         ), source
     except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
         raise DecodeError("schema_invalid", f"tick: {exc!r}") from exc
+
+
+# Reviews repartitioned by product (`<app_id>-reviews-by-product`): the source's own bytes,
+# framed with their kind and, once known, the product they join, so the partition that takes
+# them over decodes them exactly as the source agent did. Frame: `kind \n product \n raw`,
+# where product is the product's JSON or empty; kind and product hold no newline.
+ReviewKind = Literal["cdc", "crawled"]
+_REVIEW_DECODERS = {b"cdc": decode_review_cdc, b"crawled": decode_review_crawled}
+
+
+def routed_review(kind: ReviewKind, raw: bytes, *, product: bytes = b"") -> bytes:
+    """A review for the repartition topic; `product` is its product's JSON when known."""
+    return b"%s\n%s\n%s" % (kind.encode(), product, raw)
+
+
+def with_routed_product(value: bytes, product: bytes) -> bytes:
+    """A routed review's frame with `product` (JSON) set, the rest unchanged."""
+    kind, _product, raw = value.split(b"\n", 2)
+    return b"%s\n%s\n%s" % (kind, product, raw)
+
+
+def decode_routed_review(value: bytes | None) -> tuple[ReviewInput, bytes] | None:
+    """The review a frame holds and its product's JSON (b"" when not known yet); None for
+    what the source agent would have skipped. The source agent validated the bytes already,
+    so a DecodeError here means a frame written by something else."""
+    if not value:
+        return None
+    parts = value.split(b"\n", 2)
+    decode = _REVIEW_DECODERS.get(parts[0])
+    if decode is None or len(parts) != 3:
+        raise DecodeError("schema_invalid", "not a routed review frame")
+    review = decode(parts[2])
+    return None if review is None else (review, parts[1])

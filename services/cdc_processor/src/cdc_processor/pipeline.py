@@ -94,20 +94,26 @@ class ReviewFlow:
         self._claim_order: deque[tuple[str, Any]] | None = None
         self._claim_order_from = 0.0  # when the order was built from the table
 
-    def on_product(self, change: ProductChange) -> list[Output]:
+    def on_product(self, change: ProductChange, *, only: str | None = None) -> list[Output]:
+        """Record a product under its two keys (`product_route_keys`) and re-emit the orphans
+        held under them; `only` limits it to one key (the worker handles each key in the
+        partition it is routed to, where the reviews looking it up are)."""
+        keys: tuple[str, ...] = product_route_keys(change)
+        if only is not None:
+            keys = tuple(key for key in keys if key == only)
         row = change.product
         if change.deleted:
             # Reviews keep the name they were joined with; new ones for this id become orphans.
-            for key in (f"id:{row.id}", f"sku:{row.sku}"):
+            for key in keys:
                 if key in self.products:
                     del self.products[key]
             return []
         info = ProductInfo(row.id, row.sku, row.name, row.brand, row.category)
-        self.products[f"id:{row.id}"] = info.to_json()
-        self.products[f"sku:{row.sku}"] = info.to_json()
+        for key in keys:
+            self.products[key] = info.to_json()
         outputs: list[Output] = []
         now = self.clock.now()
-        for key in (f"id:{row.id}", f"sku:{row.sku}"):
+        for key in keys:
             index = self.orphans.get(key)
             if not index:
                 continue
@@ -123,7 +129,8 @@ class ReviewFlow:
                 _counter(metrics.REVIEWS_ENRICHED, "rejoin").inc()
         return outputs
 
-    def _product_for(self, review: ReviewInput) -> ProductInfo | None:
+    def product_for(self, review: ReviewInput) -> ProductInfo | None:
+        """The review's product as this flow's `products` knows it (by id, else by SKU)."""
         data = None
         if review.product_id is not None:
             data = self.products.get(f"id:{review.product_id}")
@@ -131,8 +138,12 @@ class ReviewFlow:
             data = self.products.get(f"sku:{review.product_sku}")
         return None if data is None else ProductInfo.from_json(data)
 
-    def on_review(self, review: ReviewInput) -> list[Output]:
-        product = self._product_for(review)
+    def on_review(self, review: ReviewInput, *, product: ProductInfo | None = None) -> list[Output]:
+        """Enrich, dedup, hold as an orphan, alert. `product`: the review's product when the
+        caller found it already (a review routed on from its product id's partition);
+        otherwise it is looked up here."""
+        if product is None:
+            product = self.product_for(review)
         record = self.enricher.enrich(review, product, now=self.clock.now())
         _counter(metrics.REVIEWS_ENRICHED, record.op.value).inc()
         if record.op is ReviewOp.DELETE:
@@ -171,6 +182,11 @@ class ReviewFlow:
         if at is None:
             return str(claim)
         return None if now_s - at >= self.dedup_ttl_s else str(claim["id"])
+
+    def forget_claim_order(self) -> None:
+        """The table's keys changed wholesale (a rebalance moved partitions): rebuild the
+        sweep's order from the table on the next sweep, so recovered claims expire too."""
+        self._claim_order = None
 
     def sweep_dedup(self, *, limit: int) -> int:
         """Delete up to `limit` expired dedup claims, oldest first; the number deleted.
@@ -232,6 +248,19 @@ class ReviewFlow:
             "enriched": record.model_dump(mode="json"),
             "text": normalized_text(review.body),
         }
+
+
+def review_route_key(review: ReviewInput) -> str:
+    """The key a review is repartitioned by, the one its product is looked up and its
+    orphan held under: `id:<product id>` (app reviews), else `sku:<SKU>` (crawled ones)."""
+    if review.product_id is not None:
+        return f"id:{review.product_id}"
+    return f"sku:{review.product_sku or ''}"
+
+
+def product_route_keys(change: ProductChange) -> tuple[str, str]:
+    """A product's two keys: it is routed to (and stored in) the partition of each."""
+    return f"id:{change.product.id}", f"sku:{change.product.sku}"
 
 
 class TickFlow:

@@ -26,7 +26,7 @@ class ChangelogRecord:
     topic: str
     key: bytes
     value: bytes | None  # None: a tombstone (the key was deleted)
-    partition: int | None  # None: the producer's partitioner picks (global tables)
+    partition: int | None  # None: the producer's partitioner picks (tables with use_partitioner)
 
 
 class WriteBack(MutableMapping[str, Any]):
@@ -103,22 +103,36 @@ class WriteBack(MutableMapping[str, Any]):
         dumps_key, dumps_value = table.app.serializers.dumps_key, table.app.serializers.dumps_value
         key_type, key_serializer = table.key_type, table.key_serializer
         value_type, value_serializer = table.value_type, table.value_serializer
+        # The memory store's key → changelog partition map (it fills it from recovery and
+        # drops the keys of partitions this worker no longer holds when a recovery ends). A
+        # key keeps the partition it lives in: a sweep deleting an old claim under a later
+        # event of another partition must write the tombstone where the claim is.
+        homes: dict[Any, int] = getattr(store, "_key_partition", {})
+        partitioned = not table.use_partitioner
         records = []
         for key, (value, event) in pending.items():
+            partition: int | None = None
+            if partitioned:
+                partition = homes.get(key)
+                if partition is None:
+                    partition = event.message.partition
             if value is _DELETED:
                 if key not in store:
                     continue
                 del store[key]
+                homes.pop(key, None)
                 raw_value = None
             else:
                 store[key] = value
+                if partition is not None:
+                    homes[key] = partition
                 raw_value = dumps_value(value_type, value, serializer=value_serializer)
             records.append(
                 ChangelogRecord(
                     topic,
                     dumps_key(key_type, key, serializer=key_serializer),
                     raw_value,
-                    None if table.use_partitioner else event.message.partition,
+                    partition,
                 )
             )
         return records
