@@ -4,8 +4,9 @@ same input topic, same run.
   uv run python bench/cdc_processor/run.py [--reviews N] [--ticks N] [--batch N]
                                            [--runtime service|plain]
 
-Review path: Debezium review envelopes → the `reviews-cdc` agent (decode, scrub, score,
-language, pseudonym, dedup/burst tables, join) → enriched topic. Tick path: quotes → the
+Review path: Debezium review envelopes → the `reviews-cdc` agent (decode, repartition by
+product) → `reviews-by-product` (join, on to the SKU's partition; scrub, score, language,
+pseudonym, dedup/burst tables) → enriched topic. Tick path: quotes → the
 `quotes` agent (candle table write per tick) → candles. Each faust run is the real agent code
 on the real broker, with its outputs redirected to throw-away bench topics.
 
@@ -24,6 +25,7 @@ import resource
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,7 @@ from contracts import topics
 from contracts.debezium import decode_change_event
 from contracts.events import QuotePolled
 from pulse_cli.stackenv import read_env_file
+from servicekit import metrics
 from servicekit.kafka_auth import env_security_options
 from servicekit.partitioner import Murmur2Partitioner
 from servicekit.settings import KafkaSettings
@@ -218,11 +221,14 @@ async def faust_run(
     preload: tuple[str, str, int] | None = None,
     batch_max: int = 500,
     kafka: KafkaSettings | None = None,
+    done: Callable[[], float] | None = None,
 ) -> float:
     """The real agent on `topic`; records/s from its first processed record to the
     acknowledgement of every output sent up to its n-th. `kafka`: how the agent connects
     (bench/kafka_security: over TLS + SCRAM); default the environment's settings on
-    `bootstrap`."""
+    `bootstrap`. `done`: how many of the n are through, when the source agent is not the
+    last step (reviews are enriched after their repartition hops); default the records the
+    source agent has handled."""
     settings = CdcSettings(
         app_id=f"{prefix}-{route}-{uuid.uuid4().hex[:6]}",
         http_port=0,
@@ -259,7 +265,10 @@ async def faust_run(
         await original(processor, events, handle, stream, after)
         counts["busy"] = counts.get("busy", 0.0) + time.perf_counter() - t
         counts["batches"] = counts.get("batches", 0) + 1
-        counts["n"] += sum(1 for event in events if event.message.topic == topic)
+        if done is None:
+            counts["n"] += sum(1 for event in events if event.message.topic == topic)
+        else:
+            counts["n"] = done() - done_before
         if counts["n"] >= n and not counts.get("flushed"):
             # The bare loop's end: its last output acknowledged. The agent sends without
             # waiting (Faust flushes before it commits), so wait for it here, once; batches
@@ -271,6 +280,7 @@ async def faust_run(
             counts["last"] = time.perf_counter()
             counts["cpu_last"] = time.process_time()
 
+    done_before = 0.0 if done is None else done()
     agents.process_batch = counting_batch
     try:
         await p.app.start()
@@ -289,6 +299,12 @@ async def faust_run(
     )
     CPU_US[f"agent {topic}"] = (counts["cpu_last"] - counts["cpu_first"]) / n * 1e6
     return n / (counts["last"] - counts["first"])
+
+
+def reviews_enriched() -> float:
+    """Reviews enriched so far in this process (the flow's own counter): the last step of the
+    review path, after the source agent and the repartition hops."""
+    return float(metrics.REVIEWS_ENRICHED.labels("upsert")._value.get())
 
 
 def decode_review(value: bytes) -> Any:
@@ -353,6 +369,7 @@ async def main() -> None:
             prefix,
             preload=("products", t_products, 10),
             batch_max=args.batch,
+            done=reviews_enriched,
         )
         print(
             f"reviews: bare loop {bare:,.0f}/s, agent {agent:,.0f}/s, "

@@ -21,7 +21,6 @@ from cdc_processor.settings import CdcSettings
 from cdc_processor.writeback import ChangelogRecord
 from contracts import topics
 from servicekit.clock import FakeClock
-from servicekit.partitioner import murmur2
 from servicekit.settings import KafkaSettings
 
 
@@ -71,11 +70,6 @@ def sent(p: Processor, topic: str) -> list[tuple[bytes | None, dict[str, Any]]]:
     return [(c.args[1], orjson.loads(c.args[2])) for c in calls if c.args[0] == name]
 
 
-def partition_of(key: bytes) -> int:
-    """The partition the app's producer (Murmur2Partitioner) sends `key` to."""
-    return (murmur2(key) & 0x7FFFFFFF) % topics.PARTITIONS
-
-
 PUMPED: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()  # send mock → pumped
 
 
@@ -99,8 +93,8 @@ async def pump(p: Processor) -> list[tuple[str, bytes, int]]:
         for topic, key, value, *_ in routed:
             route = routes[topic]
             async with p.app.agents[route].test_context() as agent:
-                await agent.put(value, key=key, partition=partition_of(key))
-            delivered.append((route, key, partition_of(key)))
+                await agent.put(value, key=key, partition=agents.partition_of(key))
+            delivered.append((route, key, agents.partition_of(key)))
 
 
 async def test_products_and_reviews_agents_join_and_emit(processor: Processor) -> None:
@@ -185,7 +179,7 @@ async def test_review_before_its_product_waits_in_its_id_partition_then_is_re_em
             key=b"k",
         )
     [(route, key, partition)] = await pump(p)
-    assert (route, key, partition) == ("reviews-by-product", b"id:7", partition_of(b"id:7"))
+    assert (route, key, partition) == ("reviews-by-product", b"id:7", agents.partition_of(b"id:7"))
     [(_key, early)] = sent(p, topics.REVIEWS_ENRICHED.name)
     assert early["product_known"] is False
     assert p.reviews.orphans["id:7"] == ["00000000-0000-4000-8000-000000000006"]
@@ -488,3 +482,14 @@ async def test_a_change_event_sets_its_commit_time_and_replication_lag(
     topic = topics.PRODUCTS_CDC.name
     assert metrics.CDC_LAST_CHANGE.labels(topic)._value.get() == committed_ms / 1000
     assert metrics.CDC_REPLICATION_LAG.labels(topic)._value.get() == pytest.approx(2.5)
+
+
+def test_partition_of_is_where_the_producer_sends_a_key() -> None:
+    # A review stays in its partition when its SKU's partition is this one: only right if
+    # partition_of agrees with the app's producer partitioner on every key.
+    from servicekit.partitioner import Murmur2Partitioner
+
+    partitions = list(range(topics.PARTITIONS))
+    for n in range(200):
+        for key in (f"id:{n}".encode(), f"sku:SKU-{n}".encode()):
+            assert agents.partition_of(key) == Murmur2Partitioner()(key, partitions, partitions)

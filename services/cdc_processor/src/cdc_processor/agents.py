@@ -19,6 +19,7 @@ from contracts import topics
 from servicekit import metrics, tracing
 from servicekit.health import HealthServer
 from servicekit.kafka import dead_letter
+from servicekit.partitioner import murmur2
 
 from cdc_processor import decoding, pipeline, runtime
 from cdc_processor.app import SERVICE, Processor
@@ -168,6 +169,12 @@ async def publish(
         metrics.EVENTS_OUT.labels(SERVICE, topic).inc(n)
 
 
+def partition_of(key: bytes) -> int:
+    """The partition the app's producer (Murmur2Partitioner) sends `key` to on a topic of
+    `topics.PARTITIONS` partitions (the repartition topics)."""
+    return (murmur2(key) & 0x7FFFFFFF) % topics.PARTITIONS
+
+
 def register(p: Processor, *, sources: Mapping[str, str] | None = None) -> None:
     """Attach the agents, timers and health server to `p.app`.
 
@@ -213,18 +220,21 @@ def register(p: Processor, *, sources: Mapping[str, str] | None = None) -> None:
         # on to its SKU's partition, where the crawled reviews of the product are: dedup
         # claims across the two sources (keyed by SKU) meet there. Unknown, it is handled
         # here and held as an orphan under its id until the product comes.
+        # The key says where it is (`id:…` or `sku:…`): a review to move on is not decoded.
+        key = message.key.decode() if message.key else ""
+        known = p.reviews.product_under(key) if key.startswith("id:") else None
+        if known is not None:
+            target = f"sku:{known.sku}".encode()
+            if partition_of(target) != message.partition:
+                value = decoding.with_routed_product(message.value, orjson.dumps(known.to_json()))
+                return [Output(reviews_topic, target, value)], None
         decoded = decoding.decode_routed_review(message.value)
         if decoded is None:
             return [], None
         review, product_json = decoded
         if product_json:
-            carried = ProductInfo.from_json(orjson.loads(product_json))
-            return p.reviews.on_review(review, product=carried), None
-        info = p.reviews.product_for(review) if review.product_sku is None else None
-        if info is None:
-            return p.reviews.on_review(review), None
-        value = decoding.with_routed_product(message.value, orjson.dumps(info.to_json()))
-        return [Output(reviews_topic, f"sku:{info.sku}".encode(), value)], None
+            known = ProductInfo.from_json(orjson.loads(product_json))
+        return p.reviews.on_review(review, product=known), None
 
     def repartition(message: Any, tick: decoding.Tick) -> Output:
         # Keyed by symbol; the source position travels along for redelivery checks.

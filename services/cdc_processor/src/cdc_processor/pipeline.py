@@ -129,6 +129,11 @@ class ReviewFlow:
                 _counter(metrics.REVIEWS_ENRICHED, "rejoin").inc()
         return outputs
 
+    def product_under(self, key: str) -> ProductInfo | None:
+        """The product stored under `key` (`id:…` or `sku:…`), if known here."""
+        data = self.products.get(key)
+        return None if data is None else ProductInfo.from_json(data)
+
     def product_for(self, review: ReviewInput) -> ProductInfo | None:
         """The review's product as this flow's `products` knows it (by id, else by SKU)."""
         data = None
