@@ -25,7 +25,7 @@ import resource
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -63,14 +63,17 @@ def env() -> dict[str, str]:
     return {**read_env_file(path), **os.environ}
 
 
-def review_envelopes(n: int) -> list[tuple[bytes, bytes]]:
+def review_envelopes(
+    n: int, *, first: int = 0, products: Sequence[int] = range(1, 11)
+) -> list[tuple[bytes, bytes]]:
+    """`n` review inserts (ids from `first`), over `products` in turn."""
     out = []
-    for i in range(n):
+    for i in range(first, first + n):
         rid = str(uuid.UUID(int=i + 1))
         at = (T0 + timedelta(seconds=i)).isoformat()
         row = {
             "id": rid,
-            "product_id": 1 + i % 10,
+            "product_id": products[i % len(products)],
             "rating": 1 + i % 5,
             "title": "Review",
             "body": BODIES[i % len(BODIES)].format(n=i),
@@ -102,9 +105,9 @@ def review_envelopes(n: int) -> list[tuple[bytes, bytes]]:
     return out
 
 
-def product_envelopes() -> list[tuple[bytes, bytes]]:
+def product_envelopes(products: Sequence[int] = range(1, 11)) -> list[tuple[bytes, bytes]]:
     out = []
-    for pid in range(1, 11):
+    for pid in products:
         row = {
             "id": pid,
             "sku": f"BENCH-{pid}",

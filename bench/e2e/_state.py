@@ -10,8 +10,10 @@ which the processor recovers into its tables on start, as after a restart in pro
 Why not a day at the target rate: 1,000 reviews/s for a day is 86.4 M claims. Measured here
 (2026-12-07, load 6-9, the real processor app recovering a pre-loaded state): 1 M claims and
 100,000 product keys took 37 s to pre-load, 278 s to recover (~4,000 records/s: the global
-tables recover one record at a time, `recovery_buffer_size=1`, from one changelog partition)
-and 648 MB of the processor's memory (~590 bytes a record). A day at the target rate would
+tables then recovered one record at a time, `recovery_buffer_size=1`, from one changelog
+partition) and 648 MB of the processor's memory (~590 bytes a record). The tables are now
+partitioned (docs/scaling.md "State"): one worker still recovers all of it, each of several
+workers its partitions' share. A day at the target rate would
 take ~6 hours to recover and ~50 GB, on a 24 GB machine shared with the stack; 5 M claims
 already ~21 minutes and ~3 GB. The default, 1 M claims (~4.6 hours of reviews at 60/s, a day
 at 11.6/s) and 50,000 products, keeps the benchmark's start within ~5 minutes here.
