@@ -8,11 +8,12 @@ Settings from CDC_* and KAFKA_BOOTSTRAP_SERVERS, as `python -m cdc_processor`.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 
 import faust
-from cdc_processor.app import SERVICE, create_app
+from cdc_processor.app import SERVICE, create_app, create_topics
 from cdc_processor.settings import CdcSettings
 from servicekit.logging import configure_logging
 from servicekit.settings import KafkaSettings, load_settings
@@ -23,12 +24,9 @@ def main() -> None:
     settings = load_settings(CdcSettings)
     configure_logging(SERVICE, level=settings.log_level, json=settings.log_json)
     (settings.data_dir / settings.app_id).mkdir(parents=True, exist_ok=True)
-    processor = create_app(
-        settings,
-        load_settings(KafkaSettings),
-        sources=routes["sources"],
-        outputs=routes["outputs"],
-    )
+    kafka = load_settings(KafkaSettings)
+    processor = create_app(settings, kafka, sources=routes["sources"], outputs=routes["outputs"])
+    asyncio.run(create_topics(processor, kafka))  # as `python -m cdc_processor` does
     faust.Worker(
         processor.app,
         loglevel=settings.log_level,

@@ -328,3 +328,17 @@ async def test_faust_memory_store_drops_the_keys_of_partitions_no_longer_held() 
     await store.on_recovery_completed({TP("cdc-products-changelog", 0)}, set())
     assert store.data == {"kept": 1}, recheck
     assert dict(store._key_partition) == {"kept": 0}, recheck
+
+
+def test_faust_leader_topic_is_named_as_cdc_processor_creates_it() -> None:
+    # cdc_processor.app.create_topics creates Faust's internal topics itself (declaring is off):
+    # the leader assignor's topic name is Faust's own (a private cached_property).
+    import faust
+    from cdc_processor.app import LEADER_TOPIC_SUFFIX
+    from faust.assignor.leader_assignor import LeaderAssignor
+
+    app = faust.App(f"pin-{uuid.uuid4().hex[:6]}", broker="kafka://127.0.0.1:1")
+    assert LeaderAssignor(app)._leader_topic_name == f"{app.conf.id}-{LEADER_TOPIC_SUFFIX}", (
+        "re-check cdc_processor/app.py internal_topics against faust's "
+        "assignor/leader_assignor.py (_leader_topic_name)"
+    )

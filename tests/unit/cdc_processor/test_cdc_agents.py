@@ -493,3 +493,18 @@ def test_partition_of_is_where_the_producer_sends_a_key() -> None:
     for n in range(200):
         for key in (f"id:{n}".encode(), f"sku:SKU-{n}".encode()):
             assert agents.partition_of(key) == Murmur2Partitioner()(key, partitions, partitions)
+
+
+def test_internal_topics_are_every_topic_faust_would_declare(processor: Processor) -> None:
+    # python -m cdc_processor creates these itself and turns Faust's declaring off: a topic
+    # missing here would not exist on a fresh deployment.
+    from cdc_processor.app import internal_topics
+
+    specs = {spec.name: spec for spec in internal_topics(processor)}
+    app_id = processor.settings.app_id
+    declared = {t.changelog_topic.get_topic_name() for t in processor.app.tables.values()}
+    declared |= {t.get_topic_name() for t in processor.app.topics if t.internal}
+    assert declared <= set(specs), declared - set(specs)
+    assert specs[f"{app_id}-review-dedup-changelog"].compacted
+    assert specs[f"{app_id}-reviews-by-product"].partitions == topics.PARTITIONS
+    assert specs[f"{app_id}-__assignor-__leader"].partitions == 1

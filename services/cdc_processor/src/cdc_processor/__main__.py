@@ -8,15 +8,13 @@ import logging
 
 import faust
 import mode.loop
-from contracts import topics
 from servicekit import tracing
 from servicekit.interpreter import tune_gc
 from servicekit.kafka_auth import check_kafka_access
 from servicekit.logging import configure_logging
 from servicekit.settings import KafkaSettings, load_settings
-from servicekit.topic_admin import ensure_topics
 
-from cdc_processor.app import SERVICE, create_app
+from cdc_processor.app import SERVICE, create_app, create_topics
 from cdc_processor.settings import CdcSettings
 
 log = logging.getLogger(__name__)
@@ -53,15 +51,9 @@ def main() -> None:
     # Before Faust starts: a refused credential or certificate stops here with a message that
     # names the setting, where Faust would only log and retry.
     asyncio.run(check_kafka_access(kafka))
-    asyncio.run(
-        ensure_topics(
-            kafka,
-            topics.ALL,
-            replication_factor=settings.topic_replication_factor,
-        )
-    )
     (settings.data_dir / settings.app_id).mkdir(parents=True, exist_ok=True)
     processor = create_app(settings, kafka)
+    asyncio.run(create_topics(processor, kafka))
     tune_gc()
     worker = faust.Worker(
         processor.app,
