@@ -348,6 +348,7 @@ async def test_a_review_posted_with_tracing_on_is_one_trace_from_the_api_to_the_
         {
             ("ingest", "POST /v1/reviews"),
             ("cdc_processor", "reviews-cdc process"),
+            ("cdc_processor", "reviews-by-product process"),
             ("s3_archiver", "archive write reviews_enriched"),
         },
         timeout_s=180,
@@ -366,9 +367,15 @@ async def test_a_review_posted_with_tracing_on_is_one_trace_from_the_api_to_the_
     finally:
         await conn.close()
     assert column == f"00-{trace_id}-{request['span_id']}-01"
-    # each hop is the child of the one before it
+    # each hop is the child of the one before it: the review is repartitioned by product
+    # id and, its product known, moves on to its SKU's partition unless that is the same one
     assert process["parent_span_id"] == request["span_id"]
-    assert write["parent_span_id"] == process["span_id"]
+    by_id = {s["span_id"]: s for s in mine}
+    hops = [by_id[write["parent_span_id"]]]
+    while hops[-1]["parent_span_id"] != process["span_id"]:
+        hops.append(by_id[hops[-1]["parent_span_id"]])
+    assert {hop["name"] for hop in hops} == {"reviews-by-product process"}
+    assert 1 <= len(hops) <= 2
 
     rows = [r for r in await pipeline["scenario"].rows() if r["review_id"] == review_id]
     assert rows, "the review is not in the archive"

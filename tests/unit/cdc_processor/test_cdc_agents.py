@@ -90,10 +90,12 @@ async def pump(p: Processor) -> list[tuple[str, bytes, int]]:
         routed = [c.args for c in calls if c.args[0] in routes]
         if not routed:
             return delivered
-        for topic, key, value, *_ in routed:
+        for topic, key, value, _partition, _timestamp, headers, *_ in routed:
             route = routes[topic]
             async with p.app.agents[route].test_context() as agent:
-                await agent.put(value, key=key, partition=agents.partition_of(key))
+                await agent.put(
+                    value, key=key, partition=agents.partition_of(key), headers=headers
+                )
             delivered.append((route, key, agents.partition_of(key)))
 
 

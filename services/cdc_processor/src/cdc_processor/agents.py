@@ -289,7 +289,11 @@ def register(p: Processor, *, sources: Mapping[str, str] | None = None) -> None:
                 "reviews-cdc",
                 lambda m: decoding.decode_review_cdc(m.value),
                 lambda m, review: review.trace_parent,
-                lambda m, review: (p.reviews.on_review(review), None),
+                lambda m, review: (route_review("cdc", review, m.value), None),
+            ),
+            # Only records a traced hop sent carry a traceparent (crawled reviews do not).
+            "reviews-by-product": _traced_if_parent(
+                "reviews-by-product", routed_review, parent_of=lambda m: m.headers
             ),
             "ticks-cdc": _traced(
                 "ticks-cdc",
@@ -393,6 +397,24 @@ def _traced(
         return [dataclasses.replace(out, headers=headers) for out in outputs], rejected
 
     return handle
+
+
+def _traced_if_parent(route: str, handle: Handler, *, parent_of: Callable[[Any], Any]) -> Handler:
+    """`handle` inside a CONSUMER span when the record's headers (`parent_of`) carry a
+    traceparent, plainly otherwise (no new root trace per untraced record)."""
+    traced = _traced(
+        route,
+        lambda m: m,
+        lambda m, _m: tracing.header_traceparent(parent_of(m)),
+        lambda m, _m: handle(m),
+    )
+
+    def handle_maybe_traced(message: Any) -> tuple[list[Output], Rejected | None]:
+        if tracing.header_traceparent(parent_of(message)) is None:
+            return handle(message)
+        return traced(message)
+
+    return handle_maybe_traced
 
 
 def _make_agent(
