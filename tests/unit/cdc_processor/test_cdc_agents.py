@@ -93,9 +93,7 @@ async def pump(p: Processor) -> list[tuple[str, bytes, int]]:
         for topic, key, value, _partition, _timestamp, headers, *_ in routed:
             route = routes[topic]
             async with p.app.agents[route].test_context() as agent:
-                await agent.put(
-                    value, key=key, partition=agents.partition_of(key), headers=headers
-                )
+                await agent.put(value, key=key, partition=agents.partition_of(key), headers=headers)
             delivered.append((route, key, agents.partition_of(key)))
 
 
