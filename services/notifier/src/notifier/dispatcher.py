@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 MAX_IDLE_WAIT_S = 1.0
 DOWN_AFTER_FAILURES = 3  # retryable failures in a row, any notifications
-PREFETCH = 2
+# Claimed ahead, as a multiple of the concurrency: a step (an outbox-thread round trip, a few
+# ms on a busy machine) runs when half of that is left, so the sends never wait for one.
+PREFETCH = 4
 GAUGE_EVERY_S = 5.0  # the outbox gauge counts rows: not on every step
 EXPIRE_EVERY_S = 5.0  # a down receiver's queue is scanned for max_age this often
 MAX_RETRY_AFTER_S = 3600.0  # a receiver asking for longer is still retried within the hour
@@ -84,6 +86,37 @@ class Dispatcher:
         self._paused_until = float("-inf")  # monotonic: no sends before
         self._last_error = ""
         self.wake = asyncio.Event()
+        # Per-send metrics: the label lookup once, not per notification.
+        self._delivered_total = metrics.NOTIFICATIONS.labels(self.name, "delivered")
+        self._retried_total = metrics.NOTIFICATIONS.labels(self.name, "retried")
+        self._failed_total = metrics.NOTIFICATIONS.labels(self.name, "failed")
+        self._silenced_total = metrics.NOTIFIER_ALERTS_DROPPED.labels(self.name, "silenced")
+        self._latency = metrics.NOTIFIER_DELIVERY_LATENCY.labels(self.name)
+
+    def poke(self) -> None:
+        """New alerts were queued for this receiver. A paused receiver cannot send them: it
+        flushes their groups on its own timer (at most MAX_IDLE_WAIT_S later), so a dead
+        receiver costs one outbox step a second, not one per consumed batch."""
+        if self._clock.monotonic() >= self._paused_until:
+            self.wake.set()
+
+    def _down(self) -> bool:
+        return self._streak >= DOWN_AFTER_FAILURES
+
+    def _window(self) -> int:
+        """Notifications claimed at a time: down, one probe; up, PREFETCH x concurrency (the
+        send semaphore keeps `concurrency` of them on the wire)."""
+        return 1 if self._down() else self.config.concurrency * PREFETCH
+
+    def _refill_at(self) -> int:
+        """In flight at or below this, a step is due: half the window (at least the one
+        probe's slot when down)."""
+        return self._window() // 2
+
+    def _outcomes_due(self) -> bool:
+        """Outcomes are written once the window is half empty: one outbox step per half
+        window of sends, which also claims as many, instead of one step per finished send."""
+        return bool(self._delivered or self._retries) and len(self._inflight) <= self._refill_at()
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -95,7 +128,7 @@ class Dispatcher:
             except Exception:  # the loop must outlive any one failure (DB busy, a bug in a send)
                 log.exception("receiver %s: dispatch step failed; retrying in 1 s", self.name)
                 wait_s = 1.0
-            if wait_s > 0 and not self._delivered and not self._retries:
+            if wait_s > 0 and not self._outcomes_due():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), timeout=wait_s)
         if self._inflight:
@@ -109,11 +142,8 @@ class Dispatcher:
         retries, self._retries = self._retries, []
         mono = self._clock.monotonic()
         paused_s = self._paused_until - mono
-        # Down: one probe at a time, and none while paused; up: the configured concurrency.
-        allowed = 1 if self._streak >= DOWN_AFTER_FAILURES else self.config.concurrency
-        # Claim up to twice the concurrency: the next sends are ready when one finishes,
-        # without waiting for a step (the send semaphore keeps `concurrency` on the wire).
-        free = 0 if paused_s > 0 else allowed * PREFETCH - len(self._inflight)
+        # Down: one probe at a time, and none while paused; up: the window (`_window`).
+        free = 0 if paused_s > 0 else self._window() - len(self._inflight)
         claimed, due = await self._db.call(
             self._outbox.step,
             self.name,
@@ -132,7 +162,7 @@ class Dispatcher:
             task = asyncio.create_task(self._deliver(note), name=f"deliver-{note.key}")
             self._inflight.add(task)
             task.add_done_callback(self._done)
-        if self._streak >= DOWN_AFTER_FAILURES and mono - self._expired_at >= EXPIRE_EVERY_S:
+        if self._down() and mono - self._expired_at >= EXPIRE_EVERY_S:
             self._expired_at = mono
             await self._expire(now_s)
         if mono - self._gauge_at >= GAUGE_EVERY_S:
@@ -142,8 +172,9 @@ class Dispatcher:
             )
         if paused_s > 0:
             return min(MAX_IDLE_WAIT_S, paused_s)
-        if len(self._inflight) >= allowed * PREFETCH or due is None:
-            return MAX_IDLE_WAIT_S  # a finishing send sets `wake`
+        if len(self._inflight) > self._refill_at() or due is None:
+            # A send finishing with half the window left sets `wake` (see `_done`).
+            return MAX_IDLE_WAIT_S
         return min(MAX_IDLE_WAIT_S, max(0.0, due - self._clock.now().timestamp()))
 
     async def _expire(self, now_s: float) -> None:
@@ -165,7 +196,7 @@ class Dispatcher:
                 return
             self._delivered.append(note.key)
             self._inflight_keys.add(note.key)  # until the next step deletes it
-            metrics.NOTIFICATIONS.labels(self.name, "failed").inc()
+            self._failed_total.inc()
 
     def _note_failure(self, error: str, *, retry_after_s: float | None) -> None:
         """A retryable failure: after DOWN_AFTER_FAILURES in a row the receiver counts as down
@@ -183,7 +214,8 @@ class Dispatcher:
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
-        self.wake.set()
+        if len(self._inflight) <= self._refill_at():
+            self.wake.set()
         if not task.cancelled() and (exc := task.exception()) is not None:
             log.error("receiver %s: delivery task failed: %r", self.name, exc)
 
@@ -193,13 +225,12 @@ class Dispatcher:
 
     async def _deliver(self, note: Notification) -> None:
         alerts = [AlertRaised.model_validate_json(a.alert_json) for a in note.alerts]
-        now = self._clock.now()
-        silences = self._silences()
-        audible = [a for a in alerts if muted_by(silences, alert_labels(a), now=now) is None]
-        if len(audible) < len(alerts):
-            metrics.NOTIFIER_ALERTS_DROPPED.labels(self.name, "silenced").inc(
-                len(alerts) - len(audible)
-            )
+        audible = alerts
+        if silences := self._silences():
+            now = self._clock.now()
+            audible = [a for a in alerts if muted_by(silences, alert_labels(a), now=now) is None]
+            if len(audible) < len(alerts):
+                self._silenced_total.inc(len(alerts) - len(audible))
         if not audible:
             self._delivered.append(note.key)
             return
@@ -212,10 +243,9 @@ class Dispatcher:
             key=note.key, receiver=self.name, group_labels=note.group_labels, alerts=audible
         )
         try:
-            result = await asyncio.wait_for(
-                self.receiver.send(outgoing, now=self._clock.now()),
-                timeout=self.config.timeout_s * 2,
-            )
+            # asyncio.timeout, not wait_for: no extra task per send.
+            async with asyncio.timeout(self.config.timeout_s * 2):
+                result = await self.receiver.send(outgoing, now=self._clock.now())
         except TimeoutError:
             result = SendResult(ok=False, error=f"no answer within {self.config.timeout_s * 2} s")
         await self._settle(note, result)
@@ -230,10 +260,8 @@ class Dispatcher:
                 log.info("receiver %s is back after %d failures", self.name, self._streak)
             self._streak = 0
             self._delivered.append(note.key)
-            metrics.NOTIFICATIONS.labels(self.name, "delivered").inc()
-            metrics.NOTIFIER_DELIVERY_LATENCY.labels(self.name).observe(
-                max(0.0, now_s - note.first_enqueued_at)
-            )
+            self._delivered_total.inc()
+            self._latency.observe(max(0.0, now_s - note.first_enqueued_at))
             return
         age_s = now_s - note.first_enqueued_at
         if (
@@ -256,7 +284,7 @@ class Dispatcher:
                 self._retries.append(Retry(note.key, note.attempts, now_s + delay_s, result.error))
                 return
             self._delivered.append(note.key)
-            metrics.NOTIFICATIONS.labels(self.name, "failed").inc()
+            self._failed_total.inc()
             return
         delay_s = self._backoff.delay_s(attempts, rng=self._rng)
         retry_after_s = None
@@ -273,4 +301,4 @@ class Dispatcher:
             delay_s,
         )
         self._retries.append(Retry(note.key, attempts, now_s + delay_s, result.error))
-        metrics.NOTIFICATIONS.labels(self.name, "retried").inc()
+        self._retried_total.inc()

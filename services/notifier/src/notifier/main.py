@@ -24,7 +24,7 @@ from servicekit.settings import KafkaSettings, SettingsError, load_settings
 
 from notifier.api import create_app
 from notifier.dispatcher import Dispatcher
-from notifier.notifier import SERVICE, Notifier, OutboxThread, SilenceBook, make_give_up
+from notifier.notifier import SERVICE, Notifier, OnLoop, SilenceBook, SyncThread, make_give_up
 from notifier.outbox import Outbox
 from notifier.receivers import Receiver, make_receiver
 from notifier.retry_policy import Backoff
@@ -108,11 +108,11 @@ async def serve(
         loop.add_signal_handler(sig, stop.set)
 
     outbox = Outbox(settings.state_dir / "outbox.sqlite3")
-    db = OutboxThread()
-    waiting = await db.call(outbox.waiting)
+    disk = SyncThread()
+    waiting = outbox.waiting()
     if waiting:
         log.info("%d notifications left from the last run: sending them", waiting)
-    silences = SilenceBook(outbox, db)
+    silences = SilenceBook(outbox, disk)
     await silences.load()
     producer = make_producer(kafka, client_id=f"{SERVICE}-dlq")
     consumer = make_consumer(
@@ -131,7 +131,7 @@ async def serve(
             receiver=receiver,
             config=config,
             outbox=outbox,
-            db=db,
+            db=OnLoop(),
             clock=clock,
             backoff=backoff,
             give_up=give_up,
@@ -143,7 +143,7 @@ async def serve(
         consumer=consumer,
         producer=producer,
         outbox=outbox,
-        db=db,
+        disk=disk,
         router=wiring.router,
         silences=silences,
         dispatchers=dispatchers,
@@ -157,7 +157,7 @@ async def serve(
         return stalled < LIVENESS_STALL_S, f"last poll {stalled:.1f}s ago"
 
     async def outbox_ok() -> tuple[bool, str]:
-        await db.call(outbox.next_due_s, next(iter(dispatchers), ""))
+        outbox.next_due_s(next(iter(dispatchers), ""))
         return True, "outbox readable"
 
     app = create_app(
@@ -202,7 +202,7 @@ async def serve(
         if http is not None:
             server.should_exit = True
             await http
-        db.close()
+        disk.close()
         outbox.close()
 
 

@@ -58,7 +58,9 @@ class TokenBucket:
     def wait_s(self, now_mono: float) -> float:
         """0 and a token taken when one is available, else how long until one is."""
         self._refill(now_mono)
-        if self._tokens >= 1.0:
+        # A hair under 1 counts as a token: after sleeping exactly the wait asked for, float
+        # rounding can leave 0.999…, and the next wait would be too small to move the clock.
+        if self._tokens >= 1.0 - 1e-9:
             self._tokens -= 1.0
             return 0.0
         return (1.0 - self._tokens) / self.rate_per_s
