@@ -80,6 +80,7 @@ class WebhookReceiver:
             raise ValueError(f"a webhook URL starts with {' or '.join(WEBHOOK_SCHEMES)}")
         self.name = name
         self.url = url.removeprefix("webhook+")
+        self._url = httpx.URL(self.url)  # parsed once, not on every post
         self._key = key
         self._dashboard_url = dashboard_url
         self._client = client or httpx.AsyncClient(
@@ -103,7 +104,7 @@ class WebhookReceiver:
         )
         headers["idempotency-key"] = outgoing.key
         try:
-            response = await self._client.post(self.url, content=body, headers=headers)
+            response = await self._client.post(self._url, content=body, headers=headers)
         except httpx.HTTPError as exc:
             return SendResult(ok=False, error=f"{type(exc).__name__}: {exc}"[:500])
         if response.is_success:
