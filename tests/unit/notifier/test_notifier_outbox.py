@@ -148,3 +148,37 @@ def test_retry_later_keeps_attempts_and_error_and_waits(outbox: Outbox) -> None:
     assert outbox.next_due_s("a") == 130.0
     [again] = outbox.claim("a", now_s=130.0, limit=1)
     assert (again.attempts, again.last_error) == (1, "HTTP 500")
+
+
+def test_a_replay_within_one_batch_is_queued_once(outbox: Outbox) -> None:
+    r = router()
+    result = enqueue(outbox, r, [review_alert(1), review_alert(1)], now_s=100.0)
+    assert result.queued == {"a": 1, "b": 1} and result.duplicate == {"a": 1, "b": 1}
+
+
+def test_a_burst_later_in_the_same_batch_drops_the_singles_before_it(outbox: Outbox) -> None:
+    r = router()
+    result = enqueue(outbox, r, [review_alert(1), burst_alert(), review_alert(2)], now_s=100.0)
+    # single 1 was queued, then dropped by the burst; single 2 was held back on arrival
+    assert result.inhibited == {"a": 2, "b": 2}
+    assert outbox.flush_due_groups("a", now_s=200.0) == 1  # the burst's own group only
+
+
+def test_checkpoint_moves_committed_rows_into_the_database_file(tmp_path: Path) -> None:
+    """Commits run at synchronous=NORMAL with no automatic checkpoint: `sync` makes them
+    durable (fsync of the WAL) and `checkpoint` copies them into the database file."""
+    import shutil
+    import sqlite3
+
+    path = tmp_path / "outbox.sqlite3"
+    outbox = Outbox(path)
+    enqueue(outbox, router(), [review_alert(1)], now_s=100.0)
+    outbox.sync()
+    copy = tmp_path / "copy.sqlite3"
+    shutil.copy(path, copy)  # the database file alone, without its WAL
+    tables = sqlite3.connect(copy).execute("SELECT name FROM sqlite_master").fetchall()
+    assert tables == []  # all still in the WAL: no checkpoint ran on the committing thread
+    outbox.checkpoint()
+    shutil.copy(path, copy)
+    assert sqlite3.connect(copy).execute("SELECT COUNT(*) FROM pending").fetchone()[0] == 2
+    outbox.close()

@@ -568,7 +568,8 @@ class Outbox:
             " WHERE receiver = ? AND first_enqueued_at < ? LIMIT ?",
             (receiver, before_s, limit + len(exclude)),
         ).fetchall()
-        return [_note(receiver, r) for r in rows if r[0] not in exclude][:limit]
+        # Parsed only when handed out: the rows in flight are skipped by key first.
+        return [_note(receiver, r) for r in [r for r in rows if r[0] not in exclude][:limit]]
 
     def claim(self, receiver: str, *, now_s: float, limit: int) -> list[Notification]:
         """Due notifications of one receiver (tests; the dispatcher uses `step`)."""
@@ -584,7 +585,8 @@ class Outbox:
             " WHERE receiver = ? AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
             (receiver, now_s, limit + len(exclude)),
         ).fetchall()
-        return [_note(receiver, r) for r in rows if r[0] not in exclude][:limit]
+        # Parsed only when handed out: the rows in flight are skipped by key first.
+        return [_note(receiver, r) for r in [r for r in rows if r[0] not in exclude][:limit]]
 
     def delivered(self, key: str) -> None:
         self._settle([key], ())
