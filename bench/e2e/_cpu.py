@@ -9,6 +9,8 @@ machine is "other" (the shared machine's noise, e.g. another engineer's own inge
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -90,3 +92,29 @@ def used(
         start = before.get(pid, (group, 0.0))[1]
         totals[group] = totals.get(group, 0.0) + max(0.0, cpu - start)
     return {k: round(v, 2) for k, v in sorted(totals.items(), key=lambda kv: -kv[1])}
+
+
+def schedule(pid: int) -> tuple[float, float]:
+    """(seconds on a CPU, seconds runnable but waiting for one) of all of `pid`'s threads so
+    far, from /proc/<pid>/task/*/schedstat. The second one tells a starved process (runnable,
+    no core free: the machine's load) from one that waits on I/O (sleeping, not counted)."""
+    ran_ns = waited_ns = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            ran, waited, _slices = (task / "schedstat").read_text().split()
+        except (OSError, ValueError):
+            continue  # a thread that ended meanwhile
+        ran_ns += int(ran)
+        waited_ns += int(waited)
+    return ran_ns / 1e9, waited_ns / 1e9
+
+
+def py_spy(pid: int, *, to: Path, seconds: float) -> subprocess.Popen[bytes]:
+    """py-spy (dev dependency) recording `pid` for `seconds` into `to` (speedscope format:
+    every thread, idle samples left out, so it shows where the process's CPU goes)."""
+    return subprocess.Popen(
+        [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid),
+         "--duration", str(max(1, int(seconds))), "--rate", "200", "--format", "speedscope",
+         "--output", str(to)],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip

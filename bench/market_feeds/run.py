@@ -60,7 +60,7 @@ from servicekit.kafka import make_producer
 from servicekit.settings import KafkaSettings
 
 ROOT = Path(__file__).resolve().parents[2]
-PORT = 61410  # the feeds helper's port range (61400-61499)
+PORT = 61410  # the feeds helper's port range (61400-61499); --port picks another base
 SYMBOLS = {
     "coinbase": {"BTC-USD": "BENCH-BTC"},
     "binance": {"BTCUSDT": "BENCH-BTC"},
@@ -199,7 +199,14 @@ class LagSink(KafkaSink):
 
 
 async def candle_latency_run(
-    kafka: KafkaSettings, side_topic: str, *, rate: int, warmup_s: float, measure_s: float
+    kafka: KafkaSettings,
+    side_topic: str,
+    *,
+    rate: int,
+    warmup_s: float,
+    measure_s: float,
+    base_port: int = PORT,
+    profile_to: Path | None = None,
 ) -> tuple[list[float], list[float]]:
     """Coinbase at `rate` trades/s (one symbol of this run, open loop, 5 ms ticks) → the
     connector → market.trades.v1 → a cdc_processor subprocess (its own app id, consumer
@@ -208,7 +215,7 @@ async def candle_latency_run(
     timestamp of the newest trade it includes) → the moment it is read here.
     Returns the lags in seconds: per live candle, and per trade to its acknowledgement on
     market.trades.v1 (the first hop), in the measured window."""
-    port = PORT + 3
+    port = base_port + 3
     tag = uuid.uuid4().hex[:8].upper()
     symbol = f"BENCH{tag}-BTC"
     simulator = subprocess.Popen(  # noqa: ASYNC220  # started once, before timing
@@ -225,14 +232,19 @@ async def candle_latency_run(
         log_dir=log_dir,
         CDC_AUTO_OFFSET_RESET="latest",
     )
-    worker.port = PORT + 4
+    worker.port = base_port + 4
     worker.env["CDC_HTTP_PORT"] = str(worker.port)
     sink = LagSink(kafka, topic=topics.MARKET_TRADES.name)
     sink.gaps_topic = sink.dlq_topic = side_topic
     lags_s: list[float] = []
     counts: list[tuple[float, str, int]] = []  # read at, window, trades in it so far
+    profiler: subprocess.Popen[bytes] | None = None
+    ran_s = waited_s = 0.0
     try:
         await asyncio.to_thread(worker.start)
+        worker_pid = worker.proc.pid
+        if profile_to is not None:
+            profiler = _cpu().py_spy(worker_pid, to=profile_to, seconds=warmup_s + measure_s)
         await sink.start()
         connector = FeedConnector(
             protocol_for("coinbase"),
@@ -250,8 +262,11 @@ async def candle_latency_run(
             key = symbol.encode()
             started = time.monotonic()
             recording_from = started + warmup_s
+            sched_before: tuple[float, float] | None = None
             while (now_mono := time.monotonic()) < recording_from + measure_s:
                 sink.recording = now_mono >= recording_from
+                if sink.recording and sched_before is None:
+                    sched_before = _cpu().schedule(worker_pid)
                 batch = await live.consumer.getmany(timeout_ms=50)
                 read_at = time.time()
                 if not sink.recording:
@@ -264,10 +279,16 @@ async def candle_latency_run(
                             lags_s.append(read_at - newest)
                             counts.append((read_at, candle["window_start"], candle["trade_count"]))
             sink.recording = False
+            if sched_before is not None:
+                ran_s, waited_s = (
+                    b - a for a, b in zip(sched_before, _cpu().schedule(worker_pid), strict=True)
+                )
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
     finally:
         await sink.stop()
+        if profiler is not None:
+            profiler.wait(timeout=60)
         worker.stop()
         simulator.terminate()
         simulator.wait(timeout=10)
@@ -276,14 +297,23 @@ async def candle_latency_run(
     # between consecutive live candles of one window.
     pairs = [(b[0] - a[0], b[2] - a[2]) for a, b in itertools.pairwise(counts) if a[1] == b[1]]
     seconds = sum(dt for dt, _n in pairs)
+    intake = sum(n for _dt, n in pairs) / seconds if seconds else 0.0
     print(
-        f"cdc_processor took in {sum(n for _dt, n in pairs) / seconds:,.0f} trades/s "
-        f"(live candles' trade counts over {seconds:.1f} s)"
-        if seconds
-        else "",
+        f"cdc_processor took in {intake:,.0f} trades/s (live candles' trade counts over "
+        f"{seconds:.1f} s); its threads {ran_s / measure_s:.2f} core on a CPU and "
+        f"{waited_s / measure_s:.2f} runnable but waiting for one (/proc schedstat): "
+        f"{ran_s / max(1.0, intake * measure_s) * 1e6:.0f} us CPU per trade taken in",
         file=sys.stderr,
     )
     return lags_s, sink.lags_s
+
+
+def _cpu() -> Any:
+    """bench/e2e/_cpu.py (CPU and scheduler figures from /proc)."""
+    name = "bench_feeds_cpu"
+    if name not in sys.modules:
+        load_script(ROOT / "bench/e2e/_cpu.py", name)
+    return sys.modules[name]
 
 
 def _cdc_fixtures() -> Any:
@@ -306,6 +336,10 @@ async def main() -> None:
     parser.add_argument("--venues", default=",".join(SYMBOLS))
     parser.add_argument("--rate", type=int, default=5_000, help="latency phase, trades/s")
     parser.add_argument("--repeats", type=int, default=2, help="runs of each loop per venue")
+    parser.add_argument(
+        "--port", type=int, default=PORT, help="first of 5 local ports (simulators, worker)"
+    )
+    parser.add_argument("--profile", type=Path, help="py-spy the cdc_processor worker to FILE")
     args = parser.parse_args()
     n = 5_000 if args.quick else args.trades
     venues = [v.strip() for v in args.venues.split(",") if v.strip()]
@@ -315,7 +349,7 @@ async def main() -> None:
     await admin.start()
     await admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
     simulator = subprocess.Popen(  # noqa: ASYNC220  # started once, before timing
-        [sys.executable, "-m", "market_feeds.simulator", "--port", str(PORT), "--rate", "0",
+        [sys.executable, "-m", "market_feeds.simulator", "--port", str(args.port), "--rate", "0",
          "--burst", str(n)],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
@@ -325,7 +359,7 @@ async def main() -> None:
     try:
         await asyncio.sleep(1.5)  # the simulator's start-up (imports, bind)
         for venue in venues:
-            url = f"ws://127.0.0.1:{PORT}{PATHS[venue]}"
+            url = f"ws://127.0.0.1:{args.port}{PATHS[venue]}"
             # Each loop `repeats` times, the order alternating (bare first, then connector
             # first), the best of each kept: on a shared machine a burst of other work hits
             # whichever runs at that moment; best-of treats both alike.
@@ -365,7 +399,13 @@ async def main() -> None:
         simulator.wait(timeout=10)
         measure_s = 5.0 if args.quick else 20.0
         candle_lags, trade_lags = await candle_latency_run(
-            kafka, topic, rate=args.rate, warmup_s=5.0, measure_s=measure_s
+            kafka,
+            topic,
+            rate=args.rate,
+            warmup_s=5.0,
+            measure_s=measure_s,
+            base_port=args.port,
+            profile_to=args.profile,
         )
         achieved = len(trade_lags) / measure_s
         load = os.getloadavg()[0]

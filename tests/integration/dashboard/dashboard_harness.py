@@ -215,6 +215,77 @@ def start_private_nginx(
     return url, stop
 
 
+class CuttableProxy:
+    """A TCP proxy on a range port in front of `upstream_port`, in its own thread: `cut()`
+    drops every connection and holds new ones unanswered until `resume()`, as a network blip
+    does to a browser. Keeps what each connection sent (64 KB) and got (1 MB), in order."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.port = port_in_range()
+        self.requests: list[bytearray] = []  # per connection, what the browser sent
+        self.responses: list[bytearray] = []  # per connection, what it got
+        self._loop = asyncio.new_event_loop()
+        self._open: asyncio.Event | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        ready = ThreadPoolExecutor(max_workers=1)
+        self._thread = ready.submit(self._loop.run_forever)
+        self._server = asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+
+    async def _start(self) -> asyncio.Server:
+        self._open = asyncio.Event()
+        self._open.set()
+        return await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        assert self._open is not None
+        self._writers.add(writer)
+        try:
+            await self._open.wait()
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+            self._writers.add(up_writer)
+            sent, got = bytearray(), bytearray()
+            self.requests.append(sent)
+            self.responses.append(got)
+
+            async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, up: bool) -> None:
+                kept, cap = (sent, 1 << 16) if up else (got, 1 << 20)
+                while data := await src.read(65536):
+                    kept.extend(data[: max(0, cap - len(kept))])
+                    dst.write(data)
+                    await dst.drain()
+                dst.close()
+
+            await asyncio.gather(
+                pipe(reader, up_writer, True), pipe(up_reader, writer, False),
+                return_exceptions=True,
+            )  # fmt: skip
+        except OSError:
+            pass
+        finally:
+            writer.close()
+
+    def cut(self) -> None:
+        async def cut() -> None:
+            assert self._open is not None
+            self._open.clear()
+            for writer in list(self._writers):
+                writer.transport.abort()
+            self._writers.clear()
+
+        asyncio.run_coroutine_threadsafe(cut(), self._loop).result(10)
+
+    def resume(self) -> None:
+        assert self._open is not None
+        self._loop.call_soon_threadsafe(self._open.set)
+
+    def close(self) -> None:
+        self.cut()
+        self._loop.call_soon_threadsafe(self._server.close)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.result(10)
+
+
 async def read_stream(
     url: str,
     *,

@@ -19,7 +19,14 @@ from typing import Any
 
 import pytest
 from contracts.events import AlertKind, AlertSeverity
-from dashboard_harness import ARTIFACTS, VIEWER_KEY, DashboardProcess, Producer, start_private_nginx
+from dashboard_harness import (
+    ARTIFACTS,
+    VIEWER_KEY,
+    CuttableProxy,
+    DashboardProcess,
+    Producer,
+    start_private_nginx,
+)
 from dashboard_records import alert, candle, forming, review
 
 pytestmark = pytest.mark.integration
@@ -344,6 +351,54 @@ def test_page_shows_reconnecting_and_recovers_after_the_stream_dies(page: Any, s
     d.start()
     expect_text(page, "#conn", "^live$")
     expect_text(page, "#chart-last", r"^70,180\.00$")  # state rebuilt from Kafka, fresh snapshot
+
+
+def test_page_resumes_with_the_missed_deltas_after_a_network_blip(
+    page: Any, site: Any, producer: Producer
+) -> None:
+    """The stream is cut between the browser and nginx (the dashboard keeps running); a price
+    moves meanwhile; EventSource reconnects with Last-Event-ID and the server answers with the
+    missed delta, not a snapshot; the page shows the new price."""
+    url, d, _ = site
+    nginx_port = int(url.rsplit(":", 1)[1])
+    proxy = CuttableProxy(nginx_port)
+    try:
+        origin = f"http://127.0.0.1:{proxy.port}"  # same host: the session cookie applies
+        page.goto(f"{origin}/dashboard/#/markets/BTC-USD")
+        expect_text(page, "#conn", "^live$")
+        producer.send([("live", b"BTC-USD", forming("BTC-USD", 46, "70210.00", start=START))])
+        expect_text(page, "#chart-last", r"^70,210\.00$")
+        streams_before = sum(b"GET /dashboard/stream" in r for r in proxy.requests)
+        proxy.cut()
+        expect_text(page, "#conn", "^reconnecting$")
+        producer.send([("live", b"BTC-USD", forming("BTC-USD", 46, "70250.00", start=START))])
+        # the dashboard has it once the snapshot API shows it (the page is cut off)
+        deadline = time.monotonic() + 10
+        while "70250" not in d.get("/dashboard/api/snapshot?views=markets").text:
+            assert time.monotonic() < deadline, "the dashboard did not take the record"
+            time.sleep(0.1)
+        time.sleep(0.5)  # a flush (0.25 s): the frame is in the replay buffer
+        proxy.resume()
+        expect_text(page, "#conn", "^live$")
+        expect_text(page, "#chart-last", r"^70,250\.00$")
+        # the stream request is the last on its connection (keep-alive): its answer is last
+        streams = [
+            (bytes(request), bytes(answer))
+            for request, answer in zip(proxy.requests, proxy.responses, strict=True)
+            if b"GET /dashboard/stream" in request
+        ]
+        assert len(streams) > streams_before
+        request, answer = streams[-1]
+        assert b"last-event-id:" in request.lower()  # EventSource sent where it was
+        body = answer[answer.rindex(b"text/event-stream") :].partition(b"\r\n\r\n")[2]
+        first_event = re.search(rb"event: (\w+)", body)
+        assert first_event is not None and first_event.group(1) == b"delta", body[:300]
+        assert b"70250" in body
+        metrics = d.get("/metrics").text
+        assert re.search(r'pulse_dashboard_resumes_total\{outcome="replayed"\} [1-9]', metrics)
+        shot(page, "resumed")
+    finally:
+        proxy.close()
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -47,3 +47,26 @@ def test_a_named_tree_counts_its_workers_cpu(bench_cpu_module: ModuleType) -> No
     # Without the root it is nobody's: the same CPU lands on "other".
     assert plain.get("ingest", 0.0) == 0.0, plain
     assert plain.get("other", 0.0) >= 0.5, plain
+
+
+@pytest.mark.timeout(30)
+def test_schedule_counts_a_busy_process_time_on_a_cpu(bench_cpu_module: ModuleType) -> None:
+    spinner = subprocess.Popen([sys.executable, "-c", _SPIN])
+    try:
+        ran_before, waited_before = bench_cpu_module.schedule(spinner.pid)
+        cpu_before = _cpu_s(spinner.pid)
+        time.sleep(1.0)
+        ran, waited = bench_cpu_module.schedule(spinner.pid)
+        cpu = _cpu_s(spinner.pid) - cpu_before
+    finally:
+        spinner.kill()
+        spinner.wait()
+    # on a CPU: what /proc/<pid>/stat counts too (its clock ticks are coarser); runnable but
+    # not running: whatever the machine's load took, never negative
+    assert ran - ran_before == pytest.approx(cpu, abs=0.1) and ran - ran_before > 0
+    assert waited - waited_before >= 0
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

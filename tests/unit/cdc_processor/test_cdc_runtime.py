@@ -299,3 +299,31 @@ def test_quiet_monitor_keeps_the_stream_inbound_time_faust_checks_liveness_with(
     # What Faust reads (fails loudly if an upgrade moves the liveness check elsewhere).
     check = inspect.getsource(faust_aiokafka.AIOKafkaConsumerThread.verify_event_path)
     assert "monitor.stream_inbound_time.get(tp)" in check
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [(b"BTC-USD", b'{"price": "1"}'), (None, b"x"), (b"k", None), (b"k", b""), (None, None)],
+)
+async def test_raw_schema_decodes_as_faust_raw_serializers_do(
+    key: bytes | None, value: bytes | None
+) -> None:
+    from faust import Schema
+    from faust.types import Message
+
+    app = _app()
+    message = Message(
+        "market.trades.v1", 1, 42, 1.0, 0, [("h", b"v")], key, value, None, tp=TP("t", 1)
+    )
+    upstream = await Schema(key_serializer="raw", value_serializer="raw").compile(app)(message)
+    ours = await runtime.RawSchema().compile(app)(message)
+    assert type(ours) is type(upstream)
+    assert (ours.key, ours.value, ours.headers) == (upstream.key, upstream.value, upstream.headers)
+    assert ours.message is upstream.message is message
+
+
+def test_every_source_topic_decodes_with_the_raw_schema() -> None:
+    app = _app()
+    sources = [agent.channel for agent in app.agents.values()]
+    assert sources and all(isinstance(c.schema, runtime.RawSchema) for c in sources)
+    assert all(c.allow_empty for c in sources)  # tombstones reach the agents

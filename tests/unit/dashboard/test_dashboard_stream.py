@@ -6,18 +6,24 @@ import asyncio
 from typing import Any
 
 import orjson
+import pytest
 from dashboard.stream import Hub
 from dashboard.views import CoalescingQueue, DashboardState, StateConfig, Subscription
 from dashboard_records import candle, forming
 from servicekit.clock import FakeClock
 
 
-def test_queue_keeps_the_latest_frame_per_key_in_first_seen_order() -> None:
+def test_queue_keeps_the_latest_frame_per_key_in_the_order_frames_were_made() -> None:
     q = CoalescingQueue(max_keys=4)
     q.put("price:A", b"1")
     q.put("price:B", b"2")
     q.put("price:A", b"3")
-    assert q.coalesced == 1 and q.drain() == [b"3", b"2"] and len(q) == 0
+    # B (made second) before A's newer frame (made third): rising ids, so a body cut short
+    # has delivered exactly the frames up to the browser's Last-Event-ID
+    assert q.coalesced == 1 and q.drain() == [b"2", b"3"] and len(q) == 0
+    q.put_many({"price:A": b"4", "price:B": b"5"})
+    q.put_many({"price:C": b"6", "price:A": b"7"})
+    assert q.coalesced == 2 and q.drain() == [b"5", b"6", b"7"]
 
 
 def test_queue_overflow_drops_everything_and_asks_for_a_snapshot() -> None:
@@ -62,12 +68,16 @@ class Browser:
         return {"type": "http.disconnect"}
 
     def events(self) -> list[tuple[str, Any]]:
+        return [(event, data) for event, _id, data in self.events_with_ids()]
+
+    def events_with_ids(self) -> list[tuple[str, str, Any]]:
         out = []
         for body in self.bodies:
             for block in body.split(b"\n\n"):
                 lines = dict(line.split(b": ", 1) for line in block.split(b"\n") if b": " in line)
                 if b"event" in lines:
-                    out.append((lines[b"event"].decode(), orjson.loads(lines[b"data"])))
+                    data = orjson.loads(lines[b"data"])
+                    out.append((lines[b"event"].decode(), lines[b"id"].decode(), data))
         return out
 
 
@@ -153,7 +163,12 @@ async def test_heartbeat_keeps_an_idle_stream_alive() -> None:
     b = Browser()
     task = asyncio.create_task(h.serve(Subscription(), b.send, b.receive))
     runner = asyncio.create_task(h.run())
-    await asyncio.sleep(0.05)
+    # the first wake also carries the status frame; a later one is the bare heartbeat (up to
+    # 2 s: a loaded machine runs the 10 ms loop late)
+    for _ in range(200):
+        await asyncio.sleep(0.01)
+        if any(body.startswith(b": heartbeat") for body in b.bodies):
+            break
     assert any(body.startswith(b": heartbeat") for body in b.bodies)
     runner.cancel()
     task.cancel()
@@ -237,3 +252,105 @@ async def test_direct_writes_can_be_turned_off() -> None:
     await settle()
     assert cycle.written == [] and b'"last":"101"' in cycle.sent[-1]
     task.cancel()
+
+
+def quiet_hub(**options: Any) -> Hub:
+    """A hub whose first status frame is out already (the clock does not move after)."""
+    h = hub(**options)
+    h.flush()
+    return h
+
+
+async def _connect(h: Hub, sub: Subscription, *, last_event_id: str | None = None) -> Any:
+    b = Browser()
+    task = asyncio.create_task(h.serve(sub, b.send, b.receive, last_event_id=last_event_id))
+    await settle()
+    return b, task
+
+
+async def _leave(b: Browser, task: Any) -> None:
+    b.gone.set()
+    await asyncio.wait_for(task, 1)
+
+
+async def test_reconnect_with_last_event_id_gets_only_the_missed_frames() -> None:
+    h = quiet_hub()
+    sub = Subscription.parse(views="markets", symbols="BTC-USD,ETH-USD")
+    first, task = await _connect(h, sub)
+    h.publish(h.state.on_forming(forming("BTC-USD", 1, "101"), now_s=0))
+    h.flush()
+    await settle()
+    seen = first.events_with_ids()
+    assert [e for e, _i, _d in seen][:2] == ["snapshot", "delta"]
+    last_id = seen[-1][1]
+    await _leave(first, task)
+    # while away: BTC twice (only the latest is owed), ETH once, a symbol it does not watch
+    for symbol, close in (("BTC-USD", "102"), ("ETH-USD", "7"), ("AAPL", "5"), ("BTC-USD", "103")):
+        h.publish(h.state.on_forming(forming(symbol, 1, close), now_s=0))
+        h.flush()
+    again, task = await _connect(h, sub, last_event_id=last_id)
+    events = again.events()
+    assert events and all(e == "delta" for e, _ in events)  # no snapshot: a resume
+    assert [(d["k"], d["v"]["last"]) for _e, d in events if d["k"] != "status"] == [
+        ("price:ETH-USD", "7"),
+        ("price:BTC-USD", "103"),
+    ]
+    h.publish(h.state.on_forming(forming("ETH-USD", 1, "8"), now_s=0))
+    h.flush()
+    await settle()
+    assert again.events()[-1][1]["v"]["last"] == "8"  # and the live deltas after them
+    await _leave(again, task)
+
+
+async def test_reconnect_that_missed_nothing_gets_nothing_again() -> None:
+    h = quiet_hub()
+    h.publish(h.state.on_forming(forming("BTC-USD", 1, "101"), now_s=0))
+    h.flush()
+    b, task = await _connect(h, Subscription(), last_event_id=h.event_id().decode())
+    assert b.bodies == []
+    await _leave(b, task)
+
+
+@pytest.mark.parametrize("case", ["evicted", "other instance", "ahead", "malformed"])
+async def test_reconnect_that_cannot_be_replayed_gets_a_fresh_snapshot(case: str) -> None:
+    h = quiet_hub(replay_frames=2)
+    sub = Subscription()
+    h.publish(h.state.on_forming(forming("BTC-USD", 1, "101"), now_s=0))
+    h.flush()
+    last_id = h.event_id().decode()
+    for n in range(3):  # three frames more: the replay buffer holds two
+        h.publish(h.state.on_forming(forming(f"S{n}", 1, "1"), now_s=0))
+        h.flush()
+    last_id = {
+        "evicted": last_id,
+        "other instance": "0badcafe-" + last_id.rpartition("-")[2],
+        "ahead": f"{h.instance}-{h.seq + 5}",
+        "malformed": "yesterday",
+    }[case]
+    b, task = await _connect(h, sub, last_event_id=last_id)
+    events = b.events()
+    assert events[0][0] == "snapshot" and len(events) == 1
+    assert {"BTC-USD", "S0", "S1", "S2"} <= set(events[0][1]["markets"])
+    await _leave(b, task)
+
+
+async def test_resume_recomputes_portfolio_and_correlation_nobody_drew_meanwhile() -> None:
+    h = quiet_hub()
+    sub = Subscription.parse(views="portfolio", symbols=None)
+    last_id = h.event_id().decode()
+    h.publish(h.state.on_forming(forming("BTC-USD", 1, "101"), now_s=0))
+    h.flush()  # no client: no portfolio frame was made
+    b, task = await _connect(h, sub, last_event_id=last_id)
+    assert [(e, d["k"]) for e, d in b.events() if d["k"] != "status"] == [("delta", "portfolio")]
+    await _leave(b, task)
+
+
+async def test_resume_past_the_queue_bound_becomes_a_resync() -> None:
+    h = quiet_hub(max_keys=8)
+    last_id = h.event_id().decode()
+    for n in range(12):
+        h.publish(h.state.on_forming(forming(f"S{n}", 1, "1"), now_s=0))
+        h.flush()
+    b, task = await _connect(h, Subscription(views=frozenset({"markets"})), last_event_id=last_id)
+    assert [e for e, _d in b.events()] == ["snapshot"]  # bounded as ever
+    await _leave(b, task)

@@ -287,6 +287,13 @@ DASHBOARD_RESYNCS = Counter(
     "Fresh snapshots sent because a client's queue overflowed",
     registry=REGISTRY,
 )
+DASHBOARD_RESUMES = Counter(
+    "pulse_dashboard_resumes_total",
+    "Reconnections carrying Last-Event-ID: `replayed` (the missed deltas from the replay "
+    "buffer) or `snapshot` (too old, or another server instance: a fresh snapshot)",
+    ["outcome"],
+    registry=REGISTRY,
+)
 DASHBOARD_QUEUE_MAX_KEYS = Gauge(
     "pulse_dashboard_client_queue_max_keys",
     "The longest client queue at the last flush (bounded by DASHBOARD_CLIENT_QUEUE_MAX_KEYS)",

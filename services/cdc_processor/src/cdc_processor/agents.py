@@ -337,7 +337,7 @@ def register(p: Processor, *, sources: Mapping[str, str] | None = None) -> None:
 
     for name, (topic_name, handle) in routes.items():
         channel = p.topics.get(topic_name) or p.app.topic(
-            topic_name, key_serializer="raw", value_serializer="raw", allow_empty=True
+            topic_name, schema=runtime.RawSchema(), allow_empty=True
         )
         agent = _make_agent(p, handle, housekeeping.get(name))
         app.agent(channel, name=name, concurrency=1)(agent)

@@ -131,8 +131,7 @@ def _raw_topic(app: faust.App, name: str, *, partitions: int, internal: bool = F
     # which decodes them itself and dead-letters what it cannot use.
     return app.topic(
         name,
-        key_serializer="raw",
-        value_serializer="raw",
+        schema=runtime.RawSchema(),
         allow_empty=True,
         partitions=partitions,
         internal=internal,

@@ -102,6 +102,7 @@ class Dashboard:
             stall_timeout_s=settings.client_stall_timeout_s,
             direct_writes=settings.direct_writes,
             send_buffer_bytes=settings.client_send_buffer_bytes,
+            replay_frames=settings.replay_frames,
         )
         self.feed = KafkaFeed(
             kafka,
@@ -210,7 +211,7 @@ class StreamEndpoint:
         )
         # EventSource reconnects by itself; `retry:` sets its delay, 1 s.
         await send({"type": "http.response.body", "body": b"retry: 1000\n\n", "more_body": True})
-        await d.hub.serve(sub, send, receive)
+        await d.hub.serve(sub, send, receive, last_event_id=conn.headers.get("last-event-id"))
         with contextlib.suppress(OSError):  # ended by the server: close the response cleanly
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 

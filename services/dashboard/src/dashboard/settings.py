@@ -52,6 +52,10 @@ class DashboardSettings(ServiceSettings):
     # to megabytes per stuck browser). Small, so a browser that stops reading backs up into
     # its bounded queue and the stall check within seconds (with direct writes).
     client_send_buffer_bytes: int = Field(default=65_536, ge=0, le=16 * 1024 * 1024)
+    # The newest delta frames kept for browsers that reconnect with Last-Event-ID: one that
+    # missed only frames still held gets them (latest per key), any other a fresh snapshot.
+    # 0: every reconnect gets a snapshot. Memory: about this many frames (~0.3 KB each).
+    replay_frames: int = Field(default=8192, ge=0, le=1_000_000)
     max_clients: int = Field(default=2000, ge=1)
     retry_after_s: int = Field(default=5, ge=1)
 

@@ -5,13 +5,21 @@ key's frame once and hands the same bytes to every client that wants it. Each cl
 bounded `CoalescingQueue` and its own writer: a slow socket only makes its own queue coalesce,
 and an overflow replaces the queue with a fresh snapshot (resync), so a stuck browser never
 slows the others nor holds more than `max_keys` frames.
+
+Resume: every frame's SSE id is `<instance>-<seq>` (a token of this server process, and the
+flush sequence). The hub keeps the newest `replay_frames` delta frames; a browser that
+reconnects with Last-Event-ID (EventSource sends it by itself) from this instance, and missed
+only frames still held, gets those it wants (the latest per key, in order) instead of a
+snapshot; any other reconnect gets a fresh snapshot, as a new client does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import socket
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -29,8 +37,8 @@ Send = Callable[[dict[str, Any]], Any]
 Receive = Callable[[], Any]
 
 
-def frame(event: str, seq: int, document: Any) -> bytes:
-    return b"event: %s\nid: %d\ndata: %s\n\n" % (event.encode(), seq, orjson.dumps(document))
+def frame(event: str, event_id: bytes, document: Any) -> bytes:
+    return b"event: %s\nid: %s\ndata: %s\n\n" % (event.encode(), event_id, orjson.dumps(document))
 
 
 class DirectWriter:
@@ -124,6 +132,7 @@ class Hub:
         stall_timeout_s: float,
         direct_writes: bool = True,
         send_buffer_bytes: int = 0,
+        replay_frames: int = 8192,
     ) -> None:
         self.state = state
         self.clock = clock
@@ -137,6 +146,11 @@ class Hub:
         self.clients: set[Client] = set()
         self.pending: dict[str, Any] = {}
         self.seq = 0
+        # Ids from another process (a restart) never match: their sequence is not this one's.
+        self.instance = secrets.token_hex(4)
+        self._id_prefix = self.instance.encode() + b"-"
+        # (seq, key, frame) of the newest delta frames, oldest first (see the module docstring).
+        self._replay: deque[tuple[int, str, bytes]] = deque(maxlen=replay_frames)
         self._last_status: Any = None
         self._snapshots: dict[Subscription, tuple[int, bytes]] = {}
         self.frames_sent = 0  # also in metrics; the benchmark reads it directly
@@ -182,9 +196,13 @@ class Hub:
         if not pending:
             return 0
         frames = []
+        replay = self._replay
+        prefix = self._id_prefix
         for key, payload in pending.items():
             self.seq += 1
-            frames.append((key, frame("delta", self.seq, {"k": key, "v": resolve(payload)})))
+            data = frame("delta", b"%b%d" % (prefix, self.seq), {"k": key, "v": resolve(payload)})
+            frames.append((key, data))
+            replay.append((self.seq, key, data))
         # The frames each distinct subscription wants, worked out once per flush (browsers
         # share a handful of subscriptions), then handed to each queue as one dict update.
         wanted: dict[Subscription, dict[str, bytes]] = {}
@@ -232,9 +250,51 @@ class Hub:
             return cached[1]
         if len(self._snapshots) > 64:
             self._snapshots.clear()
-        data = frame("snapshot", self.seq, self.state.snapshot(sub, now_s=self.clock.monotonic()))
+        data = frame(
+            "snapshot", self.event_id(), self.state.snapshot(sub, now_s=self.clock.monotonic())
+        )
         self._snapshots[sub] = (self.seq, data)
         return data
+
+    def event_id(self) -> bytes:
+        """The SSE id of the state as of the last flush."""
+        return b"%b%d" % (self._id_prefix, self.seq)
+
+    def missed(self, sub: Subscription, last_event_id: str) -> dict[str, bytes] | None:
+        """The frames `sub` wants that came after `last_event_id`, the latest per key, in the
+        order they were made; None when they cannot all be given (an id of another instance
+        or a malformed one, or frames already gone from the replay buffer): then a snapshot.
+
+        Portfolio and correlation frames are made only while someone draws them, so the
+        buffer may lack them: when anything was missed, they are computed afresh for the views
+        that show them."""
+        instance, _, seq_text = last_event_id.strip().rpartition("-")
+        if instance != self.instance or not seq_text.isdigit():
+            return None
+        last = int(seq_text)
+        replay = self._replay
+        oldest = replay[0][0] if replay else self.seq + 1
+        if last > self.seq or last < oldest - 1:
+            return None
+        newest_first: dict[str, bytes] = {}
+        anything = False
+        for seq, key, data in reversed(replay):
+            if seq <= last:
+                break
+            anything = True
+            if key not in newest_first and sub.wants(key):
+                newest_first[key] = data
+        frames = dict(reversed(newest_first.items()))
+        if anything:
+            event_id = self.event_id()
+            for key, compute in (
+                ("portfolio", self.state.portfolio),
+                ("correlation", self.state.correlation),
+            ):
+                if key in sub.views:
+                    frames.pop(key, None)
+                    frames[key] = frame("delta", event_id, {"k": key, "v": compute()})
+        return frames
 
     async def run(self) -> None:
         """The flush loop, with a heartbeat to every client each `heartbeat_s` and, once a
@@ -278,9 +338,20 @@ class Hub:
 
     # -- one client --------------------------------------------------------------------------
 
-    async def serve(self, sub: Subscription, send: Send, receive: Receive) -> None:
-        """Write one client's stream until it goes away or stalls. Headers are sent already."""
+    async def serve(
+        self, sub: Subscription, send: Send, receive: Receive, *, last_event_id: str | None = None
+    ) -> None:
+        """Write one client's stream until it goes away or stalls. Headers are sent already.
+        `last_event_id`: the browser's Last-Event-ID header on a reconnect (see `missed`)."""
         client = Client(sub, max_keys=self.max_keys)
+        if last_event_id is not None:
+            # No await from here to `clients.add`: no flush runs in between, so the client
+            # gets every later frame from the flushes, after these.
+            missed = self.missed(sub, last_event_id)
+            metrics.DASHBOARD_RESUMES.labels("snapshot" if missed is None else "replayed").inc()
+            if missed is not None:
+                client.needs_snapshot = False
+                client.queue.put_many(missed)  # more than max_keys: a resync, as ever
         client.task = asyncio.current_task()
         client.wake.set()  # the snapshot goes out at once
         self.clients.add(client)

@@ -79,9 +79,12 @@ def _epoch_s(ts: datetime) -> int:
 class CoalescingQueue:
     """What one client has yet to receive: the latest frame per key, at most `max_keys` keys.
 
-    A newer frame for a queued key replaces the older one in place (`coalesced` counts them).
-    A new key past `max_keys` drops everything and marks the queue `overflowed`: the client
-    then needs a fresh snapshot (a resync), and the queue never holds more than `max_keys`.
+    A newer frame for a queued key replaces the older one and moves to the end (`coalesced`
+    counts them), so frames drain in the order they were made (rising event ids): a browser
+    cut off mid-body has received exactly the frames up to its Last-Event-ID, which is what a
+    resume replays from. A new key past `max_keys` drops everything and marks the queue
+    `overflowed`: the client then needs a fresh snapshot (a resync), and the queue never holds
+    more than `max_keys`.
     """
 
     __slots__ = ("_pending", "coalesced", "max_keys", "overflowed")
@@ -100,6 +103,7 @@ class CoalescingQueue:
             return  # a snapshot is due; it will hold this change
         pending = self._pending
         if key in pending:
+            del pending[key]  # to the end: drained in the order frames were made
             pending[key] = frame
             self.coalesced += 1
         elif len(pending) >= self.max_keys:
@@ -113,10 +117,12 @@ class CoalescingQueue:
         if self.overflowed:
             return
         pending = self._pending
-        before = len(pending)
+        if pending:
+            again = pending.keys() & frames.keys()  # to the end, as in `put`
+            for key in again:
+                del pending[key]
+            self.coalesced += len(again)
         pending.update(frames)
-        added = len(pending) - before
-        self.coalesced += len(frames) - added
         if len(pending) > self.max_keys:
             pending.clear()
             self.overflowed = True
