@@ -191,7 +191,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=10, help="ticks per transaction")
     parser.add_argument("--port", type=int, default=61520, help="the worker's health port")
     parser.add_argument("--profile", type=Path, help="py-spy the worker to FILE (speedscope)")
+    parser.add_argument("--quick", action="store_true", help="100 ticks/s for 3 s")
     args = parser.parse_args()
+    if args.quick:
+        args.rate, args.duration_s, args.warmup_s = 100.0, 3.0, 1.0
     print(json.dumps(asyncio.run(run(args))))
 
 

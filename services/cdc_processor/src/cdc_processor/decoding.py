@@ -255,11 +255,38 @@ def _crawled_rating(crawled: ReviewCrawled) -> Decimal | None:
     return Decimal(repr(crawled.rating)).quantize(_RATING_QUANTUM, ROUND_HALF_EVEN).normalize()
 
 
+class _TickUpsert(BaseModel):
+    """The common tick envelope (insert, update or snapshot, schemas off) with its row typed,
+    validated in one pass like `_ReviewUpsert` (the general path was ~11 % of the worker at
+    1,000 ticks/s in py-spy); anything else takes the general path."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    op: Literal["c", "u", "r"]
+    after: MarketTickRow
+    source: Source
+
+
+def _tick_upsert(value: bytes | None) -> _TickUpsert | None:
+    if not value or len(value) > MAX_VALUE_BYTES:
+        return None
+    try:
+        return _TickUpsert.model_validate_json(value)
+    except ValidationError:
+        return None  # the general path decodes it or says precisely what is wrong
+
+
 def decode_tick_cdc(value: bytes | None) -> Tick | None:
+    upsert = _tick_upsert(value)
+    if upsert is not None:
+        return _tick(upsert.after)
     change = _change(value)
     if change is None or change.op is Op.DELETE:
         return None  # a deleted tick does not un-trade: candles keep it
-    row = _row(change, MarketTickRow)
+    return _tick(_row(change, MarketTickRow))
+
+
+def _tick(row: MarketTickRow) -> Tick:
     return Tick(
         tick_id=f"db:{row.id}",
         symbol=row.symbol,
