@@ -54,7 +54,7 @@ class DashboardSettings(ServiceSettings):
     client_send_buffer_bytes: int = Field(default=65_536, ge=0, le=16 * 1024 * 1024)
     # The newest delta frames kept for browsers that reconnect with Last-Event-ID: one that
     # missed only frames still held gets them (latest per key), any other a fresh snapshot.
-    # 0: every reconnect gets a snapshot. Memory: about this many frames (~0.3 KB each).
+    # 0: every reconnect gets a snapshot. Memory: this many frames (a price frame is ~0.5 KB).
     replay_frames: int = Field(default=8192, ge=0, le=1_000_000)
     max_clients: int = Field(default=2000, ge=1)
     retry_after_s: int = Field(default=5, ge=1)
