@@ -30,12 +30,8 @@ OUTPUT = REPO / "deploy" / "k8s" / "components" / "topics" / "topics-job.yaml"
 
 
 def topic_command(spec: topics.TopicSpec) -> str:
-    configs = []
-    if spec.retention_ms is not None:
-        configs.append(f"retention.ms={spec.retention_ms}")
-    if spec.compacted:
-        configs.append("cleanup.policy=compact")
-    extra = "".join(f" --config {c}" for c in configs)
+    # The configs the services' own `ensure_topics` creates it with.
+    extra = "".join(f" --config {k}={v}" for k, v in topics.topic_configs(spec).items())
     return f"create {spec.name} {spec.partitions}{extra}"
 
 

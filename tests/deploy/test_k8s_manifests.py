@@ -395,6 +395,29 @@ def test_topics_job_matches_the_contracts() -> None:
         assert f"create {spec.name} {topics.DEFAULT_PARTITIONS}" in job
 
 
+def test_topics_job_creates_a_compacted_topic_with_the_services_configs() -> None:
+    """A compacted contract topic would get the same configs from the Job as from
+    servicekit's `ensure_topics` (both read `contracts.topics.topic_configs`)."""
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import generate_topics as g; "
+        "print(g.topic_command(g.topics.TopicSpec('c', 3, g.topics.Producer.ANY, 'k', "
+        "compacted=True)))"
+    )
+    command = subprocess.run(
+        [sys.executable, "-c", code, str(K8S)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.split()
+    compacted = topics.TopicSpec("c", 3, topics.Producer.ANY, "k", compacted=True)
+    expected = topics.topic_configs(compacted)
+    assert command[:3] == ["create", "c", "3"]
+    assert command[3::2] == ["--config"] * len(expected)
+    assert dict(c.split("=", 1) for c in command[4::2]) == expected
+    assert "segment.ms" in expected
+
+
 def test_kustomizations_use_current_fields() -> None:
     deprecated = (
         "commonLabels",

@@ -34,8 +34,9 @@ OVERRIDES = {
     "services/cdc_processor/src/cdc_processor/runtime.py (FetchTunedConsumerThread)",
     "faust-streaming": "services/cdc_processor/src/cdc_processor/runtime.py (QuietMonitor, "
     "take_batches vs Stream.take_events, ChunkedConsumer._drain_messages vs "
-    "Consumer._drain_messages, RewindingFlowControl) and agents.py/writeback.py (the memory "
-    "store's _key_partition)",
+    "Consumer._drain_messages, RewindingFlowControl, BatchedRecovery vs "
+    "Recovery._slurp_changelogs, PulseTableManager.recovery) and agents.py/writeback.py (the "
+    "memory store's _key_partition)",
 }
 PYPROJECTS = sorted(
     str(path.relative_to(REPO))
@@ -306,6 +307,49 @@ async def test_faust_stream_consumer_and_flow_control_have_what_runtime_uses() -
     assert not _missing(app.serializers, ["dumps_key", "dumps_value"]), (
         "re-check cdc_processor/writeback.py (app.serializers)"
     )
+
+
+def test_faust_recovery_has_what_batched_recovery_mirrors() -> None:
+    """BatchedRecovery replaces Recovery._slurp_changelogs (a mode task, by name) and applies
+    each record with Recovery's own state; a Faust that changed the loop or renamed that
+    state fails here."""
+    import inspect
+    import uuid
+
+    import faust
+    from faust.tables.manager import TableManager
+    from faust.tables.recovery import Recovery
+    from mode.services import ServiceTask
+
+    assert isinstance(vars(Recovery)["_slurp_changelogs"], ServiceTask), RECHECK_RUNTIME
+    assert isinstance(inspect.getattr_static(TableManager, "recovery"), property), RECHECK_RUNTIME
+    app = faust.App(f"pin-{uuid.uuid4().hex[:6]}", broker="kafka://127.0.0.1:1")
+    manager = app.tables
+    assert manager._recovery is None and hasattr(manager, "changelog_queue"), RECHECK_RUNTIME
+    recovery = manager.recovery
+    missing = _missing(
+        recovery,
+        [
+            "active_tps", "standby_tps", "tp_to_table", "buffers", "buffer_sizes",
+            "active_offsets", "standby_offsets", "active_highwaters", "in_recovery",
+            "_active_events_received_at", "_standby_events_received_at", "_processing_times",
+            "num_samples_required_for_estimate",
+            "_actives_span", "_standbys_span", "signal_recovery_end", "need_recovery",
+            "flush_buffers", "_set_recovery_ended", "standby_remaining_total",
+        ],
+    )  # fmt: skip
+    assert not missing, f"Recovery lacks {missing}: {RECHECK_RUNTIME}"
+    loop = inspect.getsource(vars(Recovery)["_slurp_changelogs"].fun)
+    for line in (
+        "await asyncio.wait_for(\n                        changelog_queue.get(), timeout=5.0",
+        "if seen_offset is None or offset > seen_offset:",
+        "await table.on_changelog_event(event)",
+        "if len(buf) >= bufsize:",
+        "table.apply_changelog_batch(buf)",
+        "if self.in_recovery and not self.need_recovery():",
+        "self.tables.on_standbys_ready()",
+    ):
+        assert line in loop, f"Recovery._slurp_changelogs changed ({line!r}): {RECHECK_RUNTIME}"
 
 
 async def test_faust_memory_store_drops_the_keys_of_partitions_no_longer_held() -> None:

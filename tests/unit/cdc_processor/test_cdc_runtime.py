@@ -327,3 +327,48 @@ def test_every_source_topic_decodes_with_the_raw_schema() -> None:
     sources = [agent.channel for agent in app.agents.values()]
     assert sources and all(isinstance(c.schema, runtime.RawSchema) for c in sources)
     assert all(c.allow_empty for c in sources)  # tombstones reach the agents
+
+
+def _changelog_event(tp: TP, offset: int, key: str, value: Any) -> Any:
+    message = SimpleNamespace(tp=tp, partition=tp.partition, offset=offset, value=value)
+    return SimpleNamespace(message=message, key=key, value=value)
+
+
+async def test_batched_recovery_applies_a_queue_full_of_records_and_signals_the_end() -> None:
+    app = _app()
+    app.loop = asyncio.get_running_loop()
+    recovery = app.tables.recovery
+    assert isinstance(recovery, runtime.BatchedRecovery)
+    table = app.tables["products"]
+    tp = TP(table.changelog_topic.get_topic_name(), 0)
+    recovery.active_tps = {tp}
+    recovery.tp_to_table = {tp: table}
+    recovery.active_highwaters = {tp: 2_499}  # offsets 0..2499: 2,500 records, 3 batches
+    recovery.active_offsets = {tp: -1}
+    recovery._set_recovery_started()
+    queue = app.tables.changelog_queue
+    for offset in range(2_500):
+        # key k0..k99 written 25 times each: the last write wins, offset 2,480 deletes k80
+        key, value = f"k{offset % 100}", None if offset == 2_480 else {"n": offset}
+        queue.put_nowait(_changelog_event(tp, offset, key, value))
+    queue.put_nowait(_changelog_event(tp, 7, "k7", {"n": -1}))  # seen already: ignored
+
+    slurp = asyncio.create_task(runtime.BatchedRecovery._slurp_changelogs(recovery))
+    try:
+        await asyncio.wait_for(recovery.signal_recovery_end.wait(), timeout=10)
+    finally:
+        slurp.cancel()
+    assert not recovery.in_recovery
+    assert recovery.active_offsets[tp] == 2_499
+    assert table.data["k99"] == {"n": 2_499}
+    assert table.data["k7"] == {"n": 2_407}
+    assert "k80" not in table.data
+    assert len(table.data) == 99
+
+
+def test_install_refuses_an_app_without_the_batched_recovery() -> None:
+    import faust
+
+    app = faust.App(f"cdc-runtime-{uuid.uuid4().hex[:8]}", broker="kafka://127.0.0.1:1")
+    with pytest.raises(RuntimeError, match="TableManager=PulseTableManager"):
+        runtime.install(app)

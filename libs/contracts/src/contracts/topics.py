@@ -37,6 +37,33 @@ class TopicSpec:
     compacted: bool = False
 
 
+# A compacted topic's settings beyond `cleanup.policy=compact` (table changelogs). Kafka never
+# compacts the active segment, and the broker default rolls one only at 1 GiB or 7 days: until
+# then a changelog holds every write, and a worker joining or restarting (the memory store
+# recovers from offset 0) reads the whole history instead of the live keys. A segment rolls
+# within an hour; the cleaner takes a log once a tenth of it is overwritten keys (default a
+# half). A tombstone lives `delete.retention.ms` after its segment is cleaned: a recovery that
+# read a key's value must still find its tombstone when it gets there, so this is far longer
+# than any recovery (seconds to minutes, docs/scaling.md), yet short enough that the deletes
+# (the review dedup TTL sweep writes one per expired claim) do not pile up for the default day.
+COMPACTION_SEGMENT_MS = 3_600_000
+COMPACTION_MIN_DIRTY_RATIO = 0.1
+COMPACTION_TOMBSTONE_RETENTION_MS = 3_600_000
+
+
+def topic_configs(spec: TopicSpec) -> dict[str, str]:
+    """The topic-level configs `spec` is created with (the rest: broker defaults)."""
+    configs: dict[str, str] = {}
+    if spec.retention_ms is not None:
+        configs["retention.ms"] = str(spec.retention_ms)
+    if spec.compacted:
+        configs["cleanup.policy"] = "compact"
+        configs["segment.ms"] = str(COMPACTION_SEGMENT_MS)
+        configs["min.cleanable.dirty.ratio"] = str(COMPACTION_MIN_DIRTY_RATIO)
+        configs["delete.retention.ms"] = str(COMPACTION_TOMBSTONE_RETENTION_MS)
+    return configs
+
+
 DEBEZIUM_PREFIX = "pulse"
 DEFAULT_PARTITIONS = 3  # the contract's count where the environment does not override it
 PARTITIONS_SETTING = "PULSE_TOPIC_PARTITIONS"

@@ -3,6 +3,9 @@
 The stack's Kafka does not auto-create topics: cdc_processor consuming a topic that does not
 exist yet would leave its partitions unassigned until the next rebalance, and a producer's
 first send to one would wait for metadata and time out.
+
+Topics that exist are left as they are, configs included (docs/scaling.md has the
+`kafka-configs.sh --alter` for a running deployment's changelogs).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import logging
 
 from aiokafka.admin import NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
-from contracts.topics import TopicSpec
+from contracts.topics import TopicSpec, topic_configs
 
 from servicekit.kafka import make_admin
 from servicekit.settings import KafkaSettings
@@ -29,11 +32,7 @@ async def ensure_topics(
         existing = set(await admin.list_topics())
         missing = [spec for spec in specs if spec.name not in existing]
         for spec in missing:
-            config: dict[str, str] = {}
-            if spec.retention_ms is not None:
-                config["retention.ms"] = str(spec.retention_ms)
-            if spec.compacted:
-                config["cleanup.policy"] = "compact"
+            config = topic_configs(spec)
             try:
                 await admin.create_topics(
                     [NewTopic(spec.name, spec.partitions, replication_factor, topic_configs=config)]

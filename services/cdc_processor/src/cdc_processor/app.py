@@ -184,6 +184,7 @@ def create_app(
         # mark; at the default (4096) a backlog spent a third of its time paused and idle.
         stream_buffer_maxsize=settings.stream_buffer_maxsize,
         Monitor=runtime.QuietMonitor,
+        TableManager=runtime.PulseTableManager,  # changelog recovery a batch per wait
     )
     runtime.install(
         app,

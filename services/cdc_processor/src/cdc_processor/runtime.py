@@ -38,6 +38,18 @@ record in two places this module replaces through Faust's extension points:
   then it seeks each such partition back to its first dropped or held record before fetching
   on.
 
+- **`BatchedRecovery`** (through `PulseTableManager`, the `TableManager` setting): Faust's
+  recovery reads the changelog queue one record at a time with `asyncio.wait_for`, a task, a
+  timer and ~3 event-loop turns per record, and checks every partition's remaining count
+  after each. A joining worker recovered 4-5k records/s, its loop mostly scheduling (profile
+  in docs/scaling.md); the queue stayed full, so every delivery also took Faust's slow path
+  (a task and `asyncio.wait` per record). Here one wait takes whatever the queue holds (up to
+  `RECOVERY_BATCH` records): each record is applied exactly as Faust applies it (offset
+  check, the table's buffer, `recovery_buffer_size`), and the end of recovery is checked once
+  per batch. A record of a partition neither active nor standby is skipped (Faust's loop
+  applied it to the previous record's table). At-least-once only: Faust's aborted-transaction
+  check is not carried over, so `install` refuses an exactly-once app.
+
 Written against faust-streaming 0.15.x (`faust.transport.consumer.Consumer._drain_messages`)
 and aiokafka 0.14.x; the service pins those ranges, tests/unit/test_private_internals.py fails
 on a version outside them or on a missing private part, naming what to re-check, and
@@ -53,14 +65,23 @@ from typing import Any, cast
 
 from faust import Schema
 from faust.sensors.monitor import Monitor
+from faust.tables.manager import TableManager
+from faust.tables.recovery import Recovery
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types.enums import ProcessingGuarantee
+from faust.utils.tracing import finish_span
+from mode import Service
 from mode.utils.aiter import aiter
 from mode.utils.futures import notify
 from mode.utils.queues import FlowControlEvent
 
 # Records delivered between two yields to the event loop (Faust's own value).
 YIELD_EVERY = 100
+# Changelog records recovery takes from its queue per wait (the deliveries yield every 100).
+RECOVERY_BATCH = 1000
+# Faust's: how long recovery waits for a changelog record before checking whether it is done.
+RECOVERY_IDLE_S = 5.0
 
 
 class QuietMonitor(Monitor):
@@ -408,8 +429,102 @@ def install(app: Any, *, fetch_min_bytes: int = 1, fetch_max_wait_ms: int = 1500
     record with its own fetch, and each fetch costs the worker far more than a record."""
     if "flow_control" in app.__dict__:
         raise RuntimeError("runtime.install must run before the app's streams are created")
+    if app.conf.processing_guarantee != ProcessingGuarantee.AT_LEAST_ONCE:
+        raise RuntimeError("runtime.install: BatchedRecovery is for at-least-once apps only")
+    if app.conf.TableManager is not PulseTableManager:
+        raise RuntimeError("runtime.install: create the app with TableManager=PulseTableManager")
     app.flow_control = RewindingFlowControl(loop=app.loop)
     transport = PulseTransport(app.conf.broker_consumer, app)
     transport.fetch_min_bytes = fetch_min_bytes
     transport.fetch_max_wait_ms = fetch_max_wait_ms
     app.transport = transport
+
+
+class BatchedRecovery(Recovery):
+    """Faust's recovery, taking the changelog queue a batch per wait (module docstring)."""
+
+    @Service.task
+    async def _slurp_changelogs(self) -> None:
+        queue = self.tables.changelog_queue
+        while not self.should_stop:
+            try:
+                self.signal_recovery_end.clear()
+                try:
+                    first = await asyncio.wait_for(queue.get(), timeout=RECOVERY_IDLE_S)
+                except TimeoutError:
+                    if self.should_stop:
+                        return
+                    self._signal_if_recovered()
+                    continue
+                events = [first]
+                while len(events) < RECOVERY_BATCH and not queue.empty():
+                    events.append(queue.get_nowait())
+                for event in events:
+                    await self._apply_changelog_event(event)
+                self._signal_if_recovered()
+                standby_ready = self._standbys_span is None and self.tables.standbys_ready
+                if not standby_ready and not self.standby_remaining_total():
+                    if self._standbys_span:
+                        finish_span(self._standbys_span)
+                        self._standbys_span = None
+                    self.tables.on_standbys_ready()
+            except Exception as exc:  # Faust's loop goes on after any error too
+                self.log.warning("Error in recovery %r", exc)
+
+    async def _apply_changelog_event(self, event: Any) -> None:
+        """One record, as Faust's `_slurp_changelogs` applies it."""
+        now = time.monotonic()
+        tp = event.message.tp
+        offset = event.message.offset
+        if tp in self.active_tps:
+            is_active, offsets = True, self.active_offsets
+            table = self.tp_to_table[tp]
+            bufsize = self.buffer_sizes.setdefault(tp, table.recovery_buffer_size)
+            self._active_events_received_at[tp] = now
+        elif tp in self.standby_tps:
+            is_active, offsets = False, self.standby_offsets
+            table = self.tp_to_table[tp]
+            if tp not in self.buffer_sizes:
+                self.buffer_sizes[tp] = table.standby_buffer_size
+                self._standby_events_received_at[tp] = now
+            bufsize = self.buffer_sizes[tp]
+        else:
+            self.log.warning("recovery unknown topic %s offset %s: skipped", tp, offset)
+            return
+        seen_offset = offsets.get(tp)
+        if seen_offset is not None and offset <= seen_offset:
+            return
+        offsets[tp] = offset
+        buf = self.buffers[table]
+        buf.append(event)
+        await table.on_changelog_event(event)
+        if len(buf) >= bufsize:
+            table.apply_changelog_batch(buf)
+            buf.clear()
+            self._last_flush_at = now
+        if is_active:  # the samples of Faust's remaining-time estimate
+            now_after = time.monotonic()
+            last_processed_at = self._last_active_event_processed_at
+            if last_processed_at is not None:
+                self._processing_times.append(now_after - last_processed_at)
+                if len(self._processing_times) > self.num_samples_required_for_estimate:
+                    self._processing_times.popleft()
+            self._last_active_event_processed_at = now_after
+
+    def _signal_if_recovered(self) -> None:
+        if self.in_recovery and not self.need_recovery():
+            self.flush_buffers()  # apply what is left in the buffers
+            self._set_recovery_ended()
+            if self._actives_span is not None:
+                self._actives_span.set_tag("Actives-Ready", True)
+            self.signal_recovery_end.set()
+
+
+class PulseTableManager(TableManager):
+    """Faust's table manager with `BatchedRecovery`."""
+
+    @property
+    def recovery(self) -> Recovery:
+        if self._recovery is None:
+            self._recovery = BatchedRecovery(self.app, self, beacon=self.beacon, loop=self.loop)
+        return self._recovery
