@@ -47,7 +47,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
@@ -436,6 +436,48 @@ def port_in_use(port: int) -> bool:
         except OSError:
             return True
     return False
+
+
+RESERVED_PORTS = Path("/proc/sys/net/ipv4/ip_local_reserved_ports")
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def reserved_ports_value(current: str, ports: Iterable[int], ephemeral: tuple[int, int]) -> str:
+    """`current` (the kernel's reserved list, "a,b-c") with every port of `ports` inside the
+    ephemeral range added; "" when nothing needs adding."""
+    low, high = ephemeral
+    have: set[int] = set()
+    for item in filter(None, (i.strip() for i in current.split(","))):
+        first, _, last = item.partition("-")
+        have.update(range(int(first), int(last or first) + 1))
+    missing = sorted({p for p in ports if low <= p <= high} - have)
+    if not missing:
+        return ""
+    return ",".join(filter(None, [current.strip(), *map(str, missing)]))
+
+
+def reserve_stack_ports(stack: Stack) -> None:
+    """Keep the kernel from handing the stack's ports out as clients' source ports.
+
+    They sit in Linux's ephemeral range (32768-60999). While a part is down its clients keep
+    connecting to it, and a connect to a local port nobody listens on can be given that very
+    port as its source: the socket connects to itself (TCP simultaneous open) and holds the
+    port, and the part's restart fails with "Address already in use" (a `make chaos` Kafka
+    restart on CI, 2026-12-07). Reserved ports are never picked as source ports; binding them
+    is unaffected. Needs root; without it, one line says how.
+    """
+    try:
+        low, high = map(int, EPHEMERAL_RANGE.read_text().split())
+        value = reserved_ports_value(RESERVED_PORTS.read_text(), stack.ports.values(), (low, high))
+        if value:
+            RESERVED_PORTS.write_text(value + "\n")
+    except (OSError, ValueError) as exc:
+        ports = ",".join(str(p) for p in sorted(stack.ports.values()))
+        say(
+            f"ports: could not reserve {ports} from the ephemeral range ({exc}); a restarted part "
+            f"can then rarely find its port held by a client's self-connection. As root: "
+            f"sysctl -w net.ipv4.ip_local_reserved_ports=<current>,{ports}"
+        )
 
 
 def port_listener(port: int) -> tuple[str, int] | None:
@@ -1573,6 +1615,7 @@ def cmd_up(stack: Stack, names: list[str]) -> None:
         ensure_jars(stack)
     if "nginx" in parts:
         nginx_bin()
+    reserve_stack_ports(stack)
 
     starts = {
         "postgres": start_postgres,
