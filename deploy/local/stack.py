@@ -439,6 +439,9 @@ def port_in_use(port: int) -> bool:
 
 
 RESERVED_PORTS = Path("/proc/sys/net/ipv4/ip_local_reserved_ports")
+# `pulse up`'s services, the exchange simulator and the demo's receivers listen on fixed ports
+# in 58000-58099 (cli/src/pulse_cli/processes.py); reserved with the stack's own.
+SERVICE_PORT_BLOCK = range(58000, 58100)
 EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 
 
@@ -457,26 +460,29 @@ def reserved_ports_value(current: str, ports: Iterable[int], ephemeral: tuple[in
 
 
 def reserve_stack_ports(stack: Stack) -> None:
-    """Keep the kernel from handing the stack's ports out as clients' source ports.
+    """Keep the kernel from handing the stack's and the services' ports out as source ports.
 
     They sit in Linux's ephemeral range (32768-60999). While a part is down its clients keep
     connecting to it, and a connect to a local port nobody listens on can be given that very
     port as its source: the socket connects to itself (TCP simultaneous open) and holds the
     port, and the part's restart fails with "Address already in use" (a `make chaos` Kafka
-    restart on CI, 2026-12-07). Reserved ports are never picked as source ports; binding them
+    restart on CI, 2026-12-07); and any busy client can be given a service's port as its source
+    just before the service binds it (market_feeds' 58014 in the next CI run). Reserved ports
+    are never picked as source ports; binding them
     is unaffected. Needs root; without it, one line says how.
     """
     try:
         low, high = map(int, EPHEMERAL_RANGE.read_text().split())
-        value = reserved_ports_value(RESERVED_PORTS.read_text(), stack.ports.values(), (low, high))
+        ports = {*stack.ports.values(), *SERVICE_PORT_BLOCK}
+        value = reserved_ports_value(RESERVED_PORTS.read_text(), ports, (low, high))
         if value:
             RESERVED_PORTS.write_text(value + "\n")
     except (OSError, ValueError) as exc:
-        ports = ",".join(str(p) for p in sorted(stack.ports.values()))
+        wanted = ",".join(str(p) for p in sorted(stack.ports.values())) + ",58000-58099"
         say(
-            f"ports: could not reserve {ports} from the ephemeral range ({exc}); a restarted part "
+            f"ports: could not reserve {wanted} from the ephemeral range ({exc}); a restarted part "
             f"can then rarely find its port held by a client's self-connection. As root: "
-            f"sysctl -w net.ipv4.ip_local_reserved_ports=<current>,{ports}"
+            f"sysctl -w net.ipv4.ip_local_reserved_ports=<current>,{wanted}"
         )
 
 

@@ -29,3 +29,13 @@ def test_up_reserves_the_stack_ports_before_starting_parts(stack_module: ModuleT
 
     up = inspect.getsource(stack_module.cmd_up)
     assert up.index("reserve_stack_ports(stack)") < up.index("def launch(")
+
+
+def test_the_services_port_block_is_reserved_with_the_stacks_ports(
+    stack_module: ModuleType,
+) -> None:
+    # market_feeds' 58014 was taken as a client's source port just before it bound it (CI)
+    ports = {59092, *stack_module.SERVICE_PORT_BLOCK}
+    value = stack_module.reserved_ports_value("", ports, (32768, 60999))
+    reserved = {int(p) for p in value.split(",")}
+    assert {58001, 58014, 58016, 58025, 58040, 59092} <= reserved
