@@ -67,6 +67,26 @@ def test_ticks_within_the_interval_are_held_and_the_newest_sent_when_due() -> No
     assert flow.due_live_candles() == []  # sent once
 
 
+def test_a_held_back_candle_waits_at_most_a_check_period_past_the_interval() -> None:
+    """With the timer firing every `live_check_interval_s` (its cadence in agents.register),
+    in any phase relative to the throttle, the held-back candle goes out within the interval
+    plus one check period of the previous send, not up to twice the interval."""
+    period = tick_flow().live_check_interval_s
+    interval = tick_flow().live_interval_s
+    assert period <= interval / 4
+    for phase in (0.001, 0.3, 0.7, 0.999):
+        clock = FakeClock(T0)
+        flow = tick_flow(clock)
+        clock.advance(phase * period)  # the timer's phase against the first send
+        feed(flow, [tick(1, "100", 1)])  # sent at once; the next is held back
+        sent_at = clock.monotonic()
+        feed(flow, [tick(2, "101", 2)], start=1)
+        clock.advance((1 - phase) * period)  # the next timer firing
+        while not live(flow.due_live_candles()):
+            clock.advance(period)
+        assert clock.monotonic() - sent_at <= interval + period + 1e-9
+
+
 def test_held_back_ticks_build_no_candle_until_due(monkeypatch: pytest.MonkeyPatch) -> None:
     """A burst costs one build when it starts and one when the timer sends the newest."""
     built: list[str] = []

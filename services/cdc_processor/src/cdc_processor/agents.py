@@ -349,7 +349,7 @@ def register(p: Processor, *, sources: Mapping[str, str] | None = None) -> None:
             await p.topics[out.topic].send(key=out.key, value=out.value)
             metrics.EVENTS_OUT.labels(SERVICE, out.topic).inc()
 
-    @app.timer(p.settings.live_candle_interval_s)  # type: ignore[untyped-decorator]  # faust is untyped
+    @app.timer(p.ticks.live_check_interval_s)  # type: ignore[untyped-decorator]  # faust is untyped
     async def live_candles() -> None:
         # The forming candles the throttle held back; sends only, like stale_feeds.
         outputs = p.ticks.due_live_candles()

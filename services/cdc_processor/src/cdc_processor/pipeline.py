@@ -27,6 +27,9 @@ from cdc_processor.enrichment import Enricher, ProductInfo, normalized_text, wit
 
 log = logging.getLogger(__name__)
 
+# A held-back forming candle goes out at most interval / this late (`live_check_interval_s`).
+LIVE_CHECKS_PER_INTERVAL = 5
+
 
 @dataclass(frozen=True, slots=True)
 class Output:
@@ -341,6 +344,14 @@ class TickFlow:
             return None
         self._live_sent_at[symbol] = monotonic
         return Output(topics.MARKET_CANDLES_LIVE.name, symbol.encode(), encode_event(candle))
+
+    @property
+    def live_check_interval_s(self) -> float:
+        """How often the timer sends the held-back forming candles (`due_live_candles`). A
+        fraction of the throttle interval: checked only once per interval, a candle held at
+        the start of one could wait until the check after its end, twice the interval
+        (bench/dashboard/e2e.py: the cdc_processor hop's p99 carried that ~0.5 s)."""
+        return self.live_interval_s / LIVE_CHECKS_PER_INTERVAL
 
     def due_live_candles(self) -> list[Output]:
         """Forming candles of the symbols the throttle held back whose interval has passed,

@@ -94,7 +94,8 @@ class CdcSettings(ServiceSettings):
     stale_after_s: float = Field(default=120.0, gt=0)
     stale_check_interval_s: float = Field(default=5.0, gt=0)
     # Forming candles (market.candles.live.v1): at most one per symbol per this interval; the
-    # newest one held back is sent when the interval has passed (a timer checks at this rate).
+    # newest one held back is sent when the interval has passed (a timer checks five times
+    # per interval, so it goes out at most a fifth of the interval late).
     live_candle_interval_s: float = Field(default=0.25, gt=0, le=60)
 
     # liveness
