@@ -16,9 +16,10 @@ after); time runs from the first frame to the last trade acknowledged.
   dedup window (10,000 ids) smaller than the run so that evicting old ids is measured too.
 
 The latency phase: Coinbase at 5,000 trades/s offered open loop by the simulator (5 ms
-ticks), one symbol of this run → the connector → market.trades.v1 → a cdc_processor
-subprocess (its own app id and consumer group, from the latest offsets) → forming candles on
-market.candles.live.v1. Per live candle of our symbol read in the measured window (20 s after
+ticks), spread over `--latency-symbols` symbols of this run (4; 1 puts it all on one) → the
+connector → market.trades.v1 → a cdc_processor subprocess (its own app id and consumer group,
+from the latest offsets) → forming candles on market.candles.live.v1. Per live candle of our
+symbols read in the measured window (20 s after
 5 s of warm-up): its `event_time` (the exchange timestamp of the newest trade it includes) →
 the moment it is read. Also printed: the first hop (exchange time → trade acknowledged on
 market.trades.v1) and the rate at which cdc_processor took the trades in.
@@ -205,22 +206,25 @@ async def candle_latency_run(
     rate: int,
     warmup_s: float,
     measure_s: float,
+    symbols: int = 1,
     base_port: int = PORT,
     profile_to: Path | None = None,
 ) -> tuple[list[float], list[float]]:
-    """Coinbase at `rate` trades/s (one symbol of this run, open loop, 5 ms ticks) → the
-    connector → market.trades.v1 → a cdc_processor subprocess (its own app id, consumer
-    group from the latest offsets, a port of this range) → market.candles.live.v1. For every
-    forming candle of our symbol read in the measured window: its `event_time` (the exchange
+    """Coinbase at `rate` trades/s in all (spread evenly over `symbols` products, each a
+    symbol of this run; open loop, 5 ms ticks) → the connector → market.trades.v1 → a
+    cdc_processor subprocess (its own app id, consumer group from the latest offsets, a port
+    of this range) → market.candles.live.v1. For every
+    forming candle of our symbols read in the measured window: its `event_time` (the exchange
     timestamp of the newest trade it includes) → the moment it is read here.
     Returns the lags in seconds: per live candle, and per trade to its acknowledgement on
     market.trades.v1 (the first hop), in the measured window."""
     port = base_port + 3
     tag = uuid.uuid4().hex[:8].upper()
-    symbol = f"BENCH{tag}-BTC"
+    # The simulator's rate is per subscribed product: `rate` in all over `symbols` of them.
+    products = {f"B{n}-USD" if n else "BTC-USD": f"BENCH{tag}-{n}" for n in range(symbols)}
     simulator = subprocess.Popen(  # noqa: ASYNC220  # started once, before timing
         [sys.executable, "-m", "market_feeds.simulator", "--port", str(port), "--rate",
-         str(rate), "--tick-s", "0.005"],
+         str(rate / symbols), "--tick-s", "0.005"],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -237,7 +241,8 @@ async def candle_latency_run(
     sink = LagSink(kafka, topic=topics.MARKET_TRADES.name)
     sink.gaps_topic = sink.dlq_topic = side_topic
     lags_s: list[float] = []
-    counts: list[tuple[float, str, int]] = []  # read at, window, trades in it so far
+    # read at, (symbol, window), trades in it so far
+    counts: list[tuple[float, tuple[bytes, str], int]] = []
     profiler: subprocess.Popen[bytes] | None = None
     ran_s = waited_s = 0.0
     try:
@@ -249,7 +254,7 @@ async def candle_latency_run(
         connector = FeedConnector(
             protocol_for("coinbase"),
             url=f"ws://127.0.0.1:{port}{PATHS['coinbase']}",
-            symbols={"BTC-USD": symbol},
+            symbols=products,
             sink=sink,
             clock=SystemClock(),
             policy=ConnectPolicy(silence_timeout_s=60),
@@ -259,7 +264,7 @@ async def candle_latency_run(
             kafka.kafka_bootstrap_servers, topics.MARKET_CANDLES_LIVE.name
         ) as live:
             task = asyncio.create_task(connector.run())
-            key = symbol.encode()
+            keys = {symbol.encode() for symbol in products.values()}
             started = time.monotonic()
             recording_from = started + warmup_s
             sched_before: tuple[float, float] | None = None
@@ -273,11 +278,12 @@ async def candle_latency_run(
                     continue
                 for records in batch.values():
                     for record in records:
-                        if record.key == key:
+                        if record.key in keys:
                             candle = orjson.loads(record.value)
                             newest = datetime.fromisoformat(candle["event_time"]).timestamp()
                             lags_s.append(read_at - newest)
-                            counts.append((read_at, candle["window_start"], candle["trade_count"]))
+                            window = (record.key, candle["window_start"])
+                            counts.append((read_at, window, candle["trade_count"]))
             sink.recording = False
             if sched_before is not None:
                 ran_s, waited_s = (
@@ -295,9 +301,14 @@ async def candle_latency_run(
         shutil.rmtree(log_dir, ignore_errors=True)
     # How fast cdc_processor took in trades: growth of the candles' trade counts over time,
     # between consecutive live candles of one window.
-    pairs = [(b[0] - a[0], b[2] - a[2]) for a, b in itertools.pairwise(counts) if a[1] == b[1]]
-    seconds = sum(dt for dt, _n in pairs)
-    intake = sum(n for _dt, n in pairs) / seconds if seconds else 0.0
+    # Per symbol, then summed over the symbols.
+    intake = seconds = 0.0
+    for key in {window[0] for _at, window, _n in counts}:
+        mine = [c for c in counts if c[1][0] == key]
+        pairs = [(b[0] - a[0], b[2] - a[2]) for a, b in itertools.pairwise(mine) if a[1] == b[1]]
+        span = sum(dt for dt, _n in pairs)
+        intake += sum(n for _dt, n in pairs) / span if span else 0.0
+        seconds = max(seconds, span)
     print(
         f"cdc_processor took in {intake:,.0f} trades/s (live candles' trade counts over "
         f"{seconds:.1f} s); its threads {ran_s / measure_s:.2f} core on a CPU and "
@@ -335,6 +346,12 @@ async def main() -> None:
     parser.add_argument("--trades", type=int, default=100_000, help="per venue and run")
     parser.add_argument("--venues", default=",".join(SYMBOLS))
     parser.add_argument("--rate", type=int, default=5_000, help="latency phase, trades/s")
+    parser.add_argument(
+        "--latency-symbols",
+        type=int,
+        default=4,
+        help="latency phase: the rate spread over this many symbols (1: all on one symbol)",
+    )
     parser.add_argument("--repeats", type=int, default=2, help="runs of each loop per venue")
     parser.add_argument(
         "--port", type=int, default=PORT, help="first of 5 local ports (simulators, worker)"
@@ -402,6 +419,7 @@ async def main() -> None:
             kafka,
             topic,
             rate=args.rate,
+            symbols=args.latency_symbols,
             warmup_s=5.0,
             measure_s=measure_s,
             base_port=args.port,
@@ -419,14 +437,16 @@ async def main() -> None:
         if candle_lags:
             p50, p99 = percentile(candle_lags, 0.50) * 1000, percentile(candle_lags, 0.99) * 1000
             print(
-                f"coinbase at {args.rate:,}/s offered ({achieved:,.0f}/s acknowledged): exchange "
+                f"coinbase at {args.rate:,}/s offered over {args.latency_symbols} symbol(s) "
+                f"({achieved:,.0f}/s acknowledged): exchange "
                 f"time of a live candle's newest trade → candle read p50 {p50:.1f} ms, p99 "
                 f"{p99:.1f} ms over {len(candle_lags)} live candles (load {load:.2f})",
                 file=sys.stderr,
             )
         figures.append(
             {
-                "name": f"market_feeds: exchange time → live candle read p99, {args.rate}/s",
+                "name": f"market_feeds: exchange time → live candle read p99, {args.rate}/s"
+                f" over {args.latency_symbols} symbol(s)",
                 "value": round(p99, 1) if candle_lags else None,
                 "unit": "ms",
                 "baseline": None,
