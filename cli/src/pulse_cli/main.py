@@ -69,6 +69,14 @@ def bring_up(root: Path, *, wait_s: float = HEALTH_WAIT_S) -> dict[str, str]:
     with progress_bar(console) as progress:
         task = progress.add_task("services healthy", total=len(specs))
         for spec in specs:
+            # A port that answers while none of our processes runs belongs to someone else:
+            # ours would fail to bind, and the other's /healthz would be taken for ours.
+            if supervisor.pid(spec.name) is None and processes.health(spec.health_url)[0]:
+                console.print(
+                    f"[red]{spec.name}: {spec.health_url} already answers, but not from a "
+                    "process `pulse up` started: stop whatever holds that port[/red]"
+                )
+                raise typer.Exit(1)
             supervisor.start(spec)
         healthy: set[str] = set()
         deadline = time.monotonic() + wait_s
@@ -85,6 +93,8 @@ def bring_up(root: Path, *, wait_s: float = HEALTH_WAIT_S) -> dict[str, str]:
                     healthy.add(spec.name)
                     progress.advance(task)
             time.sleep(0.5)
+    # A service that answered and then died (a failed bind behind someone else's answer).
+    healthy = {name for name in healthy if supervisor.pid(name) is not None}
     missing = [s.name for s in specs if s.name not in healthy]
     if missing:
         logs = ", ".join(str(supervisor.log_file(name)) for name in missing)
