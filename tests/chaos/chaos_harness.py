@@ -72,6 +72,13 @@ def stack_part(action: str, part: str) -> float:
 # --- the services ------------------------------------------------------------------------
 
 
+def _instance_spec(module: str, n: int, *, port: int, env: dict[str, str]) -> processes.ServiceSpec:
+    """Instance `n` of `module` (several run side by side in one group), healthy on `port`."""
+    return processes.ServiceSpec(
+        f"{module}-{n}", module, f"http://127.0.0.1:{port}/healthz", env=env
+    )
+
+
 class Pipeline:
     """ingest, cdc_processor workers and archivers of one run, under pulse up's Supervisor
     (its own root: logs and pid files in `<root>/.stack/`, never the real services')."""
@@ -96,38 +103,28 @@ class Pipeline:
 
     def cdc_spec(self, n: int) -> processes.ServiceSpec:
         port = CDC_PORTS[n - 1]
-        return processes.ServiceSpec(
-            f"cdc_processor-{n}",
-            "cdc_processor",
-            f"http://127.0.0.1:{port}/healthz",
-            env={
-                "CDC_APP_ID": self.app_id,
-                "CDC_HTTP_PORT": str(port),
-                "CDC_AUTO_OFFSET_RESET": "latest",
-                "CDC_DATA_DIR": str(self.root / f"cdc-data-{n}"),
-                "CDC_LOG_JSON": "false",
-            },
-        )
+        env = {
+            "CDC_APP_ID": self.app_id,
+            "CDC_HTTP_PORT": str(port),
+            "CDC_AUTO_OFFSET_RESET": "latest",
+            "CDC_DATA_DIR": str(self.root / f"cdc-data-{n}"),
+            "CDC_LOG_JSON": "false",
+        }
+        return _instance_spec("cdc_processor", n, port=port, env=env)
 
     def archiver_spec(self, n: int) -> processes.ServiceSpec:
         port = ARCHIVER_PORTS[n - 1]
-        return processes.ServiceSpec(
-            f"s3_archiver-{n}",
-            "s3_archiver",
-            f"http://127.0.0.1:{port}/healthz",
-            env={
-                "ARCHIVER_GROUP_ID": self.archiver_group,
-                "ARCHIVER_ROOT_PREFIX": self.prefix,
-                "ARCHIVER_TOPIC_DATASETS": orjson.dumps(
-                    {ENRICHED.name: "reviews_enriched"}
-                ).decode(),
-                "ARCHIVER_HTTP_PORT": str(port),
-                # Objects every few seconds: a gap in the archive shows within the run.
-                "ARCHIVER_WINDOW_S": "4",
-                "ARCHIVER_IDLE_GRACE_S": "1",
-                "ARCHIVER_LOG_JSON": "false",
-            },
-        )
+        env = {
+            "ARCHIVER_GROUP_ID": self.archiver_group,
+            "ARCHIVER_ROOT_PREFIX": self.prefix,
+            "ARCHIVER_TOPIC_DATASETS": orjson.dumps({ENRICHED.name: "reviews_enriched"}).decode(),
+            "ARCHIVER_HTTP_PORT": str(port),
+            # Objects every few seconds: a gap in the archive shows within the run.
+            "ARCHIVER_WINDOW_S": "4",
+            "ARCHIVER_IDLE_GRACE_S": "1",
+            "ARCHIVER_LOG_JSON": "false",
+        }
+        return _instance_spec("s3_archiver", n, port=port, env=env)
 
     # lifecycle -----------------------------------------------------------------------
     def start(self, spec: processes.ServiceSpec, *, wait: bool = True) -> int:
