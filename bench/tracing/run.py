@@ -150,25 +150,26 @@ def ingest_figures(args: argparse.Namespace, env: dict[str, str], base: Path) ->
         )  # fmt: skip
         ticks, _ = bench_ingest.ticks_body(1_000)
 
-        def reviews(side: str) -> float:
+        def posted(
+            side: str, path: str, body: str, *, connections: int, rows: int, cpu: list[float]
+        ) -> float:
+            """`wrk` on one side for a slice: rows/s, and the app's CPU µs per row into `cpu`."""
             used = cpu_s(pids[side])
             result = bench_ingest.wrk(
-                urls[side], "/v1/reviews", review, key,
-                threads=1, connections=32, duration_s=args.slice,
+                urls[side], path, body, key,
+                threads=1, connections=connections, duration_s=args.slice,
             )  # fmt: skip
             check(result)
-            cpu_review[side].append((cpu_s(pids[side]) - used) / result["ok"] * 1e6)
-            return float(result["ok_rps"])
+            cpu.append((cpu_s(pids[side]) - used) / (result["ok"] * rows) * 1e6)
+            return float(result["ok_rps"]) * rows
+
+        def reviews(side: str) -> float:
+            return posted(side, "/v1/reviews", review, connections=32, rows=1, cpu=cpu_review[side])
 
         def tick_rows(side: str) -> float:
-            used = cpu_s(pids[side])
-            result = bench_ingest.wrk(
-                urls[side], "/v1/ticks/batch", ticks, key,
-                threads=1, connections=2, duration_s=args.slice,
-            )  # fmt: skip
-            check(result)
-            cpu_tick[side].append((cpu_s(pids[side]) - used) / (result["ok"] * 1_000) * 1e6)
-            return float(result["ok_rps"]) * 1_000
+            return posted(
+                side, "/v1/ticks/batch", ticks, connections=2, rows=1_000, cpu=cpu_tick[side]
+            )
 
         bench_ingest.wrk(a, "/v1/reviews", review, key, threads=1, connections=8, duration_s=1)
         bench_ingest.wrk(b, "/v1/reviews", review, key, threads=1, connections=8, duration_s=1)
