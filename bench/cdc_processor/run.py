@@ -36,7 +36,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from cdc_processor import agents, decoding
-from cdc_processor.app import create_app
+from cdc_processor.app import create_app, redirected_outputs
 from cdc_processor.settings import CdcSettings
 from contracts import topics
 from contracts.debezium import decode_change_event
@@ -270,16 +270,7 @@ async def faust_run(
     sources = {route: topic}
     if preload:
         sources[preload[0]] = preload[1]
-    outputs = {
-        spec.name: f"{prefix}.out.{spec.name}"
-        for spec in (
-            topics.REVIEWS_ENRICHED,
-            topics.ALERTS,
-            topics.DLQ,
-            topics.MARKET_CANDLES,
-            topics.MARKET_CANDLES_LIVE,
-        )
-    }
+    outputs = redirected_outputs(f"{prefix}.out")
     kafka = kafka or KafkaSettings(kafka_bootstrap_servers=bootstrap)
     p = create_app(settings, kafka, sources=sources, outputs=outputs)
     counts = {"n": 0, "first": 0.0, "last": 0.0, "cpu_first": 0.0, "cpu_last": 0.0}
@@ -376,16 +367,7 @@ async def main() -> None:
     prefix = f"bench.cdc.{uuid.uuid4().hex[:8]}"
     t_reviews, t_products, t_quotes = f"{prefix}.reviews", f"{prefix}.products", f"{prefix}.quotes"
     t_trades = f"{prefix}.trades"
-    outputs = [
-        f"{prefix}.out.{spec.name}"
-        for spec in (
-            topics.REVIEWS_ENRICHED,
-            topics.ALERTS,
-            topics.DLQ,
-            topics.MARKET_CANDLES,
-            topics.MARKET_CANDLES_LIVE,
-        )
-    ]
+    outputs = redirected_outputs(f"{prefix}.out").values()
     await create_topics(
         bootstrap, [t_reviews, t_products, t_quotes, t_trades, f"{prefix}.bare.out", *outputs]
     )

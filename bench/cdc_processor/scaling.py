@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from cdc_processor.app import redirected_outputs
 from contracts import topics
 from pulse_cli.scripts import load_script
 
@@ -48,13 +49,6 @@ _services = load_script(REPO / "bench" / "e2e" / "_services.py", "pulse_bench_se
 
 FIRST_PORT = 62001  # this bench's ports: 62001-62009 (the `state` range, 62000-62099)
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-OUTPUTS = (
-    topics.REVIEWS_ENRICHED,
-    topics.ALERTS,
-    topics.DLQ,
-    topics.MARKET_CANDLES,
-    topics.MARKET_CANDLES_LIVE,
-)
 
 
 def load() -> str:
@@ -136,7 +130,7 @@ async def join(env: dict[str, str], *, claims: int, products_n: int, rate: float
     tag = uuid.uuid4().hex[:6]
     app_id = f"bench-join-{tag}"
     reviews = f"bench.join.{tag}.reviews"
-    outputs = {spec.name: f"bench.join.{tag}.out.{spec.name}" for spec in OUTPUTS}
+    outputs = redirected_outputs(f"bench.join.{tag}.out")
     await run.create_topics(bootstrap, [reviews, *outputs.values()])
     t = time.monotonic()
     written = await _state.preload(
@@ -212,7 +206,7 @@ async def workers(
         tag = uuid.uuid4().hex[:6]
         app_id = f"bench-scale-{tag}-{count}"
         sources = {route: f"bench.scale.{tag}.{route}" for route in backlog}
-        outputs = {spec.name: f"bench.scale.{tag}.out.{spec.name}" for spec in OUTPUTS}
+        outputs = redirected_outputs(f"bench.scale.{tag}.out")
         await run.create_topics(bootstrap, [*sources.values(), *outputs.values()])
         routes = {"sources": sources, "outputs": outputs}
         group = [

@@ -32,6 +32,7 @@ import asyncpg
 import httpx
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from cdc_processor.app import redirected_outputs
 from contracts import datasets, topics
 from pulse_cli.scripts import load_script
 
@@ -43,16 +44,7 @@ REPO = HERE.parents[2]
 PG_PORT, INGEST_PORT, CDC_PORT, ARCHIVER_PORT = 61110, 61111, 61112, 61113
 TAG = uuid.uuid4().hex[:8]
 PREFIX = f"trace{TAG}"  # the private connector's topic prefix
-OUTPUTS = {
-    spec.name: f"it.trace.{TAG}.{spec.name}"
-    for spec in (
-        topics.REVIEWS_ENRICHED,
-        topics.ALERTS,
-        topics.DLQ,
-        topics.MARKET_CANDLES,
-        topics.MARKET_CANDLES_LIVE,
-    )
-}
+OUTPUTS = redirected_outputs(f"it.trace.{TAG}")
 SOURCES = {
     "products": f"{PREFIX}.public.products",
     "reviews-cdc": f"{PREFIX}.public.reviews",

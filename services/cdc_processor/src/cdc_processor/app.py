@@ -33,6 +33,14 @@ log = logging.getLogger(__name__)
 SERVICE = "cdc_processor"
 # Faust's LeaderAssignor names its topic `<app id>-__assignor-__leader`.
 LEADER_TOPIC_SUFFIX = "__assignor-__leader"
+# The contract topics the agents write: what `create_app(outputs=...)` may redirect.
+OUTPUT_TOPICS: tuple[topics.TopicSpec, ...] = (
+    topics.REVIEWS_ENRICHED,
+    topics.ALERTS,
+    topics.DLQ,
+    topics.MARKET_CANDLES,
+    topics.MARKET_CANDLES_LIVE,
+)
 
 
 def faust_broker(bootstrap_servers: str) -> str:
@@ -141,6 +149,12 @@ def _raw_topic(app: faust.App, name: str, *, partitions: int, internal: bool = F
 def _json_schema() -> Any:
     # JSON keys so string keys come back as strings after changelog recovery.
     return faust.Schema(key_serializer="json", value_serializer="json")
+
+
+def redirected_outputs(prefix: str) -> dict[str, str]:
+    """`create_app`'s `outputs` sending every output topic to `<prefix>.<contract name>`
+    (a benchmark's or a test's own topics)."""
+    return {spec.name: f"{prefix}.{spec.name}" for spec in OUTPUT_TOPICS}
 
 
 def create_app(
