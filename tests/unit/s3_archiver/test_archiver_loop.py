@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -97,6 +98,19 @@ def _archiver(consumer: FakeConsumer, store: MemoryObjectStore, **settings: Any)
     )
 
 
+async def run_until(archiver: Archiver, done: Callable[[], bool], *, polls: int) -> None:
+    """Run the loop until `done()` (checked every 5 ms, `polls` times at most), then stop it
+    and wait for its shutdown."""
+    stop = asyncio.Event()
+    run = asyncio.create_task(archiver.run(stop))
+    for _ in range(polls):
+        await asyncio.sleep(0.005)
+        if done():
+            break
+    stop.set()
+    await asyncio.wait_for(run, 10)
+
+
 async def test_consuming_continues_during_an_upload_and_the_commit_waits_for_it() -> None:
     consumer = FakeConsumer([[0, 1], [2, 3], [4, 5]])
     store = GatedStore()
@@ -136,14 +150,7 @@ async def test_polls_are_buffered_in_fetch_order_when_a_later_one_parses_first()
     store = MemoryObjectStore()
     archiver = _archiver(consumer, store, max_records=6)
     _slow_parse(archiver, 0.3, first_offset=0)  # the next polls finish parsing first
-    stop = asyncio.Event()
-    run = asyncio.create_task(archiver.run(stop))
-    for _ in range(400):
-        await asyncio.sleep(0.005)
-        if store.objects:
-            break
-    stop.set()
-    await asyncio.wait_for(run, 10)
+    await run_until(archiver, lambda: bool(store.objects), polls=400)
     (data,) = store.objects.values()
     assert encoding.read_parquet(data).column("_offset").to_pylist() == [0, 1, 2, 3, 4, 5]
     assert consumer.commits[-1] == {TopicPartition(TOPIC, 0): 6}
@@ -154,14 +161,7 @@ async def test_polls_fetched_before_a_stop_are_written_by_the_shutdown() -> None
     store = MemoryObjectStore()
     archiver = _archiver(consumer, store)
     _slow_parse(archiver, 0.2)  # still parsing when the stop comes
-    stop = asyncio.Event()
-    run = asyncio.create_task(archiver.run(stop))
-    for _ in range(200):
-        await asyncio.sleep(0.005)
-        if not consumer.polls:
-            break
-    stop.set()
-    await asyncio.wait_for(run, 10)
+    await run_until(archiver, lambda: not consumer.polls, polls=200)
     (data,) = store.objects.values()
     assert encoding.read_parquet(data).column("_offset").to_pylist() == [0, 1, 2, 3, 4, 5]
     assert consumer.commits[-1] == {TopicPartition(TOPIC, 0): 6}

@@ -4,7 +4,6 @@ written; with tracing off nothing is collected."""
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 from typing import Any
 
@@ -13,7 +12,7 @@ from s3_archiver.object_store import MemoryObjectStore
 from s3_archiver.record_blocks import RecordBlock, as_block
 from s3_archiver.trace_links import PendingTraces
 from servicekit import tracing
-from test_archiver_loop import TOPIC, FakeConsumer, _archiver
+from test_archiver_loop import TOPIC, FakeConsumer, _archiver, run_until
 
 TRACE = "00-{:032x}-{:016x}-01"
 
@@ -74,14 +73,7 @@ async def test_each_object_write_is_one_span_ending_its_records_traces(trace_spa
     consumer = TracedConsumer([list(range(40))])
     store = MemoryObjectStore()
     archiver = _archiver(consumer, store, max_records=40)
-    stop = asyncio.Event()
-    run = asyncio.create_task(archiver.run(stop))
-    for _ in range(400):
-        await asyncio.sleep(0.005)
-        if store.objects:
-            break
-    stop.set()
-    await asyncio.wait_for(run, 10)
+    await run_until(archiver, lambda: bool(store.objects), polls=400)
     [span] = trace_spans.get_finished_spans()
     assert span.name == "archive write market_candles"
     assert tracing.format_traceparent(span)[3:35] == tp(0)[3:35]  # record 0's trace
