@@ -96,9 +96,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     fixtures = _script("tests/integration/cdc_processor/conftest.py", "bench_cdc_fixtures")
     bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
     run_id = uuid.uuid4().hex[:8].upper()
-    symbols = [
-        f"E2E{run_id}{i}-USD" if i % 2 == 0 else f"E2E{run_id}{i}" for i in range(args.symbols)
-    ]
+    symbols = e2e.run_symbols(run_id, args.symbols)
     log_dir = Path(tempfile.mkdtemp(prefix="bench-cdc-ticks-"))
     worker = fixtures.Worker(
         dict(os.environ),
@@ -135,12 +133,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for symbol, event_us, due_s in sent
             if due_s >= started + args.warmup_s
         ]
-        deadline = time.time() + args.drain_s
-        while time.time() < deadline:
-            tail = counted[-len(symbols) :]
-            if None not in e2e.visible_latencies(tail, stages.get("live", {})):
-                break
-            await asyncio.sleep(0.2)
+        await e2e.drain(
+            counted[-len(symbols) :], lambda: stages.get("live", {}), timeout_s=args.drain_s
+        )
         tapping.cancel()
         await asyncio.gather(tapping, return_exceptions=True)
         load_after = os.getloadavg()[0]

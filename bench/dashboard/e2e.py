@@ -33,7 +33,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -92,6 +92,27 @@ def visible_latencies(
         i = bisect.bisect_left(highs, tick.event_us)
         out.append(times[i] - tick.due_s if i < len(highs) else None)
     return out
+
+
+async def drain(
+    tail: Sequence[Sent],
+    frames: Callable[[], Mapping[str, Sequence[tuple[float, int]]]],
+    *,
+    timeout_s: float,
+) -> None:
+    """Until every tick of `tail` is visible in `frames()` (read again each round), or
+    `timeout_s` has passed."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if None not in visible_latencies(tail, frames()):
+            return
+        await asyncio.sleep(0.2)
+
+
+def run_symbols(run_id: str, count: int) -> list[str]:
+    """`count` symbols unique to a run, crypto (`-USD`) and equity by turns: the dashboard
+    holds no state for them, and nobody else posts them."""
+    return [f"E2E{run_id}{i}-USD" if i % 2 == 0 else f"E2E{run_id}{i}" for i in range(count)]
 
 
 def price_frame(block: bytes) -> tuple[str, int] | None:
@@ -278,10 +299,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     api = env.get("PULSE_API_URL", "http://127.0.0.1:58000")
     bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:59092")
     run_id = uuid.uuid4().hex[:8].upper()
-    # unique to the run: the dashboard holds no state for them, and nobody else posts them
-    symbols = [
-        f"E2E{run_id}{i}-USD" if i % 2 == 0 else f"E2E{run_id}{i}" for i in range(args.symbols)
-    ]
+    symbols = run_symbols(run_id, args.symbols)
     lag = await settle(bootstrap, args.settle_s)
 
     watcher = Watcher()
@@ -308,12 +326,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     cpu = _cpu.used(cpu_before, _cpu.snapshot())
     counted_from = started + args.warmup_s
     counted = [s for s in o.sent if s.due_s >= counted_from]
-    # drain: until every counted tick is visible or drain_s has passed
-    drain_until = time.time() + args.drain_s
-    while time.time() < drain_until:
-        if None not in visible_latencies(counted[-len(symbols) :], watcher.frames):
-            break
-        await asyncio.sleep(0.2)
+    await drain(counted[-len(symbols) :], lambda: watcher.frames, timeout_s=args.drain_s)
     watching.cancel()
     tapping.cancel()
     await asyncio.gather(watching, tapping, return_exceptions=True)
