@@ -71,7 +71,8 @@ def test_schemas_on_and_off_decode_the_same_row() -> None:
 @pytest.mark.parametrize("name", ["review_insert", "review_update", "review_snapshot"])
 def test_one_pass_review_decode_equals_the_general_path(name: str) -> None:
     value = golden(name)
-    assert decoding._review_upsert(value) is not None  # the one-pass path is the one taken
+    # the one-pass path is the one taken
+    assert decoding._upsert(decoding._REVIEW_UPSERT, value) is not None
     change = decoding._change(value)
     assert change is not None
     general = decoding._review_input(
@@ -82,25 +83,26 @@ def test_one_pass_review_decode_equals_the_general_path(name: str) -> None:
 
 def test_one_pass_tick_decode_equals_the_general_path() -> None:
     value = golden("tick_insert")
-    assert decoding._tick_upsert(value) is not None  # the one-pass path is the one taken
+    # the one-pass path is the one taken
+    assert decoding._upsert(decoding._TICK_UPSERT, value) is not None
     change = decoding._change(value)
     assert change is not None
     general = decoding._tick(decoding._row(change, decoding.MarketTickRow))
     assert decoding.decode_tick_cdc(value) == general
     document = golden_doc("tick_insert")
     document["after"]["price"] = 67012.5  # a float: the general path's schema_invalid
-    assert decoding._tick_upsert(orjson.dumps(document)) is None
+    assert decoding._upsert(decoding._TICK_UPSERT, orjson.dumps(document)) is None
     with pytest.raises(DecodeError) as raised:
         decoding.decode_tick_cdc(orjson.dumps(document))
     assert raised.value.reason == "schema_invalid"
     document = golden_doc("tick_insert")
     document["op"] = "d"
-    assert decoding._tick_upsert(orjson.dumps(document)) is None
+    assert decoding._upsert(decoding._TICK_UPSERT, orjson.dumps(document)) is None
 
 
 @pytest.mark.parametrize("name", ["review_delete", "review_insert_with_schema", "truncate"])
 def test_other_envelopes_take_the_general_path(name: str) -> None:
-    assert decoding._review_upsert(golden(name)) is None
+    assert decoding._upsert(decoding._REVIEW_UPSERT, golden(name)) is None
 
 
 def test_decimal_strings_stay_exact() -> None:

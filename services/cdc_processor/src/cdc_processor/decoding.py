@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Literal, TypeVar
+from typing import Generic, Literal, TypeVar
 
 import orjson
 from contracts.debezium import ChangeEvent, EnvelopeError, Op, Source, decode_change_event
@@ -115,28 +115,33 @@ def decode_product(value: bytes | None) -> ProductChange | None:
     return ProductChange(_row(change, ProductRow), deleted=change.op is Op.DELETE)
 
 
-class _ReviewUpsert(BaseModel):
-    """The common review envelope (insert, update or snapshot, schemas off) with its row
-    typed, so the bytes are validated in one pass; anything else takes the general path."""
+class _Upsert(BaseModel, Generic[RowT]):
+    """The common envelope (insert, update or snapshot, schemas off) with its row typed, so
+    the bytes are validated in one pass; anything else takes the general path. Reviews and
+    ticks take it (the general path was ~11 % of the worker at 1,000 ticks/s in py-spy)."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     op: Literal["c", "u", "r"]
-    after: ReviewRow
+    after: RowT
     source: Source
 
 
-def _review_upsert(value: bytes | None) -> _ReviewUpsert | None:
+_REVIEW_UPSERT = _Upsert[ReviewRow]
+_TICK_UPSERT = _Upsert[MarketTickRow]
+
+
+def _upsert(envelope: type[_Upsert[RowT]], value: bytes | None) -> _Upsert[RowT] | None:
     if not value or len(value) > MAX_VALUE_BYTES:
         return None
     try:
-        return _ReviewUpsert.model_validate_json(value)
+        return envelope.model_validate_json(value)
     except ValidationError:
         return None  # the general path decodes it or says precisely what is wrong
 
 
 def decode_review_cdc(value: bytes | None) -> ReviewInput | None:
-    upsert = _review_upsert(value)
+    upsert = _upsert(_REVIEW_UPSERT, value)
     if upsert is not None:
         return _review_input(upsert.after, lsn=upsert.source.lsn)
     change = _change(value)
@@ -255,29 +260,8 @@ def _crawled_rating(crawled: ReviewCrawled) -> Decimal | None:
     return Decimal(repr(crawled.rating)).quantize(_RATING_QUANTUM, ROUND_HALF_EVEN).normalize()
 
 
-class _TickUpsert(BaseModel):
-    """The common tick envelope (insert, update or snapshot, schemas off) with its row typed,
-    validated in one pass like `_ReviewUpsert` (the general path was ~11 % of the worker at
-    1,000 ticks/s in py-spy); anything else takes the general path."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    op: Literal["c", "u", "r"]
-    after: MarketTickRow
-    source: Source
-
-
-def _tick_upsert(value: bytes | None) -> _TickUpsert | None:
-    if not value or len(value) > MAX_VALUE_BYTES:
-        return None
-    try:
-        return _TickUpsert.model_validate_json(value)
-    except ValidationError:
-        return None  # the general path decodes it or says precisely what is wrong
-
-
 def decode_tick_cdc(value: bytes | None) -> Tick | None:
-    upsert = _tick_upsert(value)
+    upsert = _upsert(_TICK_UPSERT, value)
     if upsert is not None:
         return _tick(upsert.after)
     change = _change(value)
