@@ -27,7 +27,6 @@ import asyncio
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,7 @@ from typing import Any
 import httpx
 from cdc_processor.app import redirected_outputs
 from contracts import topics
+from pulse_cli.processes import stop_process
 from pulse_cli.scripts import load_script
 
 REPO = Path(__file__).resolve().parents[2]
@@ -103,13 +103,8 @@ class Worker:
         return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc)
 
 
 def enriched(worker: Worker, client: httpx.AsyncClient) -> Any:

@@ -299,6 +299,19 @@ class Supervisor:
         return True
 
 
+def stop_process(process: subprocess.Popen[bytes], *, grace_s: float = 30.0) -> None:
+    """SIGTERM a child this process started (a test's or a benchmark's service), SIGKILL
+    after `grace_s`; reaped either way. Nothing for a child that has exited already."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
 def health(url: str, *, timeout_s: float = 2.0) -> tuple[bool, str]:
     try:
         response = httpx.get(url, timeout=timeout_s)

@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pulse_cli.processes import stop_process
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -102,13 +103,8 @@ class Worker:
         self.proc.wait(timeout=10)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        if self.proc is not None:
+            stop_process(self.proc)
 
 
 @pytest.fixture

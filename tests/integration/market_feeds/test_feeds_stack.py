@@ -27,6 +27,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from contracts import topics
 from market_feeds.simulator import ExchangeSimulator
 from market_feeds.simulator.session import SimTrade
+from pulse_cli.processes import stop_process
 from pulse_cli.scripts import load_script
 
 pytestmark = pytest.mark.integration
@@ -81,13 +82,7 @@ def feeds_process(stack_env: dict[str, str], tmp_path: Path) -> Iterator[Any]:
 
     yield start
     for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        stop_process(proc)
 
 
 async def wait_until(condition: Any, *, timeout_s: float, what: str) -> None:

@@ -34,6 +34,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from cdc_processor.app import redirected_outputs
 from contracts import datasets, topics
+from pulse_cli.processes import stop_process
 from pulse_cli.scripts import load_script
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(480)]
@@ -203,15 +204,6 @@ def _start(argv: list[str], env: dict[str, str], log: Path, health: str) -> subp
         time.sleep(0.3)
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def pipeline(
     stack_env: dict[str, str],
@@ -267,8 +259,8 @@ def pipeline(
         }
     finally:
         archiver.terminate()
-        _stop(cdc)
-        _stop(ingest)
+        stop_process(cdc)
+        stop_process(ingest)
 
 
 def read_spans(path: Path) -> list[dict[str, Any]]:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
-from pulse_cli.processes import ServiceSpec, Supervisor
+from pulse_cli.processes import ServiceSpec, Supervisor, stop_process
 
 
 def test_start_is_idempotent_and_stop_ends_the_process(tmp_path: Path) -> None:
@@ -79,3 +82,27 @@ def test_a_service_that_exited_unreaped_counts_as_stopped(tmp_path: Path) -> Non
         time.sleep(0.1)
     assert supervisor.pid("quitter") is None
     os.waitpid(pid, 0)  # reap it here; the check above must not have needed that
+
+
+def _child(code: str) -> subprocess.Popen[bytes]:
+    child = subprocess.Popen([sys.executable, "-c", code])
+    time.sleep(0.5)  # its handlers installed
+    return child
+
+
+def test_stop_process_kills_a_child_that_ignores_sigterm_after_the_grace() -> None:
+    child = _child(
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
+    )
+    started = time.monotonic()
+    stop_process(child, grace_s=0.5)
+    assert child.returncode == -signal.SIGKILL
+    assert 0.5 <= time.monotonic() - started < 10
+
+
+def test_stop_process_ends_a_child_with_sigterm_and_leaves_an_exited_one() -> None:
+    child = _child("import time; time.sleep(60)")
+    stop_process(child, grace_s=10)
+    assert child.returncode == -signal.SIGTERM
+    stop_process(child)  # exited and reaped: nothing to do
+    assert child.returncode == -signal.SIGTERM
