@@ -24,6 +24,7 @@ from contracts.types import DECIMAL_SCALE
 from cdc_processor.decoding import Tick
 
 WINDOW = timedelta(minutes=1)
+_Prices = tuple[Decimal, Decimal, Decimal]  # close, volume, VWAP
 _QUANTUM = Decimal(1).scaleb(-DECIMAL_SCALE)
 RECENT_TICK_IDS = 64  # duplicate ticks (a quote polled twice) arrive close together
 
@@ -205,9 +206,7 @@ def _close(
     config: CandleConfig,
     now: datetime,
 ) -> CandleClosed:
-    close = Decimal(agg["c"])
-    volume = Decimal(agg["v"])
-    vwap = Decimal(agg["pv"]) / volume if volume > 0 else close
+    close, volume, vwap = _prices(agg)
     closes: list[str] = state["closes"]
     closes.append(str(close))
     keep = max(config.sma_period, config.ema_period)
@@ -227,17 +226,7 @@ def _close(
     values = (agg["o"], agg["h"], agg["l"], close, volume, agg["n"])
     return CandleClosed(
         event_id=candle_event_id(symbol, start, values=values),
-        symbol=symbol,
-        asset_class=AssetClass(state["asset_class"]),
-        window_start=start,
-        window_end=start + WINDOW,
-        open=q(Decimal(agg["o"])),
-        high=q(Decimal(agg["h"])),
-        low=q(Decimal(agg["l"])),
-        close=q(close),
-        volume=q(volume),
-        vwap=q(vwap),
-        trade_count=agg["n"],
+        **_window(symbol, state["asset_class"], start, agg, (close, volume, vwap)),
         sma=sma,
         sma_period=config.sma_period,
         ema=ema,
@@ -245,6 +234,34 @@ def _close(
         event_time=start,
         emitted_at=now,
     )
+
+
+def _prices(agg: dict[str, Any]) -> _Prices:
+    """A window's close, volume and VWAP (the close when it has no volume), in the caller's
+    decimal context."""
+    close = Decimal(agg["c"])
+    volume = Decimal(agg["v"])
+    return close, volume, Decimal(agg["pv"]) / volume if volume > 0 else close
+
+
+def _window(
+    symbol: str, asset_class: str, start: datetime, agg: dict[str, Any], prices: _Prices
+) -> dict[str, Any]:
+    """The fields a closed and a forming candle share: the window and its OHLCV, rounded."""
+    close, volume, vwap = prices
+    return {
+        "symbol": symbol,
+        "asset_class": AssetClass(asset_class),
+        "window_start": start,
+        "window_end": start + WINDOW,
+        "open": q(Decimal(agg["o"])),
+        "high": q(Decimal(agg["h"])),
+        "low": q(Decimal(agg["l"])),
+        "close": q(close),
+        "volume": q(volume),
+        "vwap": q(vwap),
+        "trade_count": agg["n"],
+    }
 
 
 def forming(state: dict[str, Any], symbol: str, *, now: datetime) -> CandleForming | None:
@@ -259,24 +276,12 @@ def forming(state: dict[str, Any], symbol: str, *, now: datetime) -> CandleFormi
     start_s = max(map(int, opened))
     agg = opened[str(start_s)]
     with localcontext(_EXACT):
-        close = Decimal(agg["c"])
-        volume = Decimal(agg["v"])
-        vwap = Decimal(agg["pv"]) / volume if volume > 0 else close
+        close, volume, vwap = _prices(agg)
     start = _from_epoch_s(start_s)
     values = (agg["o"], agg["h"], agg["l"], close, volume, agg["n"])
     return CandleForming(
         event_id=forming_candle_event_id(symbol, start, values=values),
-        symbol=symbol,
-        asset_class=AssetClass(state["asset_class"]),
-        window_start=start,
-        window_end=start + WINDOW,
-        open=q(Decimal(agg["o"])),
-        high=q(Decimal(agg["h"])),
-        low=q(Decimal(agg["l"])),
-        close=q(close),
-        volume=q(volume),
-        vwap=q(vwap),
-        trade_count=agg["n"],
+        **_window(symbol, state["asset_class"], start, agg, (close, volume, vwap)),
         event_time=_EPOCH + agg["ct"] * _MICROSECOND,
         emitted_at=now,
     )
