@@ -36,6 +36,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from contracts.topics import PARTITIONS
+from pulse_cli.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PORTS = range(61550, 61600)  # the dashboard's bench ports (its tests use 61500-61549 first)
@@ -45,17 +46,6 @@ INTERVAL_S = 0.25
 MAX_KEYS = 512
 STALL_TIMEOUT_S = 5
 AT = re.compile(rb'"(?:at|event_time)":"([^"]+)"')
-
-
-def free_port() -> int:
-    for port in PORTS:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 61550-61599")
 
 
 def rss_kb(pid: int) -> int:
@@ -317,7 +307,7 @@ async def run(clients_n: int, rate: int, seconds: float) -> dict[str, Any]:
     out: dict[str, Any] = {"clients": clients_n, "rate": rate, "seconds": seconds}
     try:
         # 1. the dashboard: idle memory, then under load, then with a tenth not reading
-        port = free_port()
+        port = free_port(PORTS)
         dash = start_dashboard(port, topic, env)
         try:
             stop = asyncio.Event()
@@ -352,7 +342,7 @@ async def run(clients_n: int, rate: int, seconds: float) -> dict[str, Any]:
         finally:
             stop_process(dash)
         # 2. the bare fan-out, same clients, same feed
-        port = free_port()
+        port = free_port(PORTS)
         bare = subprocess.Popen(  # noqa: ASYNC220  # started once, before the clients
             [
                 sys.executable,

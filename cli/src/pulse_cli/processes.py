@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -297,6 +298,19 @@ class Supervisor:
             time.sleep(0.2)
         _signal_group(pid, signal.SIGKILL)
         return True
+
+
+def free_port(ports: range) -> int:
+    """The first port of `ports` nothing is bound to now (bound, then released, for a test's or
+    a benchmark's service to take next); RuntimeError when every one is taken."""
+    for port in ports:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1}")
 
 
 def stop_process(process: subprocess.Popen[bytes], *, grace_s: float = 30.0) -> None:

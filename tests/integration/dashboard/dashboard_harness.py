@@ -11,7 +11,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from pulse_cli.processes import free_port
 from pydantic import BaseModel
 from servicekit.kafka import encode_event
 
@@ -36,14 +36,7 @@ ARTIFACTS = REPO / "tests" / "artifacts" / "dashboard"
 
 def port_in_range() -> int:
     """A free port of the dashboard's range (other helpers' tests use theirs)."""
-    for port in PORTS:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 61500-61599")
+    return free_port(PORTS)
 
 
 class DashboardProcess:

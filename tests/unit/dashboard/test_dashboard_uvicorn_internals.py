@@ -10,17 +10,7 @@ from typing import Any
 import httpx
 import uvicorn
 from dashboard.stream import DirectWriter
-
-
-def free_port() -> int:
-    for port in range(61540, 61550):  # the dashboard's range
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port")
+from pulse_cli.processes import free_port
 
 
 async def test_uvicorn_httptools_cycle_still_has_what_direct_writes_use() -> None:
@@ -40,7 +30,7 @@ async def test_uvicorn_httptools_cycle_still_has_what_direct_writes_use() -> Non
             found["wrote"] = writer.write(b"bc")
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    port = free_port()
+    port = free_port(range(61540, 61550))  # the dashboard's range
     config = uvicorn.Config(app, host="127.0.0.1", port=port, http="httptools", log_config=None)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
