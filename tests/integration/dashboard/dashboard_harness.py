@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from private_nginx import running_nginx
 from pulse_cli.processes import free_port
 from pydantic import BaseModel
 from servicekit.kafka import encode_event
@@ -163,49 +163,25 @@ def start_private_nginx(
 ) -> tuple[str, Any]:
     """The project's nginx.conf (or `conf_text`), rendered the way stack.py renders it, on a
     range port. Returns its URL and a stop function (whose `prefix` is nginx's prefix)."""
-    prefix = Path(tempfile.mkdtemp(prefix="pulse-dashboard-nginx-"))
-    prefix.chmod(0o755)  # as root, nginx workers run as nobody
-    listen_port = port_in_range()
-    conf = stack.render_nginx(
-        prefix,
-        listen_port=listen_port,
-        ingest_port=58001,
-        query_port=58002,
-        dashboard_port=dashboard_port,
-        conf_text=conf_text,
+    running = contextlib.ExitStack()
+    nginx = running.enter_context(
+        running_nginx(
+            stack,
+            listen_port=port_in_range(),
+            name="dashboard",
+            ingest_port=58001,
+            query_port=58002,
+            dashboard_port=dashboard_port,
+            conf_text=conf_text,
+        )
     )
-    log = (prefix / "nginx.log").open("wb")
-    proc = subprocess.Popen(
-        [stack.nginx_bin(), "-p", f"{prefix}/", "-c", str(conf), "-g", "daemon off;"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    log.close()
-    url = f"http://127.0.0.1:{listen_port}"
-    deadline = time.monotonic() + 10
-    while True:
-        assert proc.poll() is None, (prefix / "nginx.log").read_text()
-        try:
-            if httpx.get(f"{url}/nginx/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "private nginx did not start"
-        time.sleep(0.05)
 
     def stop() -> None:
-        proc.send_signal(signal.SIGQUIT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        shutil.rmtree(prefix, ignore_errors=True)
+        running.close()
 
-    stop.prefix = prefix  # type: ignore[attr-defined]
-    stop.listen_port = listen_port  # type: ignore[attr-defined]
-    return url, stop
+    stop.prefix = nginx.prefix  # type: ignore[attr-defined]
+    stop.listen_port = nginx.listen_port  # type: ignore[attr-defined]
+    return nginx.url, stop
 
 
 class CuttableProxy:

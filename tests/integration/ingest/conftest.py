@@ -11,12 +11,9 @@ import asyncio
 import contextlib
 import functools
 import os
-import shutil
-import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -28,6 +25,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import httpx
 import pytest
+from private_nginx import running_nginx, with_rate_limit
 
 REPO = Path(__file__).resolve().parents[3]
 APP_URL = "http://127.0.0.1:58001"
@@ -175,58 +173,27 @@ def _private_nginx(
     per-key limit scaled down to `rate`/`burst` if given (so one test client can exceed it),
     proxying to ingest's `unix_socket` (env/local/upstream-ingest-uds.conf) if given."""
     conf_text = (stack.DEPLOY_NGINX / "nginx.conf").read_text()
-    assert "rate=5000r/s" in conf_text and "burst=2000" in conf_text
     if rate is not None and burst is not None:
-        conf_text = conf_text.replace("rate=5000r/s", f"rate={rate}").replace(
-            "burst=2000", f"burst={burst}"
-        )
-    prefix = Path(tempfile.mkdtemp(prefix="pulse-ingest-nginx-"))
-    prefix.chmod(0o755)  # as root, nginx workers run as nobody
-    listen_port = free_port()
-    conf = stack.render_nginx(
-        prefix,
-        listen_port=listen_port,
+        conf_text = with_rate_limit(conf_text, rate=rate, burst=burst)
+
+    def to_unix_socket(conf: Path) -> None:
+        if unix_socket is not None:
+            stack.render(
+                stack.DEPLOY_NGINX / "env" / "local" / "upstream-ingest-uds.conf",
+                conf.parent / "upstream-ingest.conf",
+                {"INGEST_SOCKET": str(unix_socket)},
+            )
+
+    with running_nginx(
+        stack,
+        listen_port=free_port(),
+        name="ingest",
+        configure=to_unix_socket,
         ingest_port=urlsplit(upstream_url).port,
         query_port=free_port(),
         conf_text=conf_text,
-    )
-    if unix_socket is not None:
-        stack.render(
-            stack.DEPLOY_NGINX / "env" / "local" / "upstream-ingest-uds.conf",
-            conf.parent / "upstream-ingest.conf",
-            {"INGEST_SOCKET": str(unix_socket)},
-        )
-    log = (prefix / "nginx.log").open("wb")
-    proc = subprocess.Popen(
-        [stack.nginx_bin(), "-p", f"{prefix}/", "-c", str(conf), "-g", "daemon off;"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{listen_port}"
-    try:
-        deadline = time.monotonic() + 10
-        while not _healthy_nginx(url):
-            assert proc.poll() is None, (prefix / "nginx.log").read_text()
-            assert time.monotonic() < deadline, "private nginx did not start"
-            time.sleep(0.05)
-        yield url
-    finally:
-        proc.send_signal(signal.SIGQUIT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
-        shutil.rmtree(prefix, ignore_errors=True)
-
-
-def _healthy_nginx(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/nginx/healthz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
+    ) as nginx:
+        yield nginx.url
 
 
 @pytest.fixture(scope="session")

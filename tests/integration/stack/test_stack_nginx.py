@@ -4,23 +4,17 @@ stdlib upstreams, so the shared stack's nginx is untouched."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
 import socket
-import subprocess
-import tempfile
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from types import ModuleType
 
 import httpx
 import pytest
+from private_nginx import running_nginx, with_rate_limit
 
 pytestmark = pytest.mark.integration
 
@@ -83,58 +77,24 @@ def _start_upstream(name: str) -> tuple[ThreadingHTTPServer, int]:
 def _run_nginx(stack_module: ModuleType, *, rate_limit: str | None = None) -> Iterator[Proxy]:
     ingest, ingest_port = _start_upstream("ingest")
     query, query_port = _start_upstream("query")
-    listen_port = _free_port()
-    # a world-traversable prefix: as root, nginx workers run as `nobody`
-    prefix = Path(tempfile.mkdtemp(prefix="pulse-nginx-it-"))
-    prefix.chmod(0o755)
     conf_text = (stack_module.DEPLOY_NGINX / "nginx.conf").read_text()
     if rate_limit is not None:
-        # test-only: a limit a test client can exceed (production: 5000r/s, burst 2000)
-        assert "rate=5000r/s" in conf_text and "burst=2000" in conf_text
         rate, burst = rate_limit.split(",")
-        conf_text = conf_text.replace("rate=5000r/s", f"rate={rate}").replace(
-            "burst=2000", f"burst={burst}"
-        )
-    conf = stack_module.render_nginx(
-        prefix,
-        listen_port=listen_port,
-        ingest_port=ingest_port,
-        query_port=query_port,
-        conf_text=conf_text,
-    )
-    nginx = stack_module.nginx_bin()
-    log = open(prefix / "nginx.log", "wb")  # noqa: SIM115  # closed in the finally below
-    proc = subprocess.Popen(
-        [nginx, "-p", f"{prefix}/", "-c", str(conf), "-g", "daemon off;"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+        conf_text = with_rate_limit(conf_text, rate=rate, burst=burst)
     try:
-        url = f"http://127.0.0.1:{listen_port}"
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                if httpx.get(url + "/nginx/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, (prefix / "nginx.log").read_text()
-            assert time.monotonic() < deadline, "private nginx did not start"
-            time.sleep(0.05)
-        yield Proxy(url=url, ingest_port=ingest_port)
+        with running_nginx(
+            stack_module,
+            listen_port=_free_port(),
+            name="stack-it",
+            ingest_port=ingest_port,
+            query_port=query_port,
+            conf_text=conf_text,
+        ) as nginx:
+            yield Proxy(url=nginx.url, ingest_port=ingest_port)
     finally:
-        proc.send_signal(signal.SIGQUIT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
         for server in (ingest, query):
             server.shutdown()
             server.server_close()
-        shutil.rmtree(prefix, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
