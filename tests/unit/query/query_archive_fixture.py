@@ -63,6 +63,13 @@ def write(
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), folder / name)
 
 
+# The columns the archiver adds to every row (contracts.datasets.ARCHIVE_COLUMNS).
+ARCHIVE_FIELDS = [
+    ("_topic", pa.string()),
+    ("_partition", pa.int32()),
+    ("_offset", pa.int64()),
+    ("_archived_at", TS),
+]
 REVIEW_SCHEMA = pa.schema(
     [
         ("review_id", pa.string()),
@@ -76,10 +83,7 @@ REVIEW_SCHEMA = pa.schema(
         ("sentiment_score", pa.float64()),
         ("sentiment_label", pa.string()),
         ("event_time", TS),
-        ("_topic", pa.string()),
-        ("_partition", pa.int32()),
-        ("_offset", pa.int64()),
-        ("_archived_at", TS),
+        *ARCHIVE_FIELDS,
     ]
 )
 CANDLE_SCHEMA = pa.schema(
@@ -97,10 +101,7 @@ CANDLE_SCHEMA = pa.schema(
         ("sma", DEC),
         ("sma_period", pa.int64()),
         ("event_time", TS),
-        ("_topic", pa.string()),
-        ("_partition", pa.int32()),
-        ("_offset", pa.int64()),
-        ("_archived_at", TS),
+        *ARCHIVE_FIELDS,
     ]
 )
 ALERT_SCHEMA = pa.schema(
@@ -111,10 +112,7 @@ ALERT_SCHEMA = pa.schema(
         ("severity", pa.string()),
         ("message", pa.string()),
         ("event_time", TS),
-        ("_topic", pa.string()),
-        ("_partition", pa.int32()),
-        ("_offset", pa.int64()),
-        ("_archived_at", TS),
+        *ARCHIVE_FIELDS,
     ]
 )
 
