@@ -43,13 +43,11 @@ SECRETS = (
 )
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
-def test_overlay_validates_against_kubernetes_schemas(
-    overlay: str, rendered_text: dict[str, str], tools_bin: Path, tmp_path: Path
-) -> None:
-    manifest = tmp_path / f"{overlay}.yaml"
-    manifest.write_text(rendered_text[overlay])
-    result = subprocess.run(
+def kubernetes_validate(
+    tools_bin: Path, manifest: Path, *, timeout_s: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """`kubernetes-validate --strict` of `manifest` against KUBERNETES_VERSION's schemas."""
+    return subprocess.run(
         [
             str(tools_bin / "kubernetes-validate"),
             "--strict",
@@ -60,9 +58,18 @@ def test_overlay_validates_against_kubernetes_schemas(
         ],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout_s,
         check=False,
     )
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_validates_against_kubernetes_schemas(
+    overlay: str, rendered_text: dict[str, str], tools_bin: Path, tmp_path: Path
+) -> None:
+    manifest = tmp_path / f"{overlay}.yaml"
+    manifest.write_text(rendered_text[overlay])
+    result = kubernetes_validate(tools_bin, manifest)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -70,20 +77,7 @@ def test_validator_rejects_an_unknown_field(tools_bin: Path, tmp_path: Path) -> 
     """Guards the check above: a misspelt field must fail, not pass silently."""
     bad = tmp_path / "bad.yaml"
     bad.write_text("apiVersion: v1\nkind: Service\nmetadata:\n  name: x\nspec:\n  prots: []\n")
-    result = subprocess.run(
-        [
-            str(tools_bin / "kubernetes-validate"),
-            "--strict",
-            "--quiet",
-            "-k",
-            KUBERNETES_VERSION,
-            str(bad),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = kubernetes_validate(tools_bin, bad, timeout_s=120)
     assert result.returncode != 0
 
 
@@ -370,25 +364,24 @@ def test_nginx_upstreams_are_cluster_services(rendered: dict[str, list[dict[str,
                 assert int(port) in ports, f"{overlay}: Service {name} has no port {port}"
 
 
-def test_copied_configuration_matches_its_source() -> None:
-    result = subprocess.run(
-        [sys.executable, str(K8S / "sync_files.py"), "--check"],
+def _check(script: str) -> subprocess.CompletedProcess[str]:
+    """`deploy/k8s/<script> --check`: nonzero when the generated files are out of date."""
+    return subprocess.run(
+        [sys.executable, str(K8S / script), "--check"],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def test_copied_configuration_matches_its_source() -> None:
+    result = _check("sync_files.py")
     assert result.returncode == 0, result.stderr
 
 
 def test_topics_job_matches_the_contracts() -> None:
-    result = subprocess.run(
-        [sys.executable, str(K8S / "generate_topics.py"), "--check"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = _check("generate_topics.py")
     assert result.returncode == 0, result.stderr
     job = (K8S / "components" / "topics" / "topics-job.yaml").read_text()
     for spec in topics.ALL:  # the contract's defaults; the Job applies the override at run time
@@ -465,20 +458,7 @@ def test_crawler_cronjob_component_replaces_the_deployment(tools_bin: Path, tmp_
         assert source["configMapRef"]["name"] in maps
     manifest = tmp_path / "cron.yaml"
     manifest.write_text(yaml.safe_dump_all(docs))
-    result = subprocess.run(
-        [
-            str(tools_bin / "kubernetes-validate"),
-            "--strict",
-            "--quiet",
-            "-k",
-            KUBERNETES_VERSION,
-            str(manifest),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = kubernetes_validate(tools_bin, manifest)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
