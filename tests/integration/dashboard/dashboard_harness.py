@@ -289,3 +289,15 @@ async def read_stream(
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(read(), timeout_s)
     return events
+
+
+async def started_reader(
+    url: str, *, headers: dict[str, str], until: Any, timeout_s: float = 10
+) -> asyncio.Task[list[tuple[str, Any]]]:
+    """`read_stream` in a task, handed back once the snapshot has arrived (5 s at most)."""
+    started = asyncio.Event()
+    reader = asyncio.create_task(
+        read_stream(url, headers=headers, until=until, timeout_s=timeout_s, started=started)
+    )
+    await asyncio.wait_for(started.wait(), 5)
+    return reader

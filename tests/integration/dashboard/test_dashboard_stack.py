@@ -3,7 +3,6 @@ produced, skips malformed records, and works through the project's nginx.conf.""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -16,8 +15,8 @@ from dashboard_harness import (
     VIEWER_KEY,
     DashboardProcess,
     Producer,
-    read_stream,
     start_private_nginx,
+    started_reader,
 )
 from dashboard_records import alert, candle, forming, review
 
@@ -70,24 +69,13 @@ def test_start_rebuilds_recent_state_from_time_offsets(dashboard: DashboardProce
 async def test_produced_records_come_out_on_the_stream_coalesced(
     dashboard: DashboardProcess, producer: Producer
 ) -> None:
-    started = asyncio.Event()
-
     def done(events: list[tuple[str, Any]]) -> bool:
         return any(
             e == "delta" and d["k"] == "price:BTC-USD" and d["v"]["last"] == "120"
             for e, d in events
         )
 
-    reader = asyncio.create_task(
-        read_stream(
-            f"{dashboard.url}/dashboard/stream",
-            headers=HEADERS,
-            until=done,
-            timeout_s=10,
-            started=started,
-        )
-    )
-    await asyncio.wait_for(started.wait(), 5)
+    reader = await started_reader(f"{dashboard.url}/dashboard/stream", headers=HEADERS, until=done)
     sent_at = time.monotonic()
     # 20 forming updates of one window in a burst: far more than 4 a second
     await producer.send_async(
@@ -108,21 +96,10 @@ async def test_produced_records_come_out_on_the_stream_coalesced(
 async def test_malformed_records_are_counted_and_skipped(
     dashboard: DashboardProcess, producer: Producer
 ) -> None:
-    started = asyncio.Event()
-
     def done(events: list[tuple[str, Any]]) -> bool:
         return any(e == "delta" and d["k"] == "alert:after-bad" for e, d in events)
 
-    reader = asyncio.create_task(
-        read_stream(
-            f"{dashboard.url}/dashboard/stream",
-            headers=HEADERS,
-            until=done,
-            timeout_s=10,
-            started=started,
-        )
-    )
-    await asyncio.wait_for(started.wait(), 5)
+    reader = await started_reader(f"{dashboard.url}/dashboard/stream", headers=HEADERS, until=done)
     good = alert("ETH-USD").model_copy(update={"alert_id": "after-bad"})
     await producer.send_async(
         [
@@ -151,21 +128,13 @@ async def test_stream_through_nginx_is_unbuffered(
             page = await client.get(f"{url}/dashboard/")
         assert refused.status_code == 401
         assert page.status_code == 401 and "Viewer key" in page.text
-        started = asyncio.Event()
 
         def done(events: list[tuple[str, Any]]) -> bool:
             return any(e == "delta" and d["k"] == "price:ETH-USD" for e, d in events)
 
-        reader = asyncio.create_task(
-            read_stream(
-                f"{url}/dashboard/stream?views=markets",
-                headers=HEADERS,
-                until=done,
-                timeout_s=10,
-                started=started,
-            )
+        reader = await started_reader(
+            f"{url}/dashboard/stream?views=markets", headers=HEADERS, until=done
         )
-        await asyncio.wait_for(started.wait(), 5)
         sent_at = time.monotonic()
         await producer.send_async(
             [("live", b"ETH-USD", forming("ETH-USD", 9, "3000.5", start=START))]
