@@ -2,31 +2,22 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
+from bench_smoke import bench_figures, run_bench
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
-REPO = Path(__file__).resolve().parents[3]
-
 
 def test_bench_runs_with_small_n(stack_env: dict[str, str]) -> None:
-    result = subprocess.run(
-        [sys.executable, "bench/market_feeds/run.py", "--quick", "--venues", "coinbase,kraken"],
-        cwd=REPO,
-        env={**os.environ, **stack_env},
-        capture_output=True,
-        text=True,
-        timeout=220,
-        check=False,
+    result = run_bench(
+        "market_feeds/run.py",
+        "--quick",
+        "--venues",
+        "coinbase,kraken",
+        env=stack_env,
+        timeout_s=220,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    figures = json.loads(result.stdout.strip().splitlines()[-1])["figures"]
+    figures = bench_figures(result)
     by_name = {f["name"]: f for f in figures}
     for venue in ("coinbase", "kraken"):
         figure = by_name[f"market_feeds {venue}: trades decoded and published"]
