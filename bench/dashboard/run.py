@@ -305,6 +305,13 @@ async def run(clients_n: int, rate: int, seconds: float) -> dict[str, Any]:
     path = "/dashboard/stream?views=markets&symbols=" + ",".join(SYMBOLS)
     load = os.getloadavg()
     out: dict[str, Any] = {"clients": clients_n, "rate": rate, "seconds": seconds}
+
+    async def same_load(port: int) -> dict[str, Any]:
+        """The load both sides get: the same clients, the same feed."""
+        return await measure_load(
+            port, path, n=clients_n, bootstrap=bootstrap, topic=topic, rate=rate, seconds=seconds
+        )
+
     try:
         # 1. the dashboard: idle memory, then under load, then with a tenth not reading
         port = free_port(PORTS)
@@ -324,15 +331,7 @@ async def run(clients_n: int, rate: int, seconds: float) -> dict[str, Any]:
             out["idle_kb_per_client"] = (rss1 - rss0) / clients_n
             await idle.close()
             await asyncio.sleep(1.0)
-            out["dashboard"] = await measure_load(
-                port,
-                path,
-                n=clients_n,
-                bootstrap=bootstrap,
-                topic=topic,
-                rate=rate,
-                seconds=seconds,
-            )
+            out["dashboard"] = await same_load(port)
             await asyncio.sleep(1.0)
             # at least 12 s: a stuck socket takes a few seconds to back up, then the stall
             # timeout runs (so --quick shows the bound too)
@@ -358,15 +357,7 @@ async def run(clients_n: int, rate: int, seconds: float) -> dict[str, Any]:
         try:
             assert bare.stdout is not None
             await asyncio.get_running_loop().run_in_executor(None, bare.stdout.readline)
-            out["bare"] = await measure_load(
-                port,
-                path,
-                n=clients_n,
-                bootstrap=bootstrap,
-                topic=topic,
-                rate=rate,
-                seconds=seconds,
-            )
+            out["bare"] = await same_load(port)
         finally:
             stop_process(bare)
     finally:
