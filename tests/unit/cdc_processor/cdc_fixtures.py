@@ -9,11 +9,13 @@ from typing import Any
 
 import orjson
 from cdc_processor import alerts, candles
+from cdc_processor.decoding import Tick
 from cdc_processor.enrichment import Enricher
 from cdc_processor.language import LanguageDetector
 from cdc_processor.pii import Scrubber
 from cdc_processor.pipeline import ReviewFlow, TickFlow
 from cdc_processor.sentiment import SentimentScorer
+from contracts.rows import AssetClass
 from servicekit.clock import FakeClock
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -124,6 +126,20 @@ REVIEW_ALERTS = alerts.ReviewAlertConfig(
     burst_window=timedelta(minutes=10),
     burst_threshold=3,
 )
+
+
+def tick(n: int, price: str, at_s: float, *, size: str = "1", symbol: str = "BTC-USD") -> Tick:
+    """Crypto tick `t<n>` at T0 + `at_s` seconds."""
+    return Tick(
+        f"t{n}",
+        symbol,
+        AssetClass.CRYPTO,
+        Decimal(price),
+        Decimal(size),
+        T0 + timedelta(seconds=at_s),
+    )
+
+
 CANDLE_CONFIG = candles.CandleConfig(grace=timedelta(seconds=5), sma_period=3, ema_period=3)
 MARKET_ALERTS = alerts.MarketAlertConfig(
     move_pct=Decimal("5"), move_window=timedelta(minutes=5), stale_after=timedelta(seconds=60)

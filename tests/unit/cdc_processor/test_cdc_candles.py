@@ -7,24 +7,12 @@ from decimal import Decimal
 
 import orjson
 import pytest
-from cdc_fixtures import CANDLE_CONFIG, T0, tick_flow
+from cdc_fixtures import CANDLE_CONFIG, T0, tick, tick_flow
 from cdc_processor import candles
 from cdc_processor.decoding import Tick
 from contracts import topics
-from contracts.rows import AssetClass
 
 Q = "market.quotes.v1"
-
-
-def tick(n: int, price: str, at_s: float, *, size: str = "1", symbol: str = "BTC-USD") -> Tick:
-    return Tick(
-        f"t{n}",
-        symbol,
-        AssetClass.CRYPTO,
-        Decimal(price),
-        Decimal(size),
-        T0 + timedelta(seconds=at_s),
-    )
 
 
 def run(ticks: list[Tick], *, flow=None) -> tuple[list[dict], list]:

@@ -9,10 +9,9 @@ from datetime import timedelta
 from decimal import Decimal
 
 import orjson
-from cdc_fixtures import CANDLE_CONFIG, T0, make_enricher, tick_flow
+from cdc_fixtures import CANDLE_CONFIG, T0, make_enricher, tick, tick_flow
 from cdc_processor.decoding import ReviewInput, Tick
 from contracts import topics
-from contracts.rows import AssetClass
 from servicekit.kafka import dead_letter
 
 
@@ -56,17 +55,6 @@ def test_a_changed_review_gets_a_new_id() -> None:
     assert enricher.enrich(crawled, None, now=T0 + timedelta(hours=1)).event_id == same
     edited = dataclasses.replace(crawled, body="The kettle leaks badly.")
     assert enricher.enrich(edited, None, now=T0).event_id != same
-
-
-def tick(n: int, price: str, at_s: int) -> Tick:
-    return Tick(
-        tick_id=f"t{n}",
-        symbol="BTC-USD",
-        asset_class=AssetClass.CRYPTO,
-        price=Decimal(price),
-        size=Decimal(1),
-        event_time=T0 + timedelta(seconds=at_s),
-    )
 
 
 def emitted(ticks: list[Tick]) -> list[dict[str, object]]:

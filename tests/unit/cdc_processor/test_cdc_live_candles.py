@@ -9,28 +9,16 @@ from typing import Any
 
 import orjson
 import pytest
-from cdc_fixtures import T0, quote, tick_flow
+from cdc_fixtures import T0, quote, tick, tick_flow
 from cdc_processor import agents, candles
 from cdc_processor.decoding import Tick
 from cdc_processor.pipeline import TickFlow
 from contracts import topics
-from contracts.rows import AssetClass
 from servicekit.clock import FakeClock
 from test_cdc_agents import make_processor, sent
 
 Q = "market.quotes.v1"
 LIVE = topics.MARKET_CANDLES_LIVE.name
-
-
-def tick(n: int, price: str, at_s: float, *, size: str = "1", symbol: str = "BTC-USD") -> Tick:
-    return Tick(
-        f"t{n}",
-        symbol,
-        AssetClass.CRYPTO,
-        Decimal(price),
-        Decimal(size),
-        T0 + timedelta(seconds=at_s),
-    )
 
 
 def live(outputs: list[Any]) -> list[dict[str, Any]]:
