@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -12,7 +14,7 @@ from cdc_processor import alerts, candles
 from cdc_processor.decoding import Tick
 from cdc_processor.enrichment import Enricher
 from cdc_processor.language import LanguageDetector
-from cdc_processor.pii import Scrubber
+from cdc_processor.pii import Scrubber, detect
 from cdc_processor.pipeline import ReviewFlow, TickFlow
 from cdc_processor.sentiment import SentimentScorer
 from contracts.rows import AssetClass
@@ -176,3 +178,35 @@ def tick_flow(clock: FakeClock | None = None) -> TickFlow:
         stale=alerts.StaleFeedWatch(stale_after=timedelta(seconds=60)),
         clock=clock or FakeClock(T0),
     )
+
+
+def pii_tally(
+    cases: Iterable[tuple[str, str | None, Iterable[tuple[str, str]]]],
+) -> tuple[Counter[str], Counter[str], Counter[str]]:
+    """Per PII kind, `pii.detect`'s true positives, false positives and misses over
+    `(text, locale, labels)` cases, a label being `(kind, value)`: a span counts once its
+    kind and text match a label not matched yet."""
+    tp: Counter[str] = Counter()
+    fp: Counter[str] = Counter()
+    fn: Counter[str] = Counter()
+    for text, locale, labels in cases:
+        wanted = list(labels)
+        for kind, start, end in detect(text, locale=locale):
+            found = (kind.value, text[start:end])
+            if found in wanted:
+                tp[kind.value] += 1
+                wanted.remove(found)
+            else:
+                fp[kind.value] += 1
+        for kind_name, _value in wanted:
+            fn[kind_name] += 1
+    return tp, fp, fn
+
+
+def precision_recall(
+    kind: str, tp: Counter[str], fp: Counter[str], fn: Counter[str]
+) -> tuple[float, float]:
+    """`kind`'s precision and recall from `pii_tally`'s counts (1.0 where nothing counts)."""
+    precision = tp[kind] / (tp[kind] + fp[kind]) if tp[kind] + fp[kind] else 1.0
+    recall = tp[kind] / (tp[kind] + fn[kind]) if tp[kind] + fn[kind] else 1.0
+    return precision, recall

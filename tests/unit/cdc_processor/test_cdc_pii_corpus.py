@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+from cdc_fixtures import pii_tally, precision_recall
 from cdc_pii_corpus import CORPUS
 from cdc_processor.pii import PLACEHOLDER, PiiKind, Scrubber, detect
 
@@ -23,21 +24,10 @@ FLOORS: dict[str, tuple[float, float]] = {  # kind → (precision, recall)
 
 
 def _measure() -> tuple[Counter[str], Counter[str], Counter[str]]:
-    tp: Counter[str] = Counter()
-    fp: Counter[str] = Counter()
-    fn: Counter[str] = Counter()
-    for _lang, text, expected in CORPUS:
-        wanted = [(kind, value) for kind, values in expected.items() for value in values]
-        for kind, start, end in detect(text):
-            found = (kind.value, text[start:end])
-            if found in wanted:
-                tp[kind.value] += 1
-                wanted.remove(found)
-            else:
-                fp[kind.value] += 1
-        for kind, _value in wanted:
-            fn[kind] += 1
-    return tp, fp, fn
+    return pii_tally(
+        (text, None, [(kind, value) for kind, values in expected.items() for value in values])
+        for _lang, text, expected in CORPUS
+    )
 
 
 def test_corpus_is_large_and_mixed() -> None:
@@ -50,8 +40,7 @@ def test_corpus_is_large_and_mixed() -> None:
 @pytest.mark.parametrize("kind", sorted(FLOORS))
 def test_precision_and_recall_meet_floor(kind: str) -> None:
     tp, fp, fn = _measure()
-    precision = tp[kind] / (tp[kind] + fp[kind]) if tp[kind] + fp[kind] else 1.0
-    recall = tp[kind] / (tp[kind] + fn[kind]) if tp[kind] + fn[kind] else 1.0
+    precision, recall = precision_recall(kind, tp, fp, fn)
     print(f"{kind}: precision {precision:.3f} recall {recall:.3f} (tp={tp[kind]})")
     min_precision, min_recall = FLOORS[kind]
     assert tp[kind] >= 10, "too few labelled examples to measure"
