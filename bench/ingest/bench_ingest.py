@@ -41,6 +41,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+from pulse_cli import processes
 from pulse_cli.scripts import load_script
 from pulse_cli.stackenv import read_env_file
 
@@ -156,16 +157,10 @@ def free_port() -> int:
 
 
 def wait_healthy(url: str, proc: subprocess.Popen[bytes], path: str = "/healthz") -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}{path}", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline or proc.poll() is not None:
-            raise SystemExit(f"{url} did not become healthy")
-        time.sleep(0.2)
+    try:
+        processes.wait_healthy(f"{url}{path}", proc, timeout_s=30)
+    except RuntimeError as exc:
+        raise SystemExit(f"{url} did not become healthy: {exc}") from None
 
 
 INGEST_PIDS: dict[str, int] = {}  # url -> pid of each ingest this bench started

@@ -334,6 +334,26 @@ def health(url: str, *, timeout_s: float = 2.0) -> tuple[bool, str]:
     return response.status_code == 200, f"HTTP {response.status_code}"
 
 
+def wait_healthy(
+    url: str,
+    process: subprocess.Popen[bytes],
+    *,
+    timeout_s: float,
+    interval_s: float = 0.2,
+    log: Path | None = None,
+) -> None:
+    """Until `url` answers 200 (a test's or a benchmark's service starting). RuntimeError if
+    `process` exits or `timeout_s` passes first, ending with the last 3,000 characters of its
+    `log`."""
+    deadline = time.monotonic() + timeout_s
+    while not health(url, timeout_s=1.0)[0]:
+        if process.poll() is not None or time.monotonic() > deadline:
+            state = "exited" if process.poll() is not None else f"not healthy in {timeout_s:g} s"
+            tail = log.read_text(errors="replace")[-3000:] if log is not None else ""
+            raise RuntimeError(f"{url}: {state}\n{tail}")
+        time.sleep(interval_s)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 from pulse_cli import cdc_source
+from pulse_cli.processes import wait_healthy
 from servicekit.cdc_health import CdcHealthSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -53,16 +54,7 @@ def ingest(stack_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
             [sys.executable, "-m", "ingest"], env=env, stdout=log, stderr=subprocess.STDOUT
         )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert process.poll() is None, (tmp_path / "ingest.log").read_text()
-            assert time.monotonic() < deadline, "ingest did not start"
-            time.sleep(0.2)
+        wait_healthy(f"{url}/healthz", process, timeout_s=30, log=tmp_path / "ingest.log")
         yield url
     finally:
         process.terminate()

@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pulse_cli.processes import wait_healthy
 
 pytestmark = pytest.mark.integration
 
@@ -41,13 +41,7 @@ def uds_ingest(ingest_api: str, ingest_env: dict[str, str]) -> Iterator[tuple[st
         proc = subprocess.Popen([sys.executable, "-m", "ingest"], env=env)
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                        break
-                assert proc.poll() is None and time.monotonic() < deadline, "ingest did not start"
-                time.sleep(0.2)
+            wait_healthy(f"{url}/healthz", proc, timeout_s=30)
             yield url, sock
         finally:
             proc.terminate()

@@ -22,6 +22,7 @@ import orjson
 import pytest
 from aiokafka import TopicPartition
 from contracts import datasets, topics
+from pulse_cli.processes import wait_healthy
 from servicekit.kafka import make_consumer, make_producer
 from servicekit.settings import KafkaSettings
 
@@ -111,15 +112,9 @@ def ingest_api(stack_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
         [sys.executable, "-m", "ingest"], env=env, cwd=REPO, stdout=log, stderr=log
     )
     url = f"http://127.0.0.1:{INGEST_PORT}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert process.poll() is None and time.monotonic() < deadline, "ingest did not start"
-        time.sleep(0.3)
+    wait_healthy(
+        f"{url}/healthz", process, timeout_s=60, interval_s=0.3, log=tmp_path / "ingest.log"
+    )
     yield url
     process.terminate()
     process.wait(timeout=20)

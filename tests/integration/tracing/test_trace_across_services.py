@@ -34,7 +34,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from cdc_processor.app import redirected_outputs
 from contracts import datasets, topics
-from pulse_cli.processes import stop_process
+from pulse_cli.processes import stop_process, wait_healthy
 from pulse_cli.scripts import load_script
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(480)]
@@ -191,17 +191,12 @@ def debezium(
 def _start(argv: list[str], env: dict[str, str], log: Path, health: str) -> subprocess.Popen[bytes]:
     out = log.open("wb")
     process = subprocess.Popen(argv, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 150
-    while True:
-        try:
-            if httpx.get(health, timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError(f"{argv[-1]} did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.3)
+    try:
+        wait_healthy(health, process, timeout_s=150, interval_s=0.3, log=log)
+    except RuntimeError:
+        process.kill()
+        raise
+    return process
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from pulse_cli.processes import ServiceSpec, Supervisor, stop_process
+import pytest
+from pulse_cli.processes import ServiceSpec, Supervisor, free_port, stop_process, wait_healthy
 
 
 def test_start_is_idempotent_and_stop_ends_the_process(tmp_path: Path) -> None:
@@ -106,3 +107,27 @@ def test_stop_process_ends_a_child_with_sigterm_and_leaves_an_exited_one() -> No
     assert child.returncode == -signal.SIGTERM
     stop_process(child)  # exited and reaped: nothing to do
     assert child.returncode == -signal.SIGTERM
+
+
+def test_wait_healthy_returns_once_the_service_answers(tmp_path: Path) -> None:
+    port = free_port(range(62060, 62080))  # this suite's share of the 62000-62099 range
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}/", server, timeout_s=20)
+        assert server.poll() is None
+    finally:
+        stop_process(server)
+
+
+def test_wait_healthy_names_a_service_that_exited_with_its_log(tmp_path: Path) -> None:
+    log = tmp_path / "service.log"
+    log.write_text("boom: a setting is wrong\n")
+    child = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    child.wait(timeout=10)
+    with pytest.raises(RuntimeError, match=r"exited\n.*boom: a setting is wrong"):
+        wait_healthy("http://127.0.0.1:1/healthz", child, timeout_s=20, log=log)
