@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -188,30 +188,27 @@ def test_burst_of_negative_reviews_alerts_once_per_burst() -> None:
     clock = FakeClock(T0)
     flow = review_flow(clock)
     _product(flow)
-    kinds = []
-    for i in range(6):
-        at = T0 + timedelta(minutes=i)
-        row = review_row(
-            f"00000000-0000-4000-8000-00000000010{i}",
-            rating=1,
-            body=f"Broken again number {i}, awful",
-            at=at,
-        )
-        outputs = flow.on_review(decoding.decode_review_cdc(envelope("c", after=row)))
-        kinds += [a["kind"] for a in _records(outputs, topics.ALERTS.name)]
+
+    def wave(n: int, *, wave_no: int, start: datetime, body: str) -> list[str]:
+        """`n` one-star reviews a minute apart; the kinds of the alerts they raise."""
+        kinds = []
+        for i in range(n):
+            row = review_row(
+                f"00000000-0000-4000-8000-000000000{wave_no}0{i}",
+                rating=1,
+                body=body.format(i=i),
+                at=start + timedelta(minutes=i),
+            )
+            outputs = flow.on_review(decoding.decode_review_cdc(envelope("c", after=row)))
+            kinds += [a["kind"] for a in _records(outputs, topics.ALERTS.name)]
+        return kinds
+
+    kinds = wave(6, wave_no=1, start=T0, body="Broken again number {i}, awful")
     assert kinds.count("negative_review") == 6
     assert kinds.count("negative_burst") == 1
     # After a quiet hour, a new burst alerts again.
-    for i in range(3):
-        at = T0 + timedelta(hours=2, minutes=i)
-        row = review_row(
-            f"00000000-0000-4000-8000-00000000020{i}",
-            rating=1,
-            body=f"Second wave complaint {i} here",
-            at=at,
-        )
-        outputs = flow.on_review(decoding.decode_review_cdc(envelope("c", after=row)))
-        kinds += [a["kind"] for a in _records(outputs, topics.ALERTS.name)]
+    later = T0 + timedelta(hours=2)
+    kinds += wave(3, wave_no=2, start=later, body="Second wave complaint {i} here")
     assert kinds.count("negative_burst") == 2
 
 
