@@ -339,21 +339,9 @@ class _Walker:
             product = value
             self.products.append(value)
         if "Review" in types or "UserReview" in types or "CriticReview" in types:
-            reviewed = self.resolve(value.get("itemReviewed"))
-            owner = (
-                reviewed
-                if isinstance(reviewed, dict) and _types(reviewed) & _PRODUCT_TYPES
-                else product
-            )
-            self.reviews.append((value, owner))
+            self.reviews.append((value, self._owner(value, product)))
         elif "AggregateRating" in types:
-            reviewed = self.resolve(value.get("itemReviewed"))
-            owner = (
-                reviewed
-                if isinstance(reviewed, dict) and _types(reviewed) & _PRODUCT_TYPES
-                else product
-            )
-            self.aggregates.append((value, owner))
+            self.aggregates.append((value, self._owner(value, product)))
         for key, child in value.items():
             if key != "@id":
                 self._walk(child, product)
