@@ -42,10 +42,11 @@ def test_a_named_tree_counts_its_workers_cpu(bench_cpu_module: ModuleType) -> No
         os.killpg(parent.pid, signal.SIGKILL)  # the child too
         parent.wait()
     named, plain = cpu.used(named0, named1), cpu.used(plain0, plain1)
-    # The child spun for the whole second: most of a core, counted as the tree's part.
-    assert named.get("ingest", 0.0) >= 0.5, named
+    # The child spun for the whole second: most of a core, counted as the tree's part. A real
+    # ingest may run beside the test (the stack's services, left up by another tier): it
+    # counts as "ingest" in both snapshots, so the tree is what naming it adds.
+    assert named.get("ingest", 0.0) - plain.get("ingest", 0.0) >= 0.5, (named, plain)
     # Without the root it is nobody's: the same CPU lands on "other".
-    assert plain.get("ingest", 0.0) == 0.0, plain
     assert plain.get("other", 0.0) >= 0.5, plain
 
 
