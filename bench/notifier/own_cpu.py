@@ -75,22 +75,7 @@ class SignedNoPost(WebhookReceiver):
     done: asyncio.Event
 
     async def send(self, outgoing: Outgoing, *, now: datetime) -> SendResult:
-        body = orjson.dumps(
-            messages.webhook_payload(
-                outgoing.alerts,
-                notification_id=outgoing.key,
-                receiver=outgoing.receiver,
-                group_labels=outgoing.group_labels,
-                timestamp=now,
-                dashboard_url=None,
-            )
-        )
-        signing.signed_headers(
-            signing.decode_secret(SECRET),
-            msg_id=outgoing.key,
-            timestamp_s=int(now.timestamp()),
-            body=body,
-        )
+        self.signed_request(outgoing, now=now)  # the real body and signature, not posted
         await asyncio.sleep(0)  # a send yields once at least
         self.sent += 1
         if self.sent >= self.expected:

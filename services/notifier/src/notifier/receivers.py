@@ -88,7 +88,9 @@ class WebhookReceiver:
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
         )
 
-    async def send(self, outgoing: Outgoing, *, now: datetime) -> SendResult:
+    def signed_request(self, outgoing: Outgoing, *, now: datetime) -> tuple[bytes, dict[str, str]]:
+        """The JSON body and its headers: the Standard Webhooks signature and the idempotency
+        key (the notification's key, the same on every attempt)."""
         body = orjson.dumps(
             messages.webhook_payload(
                 outgoing.alerts,
@@ -103,6 +105,10 @@ class WebhookReceiver:
             self._key, msg_id=outgoing.key, timestamp_s=int(now.timestamp()), body=body
         )
         headers["idempotency-key"] = outgoing.key
+        return body, headers
+
+    async def send(self, outgoing: Outgoing, *, now: datetime) -> SendResult:
+        body, headers = self.signed_request(outgoing, now=now)
         try:
             response = await self._client.post(self._url, content=body, headers=headers)
         except httpx.HTTPError as exc:
