@@ -38,6 +38,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from notifier.sinks import Received, WebhookSink
+from pulse_cli import processes
 
 ROOT = Path(__file__).resolve().parents[2]
 PORTS = range(61350, 61400)  # this helper's port range, upper half
@@ -46,17 +47,7 @@ CONCURRENCY = 4  # the notifier's default per receiver; the bare loop gets the s
 
 
 def free_port() -> int:
-    import random
-    import socket
-
-    for port in random.sample(list(PORTS), len(PORTS)):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port")
+    return processes.free_port(PORTS, shuffle=True)
 
 
 def alert(n: int, run: str) -> bytes:

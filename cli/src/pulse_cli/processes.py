@@ -10,6 +10,7 @@ import base64
 import contextlib
 import json
 import os
+import random
 import secrets
 import signal
 import socket
@@ -300,10 +301,13 @@ class Supervisor:
         return True
 
 
-def free_port(ports: range) -> int:
+def free_port(ports: range, *, shuffle: bool = False) -> int:
     """The first port of `ports` nothing is bound to now (bound, then released, for a test's or
-    a benchmark's service to take next); RuntimeError when every one is taken."""
-    for port in ports:
+    a benchmark's service to take next); RuntimeError when every one is taken. `shuffle` tries
+    them in random order: a caller that picks several ports before binding any (a receiver
+    URL nothing will listen on, then a service's port) would otherwise get the same one."""
+    order = random.sample(list(ports), len(ports)) if shuffle else ports
+    for port in order:
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))

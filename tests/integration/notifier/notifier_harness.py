@@ -6,7 +6,6 @@ import asyncio
 import base64
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,23 +18,15 @@ from typing import Any
 import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from pulse_cli import processes
 
 PORTS = range(61300, 61400)  # this helper's range (the brief's port plan)
 SECRET = "whsec_" + base64.b64encode(b"pulse-notifier-integration-32byt").decode()
 
 
 def free_port() -> int:
-    """A free port in 61300-61399, picked at random so parallel runs rarely collide."""
-    import random
-
-    for port in random.sample(list(PORTS), len(PORTS)):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 61300-61399")
+    """A free port of this suite's range, in random order so parallel runs rarely collide."""
+    return processes.free_port(PORTS, shuffle=True)
 
 
 def review_alert(n: int, *, subject: str = "product:1", run: str = "") -> dict[str, Any]:

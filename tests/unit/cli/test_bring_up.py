@@ -16,7 +16,6 @@ class FakeSupervisor:
     """The process table `bring_up` reads: which services run (by name)."""
 
     running: set[str] = set()
-    dies_after_start: set[str] = set()
     started: list[str] = []
 
     def __init__(self, root: Path, env: dict[str, str]) -> None:
@@ -30,8 +29,7 @@ class FakeSupervisor:
 
     def start(self, spec: Any) -> int:
         self.started.append(spec.name)
-        if spec.name not in self.dies_after_start:
-            self.running.add(spec.name)
+        self.running.add(spec.name)
         return 1
 
     def log_file(self, name: str) -> Path:
@@ -40,11 +38,7 @@ class FakeSupervisor:
 
 @pytest.fixture
 def supervisor(monkeypatch: pytest.MonkeyPatch) -> type[FakeSupervisor]:
-    FakeSupervisor.running, FakeSupervisor.dies_after_start, FakeSupervisor.started = (
-        set(),
-        set(),
-        [],
-    )
+    FakeSupervisor.running, FakeSupervisor.started = set(), []
     monkeypatch.setattr(main, "_stack", lambda root, action: None)
     monkeypatch.setattr(main, "stack_env", lambda root: {})
     monkeypatch.setattr(main.time, "sleep", lambda s: None)
