@@ -101,7 +101,7 @@ async def own_work_us(n: int, *, down: bool, profile: bool) -> float:
     every notification."""
     clock = SystemClock()
     state = Path(tempfile.mkdtemp(prefix="bench-notifier-own-"))
-    outbox = Outbox(state / "outbox.sqlite3")
+    outbox = Outbox(state / "outbox.journal")
     disk = SyncThread()
     silences = SilenceBook(outbox, disk)
     await silences.load()

@@ -38,7 +38,7 @@ class RecordingDisk:
 
 async def test_offsets_are_committed_only_after_the_outbox_is_synced(tmp_path: Path) -> None:
     log: list[str] = []
-    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    outbox = Outbox(tmp_path / "outbox.journal")
     notifier = Notifier(
         consumer=RecordingConsumer(log),  # type: ignore[arg-type]  # only commit() is used
         producer=None,  # type: ignore[arg-type]  # no DLQ record in this test

@@ -55,7 +55,7 @@ class ScriptedReceiver:
 class Harness:
     def __init__(self, tmp_path: Path, **receiver: Any) -> None:
         self.clock = FakeClock(T0)
-        self.outbox = Outbox(tmp_path / "o.sqlite3")
+        self.outbox = Outbox(tmp_path / "o.journal")
         self.given_up: list[tuple[Notification, int, str]] = []
         self.silences: list[Any] = []
         self.router = Router(
@@ -185,7 +185,7 @@ async def test_a_silence_created_after_queueing_still_mutes_the_send(tmp_path: P
 
 async def test_a_hung_receiver_does_not_delay_another_receivers_deliveries(tmp_path: Path) -> None:
     # Two dispatchers, one outbox thread, real time: the hung one never answers.
-    outbox = Outbox(tmp_path / "o.sqlite3")
+    outbox = Outbox(tmp_path / "o.journal")
     executor = concurrent.futures.ThreadPoolExecutor(1)
 
     class OneThread:

@@ -144,6 +144,11 @@ class Dispatcher:
         paused_s = self._paused_until - mono
         # Down: one probe at a time, and none while paused; up: the window (`_window`).
         free = 0 if paused_s > 0 else self._window() - len(self._inflight)
+        # Settled in this step: no longer in flight, so a retry already due is handed out now.
+        for key in delivered:
+            self._inflight_keys.discard(key)
+        for retry in retries:
+            self._inflight_keys.discard(retry.key)
         claimed, due = await self._db.call(
             self._outbox.step,
             self.name,
@@ -153,10 +158,6 @@ class Dispatcher:
             exclude=frozenset(self._inflight_keys),
             limit=free,
         )
-        for key in delivered:
-            self._inflight_keys.discard(key)
-        for retry in retries:
-            self._inflight_keys.discard(retry.key)
         for note in claimed:
             self._inflight_keys.add(note.key)
             task = asyncio.create_task(self._deliver(note), name=f"deliver-{note.key}")
@@ -224,7 +225,7 @@ class Dispatcher:
             await self._clock.sleep(wait)
 
     async def _deliver(self, note: Notification) -> None:
-        alerts = [AlertRaised.model_validate_json(a.alert_json) for a in note.alerts]
+        alerts = [a.parsed() for a in note.alerts]
         audible = alerts
         if silences := self._silences():
             now = self._clock.now()

@@ -108,7 +108,7 @@ async def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    outbox = Outbox(settings.state_dir / "outbox.sqlite3")
+    outbox = Outbox(settings.state_dir / "outbox.journal")
     disk = SyncThread()
     waiting = outbox.waiting()
     if waiting:

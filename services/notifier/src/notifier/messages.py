@@ -73,8 +73,8 @@ def alert_summary(alert: AlertRaised) -> str:
     return alert.message
 
 
-def alert_text(alert: AlertRaised, *, dashboard_url: str | None) -> str:
-    lines = [f"[{alert.severity.value.upper()}] {alert_summary(alert)}"]
+def alert_text(alert: AlertRaised, *, dashboard_url: str | None, summary: str | None = None) -> str:
+    lines = [f"[{alert.severity.value.upper()}] {summary or alert_summary(alert)}"]
     excerpt = alert.details.get("excerpt")
     if alert.kind is AlertKind.NEGATIVE_REVIEW and excerpt:
         lines.append(f'  "{excerpt}"')
@@ -85,13 +85,14 @@ def alert_text(alert: AlertRaised, *, dashboard_url: str | None) -> str:
     return "\n".join(lines)
 
 
-def title(alerts: Sequence[AlertRaised]) -> str:
+def title(alerts: Sequence[AlertRaised], *, summary: str | None = None) -> str:
+    """`summary`: the first alert's `alert_summary`, when the caller has it already."""
     first = alerts[0]
     severity = max((a.severity for a in alerts), key=_severity_rank).value.upper()
     kinds = {a.kind for a in alerts}
     what = _KIND_TITLES.get(first.kind, first.kind.value) if len(kinds) == 1 else "Alerts"
     if len(alerts) == 1:
-        return f"[{severity}] {what}: {alert_summary(first)}"
+        return f"[{severity}] {what}: {summary or alert_summary(first)}"
     return f"[{severity}] {len(alerts)} × {what}: {_product(first.details, first.subject)}"
 
 
@@ -113,6 +114,8 @@ def webhook_payload(
     dashboard_url: str | None,
 ) -> dict[str, Any]:
     """The webhook's JSON body, in the Standard Webhooks shape (`type`, `timestamp`, `data`)."""
+    summaries = [alert_summary(alert) for alert in alerts]  # each used three times
+    links = [dashboard_link(alert, dashboard_url=dashboard_url) for alert in alerts]
     return {
         "type": WEBHOOK_EVENT_TYPE,
         "timestamp": timestamp.isoformat(),
@@ -120,15 +123,14 @@ def webhook_payload(
             "notification_id": notification_id,
             "receiver": receiver,
             "group_labels": dict(group_labels),
-            "title": title(alerts),
-            "text": text_body(alerts, dashboard_url=dashboard_url),
+            "title": title(alerts, summary=summaries[0]),
+            "text": "\n\n".join(
+                alert_text(alert, dashboard_url=dashboard_url, summary=summary)
+                for alert, summary in zip(alerts, summaries, strict=True)
+            ),
             "alerts": [
-                {
-                    **alert.model_dump(mode="json"),
-                    "summary": alert_summary(alert),
-                    "link": dashboard_link(alert, dashboard_url=dashboard_url),
-                }
-                for alert in alerts
+                {**alert.model_dump(mode="json"), "summary": summary, "link": link}
+                for alert, summary, link in zip(alerts, summaries, links, strict=True)
             ],
         },
     }

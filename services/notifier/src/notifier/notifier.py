@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 
 SERVICE = "notifier"
 PRUNE_EVERY_S = 60.0  # expired dedup entries, idle groups, inhibitions, old silences
-CHECKPOINT_EVERY_S = 5.0  # the outbox's WAL into its database, while alerts arrive
 # At most this often an fsync + Kafka commit: at 100 alerts/s a poll returns a few records,
 # and one of each per poll cost more CPU than the alerts (bench/notifier, latency mode: ~5 ms
 # per alert). A crash replays at most this much more; `seen` drops the replay. Deliveries
@@ -46,8 +45,8 @@ T = TypeVar("T")
 
 
 class OnLoop:
-    """Outbox calls on the event loop itself. In WAL mode at synchronous=NORMAL a commit is
-    a write() to the WAL: tens of microseconds, never an fsync (those run on `SyncThread`).
+    """Outbox calls on the event loop itself. A change is a dict update and one write() to
+    the journal: microseconds, never an fsync (those run on `SyncThread`).
     A thread hop per call cost more than the call (bench/notifier: ~50 us of CPU and a few ms
     of waiting per dispatcher step on a busy machine, with the GIL passed back and forth)."""
 
@@ -56,8 +55,8 @@ class OnLoop:
 
 
 class SyncThread:
-    """The outbox's fsyncs and checkpoints, off the event loop (an fsync can take tens of
-    ms on a busy disk; the sends and the consume loop go on meanwhile)."""
+    """The outbox's fsyncs (and the rename that ends a compaction), off the event loop (an
+    fsync can take tens of ms on a busy disk; the sends and the consume loop go on meanwhile)."""
 
     def __init__(self) -> None:
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fsync")
@@ -126,7 +125,6 @@ class Notifier:
                 if self.last_loop_mono - pruned_at >= PRUNE_EVERY_S:
                     pruned_at = self.last_loop_mono
                     self._outbox.prune(now_s=self._clock.now().timestamp())
-                    await self._disk.call(self._outbox.checkpoint)
                 batches = await self._consumer.getmany(
                     timeout_ms=500, max_records=self._poll_max_records
                 )
@@ -150,7 +148,6 @@ class Notifier:
         commit covers every batch queued before it); a last commit on the way out.
         Each commit follows an fsync of the outbox that started after the commits of the
         batches it covers: what Kafka forgets is on disk, even across a power loss."""
-        checkpointed_at = self._clock.monotonic()
         committed_at = float("-inf")
         while True:
             await self._commit_due.wait()
@@ -163,9 +160,8 @@ class Notifier:
             offsets, self._to_commit = self._to_commit, {}
             if offsets:
                 await self._disk.call(self._outbox.sync)
-                if self._clock.monotonic() - checkpointed_at >= CHECKPOINT_EVERY_S:
-                    checkpointed_at = self._clock.monotonic()
-                    await self._disk.call(self._outbox.checkpoint)
+                # A grown journal starts again from a snapshot; the next sync finishes it.
+                self._outbox.compact_if_due(now_s=self._clock.now().timestamp())
                 try:
                     await self._consumer.commit(offsets)
                 except (CommitFailedError, KafkaError) as exc:
@@ -200,6 +196,7 @@ class Notifier:
                     alert_json=record.value or b"",
                     source=SourceRef(record.topic, record.partition, record.offset, record.key),
                     destinations=destinations,
+                    alert=alert,
                 )
             )
         if incoming:

@@ -1,93 +1,82 @@
-"""The durable per-receiver outbox: SQLite in the state directory (a PVC in Kubernetes).
+"""The durable per-receiver outbox: state in memory, every change appended to a journal file in
+the state directory (a PVC in Kubernetes), replayed at start-up.
 
-Why SQLite and not a Kafka retry topic: a receiver's queue must be readable by receiver and
-due time (a dead receiver's backlog is skipped, not read past), grouped alerts must leave the
-queue together with the notification that carries them, and the dedup set (`seen`) must be
-updated in the same step. One local transaction does all three; Kafka would need a topic per
-receiver plus a compacted state topic, and could not delete a delivered message.
+Why a journal and not a database: the outbox's reads (a receiver's due groups, its due
+notifications, the dedup set) are all by receiver and time, which dicts and heaps answer in
+microseconds; what must survive a crash is only the sequence of changes. Appending one line
+per change costs a write() per consumed batch and per dispatcher step, where the SQLite outbox
+before it spent ~130 us of CPU per alert in B-tree inserts and deletes and index upkeep
+(bench/notifier/own_cpu.py, 2026-12-07: more than half of the notifier's own work).
+Why not a Kafka retry topic: a dead receiver's backlog must be skipped, not read past, grouped
+alerts must leave together with the notification that carries them, and a delivered message
+must be forgotten; the journal is local and each of those is one line.
 
 Order of a consumed batch (notifier.Notifier.handle_batch):
-  1. route each alert, 2. `enqueue` every destination in ONE transaction, 3. `sync` (fsync),
-  4. then commit the Kafka offsets. A crash before 4 replays the batch; `seen` makes the replay
-  a no-op. A crash after 4 loses nothing: the rows are on disk.
-A notification row is deleted only after its receiver acknowledged it (or it went to the DLQ):
+  1. route each alert, 2. `enqueue` every destination (one journal write for the batch),
+  3. `sync` (fsync, on the sync thread), 4. then commit the Kafka offsets. A crash before 4
+  replays the batch; the dedup set (`seen`) makes the replay a no-op. A crash after 4 loses
+  nothing: the lines are on disk.
+A notification is forgotten only after its receiver acknowledged it (or it went to the DLQ):
 a crash in between re-sends it under the same key, which the receiver can drop.
 
-Durability, precisely. WAL mode at synchronous=NORMAL: a COMMIT appends its frames to the
-`-wal` file with write() and returns, without an fsync. Those frames are in the kernel's page
-cache, so a committed transaction survives kill -9 of the process at once. A power loss (or
-a kernel crash) can lose the transactions written since the last fsync of the WAL; `sync`
-makes them durable, and the Notifier calls it (on its sync thread) before every Kafka commit,
-so what Kafka forgets is always on disk. Between a commit and its sync, a power loss can
+Durability, precisely. A change is written to the journal with write() before `enqueue` or
+`step` returns, without an fsync: the bytes are in the kernel's page cache, so they survive
+kill -9 of the process at once. A power loss (or a kernel crash) can lose what was written
+since the last fsync; `sync` makes it durable, and the Notifier calls it before every Kafka
+commit, so what Kafka forgets is always on disk. Between a write and its sync a power loss can
 therefore lose: queued alerts whose offsets are not committed yet (Kafka replays them), and
 dispatcher outcomes (delivered, retry later: the notification is re-sent under the same key).
-Nothing acknowledged to Kafka is lost. Silences are synced before the API answers.
+A torn last line (power loss mid-write) is cut off at start-up, with a warning.
 
-A dispatcher's outcomes (delivered, retry later) are written in one transaction per loop step
-(`step`), not one per send.
+Replay. Every journal line is an operation with its inputs (queue these alerts at time t,
+flush this receiver's due groups at time t, these notifications were delivered, ...) and
+start-up re-applies them in order through the same code that applied them live, so the
+state rebuilt is the state that was. Expiry (dedup entries, idle groups, inhibitions, old
+silences) is checked where it is read, so `prune` only frees memory and is not journaled.
 
-Every method except `sync` and `checkpoint` runs on the event loop's thread (they are
-microseconds; see notifier.OnLoop); those two run on the sync thread, one at a time.
+Compaction. When the journal has grown past COMPACT_MIN_BYTES and COMPACT_RATIO times its last
+snapshot, `compact_if_due` writes the live state as a snapshot to `<journal>.new` and appends
+there from then on; the next `sync` fsyncs it and renames it over the journal. A crash in
+between leaves both: at start-up `<journal>.new` wins if its snapshot is complete (it ends
+with an end-of-snapshot line), else it is deleted and the old journal, still whole, is read.
+
+Every method except `sync` runs on the event loop's thread; `sync` runs on the sync thread and
+only fsyncs, renames and closes file descriptors, under a lock shared with the one method
+that switches them (`compact_if_due`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
+import heapq
 import itertools
+import logging
 import os
-import sqlite3
-from collections.abc import Collection, Iterable, Iterator, Sequence
+import threading
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
+from contracts.events import AlertRaised
 
 from notifier.routing import Destination, InhibitRule
 from notifier.silences import Silence
 
-MAX_ALERTS_PER_NOTIFICATION = 100
-WAL_KEEP_BYTES = 8 << 20  # a restarted WAL is cut back to this (journal_size_limit)
+log = logging.getLogger(__name__)
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS pending (
-    receiver TEXT NOT NULL, alert_id TEXT NOT NULL, group_key TEXT NOT NULL,
-    alert BLOB NOT NULL, source BLOB NOT NULL, enqueued_at REAL NOT NULL,
-    PRIMARY KEY (receiver, alert_id)
-);
-CREATE INDEX IF NOT EXISTS pending_group ON pending (receiver, group_key, enqueued_at);
-CREATE TABLE IF NOT EXISTS pending_targets (
-    rule INTEGER NOT NULL, equal_key TEXT NOT NULL, receiver TEXT NOT NULL,
-    alert_id TEXT NOT NULL, PRIMARY KEY (rule, equal_key, receiver, alert_id)
-);
--- A flush forgets its alerts' target rows by (receiver, alert_id): without this index each
--- of those deletes scanned the table (bench/notifier: 260 us per alert with 6,000 rows).
-CREATE INDEX IF NOT EXISTS pending_targets_alert ON pending_targets (receiver, alert_id);
-CREATE TABLE IF NOT EXISTS groups (
-    receiver TEXT NOT NULL, group_key TEXT NOT NULL, group_labels BLOB NOT NULL,
-    group_wait_s REAL NOT NULL, group_interval_s REAL NOT NULL,
-    due_at REAL, last_flushed_at REAL,  -- due_at: NULL while nothing waits in the group
-    PRIMARY KEY (receiver, group_key)
-);
-CREATE INDEX IF NOT EXISTS groups_due ON groups (receiver, due_at);
-CREATE TABLE IF NOT EXISTS seen (
-    receiver TEXT NOT NULL, alert_id TEXT NOT NULL, expires_at REAL NOT NULL,
-    PRIMARY KEY (receiver, alert_id)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS inhibitions (
-    rule INTEGER NOT NULL, equal_key TEXT NOT NULL, until REAL NOT NULL,
-    PRIMARY KEY (rule, equal_key)
-);
-CREATE TABLE IF NOT EXISTS notifications (
-    key TEXT PRIMARY KEY, receiver TEXT NOT NULL, group_key TEXT NOT NULL,
-    group_labels BLOB NOT NULL, alerts BLOB NOT NULL, first_enqueued_at REAL NOT NULL,
-    created_at REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at REAL NOT NULL, last_error TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS notifications_due ON notifications (receiver, next_attempt_at);
-CREATE TABLE IF NOT EXISTS silences (id TEXT PRIMARY KEY, doc BLOB NOT NULL, ends_at REAL NOT NULL);
-"""
+MAX_ALERTS_PER_NOTIFICATION = 100
+COMPACT_MIN_BYTES = 16 << 20  # a journal smaller than this is never compacted…
+COMPACT_RATIO = 4  # …nor one under this multiple of its last snapshot
+JOURNAL_VERSION = 1
+_SILENCE_KEPT_S = 7 * 86400.0  # an expired silence is still listed this long
+
+
+class OutboxError(RuntimeError):
+    """The journal cannot be written or read: the service must stop (a restart replays)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +98,7 @@ class Incoming:
     alert_json: bytes
     source: SourceRef
     destinations: Sequence[Destination]
+    alert: AlertRaised | None = None  # decoded already: kept beside the bytes while queued
 
 
 @dataclass(slots=True)
@@ -120,23 +110,6 @@ class EnqueueResult:
 
     def count(self, bucket: dict[str, int], receiver: str, n: int = 1) -> None:
         bucket[receiver] = bucket.get(receiver, 0) + n
-
-
-@dataclass(slots=True)
-class _EnqueueRows:
-    """A batch's rows per table, written with one executemany each."""
-
-    seen: list[tuple[Any, ...]] = field(default_factory=list)
-    pending: list[tuple[Any, ...]] = field(default_factory=list)
-    targets: list[tuple[Any, ...]] = field(default_factory=list)
-    groups: list[tuple[Any, ...]] = field(default_factory=list)
-
-    def clear(self) -> None:
-        for rows in (self.seen, self.pending, self.targets, self.groups):
-            rows.clear()
-
-
-_IN_CHUNK = 500  # ids per `IN (...)` query (SQLite allows 32,766 variables; keep it modest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +124,12 @@ class Retry:
 class QueuedAlert:
     alert_json: bytes
     source: SourceRef
+    # The decoded alert when this process decoded it (None after a restart: decoded again
+    # from the bytes). In memory only; the bytes are what is journaled and dead-lettered.
+    decoded: AlertRaised | None = field(default=None, compare=False, repr=False)
+
+    def parsed(self) -> AlertRaised:
+        return self.decoded or AlertRaised.model_validate_json(self.alert_json)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,257 +156,420 @@ def _equal_key(rule: InhibitRule, labels: dict[str, str]) -> str:
 
 
 def _matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
-    return all(labels.get(k) == v for k, v in selector.items())
+    """Every (label, value) of the selector is among the labels (a set test, in C)."""
+    return selector.items() <= labels.items()
 
 
-def _source_doc(source: SourceRef) -> bytes:
-    return orjson.dumps(
-        {
-            "topic": source.topic,
-            "partition": source.partition,
-            "offset": source.offset,
-            "key": None if source.key is None else source.key.decode("latin-1"),
-        }
-    )
+def _source_doc(source: SourceRef) -> list[Any]:
+    key = None if source.key is None else source.key.decode("latin-1")
+    return [source.topic, source.partition, source.offset, key]
 
 
-def _source_from(doc: dict[str, Any]) -> SourceRef:
-    key = doc.get("key")
+def _source_from(doc: list[Any]) -> SourceRef:
+    topic, partition, offset, key = doc
     return SourceRef(
-        topic=doc["topic"],
-        partition=int(doc["partition"]),
-        offset=int(doc["offset"]),
-        key=None if key is None else str(key).encode("latin-1"),
+        topic, int(partition), int(offset), None if key is None else key.encode("latin-1")
     )
 
 
-_NOTE_COLUMNS = "key, group_key, group_labels, alerts, first_enqueued_at, attempts, last_error"
+# --- in-memory state ------------------------------------------------------------------------
 
 
-def _note(receiver: str, row: Sequence[Any]) -> Notification:
-    return Notification(
-        key=row[0],
-        receiver=receiver,
-        group_key=row[1],
-        group_labels=orjson.loads(row[2]),
-        alerts=tuple(
-            QueuedAlert(a["alert"].encode(), _source_from(a["source"]))
-            for a in orjson.loads(row[3])
-        ),
-        first_enqueued_at=row[4],
-        attempts=row[5],
-        last_error=row[6],
-    )
+@dataclass(slots=True)
+class _Pending:
+    """An alert waiting in its group."""
+
+    alert: QueuedAlert
+    enqueued_at: float
+    targets: tuple[tuple[int, str], ...]  # the inhibit rules' (rule, equal key) it is a target of
+
+
+@dataclass(slots=True)
+class _Group:
+    labels: dict[str, str]
+    wait_s: float
+    interval_s: float
+    due_at: float | None = None  # None while nothing waits
+    last_flushed_at: float | None = None
+    alerts: dict[str, _Pending] = field(default_factory=dict)  # by alert id, arrival order
+
+
+@dataclass(slots=True)
+class _Queue:
+    """One receiver's groups and notifications."""
+
+    groups: dict[str, _Group] = field(default_factory=dict)
+    group_due: list[tuple[float, str]] = field(default_factory=list)  # heap; stale entries skipped
+    notes: dict[str, Notification] = field(default_factory=dict)  # by key, creation order
+    next_at: dict[str, float] = field(default_factory=dict)  # key → next attempt
+    ready: list[tuple[float, int, str]] = field(default_factory=list)  # heap of (next_at, seq, key)
+    claimed: set[str] = field(default_factory=set)  # handed out, outcome not yet recorded
+    seen: dict[str, float] = field(default_factory=dict)  # alert id → dedup until
+
+    def pending_alerts(self) -> int:
+        return sum(len(g.alerts) for g in self.groups.values())
 
 
 class Outbox:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        # WAL at NORMAL: no fsync in a COMMIT (see the module docstring; `sync` does it).
-        # No automatic checkpoint either: it would fsync on the committing thread, the event
-        # loop; `checkpoint` runs on the sync thread with its own connection instead.
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA wal_autocheckpoint=0")
-        self._db.execute(f"PRAGMA journal_size_limit={WAL_KEEP_BYTES}")
-        self._db.executescript(_SCHEMA)
-        self._wal = Path(f"{path}-wal")
+        self._next_path = Path(f"{path}.new")
+        self._queues: dict[str, _Queue] = {}
+        # (rule, equal key) → (receiver, alert id, group key) of the pending alerts it targets
+        self._targets: dict[tuple[int, str], set[tuple[str, str, str]]] = {}
+        self._inhibitions: dict[tuple[int, str], float] = {}  # → until
+        self._silences: dict[str, tuple[bytes, float]] = {}  # id → (document, ends_at)
+        self._seq = itertools.count()
+        self._lock = threading.Lock()  # the descriptors, between the loop and the sync thread
+        self._retired_fd: int | None = None  # the journal before a compaction, until synced
         self._dir_synced = False
-        self._checkpointer: sqlite3.Connection | None = None  # the sync thread's
+        self._size = self._recover()
+        self._snapshot_size = self._size
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+    # --- the journal ----------------------------------------------------------------------
+
+    def _append(self, lines: list[bytes]) -> None:
+        """One write() for an operation's lines (looped: a short write continues)."""
+        data = b"".join(lines)
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except OSError as exc:
+            raise OutboxError(f"cannot append to {self.path}: {exc}") from exc
+        self._size += len(data)
+
+    def _recover(self) -> int:
+        """Rebuild the state from the journal (a finished compaction's file first)."""
+        if self._next_path.exists():
+            if _complete_snapshot(self._next_path):
+                self._next_path.replace(self.path)
+                _fsync_dir(self.path.parent)
+            else:
+                log.warning("%s: an unfinished compaction, ignored", self._next_path)
+                self._next_path.unlink()
+        if not self.path.exists():
+            return 0
+        data = self.path.read_bytes()
+        good = 0
+        for number, end in enumerate(_line_ends(data), start=1):
+            line = data[good:end]
+            try:
+                op = orjson.loads(line)
+                self._apply(op)
+            except (orjson.JSONDecodeError, ValueError, TypeError, KeyError, IndexError) as exc:
+                if good + len(line) < len(data):
+                    log.warning(
+                        "%s:%d: unreadable (%s); the rest is dropped", self.path, number, exc
+                    )
+                break
+            good += len(line)
+        if good < len(data):
+            log.warning(
+                "%s: %d bytes after the last whole line cut off (a write torn by a crash)",
+                self.path,
+                len(data) - good,
+            )
+            os.truncate(self.path, good)
+        return good
+
+    def _apply(self, op: list[Any]) -> None:
+        kind = op[0]
+        if kind == "q":
+            self._apply_queue(op)
+        elif kind == "f":
+            self._apply_flush(op[1], now_s=op[2])
+        elif kind == "d":
+            self._apply_delivered(op[1], op[2])
+        elif kind == "r":
+            self._apply_retries(op[1], [Retry(*r) for r in op[2]])
+        elif kind == "i":
+            self._apply_inhibit(op[1], op[2], op[3])
+        elif kind == "s":
+            self._silences[op[1]] = (op[2].encode(), op[3])
+        elif kind == "G":
+            _, receiver, group_key, labels, wait_s, interval_s, due_at, flushed_at = op
+            group = _Group(labels, wait_s, interval_s, due_at, flushed_at)
+            queue = self._queue_of(receiver)
+            queue.groups[group_key] = group
+            if due_at is not None:
+                heapq.heappush(queue.group_due, (due_at, group_key))
+        elif kind == "A":
+            _, receiver, group_key, alert_id, alert, source, at, targets = op
+            self._add_pending(
+                receiver,
+                group_key,
+                alert_id,
+                QueuedAlert(alert.encode(), _source_from(source)),
+                at,
+                tuple((int(r), k) for r, k in targets),
+            )
+        elif kind == "N":
+            _, receiver, key, group_key, labels, alerts, first_at, attempts, next_at, error = op
+            alerts_ = tuple(QueuedAlert(a.encode(), _source_from(s)) for a, s in alerts)
+            self._add_note(
+                Notification(key, receiver, group_key, labels, alerts_, first_at, attempts, error),
+                next_at=next_at,
+            )
+        elif kind == "Z":
+            self._queue_of(op[1]).seen.update(op[2])
+        elif kind not in ("V", "E"):
+            raise ValueError(f"unknown operation {kind!r}")
 
     def close(self) -> None:
-        if self._checkpointer is not None:
-            self._checkpointer.close()
-        self._db.close()  # the last connection: SQLite checkpoints and removes the WAL
+        self.sync()
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
 
     def sync(self) -> None:
-        """Make every transaction committed so far survive a power loss: fsync the WAL file
-        (on Linux an fsync flushes the file's dirty pages whichever descriptor wrote them).
-        Frames already checkpointed are in the database file, which the checkpoint fsync'd."""
-        fd = os.open(self._wal, os.O_RDWR)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if not self._dir_synced:  # the WAL file's own directory entry, once
-            dir_fd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+        """Make every change written so far survive a power loss: fsync the journal (and its
+        directory entry once); after a compaction, also put the new journal in the old one's
+        place. Runs on the sync thread."""
+        with self._lock:
+            fd, retired = self._fd, self._retired_fd
+        os.fsync(fd)
+        if retired is not None:
+            # The snapshot and everything since are durable in `.new`: it becomes the journal.
+            self._next_path.replace(self.path)
+            _fsync_dir(self.path.parent)
+            with self._lock:
+                self._retired_fd = None
+            os.close(retired)
+        elif not self._dir_synced:
+            _fsync_dir(self.path.parent)
             self._dir_synced = True
 
-    def checkpoint(self) -> None:
-        """Copy the WAL into the database and fsync it (PASSIVE: the event loop's writes go
-        on meanwhile; once all is copied the next writer restarts the WAL from its start).
-        The Notifier calls it every few seconds while alerts arrive, and on its prune tick."""
-        if self._checkpointer is None:
-            self._checkpointer = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False
-            )
-            self._checkpointer.execute("PRAGMA synchronous=NORMAL")
-        self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    def compact_if_due(self, *, now_s: float) -> bool:
+        """Start a new journal with a snapshot of the live state once the journal has grown
+        well past its last snapshot; `sync` finishes the switch. On the event loop."""
+        if self._size < max(COMPACT_MIN_BYTES, COMPACT_RATIO * self._snapshot_size):
+            return False
+        if self._retired_fd is not None:
+            return False  # the last switch awaits its sync
+        lines = self._snapshot(now_s)
+        data = b"".join(lines)
+        fd = os.open(self._next_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        except OSError as exc:
+            os.close(fd)
+            log.warning("compaction of %s failed (%s); the journal goes on", self.path, exc)
+            return False
+        with self._lock:
+            self._retired_fd, self._fd = self._fd, fd
+        log.info("outbox journal compacted: %d bytes → %d", self._size, len(data))
+        self._size = self._snapshot_size = len(data)
+        return True
+
+    def _snapshot(self, now_s: float) -> list[bytes]:
+        lines = [_line(["V", JOURNAL_VERSION])]
+        for sid, (doc, ends_at) in self._silences.items():
+            lines.append(_line(["s", sid, doc.decode(), ends_at]))
+        for (rule, key), until in self._inhibitions.items():
+            if until > now_s:
+                lines.append(_line(["i", rule, key, until]))
+        for receiver, queue in self._queues.items():
+            for group_key, g in queue.groups.items():
+                lines.append(
+                    _line(
+                        [
+                            "G",
+                            receiver,
+                            group_key,
+                            g.labels,
+                            g.wait_s,
+                            g.interval_s,
+                            g.due_at,
+                            g.last_flushed_at,
+                        ]
+                    )
+                )
+                for alert_id, p in g.alerts.items():
+                    lines.append(
+                        _line(
+                            [
+                                "A",
+                                receiver,
+                                group_key,
+                                alert_id,
+                                p.alert.alert_json.decode(),
+                                _source_doc(p.alert.source),
+                                p.enqueued_at,
+                                p.targets,
+                            ]
+                        )
+                    )
+            for key, n in queue.notes.items():
+                alerts = [[a.alert_json.decode(), _source_doc(a.source)] for a in n.alerts]
+                lines.append(
+                    _line(
+                        [
+                            "N",
+                            receiver,
+                            key,
+                            n.group_key,
+                            n.group_labels,
+                            alerts,
+                            n.first_enqueued_at,
+                            n.attempts,
+                            queue.next_at[key],
+                            n.last_error,
+                        ]
+                    )
+                )
+            seen = [[a, until] for a, until in queue.seen.items() if until > now_s]
+            for start in range(0, len(seen), 10_000):
+                lines.append(_line(["Z", receiver, seen[start : start + 10_000]]))
+        lines.append(_line(["E"]))
+        return lines
 
     def waiting(self) -> int:
         """Notifications not yet delivered (at start-up: those a crash left behind)."""
-        return int(self._db.execute("SELECT COUNT(*) FROM notifications").fetchone()[0])
+        return sum(len(q.notes) for q in self._queues.values())
+
+    def _queue_of(self, receiver: str) -> _Queue:
+        queue = self._queues.get(receiver)
+        if queue is None:
+            queue = self._queues[receiver] = _Queue()
+        return queue
 
     # --- consumer side --------------------------------------------------------------------
 
     def enqueue(
         self, batch: Sequence[Incoming], *, rules: Sequence[InhibitRule], now_s: float
     ) -> EnqueueResult:
-        """Queue a batch's destinations in one transaction; durable across a power loss once
-        `sync` has returned (see the module docstring).
-
-        The rows are written with one `executemany` per table, not four statements per
-        destination: the dedup set is read once per receiver for the whole batch, and an
-        inhibition source (rare) first writes the rows before it, so its drop sees them."""
+        """Queue a batch's destinations: one journal write for the batch, durable across a
+        power loss once `sync` has returned (see the module docstring)."""
         result = EnqueueResult()
-        with self._transaction():
-            rows = _EnqueueRows()
-            seen = self._seen_already(batch, now_s=now_s)
-            active: dict[tuple[int, str], bool] = {}  # inhibitions read in this batch
-            for item in batch:
-                if any(_matches(rule.source, item.labels) for rule in rules):
-                    self._write(rows)
-                    self._inhibit_by(item, rules=rules, now_s=now_s, result=result)
-                    active.clear()
-                targets = [
-                    (index, _equal_key(rule, item.labels))
-                    for index, rule in enumerate(rules)
-                    if _matches(rule.target, item.labels)
-                ]
-                if any(self._inhibited(target, now_s=now_s, active=active) for target in targets):
-                    for dest in item.destinations:
-                        result.count(result.inhibited, dest.receiver)
+        lines: list[bytes] = []
+        for item in batch:
+            for index, rule in enumerate(rules):
+                if _matches(rule.source, item.labels):
+                    key, until = _equal_key(rule, item.labels), now_s + rule.duration_s
+                    lines.append(_line(["i", index, key, until]))
+                    for receiver in self._apply_inhibit(index, key, until):
+                        result.count(result.inhibited, receiver)
+                        result.count(result.queued, receiver, -1)
+                        result.receivers.add(receiver)
+            targets = [
+                (index, _equal_key(rule, item.labels))
+                for index, rule in enumerate(rules)
+                if _matches(rule.target, item.labels)
+            ]
+            if any(self._inhibitions.get(t, 0.0) > now_s for t in targets):
+                for dest in item.destinations:
+                    result.count(result.inhibited, dest.receiver)
+                continue
+            queued: list[list[Any]] = []
+            fresh: set[str] = set()
+            for dest in item.destinations:
+                receiver = dest.receiver
+                if (
+                    receiver in fresh
+                    or self._queue_of(receiver).seen.get(item.alert_id, 0.0) > now_s
+                ):
+                    result.count(result.duplicate, receiver)  # a replay, or a repeat
                     continue
-                self._queue(item, targets, rows=rows, seen=seen, now_s=now_s, result=result)
-            self._write(rows)
+                fresh.add(receiver)
+                queued.append(
+                    [
+                        receiver,
+                        dest.group_key,
+                        dict(dest.group_labels),
+                        dest.grouping.group_wait_s,
+                        dest.grouping.group_interval_s,
+                        now_s + dest.grouping.repeat_interval_s,
+                    ]
+                )
+                result.count(result.queued, receiver)
+                result.receivers.add(receiver)
+            if queued:
+                op = [
+                    "q",
+                    now_s,
+                    item.alert_id,
+                    item.alert_json.decode(),
+                    _source_doc(item.source),
+                    queued,
+                    targets,
+                ]
+                lines.append(_line(op))
+                queued_alert = QueuedAlert(item.alert_json, item.source, item.alert)
+                self._apply_queue(op, alert=queued_alert)
+        if lines:
+            self._append(lines)
         return result
 
-    def _seen_already(self, batch: Sequence[Incoming], *, now_s: float) -> set[tuple[str, str]]:
-        """(receiver, alert_id) pairs of this batch still in the dedup set."""
-        ids: dict[str, set[str]] = {}
-        for item in batch:
-            for dest in item.destinations:
-                ids.setdefault(dest.receiver, set()).add(item.alert_id)
-        found: set[tuple[str, str]] = set()
-        for receiver, alert_ids in ids.items():
-            ordered = sorted(alert_ids)
-            for start in range(0, len(ordered), _IN_CHUNK):
-                chunk = ordered[start : start + _IN_CHUNK]
-                marks = ",".join("?" * len(chunk))
-                found.update(
-                    (receiver, row[0])
-                    for row in self._db.execute(
-                        "SELECT alert_id FROM seen WHERE receiver = ? AND expires_at > ?"  # noqa: S608  # only ? marks
-                        f" AND alert_id IN ({marks})",
-                        (receiver, now_s, *chunk),
-                    )
-                )
-        return found
+    def _apply_queue(self, op: list[Any], *, alert: QueuedAlert | None = None) -> None:
+        _, now_s, alert_id, alert_text, source, queued, targets = op
+        if alert is None:
+            alert = QueuedAlert(alert_text.encode(), _source_from(source))
+        targets_ = tuple((int(r), k) for r, k in targets)
+        for receiver, group_key, labels, wait_s, interval_s, seen_until in queued:
+            queue = self._queue_of(receiver)
+            queue.seen[alert_id] = seen_until
+            group = queue.groups.get(group_key)
+            if group is None:
+                group = queue.groups[group_key] = _Group(labels, wait_s, interval_s)
+            else:
+                group.wait_s, group.interval_s = wait_s, interval_s
+            if group.due_at is None:
+                # group_wait from now, but not before group_interval after the last flush
+                due = now_s + wait_s
+                if group.last_flushed_at is not None:
+                    due = max(due, group.last_flushed_at + interval_s)
+                group.due_at = due
+                heapq.heappush(queue.group_due, (due, group_key))
+            self._add_pending(receiver, group_key, alert_id, alert, now_s, targets_)
 
-    def _inhibit_by(
-        self, item: Incoming, *, rules: Sequence[InhibitRule], now_s: float, result: EnqueueResult
+    def _add_pending(
+        self,
+        receiver: str,
+        group_key: str,
+        alert_id: str,
+        alert: QueuedAlert,
+        at: float,
+        targets: tuple[tuple[int, str], ...],
     ) -> None:
-        """This alert as an inhibition source: remember it, drop its pending targets."""
-        db = self._db
-        for index, rule in enumerate(rules):
-            if not _matches(rule.source, item.labels):
+        group = self._queues[receiver].groups[group_key]
+        if alert_id in group.alerts:
+            return
+        group.alerts[alert_id] = _Pending(alert, at, targets)
+        for target in targets:
+            self._targets.setdefault(target, set()).add((receiver, alert_id, group_key))
+
+    def _apply_inhibit(self, rule: int, key: str, until: float) -> list[str]:
+        """An inhibition source: hold back its targets until `until`, drop the pending ones;
+        returns the receivers of the dropped alerts (one entry per alert)."""
+        target = (rule, key)
+        self._inhibitions[target] = max(self._inhibitions.get(target, 0.0), until)
+        dropped: list[str] = []
+        for receiver, alert_id, group_key in self._targets.pop(target, ()):
+            group = self._queues[receiver].groups.get(group_key)
+            pending = group.alerts.pop(alert_id, None) if group is not None else None
+            if pending is None:
                 continue
-            key = _equal_key(rule, item.labels)
-            db.execute(
-                "INSERT INTO inhibitions VALUES (?, ?, ?) ON CONFLICT (rule, equal_key)"
-                " DO UPDATE SET until = MAX(until, excluded.until)",
-                (index, key, now_s + rule.duration_s),
-            )
-            held = db.execute(
-                "SELECT receiver, alert_id FROM pending_targets WHERE rule = ? AND equal_key = ?",
-                (index, key),
-            ).fetchall()
-            for receiver, alert_id in held:
-                deleted = db.execute(
-                    "DELETE FROM pending WHERE receiver = ? AND alert_id = ?", (receiver, alert_id)
-                ).rowcount
-                if deleted:
-                    result.count(result.inhibited, receiver)
-                    result.count(result.queued, receiver, -1)
-                    result.receivers.add(receiver)
-            db.execute("DELETE FROM pending_targets WHERE rule = ? AND equal_key = ?", (index, key))
+            dropped.append(receiver)
+            self._forget_targets(receiver, alert_id, group_key, pending, but=target)
+        return dropped
 
-    def _inhibited(
-        self, target: tuple[int, str], *, now_s: float, active: dict[tuple[int, str], bool]
-    ) -> bool:
-        """Whether an inhibition holds this target back; read once per key and batch."""
-        if target not in active:
-            active[target] = (
-                self._db.execute(
-                    "SELECT 1 FROM inhibitions WHERE rule = ? AND equal_key = ? AND until > ?",
-                    (*target, now_s),
-                ).fetchone()
-                is not None
-            )
-        return active[target]
-
-    @staticmethod
-    def _queue(
-        item: Incoming,
-        targets: Sequence[tuple[int, str]],
-        *,
-        rows: _EnqueueRows,
-        seen: set[tuple[str, str]],
-        now_s: float,
-        result: EnqueueResult,
+    def _forget_targets(
+        self,
+        receiver: str,
+        alert_id: str,
+        group_key: str,
+        pending: _Pending,
+        but: tuple[int, str] | None = None,
     ) -> None:
-        """Once per receiver; `seen` drops a replay or a repeat within repeat_interval."""
-        for dest in item.destinations:
-            pair = (dest.receiver, item.alert_id)
-            if pair in seen:
-                result.count(result.duplicate, dest.receiver)
-                continue
-            seen.add(pair)  # a repeat later in the same batch is a duplicate too
-            rows.seen.append((*pair, now_s + dest.grouping.repeat_interval_s))
-            rows.pending.append(
-                (*pair, dest.group_key, item.alert_json, _source_doc(item.source), now_s)
-            )
-            rows.targets.extend((index, key, *pair) for index, key in targets)
-            rows.groups.append(
-                (
-                    dest.receiver,
-                    dest.group_key,
-                    orjson.dumps(dict(dest.group_labels)),
-                    dest.grouping.group_wait_s,
-                    dest.grouping.group_interval_s,
-                    now_s + dest.grouping.group_wait_s,
-                )
-            )
-            result.count(result.queued, dest.receiver)
-            result.receivers.add(dest.receiver)
-
-    def _write(self, rows: _EnqueueRows) -> None:
-        db = self._db
-        db.executemany(
-            "INSERT INTO seen VALUES (?, ?, ?) ON CONFLICT (receiver, alert_id) DO UPDATE"
-            " SET expires_at = excluded.expires_at",
-            rows.seen,
-        )
-        db.executemany("INSERT OR IGNORE INTO pending VALUES (?, ?, ?, ?, ?, ?)", rows.pending)
-        db.executemany("INSERT OR IGNORE INTO pending_targets VALUES (?, ?, ?, ?)", rows.targets)
-        # A group with nothing waiting becomes due group_wait from now, but not before
-        # group_interval after its last notification; one already waiting keeps its time.
-        db.executemany(
-            "INSERT INTO groups VALUES (?, ?, ?, ?, ?, ?, NULL)"
-            " ON CONFLICT (receiver, group_key) DO UPDATE SET"
-            " due_at = COALESCE(groups.due_at, MAX(excluded.due_at,"
-            "   COALESCE(groups.last_flushed_at + excluded.group_interval_s, 0))),"
-            " group_wait_s = excluded.group_wait_s,"
-            " group_interval_s = excluded.group_interval_s",
-            rows.groups,
-        )
-        rows.clear()
+        for target in pending.targets:
+            if target != but and (held := self._targets.get(target)) is not None:
+                held.discard((receiver, alert_id, group_key))
+                if not held:
+                    del self._targets[target]
 
     # --- dispatcher side ------------------------------------------------------------------
 
@@ -442,134 +584,138 @@ class Outbox:
         limit: int,
     ) -> tuple[list[Notification], float | None]:
         """One dispatcher step in one call: 1. record outcomes, 2. turn due groups into
-        notifications, 3. hand out up to `limit` due notifications not in `exclude` (the ones
-        in flight), 4. say when the next one is due."""
-        due = self._due_group(receiver, now_s=now_s)
-        if delivered or retries or due:
-            # One transaction for both: a commit writes every page it touched to the WAL.
-            with self._transaction():
-                self._settle_rows(delivered, retries)
-                if due:
-                    self._flush_rows(receiver, now_s=now_s)
+        notifications, 3. hand out up to `limit` due notifications not in `exclude` (nor
+        handed out before), 4. say when the next one is due."""
+        lines: list[bytes] = []
+        if delivered:
+            lines.append(_line(["d", receiver, list(delivered)]))
+            self._apply_delivered(receiver, delivered)
+        if retries:
+            lines.append(_line(["r", receiver, [dataclasses.astuple(r) for r in retries]]))
+            self._apply_retries(receiver, retries)
+        if self._group_due(receiver, now_s):
+            lines.append(_line(["f", receiver, now_s]))
+            self._apply_flush(receiver, now_s=now_s)
+        if lines:
+            self._append(lines)
         claimed = self._claim(receiver, now_s=now_s, exclude=exclude, limit=limit)
         return claimed, self.next_due_s(receiver, exclude=exclude)
 
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[None]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
+    def _apply_delivered(self, receiver: str, keys: Sequence[str]) -> None:
+        queue = self._queue_of(receiver)
+        for key in keys:
+            queue.notes.pop(key, None)
+            queue.next_at.pop(key, None)
+            queue.claimed.discard(key)
 
-    def _settle(self, delivered: Sequence[str], retries: Sequence[Retry]) -> None:
-        with self._transaction():
-            self._settle_rows(delivered, retries)
-
-    def _settle_rows(self, delivered: Sequence[str], retries: Sequence[Retry]) -> None:
-        db = self._db
-        if delivered:
-            db.executemany("DELETE FROM notifications WHERE key = ?", [(k,) for k in delivered])
-        if retries:
-            db.executemany(
-                "UPDATE notifications SET attempts = ?, next_attempt_at = ?, last_error = ?"
-                " WHERE key = ?",
-                [(r.attempts, r.next_attempt_s, r.error[:2000], r.key) for r in retries],
+    def _apply_retries(self, receiver: str, retries: Sequence[Retry]) -> None:
+        queue = self._queue_of(receiver)
+        for r in retries:
+            note = queue.notes.get(r.key)
+            if note is None:
+                continue
+            queue.notes[r.key] = dataclasses.replace(
+                note, attempts=r.attempts, last_error=r.error[:2000]
             )
+            queue.next_at[r.key] = r.next_attempt_s
+            queue.claimed.discard(r.key)
+            heapq.heappush(queue.ready, (r.next_attempt_s, next(self._seq), r.key))
 
-    def _due_group(self, receiver: str, *, now_s: float) -> bool:
-        row = self._db.execute(
-            "SELECT 1 FROM groups WHERE receiver = ? AND due_at <= ? LIMIT 1", (receiver, now_s)
-        ).fetchone()
-        return row is not None
+    def _group_due(self, receiver: str, now_s: float) -> bool:
+        queue = self._queues.get(receiver)
+        due = None if queue is None else _next_group_due(queue)
+        return due is not None and due <= now_s
 
     def flush_due_groups(self, receiver: str, *, now_s: float) -> int:
-        """Turn every group whose wait is over into notification rows; returns how many.
-        One transaction and a fixed number of statements whatever the number of groups."""
-        with self._transaction():
-            return self._flush_rows(receiver, now_s=now_s)
+        """Turn every group whose wait is over into notifications; returns how many."""
+        if not self._group_due(receiver, now_s):
+            return 0
+        self._append([_line(["f", receiver, now_s])])
+        return self._apply_flush(receiver, now_s=now_s)
 
-    def _flush_rows(self, receiver: str, *, now_s: float) -> int:
-        db = self._db
-        made: list[tuple[Any, ...]] = []
-        rows = db.execute(
-            "SELECT g.group_key, g.group_labels, p.alert_id, p.alert, p.source, p.enqueued_at"
-            " FROM groups g JOIN pending p"
-            "   ON p.receiver = g.receiver AND p.group_key = g.group_key"
-            " WHERE g.receiver = ? AND g.due_at <= ?"
-            " ORDER BY g.group_key, p.enqueued_at, p.alert_id",
-            (receiver, now_s),
-        ).fetchall()
-        for (group_key_, labels), grouped in itertools.groupby(rows, key=lambda r: r[:2]):
-            members = list(grouped)
+    def _apply_flush(self, receiver: str, *, now_s: float) -> int:
+        queue = self._queue_of(receiver)
+        heap = queue.group_due
+        made = 0
+        while heap and heap[0][0] <= now_s:
+            due_at, group_key = heapq.heappop(heap)
+            group = queue.groups.get(group_key)
+            if group is None or group.due_at != due_at:
+                continue  # stale
+            members = list(group.alerts.items())
+            group.alerts = {}
+            group.due_at = None
+            if not members:
+                continue  # every alert of it was inhibited: nothing was sent
+            group.last_flushed_at = now_s
+            for alert_id, pending in members:
+                if pending.targets:
+                    self._forget_targets(receiver, alert_id, group_key, pending)
             for start in range(0, len(members), MAX_ALERTS_PER_NOTIFICATION):
                 chunk = members[start : start + MAX_ALERTS_PER_NOTIFICATION]
-                alerts = [
-                    {"alert": bytes(r[3]).decode(), "source": orjson.loads(r[4])} for r in chunk
-                ]
-                made.append(
-                    (
-                        notification_key(receiver, group_key_, (r[2] for r in chunk)),
-                        receiver,
-                        group_key_,
-                        labels,
-                        orjson.dumps(alerts),
-                        min(r[5] for r in chunk),
-                        now_s,
-                        now_s,
-                    )
+                ids, pendings = zip(*chunk, strict=True)
+                key = notification_key(receiver, group_key, ids)
+                if key in queue.notes:
+                    continue
+                note = Notification(
+                    key,
+                    receiver,
+                    group_key,
+                    group.labels,
+                    tuple([p.alert for p in pendings]),
+                    min([p.enqueued_at for p in pendings]),
+                    0,
+                    "",
                 )
-        db.executemany(
-            "INSERT OR IGNORE INTO notifications (key, receiver, group_key,"
-            " group_labels, alerts, first_enqueued_at, created_at, next_attempt_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            made,
-        )
-        db.executemany(
-            "DELETE FROM pending WHERE receiver = ? AND alert_id = ?",
-            [(receiver, r[2]) for r in rows],
-        )
-        db.executemany(
-            "DELETE FROM pending_targets WHERE receiver = ? AND alert_id = ?",
-            [(receiver, r[2]) for r in rows],
-        )
-        # The same due set as the SELECT above: one transaction, one writer.
-        db.execute(
-            "UPDATE groups SET due_at = NULL, last_flushed_at = ?"
-            " WHERE receiver = ? AND due_at <= ?",
-            (now_s, receiver, now_s),
-        )
-        return len(made)
+                self._add_note(note, next_at=now_s)
+                made += 1
+        return made
+
+    def _add_note(self, note: Notification, *, next_at: float) -> None:
+        queue = self._queue_of(note.receiver)
+        queue.notes[note.key] = note
+        queue.next_at[note.key] = next_at
+        heapq.heappush(queue.ready, (next_at, next(self._seq), note.key))
 
     def next_due_s(self, receiver: str, *, exclude: Collection[str] = ()) -> float | None:
         """When this receiver next has work: a group to flush or a notification to (re)send."""
-        group = self._db.execute(
-            "SELECT MIN(due_at) FROM groups WHERE receiver = ? AND due_at IS NOT NULL",
-            (receiver,),
-        ).fetchone()[0]
-        # The earliest notification not in flight: skip past at most len(exclude) rows.
-        rows = self._db.execute(
-            "SELECT key, next_attempt_at FROM notifications WHERE receiver = ?"
-            " ORDER BY next_attempt_at LIMIT ?",
-            (receiver, len(exclude) + 1),
-        ).fetchall()
-        send = next((at for key, at in rows if key not in exclude), None)
-        times = [t for t in (group, send) if t is not None]
+        queue = self._queues.get(receiver)
+        if queue is None:
+            return None
+        times = []
+        if (group_due := _next_group_due(queue)) is not None:
+            times.append(group_due)
+        ready = queue.ready
+        while ready and not self._sendable(queue, ready[0]):
+            heapq.heappop(ready)
+        if ready:
+            if ready[0][2] not in exclude:
+                times.append(ready[0][0])
+            else:  # rare: a key in `exclude` the outbox has not handed out
+                later = [e for e in heapq.nsmallest(len(exclude) + 1, ready) if e[2] not in exclude]
+                times.extend(e[0] for e in later[:1])
         return min(times) if times else None
+
+    @staticmethod
+    def _sendable(queue: _Queue, entry: tuple[float, int, str]) -> bool:
+        at, _, key = entry
+        return queue.next_at.get(key) == at and key not in queue.claimed
 
     def older_than(
         self, receiver: str, *, before_s: float, exclude: Collection[str], limit: int
     ) -> list[Notification]:
-        """Notifications first queued before `before_s` (past their max age)."""
-        rows = self._db.execute(
-            f"SELECT {_NOTE_COLUMNS} FROM notifications"  # noqa: S608  # constant columns
-            " WHERE receiver = ? AND first_enqueued_at < ? LIMIT ?",
-            (receiver, before_s, limit + len(exclude)),
-        ).fetchall()
-        # Parsed only when handed out: the rows in flight are skipped by key first.
-        return [_note(receiver, r) for r in [r for r in rows if r[0] not in exclude][:limit]]
+        """Notifications first queued before `before_s` (past their max age), not handed out."""
+        queue = self._queues.get(receiver)
+        if queue is None:
+            return []
+        old = [
+            n
+            for n in queue.notes.values()
+            if n.first_enqueued_at < before_s
+            and n.key not in queue.claimed
+            and n.key not in exclude
+        ]
+        return old[:limit]
 
     def claim(self, receiver: str, *, now_s: float, limit: int) -> list[Notification]:
         """Due notifications of one receiver (tests; the dispatcher uses `step`)."""
@@ -578,50 +724,114 @@ class Outbox:
     def _claim(
         self, receiver: str, *, now_s: float, exclude: Collection[str], limit: int
     ) -> list[Notification]:
-        if limit <= 0:
+        """Hand out up to `limit` due notifications; each stays handed out (not handed out
+        again) until its outcome is recorded by `step`."""
+        queue = self._queues.get(receiver)
+        if queue is None or limit <= 0:
             return []
-        rows = self._db.execute(
-            f"SELECT {_NOTE_COLUMNS} FROM notifications"  # noqa: S608  # constant columns
-            " WHERE receiver = ? AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
-            (receiver, now_s, limit + len(exclude)),
-        ).fetchall()
-        # Parsed only when handed out: the rows in flight are skipped by key first.
-        return [_note(receiver, r) for r in [r for r in rows if r[0] not in exclude][:limit]]
+        ready = queue.ready
+        out: list[Notification] = []
+        skipped: list[tuple[float, int, str]] = []
+        while ready and len(out) < limit and ready[0][0] <= now_s:
+            entry = heapq.heappop(ready)
+            if not self._sendable(queue, entry):
+                continue
+            if entry[2] in exclude:
+                skipped.append(entry)
+                continue
+            queue.claimed.add(entry[2])
+            out.append(queue.notes[entry[2]])
+        for entry in skipped:
+            heapq.heappush(ready, entry)
+        return out
 
     def delivered(self, key: str) -> None:
-        self._settle([key], ())
+        receiver = self._receiver_of(key)
+        self.step(receiver, now_s=float("-inf"), delivered=[key], limit=0)
 
     def retry_later(self, key: str, *, attempts: int, next_attempt_s: float, error: str) -> None:
-        self._settle((), [Retry(key, attempts, next_attempt_s, error)])
+        receiver = self._receiver_of(key)
+        retry = Retry(key, attempts, next_attempt_s, error)
+        self.step(receiver, now_s=float("-inf"), retries=[retry], limit=0)
+
+    def _receiver_of(self, key: str) -> str:
+        return next(r for r, q in self._queues.items() if key in q.notes)
 
     def pending_count(self, receiver: str) -> int:
-        alerts = self._db.execute(
-            "SELECT COUNT(*) FROM pending WHERE receiver = ?", (receiver,)
-        ).fetchone()[0]
-        notes = self._db.execute(
-            "SELECT COUNT(*) FROM notifications WHERE receiver = ?", (receiver,)
-        ).fetchone()[0]
-        return int(alerts) + int(notes)
+        queue = self._queues.get(receiver)
+        return 0 if queue is None else queue.pending_alerts() + len(queue.notes)
 
     def prune(self, *, now_s: float) -> None:
-        """Forget expired dedup entries, idle groups, inhibitions and silences."""
-        self._db.execute("DELETE FROM seen WHERE expires_at <= ?", (now_s,))
-        # An idle group past its interval behaves exactly like a new one: drop it.
-        self._db.execute(
-            "DELETE FROM groups WHERE due_at IS NULL AND last_flushed_at + group_interval_s < ?",
-            (now_s,),
-        )
-        self._db.execute("DELETE FROM inhibitions WHERE until <= ?", (now_s,))
-        self._db.execute("DELETE FROM silences WHERE ends_at <= ?", (now_s - 7 * 86400,))
+        """Forget expired dedup entries, idle groups, inhibitions and silences (memory only:
+        each is checked for expiry where it is read, so a replay restoring them is harmless)."""
+        for queue in self._queues.values():
+            for alert_id in [a for a, until in queue.seen.items() if until <= now_s]:
+                del queue.seen[alert_id]
+            # An idle group past its interval behaves exactly like a new one: drop it.
+            idle = [
+                k
+                for k, g in queue.groups.items()
+                if g.due_at is None
+                and (g.last_flushed_at is None or g.last_flushed_at + g.interval_s < now_s)
+            ]
+            for group_key in idle:
+                del queue.groups[group_key]
+        for target in [t for t, until in self._inhibitions.items() if until <= now_s]:
+            del self._inhibitions[target]
+        for sid in [
+            s for s, (_, ends) in self._silences.items() if ends <= now_s - _SILENCE_KEPT_S
+        ]:
+            del self._silences[sid]
 
     # --- silences -------------------------------------------------------------------------
 
     def save_silence(self, silence: Silence) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO silences VALUES (?, ?, ?)",
-            (silence.id, silence.model_dump_json().encode(), silence.ends_at.timestamp()),
-        )
+        doc = silence.model_dump_json()
+        ends_at = silence.ends_at.timestamp()
+        self._append([_line(["s", silence.id, doc, ends_at])])
+        self._silences[silence.id] = (doc.encode(), ends_at)
 
     def silences(self) -> list[Silence]:
-        rows = self._db.execute("SELECT doc FROM silences ORDER BY ends_at").fetchall()
-        return [Silence.model_validate_json(r[0]) for r in rows]
+        ordered = sorted(self._silences.values(), key=lambda s: s[1])
+        return [Silence.model_validate_json(doc) for doc, _ in ordered]
+
+
+def _next_group_due(queue: _Queue) -> float | None:
+    """The earliest due time of a receiver's waiting groups (stale heap entries dropped)."""
+    heap = queue.group_due
+    while heap:
+        due_at, group_key = heap[0]
+        group = queue.groups.get(group_key)
+        if group is not None and group.due_at == due_at:
+            return due_at
+        heapq.heappop(heap)  # stale: flushed or pruned since
+    return None
+
+
+def _line(op: list[Any]) -> bytes:
+    return orjson.dumps(op) + b"\n"
+
+
+def _line_ends(data: bytes) -> Iterable[int]:
+    """The offset after each whole line's newline (a torn last line has none)."""
+    start = 0
+    while (at := data.find(b"\n", start)) >= 0:
+        start = at + 1
+        yield start
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _complete_snapshot(path: Path) -> bool:
+    """Whether a compaction's file holds its whole snapshot (its end line was written)."""
+    with path.open("rb") as f:
+        for line in f:
+            if line == b'["E"]\n':
+                return True
+    return False

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 
 SECRET_PREFIX = "whsec_"  # noqa: S105  # a format prefix, not a secret
@@ -27,7 +26,7 @@ def decode_secret(secret: str) -> bytes:
 def signature(key: bytes, *, msg_id: str, timestamp_s: int, body: bytes) -> str:
     """The `webhook-signature` value: `v1,<base64 HMAC-SHA256>`."""
     signed = f"{msg_id}.{timestamp_s}.".encode() + body
-    digest = hmac.new(key, signed, hashlib.sha256).digest()
+    digest = hmac.digest(key, signed, "sha256")  # one C call, no HMAC object
     return "v1," + base64.b64encode(digest).decode()
 
 
