@@ -100,8 +100,8 @@ class Harness:
             wait = await self.dispatcher.step()
             for _ in range(5):
                 await asyncio.sleep(0)
-            if self.dispatcher._inflight:
-                await asyncio.wait(self.dispatcher._inflight, timeout=0.5)
+            if self.dispatcher._active:
+                await self.dispatcher.settled(0.5)
                 continue
             self.clock.advance(max(0.01, min(wait, end - self.clock.monotonic())))
 
