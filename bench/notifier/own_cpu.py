@@ -6,8 +6,9 @@ ratio is about (consume + POST) / (consume + POST + the notifier's own work). Th
 measures the two parts separately, in one run:
 
 - **POST**: httpx CPU per `POST` of a notification-sized body with the signed webhook's headers
-  to a WebhookSink in a child process, 4 in flight on one keep-alive client, as the notifier's
-  WebhookReceiver sends them (the bare loop's per-alert cost is this plus a consume).
+  to a WebhookSink in a child process, 4 worker tasks on one keep-alive client, as the
+  notifier's WebhookReceiver sends them (the bare loop's per-alert cost is this plus a consume,
+  minus signing and the larger body).
 - **own work**: `Notifier.handle_batch` → the real SQLite outbox → one `Dispatcher` per
   receiver, `--alerts` alerts with their own subjects (one notification each, group_wait 0),
   in this process; the healthy receiver builds and signs the real webhook body and returns
@@ -183,21 +184,27 @@ async def post_us(url: str, n: int) -> float:
     )
     body += b" " * max(0, 1200 - len(body))  # the size of a one-alert notification
     target = httpx.URL(url)
-    sending = asyncio.Semaphore(CONCURRENCY)
     async with httpx.AsyncClient(limits=httpx.Limits(max_connections=CONCURRENCY)) as client:
 
-        async def one(i: int) -> None:
-            headers = signing.signed_headers(
-                key, msg_id=f"msg_{i}", timestamp_s=int(time.time()), body=body
-            )
-            headers["idempotency-key"] = f"msg_{i}"
-            async with sending:
-                response = await client.post(target, content=body, headers=headers)
-                response.raise_for_status()
+        async def post(count: int) -> None:
+            """CONCURRENCY workers, as the bare loop and the notifier send: httpx costs more
+            per request on a new task than on a reused one (anyio's per-task state)."""
+            todo = iter(range(count))
 
-        await asyncio.gather(*(one(i) for i in range(200)))  # connections open, warm
+            async def worker() -> None:
+                for i in todo:
+                    headers = signing.signed_headers(
+                        key, msg_id=f"msg_{i}", timestamp_s=int(time.time()), body=body
+                    )
+                    headers["idempotency-key"] = f"msg_{i}"
+                    response = await client.post(target, content=body, headers=headers)
+                    response.raise_for_status()
+
+            await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+
+        await post(200)  # connections open, warm
         cpu = time.process_time()
-        await asyncio.gather(*(one(i) for i in range(n)))
+        await post(n)
         return (time.process_time() - cpu) / n * 1e6
 
 

@@ -271,3 +271,29 @@ async def test_a_down_receivers_queue_is_given_up_at_max_age(tmp_path: Path) -> 
     assert len(h.given_up) == 30
     assert {error for _, _, error in h.given_up} == {"refused"}
     assert h.outbox.pending_count("r") == 0
+
+
+async def test_a_send_past_twice_the_timeout_is_cut_off_and_retried(tmp_path: Path) -> None:
+    h = Harness(tmp_path, timeout_s=5, concurrency=1)
+    h.receiver.hang = asyncio.Event()  # accepts the request, never answers
+    h.add(review_alert())
+    await h.dispatcher.step()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert len(h.receiver.sent) == 1 and h.dispatcher._active == 1
+    h.clock.advance(9.9)
+    await h.dispatcher.step()  # not yet: the deadline is 2 x timeout_s
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert h.dispatcher._active == 1
+    h.clock.advance(0.2)
+    await h.dispatcher.step()  # the watchdog cancels the send
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert h.dispatcher._active == 0
+    [retry] = h.dispatcher._retries
+    assert retry.error == "no answer within 10.0 s" and retry.attempts == 1
+    # the worker survived its cancelled send: the retry goes out on it
+    h.receiver.hang = None
+    await h.run_for(5)
+    assert len(h.receiver.sent) == 2 and h.outbox.pending_count("r") == 0

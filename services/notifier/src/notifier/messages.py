@@ -44,7 +44,8 @@ def _product(details: Mapping[str, str], subject: str) -> str:
 
 
 def _when(moment: datetime | None) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "?"
+    """`2026-12-07 16:20:05 UTC` (alerts carry UTC times; isoformat is faster than strftime)."""
+    return f"{moment.isoformat(sep=' ', timespec='seconds')[:19]} UTC" if moment else "?"
 
 
 def alert_summary(alert: AlertRaised) -> str:
@@ -88,16 +89,20 @@ def alert_text(alert: AlertRaised, *, dashboard_url: str | None, summary: str | 
 def title(alerts: Sequence[AlertRaised], *, summary: str | None = None) -> str:
     """`summary`: the first alert's `alert_summary`, when the caller has it already."""
     first = alerts[0]
+    if len(alerts) == 1:
+        what = _KIND_TITLES.get(first.kind, first.kind.value)
+        return f"[{first.severity.value.upper()}] {what}: {summary or alert_summary(first)}"
     severity = max((a.severity for a in alerts), key=_severity_rank).value.upper()
     kinds = {a.kind for a in alerts}
     what = _KIND_TITLES.get(first.kind, first.kind.value) if len(kinds) == 1 else "Alerts"
-    if len(alerts) == 1:
-        return f"[{severity}] {what}: {summary or alert_summary(first)}"
     return f"[{severity}] {len(alerts)} × {what}: {_product(first.details, first.subject)}"
 
 
+_SEVERITY_RANKS = {"info": 0, "warning": 1, "critical": 2}
+
+
 def _severity_rank(severity: Any) -> int:
-    return {"info": 0, "warning": 1, "critical": 2}.get(str(severity), 0)
+    return _SEVERITY_RANKS.get(str(severity), 0)
 
 
 def text_body(alerts: Sequence[AlertRaised], *, dashboard_url: str | None) -> str:

@@ -159,6 +159,8 @@ class _Node:
     children: tuple[_Node, ...]
 
     def matches(self, labels: Mapping[str, str]) -> bool:
+        if not self.match and not self.match_re:
+            return True  # the root, usually
         return all(labels.get(k) in values for k, values in self.match.items()) and all(
             (value := labels.get(k)) is not None and pattern.fullmatch(value)
             for k, pattern in self.match_re.items()
