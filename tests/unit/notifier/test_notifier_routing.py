@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from notifier.labels import alert_labels
-from notifier.routing import RoutingError, parse_routing, simple_router
+from notifier.routing import RoutingError, group_key, parse_routing, simple_router
 from notifier_factories import move_alert, review_alert
 
 ROUTING = """\
@@ -77,6 +77,15 @@ def test_group_keys_differ_per_group_and_are_stable() -> None:
     assert by == {d.receiver: d.group_key for d in again}
     assert by["kitchen"] != {d.receiver: d.group_key for d in other}["kitchen"]
     assert by["everyone"] == {d.receiver: d.group_key for d in other}["everyone"]
+
+
+def test_group_keys_are_the_documented_hash_of_receiver_route_and_grouped_values() -> None:
+    """Keys are persisted in the outbox journal: the fast path in `destinations` must give
+    what `group_key` defines, or a restart would split a waiting group in two."""
+    labels = alert_labels(review_alert(1))
+    for dest in simple_router(["a", "b"]).destinations(labels):
+        grouped = {k: labels[k] for k in ("subject", "kind")}  # any order: keys are sorted
+        assert dest.group_key == group_key(dest.receiver, "root", grouped)
 
 
 @pytest.mark.parametrize(

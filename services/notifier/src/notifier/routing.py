@@ -138,7 +138,7 @@ class Grouping:
     repeat_interval_s: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per receiver per alert, and frozen __init__ is slow
 class Destination:
     """Where one alert goes: a receiver, the group it joins there, and that group's timing."""
 
@@ -157,6 +157,7 @@ class _Node:
     grouping: Grouping
     continue_: bool
     children: tuple[_Node, ...]
+    sorted_group_by: tuple[str, ...] = ()  # group_key's order
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         if not self.match and not self.match_re:
@@ -191,6 +192,7 @@ def _compile(route: RouteConfig, parent: _Node | None, path: str) -> _Node:
         grouping=grouping,
         continue_=route.continue_,
         children=(),
+        sorted_group_by=tuple(sorted(set(grouping.group_by))),
     )
     children = tuple(_compile(child, node, f"{path}.{i}") for i, child in enumerate(route.routes))
     return dataclasses.replace(node, children=children)
@@ -230,17 +232,15 @@ class Router:
         out: dict[str, Destination] = {}
         for node in _matching(self.root, labels):
             group_labels = {k: labels.get(k, "") for k in node.grouping.group_by}
+            # group_key's text without the receiver, built once for all of the node's receivers
+            grouped = "\x1f".join(
+                [node.path, *(f"{k}={group_labels[k]}" for k in node.sorted_group_by)]
+            )
             for receiver in node.receivers:
                 # One alert joins one group per receiver: the first route to name it wins.
-                out.setdefault(
-                    receiver,
-                    Destination(
-                        receiver=receiver,
-                        group_key=group_key(receiver, node.path, group_labels),
-                        group_labels=group_labels,
-                        grouping=node.grouping,
-                    ),
-                )
+                if receiver not in out:
+                    key = hashlib.sha256(f"{receiver}\x1f{grouped}".encode()).hexdigest()[:24]
+                    out[receiver] = Destination(receiver, key, group_labels, node.grouping)
         return list(out.values())
 
 
