@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import orjson
 from notifier import messages
 from notifier_factories import T0, burst_alert, move_alert, review_alert
+from servicekit.kafka import encode_event
 
 DASH = "http://127.0.0.1:58000/dashboard/"
 
@@ -44,3 +46,25 @@ def test_a_group_title_counts_its_alerts() -> None:
     alerts = [review_alert(i) for i in range(4)]
     assert messages.title(alerts) == "[CRITICAL] 4 × Negative review: Kettle (KTL-100)"
     assert messages.title([burst_alert()]).startswith("[CRITICAL] Burst of negative reviews")
+
+
+def test_the_webhook_body_is_the_payload_with_each_alert_as_published() -> None:
+    """The send path splices each alert's published bytes instead of dumping the model: the
+    JSON must be the same as the payload's, and a record's own fields are kept as sent."""
+    alerts = [review_alert(1), move_alert("BTC-USD")]
+    args = {
+        "notification_id": "k",
+        "receiver": "r",
+        "group_labels": {"kind": "negative_review"},
+        "timestamp": T0,
+        "dashboard_url": DASH,
+    }
+    expected = messages.webhook_payload(alerts, **args)  # type: ignore[arg-type]
+    published = [encode_event(a) for a in alerts]
+    assert orjson.loads(messages.webhook_body(alerts, published=published, **args)) == expected  # type: ignore[arg-type]
+    assert orjson.loads(messages.webhook_body(alerts, **args)) == expected  # type: ignore[arg-type]
+    # a producer's field order and trailing whitespace survive; a non-object falls back
+    odd = [b'{"zz": 1, ' + published[0][1:] + b"\n", b"null"]
+    body = orjson.loads(messages.webhook_body(alerts, published=odd, **args))  # type: ignore[arg-type]
+    assert body["data"]["alerts"][0]["zz"] == 1
+    assert body["data"]["alerts"][1] == expected["data"]["alerts"][1]

@@ -16,15 +16,14 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
-from contracts.events import AlertRaised
 from servicekit import metrics
 from servicekit.clock import Clock
 
 from notifier.labels import alert_labels
-from notifier.outbox import Notification, Outbox, Retry
+from notifier.outbox import Notification, Outbox, QueuedAlert, Retry
 from notifier.receivers import Outgoing, Receiver, SendResult
 from notifier.retry_policy import Backoff, TokenBucket
 from notifier.routing import ReceiverConfig
@@ -280,22 +279,27 @@ class Dispatcher:
             await self._clock.sleep(wait)
 
     async def _deliver(self, note: Notification) -> None:
-        alerts = [a.parsed() for a in note.alerts]
-        audible = alerts
+        queued = note.alerts
         if silences := self._silences():
             now = self._clock.now()
-            audible = [a for a in alerts if muted_by(silences, alert_labels(a), now=now) is None]
-            if len(audible) < len(alerts):
-                self._silenced_total.inc(len(alerts) - len(audible))
-        if not audible:
+            queued = tuple(
+                q for q in queued if muted_by(silences, alert_labels(q.parsed()), now=now) is None
+            )
+            if len(queued) < len(note.alerts):
+                self._silenced_total.inc(len(note.alerts) - len(queued))
+        if not queued:
             self._delivered.append(note.key)
             return
-        await self._send(note, audible)
+        await self._send(note, queued)
 
-    async def _send(self, note: Notification, audible: list[AlertRaised]) -> None:
+    async def _send(self, note: Notification, audible: Sequence[QueuedAlert]) -> None:
         await self._rate_limit()
         outgoing = Outgoing(
-            key=note.key, receiver=self.name, group_labels=note.group_labels, alerts=audible
+            note.key,
+            self.name,
+            note.group_labels,
+            [q.parsed() for q in audible],
+            [q.alert_json for q in audible],
         )
         worker = asyncio.current_task()
         assert worker is not None

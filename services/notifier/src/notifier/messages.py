@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
+import orjson
 from contracts.events import AlertKind, AlertRaised
 
 _KIND_TITLES = {
@@ -107,6 +108,51 @@ def _severity_rank(severity: Any) -> int:
 
 def text_body(alerts: Sequence[AlertRaised], *, dashboard_url: str | None) -> str:
     return "\n\n".join(alert_text(a, dashboard_url=dashboard_url) for a in alerts)
+
+
+def webhook_body(
+    alerts: Sequence[AlertRaised],
+    *,
+    published: Sequence[bytes] = (),
+    notification_id: str,
+    receiver: str,
+    group_labels: Mapping[str, str],
+    timestamp: datetime,
+    dashboard_url: str | None,
+) -> bytes:
+    """`webhook_payload` as JSON bytes, built for the send path: each alert is the record as
+    published on alerts.v1 (`published`, parallel to `alerts`; the contract's own serializer
+    made those bytes) with `summary` and `link` spliced in before its closing brace, instead
+    of a model_dump of every alert and a dump of the whole tree. An alert without its bytes,
+    or with bytes that do not end an object, is serialized from the model."""
+    summaries = [alert_summary(alert) for alert in alerts]
+    head = orjson.dumps(
+        {
+            "type": WEBHOOK_EVENT_TYPE,
+            "timestamp": timestamp.isoformat(),
+            "data": {
+                "notification_id": notification_id,
+                "receiver": receiver,
+                "group_labels": group_labels,
+                "title": title(alerts, summary=summaries[0]),
+                "text": "\n\n".join(
+                    alert_text(alert, dashboard_url=dashboard_url, summary=summary)
+                    for alert, summary in zip(alerts, summaries, strict=True)
+                ),
+            },
+        }
+    )
+    entries = []
+    for n, alert in enumerate(alerts):
+        raw = published[n].rstrip() if n < len(published) else b""
+        if not (raw.startswith(b"{") and raw.endswith(b"}")):
+            raw = type(alert).__pydantic_serializer__.to_json(alert)
+        extra = orjson.dumps(
+            {"summary": summaries[n], "link": dashboard_link(alert, dashboard_url=dashboard_url)}
+        )
+        entries.append(raw[:-1] + b"," + extra[1:])
+    # head ends with the closing braces of "data" and of the body: the alerts go before them
+    return head[:-2] + b',"alerts":[' + b",".join(entries) + b"]}}"
 
 
 def webhook_payload(

@@ -206,8 +206,7 @@ class _Queue:
     claimed: set[str] = field(default_factory=set)  # handed out, outcome not yet recorded
     seen: dict[str, float] = field(default_factory=dict)  # alert id → dedup until
 
-    def pending_alerts(self) -> int:
-        return sum(len(g.alerts) for g in self.groups.values())
+    pending_alerts: int = 0  # alerts waiting in groups, kept up to date (a gauge reads it)
 
 
 class Outbox:
@@ -528,7 +527,9 @@ class Outbox:
                     due = max(due, group.last_flushed_at + interval_s)
                 group.due_at = due
                 heapq.heappush(queue.group_due, (due, group_key))
-            group.alerts.setdefault(alert_id, pending)  # shared: never changed once made
+            if alert_id not in group.alerts:
+                group.alerts[alert_id] = pending  # shared by receivers: never changed once made
+                queue.pending_alerts += 1
 
     def _add_pending(
         self,
@@ -539,10 +540,12 @@ class Outbox:
         at: float,
         targets: tuple[tuple[int, str], ...],
     ) -> None:
-        group = self._queues[receiver].groups[group_key]
+        queue = self._queues[receiver]
+        group = queue.groups[group_key]
         if alert_id in group.alerts:
             return
         group.alerts[alert_id] = _Pending(alert, at, targets)
+        queue.pending_alerts += 1
 
     def _apply_inhibit(self, rule: int, key: str, until: float) -> list[str]:
         """An inhibition source: hold back its targets until `until`, drop the pending ones;
@@ -558,6 +561,7 @@ class Outbox:
                 held = [a for a, p in group.alerts.items() if target in p.targets]
                 for alert_id in held:
                     del group.alerts[alert_id]
+                    queue.pending_alerts -= 1
                     dropped.append(receiver)
         return dropped
 
@@ -634,6 +638,7 @@ class Outbox:
                 continue  # stale
             members = list(group.alerts.items())
             group.alerts = {}
+            queue.pending_alerts -= len(members)
             group.due_at = None
             if not members:
                 continue  # every alert of it was inhibited: nothing was sent
@@ -765,7 +770,7 @@ class Outbox:
 
     def pending_count(self, receiver: str) -> int:
         queue = self._queues.get(receiver)
-        return 0 if queue is None else queue.pending_alerts() + len(queue.notes)
+        return 0 if queue is None else queue.pending_alerts + len(queue.notes)
 
     def prune(self, *, now_s: float) -> None:
         """Forget expired dedup entries, idle groups, inhibitions and silences (memory only:

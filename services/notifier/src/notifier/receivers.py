@@ -16,7 +16,6 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
-import orjson
 from contracts.events import AlertRaised
 
 from notifier import messages
@@ -30,7 +29,7 @@ WEBHOOK_SCHEMES = ("webhook+http://", "webhook+https://")
 _RETRYABLE_4XX = frozenset({408, 409, 425, 429})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per send, and a frozen __init__ is ~3x slower
 class SendResult:
     ok: bool
     retryable: bool = True
@@ -38,7 +37,7 @@ class SendResult:
     error: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per send
 class Outgoing:
     """One notification as the adapters need it."""
 
@@ -46,6 +45,7 @@ class Outgoing:
     receiver: str
     group_labels: dict[str, str]
     alerts: Sequence[AlertRaised]
+    published: Sequence[bytes] = ()  # each alert's record as published on alerts.v1, if known
 
 
 class Receiver(Protocol):
@@ -91,15 +91,14 @@ class WebhookReceiver:
     def signed_request(self, outgoing: Outgoing, *, now: datetime) -> tuple[bytes, dict[str, str]]:
         """The JSON body and its headers: the Standard Webhooks signature and the idempotency
         key (the notification's key, the same on every attempt)."""
-        body = orjson.dumps(
-            messages.webhook_payload(
-                outgoing.alerts,
-                notification_id=outgoing.key,
-                receiver=outgoing.receiver,
-                group_labels=outgoing.group_labels,
-                timestamp=now,
-                dashboard_url=self._dashboard_url,
-            )
+        body = messages.webhook_body(
+            outgoing.alerts,
+            published=outgoing.published,
+            notification_id=outgoing.key,
+            receiver=outgoing.receiver,
+            group_labels=outgoing.group_labels,
+            timestamp=now,
+            dashboard_url=self._dashboard_url,
         )
         headers = signed_headers(
             self._key, msg_id=outgoing.key, timestamp_s=int(now.timestamp()), body=body
