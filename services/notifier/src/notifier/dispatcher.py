@@ -274,9 +274,10 @@ class Dispatcher:
         if pause_s > 0:
             self._paused_until = max(self._paused_until, self._clock.monotonic() + pause_s)
 
-    async def _rate_limit(self) -> None:
-        while (wait := self._bucket.wait_s(self._clock.monotonic())) > 0:
-            await self._clock.sleep(wait)
+    async def _rate_limit(self, wait_s: float) -> None:
+        while wait_s > 0:
+            await self._clock.sleep(wait_s)
+            wait_s = self._bucket.wait_s(self._clock.monotonic())
 
     async def _deliver(self, note: Notification) -> None:
         queued = note.alerts
@@ -293,7 +294,8 @@ class Dispatcher:
         await self._send(note, queued)
 
     async def _send(self, note: Notification, audible: Sequence[QueuedAlert]) -> None:
-        await self._rate_limit()
+        if (wait_s := self._bucket.wait_s(self._clock.monotonic())) > 0:  # no await when free
+            await self._rate_limit(wait_s)
         outgoing = Outgoing(
             note.key,
             self.name,
@@ -314,21 +316,28 @@ class Dispatcher:
             result = SendResult(ok=False, error=f"no answer within {self.config.timeout_s * 2} s")
         finally:
             del self._deadlines[worker]
-        await self._settle(note, result)
+        if result.ok:  # settled without another coroutine: the common case
+            self._settle_delivered(note)
+        else:
+            await self._settle(note, result)
+
+    def _settle_delivered(self, note: Notification) -> None:
+        if self._streak >= DOWN_AFTER_FAILURES:
+            log.info("receiver %s is back after %d failures", self.name, self._streak)
+        self._streak = 0
+        self._delivered.append(note.key)
+        self._delivered_total.inc()
+        now_s = self._clock.now().timestamp()
+        self._latency.observe(max(0.0, now_s - note.first_enqueued_at))
 
     async def _settle(self, note: Notification, result: SendResult) -> None:
         """Queue the outcome for the next step's transaction (a crash before it re-sends under
         the same key); a give-up is written to the DLQ first, then dropped from the outbox."""
+        if result.ok:
+            self._settle_delivered(note)
+            return
         now_s = self._clock.now().timestamp()
         attempts = note.attempts + 1
-        if result.ok:
-            if self._streak >= DOWN_AFTER_FAILURES:
-                log.info("receiver %s is back after %d failures", self.name, self._streak)
-            self._streak = 0
-            self._delivered.append(note.key)
-            self._delivered_total.inc()
-            self._latency.observe(max(0.0, now_s - note.first_enqueued_at))
-            return
         age_s = now_s - note.first_enqueued_at
         if (
             not result.retryable
