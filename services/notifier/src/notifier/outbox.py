@@ -63,6 +63,7 @@ from typing import Any
 import orjson
 from contracts.events import AlertRaised
 
+from notifier.outbox_import import LEGACY_NAME, snapshot_lines
 from notifier.routing import Destination, InhibitRule
 from notifier.silences import Silence
 
@@ -221,6 +222,9 @@ class Outbox:
         self._lock = threading.Lock()  # the descriptors, between the loop and the sync thread
         self._retired_fd: int | None = None  # the journal before a compaction, until synced
         self._dir_synced = False
+        legacy = path.with_name(LEGACY_NAME)
+        if legacy.exists() and not path.exists() and not self._next_path.exists():
+            self._import_legacy(legacy)
         self._size = self._recover()
         self._snapshot_size = self._size
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -271,6 +275,35 @@ class Outbox:
             )
             os.truncate(self.path, good)
         return good
+
+    def _import_legacy(self, legacy: Path) -> None:
+        """The SQLite outbox of an earlier version, written as this journal's first snapshot
+        (durable before the database is set aside as `<name>.imported`)."""
+        ops = snapshot_lines(legacy, version=JOURNAL_VERSION)
+        fd = os.open(self._next_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            data = b"".join(_line(op) for op in ops)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._next_path.replace(self.path)
+        for suffix in ("", "-wal", "-shm"):
+            old = Path(f"{legacy}{suffix}")
+            if old.exists():
+                old.replace(Path(f"{old}.imported"))
+        _fsync_dir(self.path.parent)
+        counts = {kind: sum(op[0] == kind for op in ops) for kind in ("N", "A", "s")}
+        log.info(
+            "imported %s: %d notifications, %d waiting alerts, %d silences (now %s.imported)",
+            legacy,
+            counts["N"],
+            counts["A"],
+            counts["s"],
+            legacy,
+        )
 
     def _apply(self, op: list[Any]) -> None:
         kind = op[0]
