@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
@@ -77,3 +77,35 @@ async def test_webhook_receiver_request_verifies_and_carries_the_idempotency_key
     payload = Webhook(SECRET).verify(request.content, dict(request.headers))
     assert request.headers["webhook-id"] == request.headers["idempotency-key"] == "msg_abc"
     assert payload["data"]["alerts"][0]["link"] == "https://pulse.example.com/dashboard/#/reviews"
+
+
+async def test_a_request_signed_ahead_is_sent_as_is_while_fresh_and_signed_again_when_old() -> None:
+    import httpx
+    from notifier.receivers import RESIGN_AFTER_S
+
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200)
+
+    receiver = WebhookReceiver(
+        "hook",
+        "webhook+https://example.com/hook",
+        key=signing.decode_secret(SECRET),
+        timeout_s=5,
+        dashboard_url=None,
+        client=httpx.AsyncClient(transport=httpx.MockTransport(handler)),
+    )
+    signed_at = datetime.now(UTC) - timedelta(seconds=90)  # verify() wants a recent stamp
+    for later_s, expected_at in ((RESIGN_AFTER_S - 1, signed_at), (RESIGN_AFTER_S + 1, None)):
+        outgoing = Outgoing(
+            key="msg_abc", receiver="hook", group_labels={}, alerts=[review_alert()]
+        )
+        receiver.prepare(outgoing, now=signed_at)
+        sent_at = signed_at + timedelta(seconds=later_s)
+        assert (await receiver.send(outgoing, now=sent_at)).ok
+        stamp = int(seen[-1].headers["webhook-timestamp"])
+        assert stamp == int((expected_at or sent_at).timestamp())
+        # either way the signature is valid for its timestamp
+        Webhook(SECRET).verify(seen[-1].content, dict(seen[-1].headers))

@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 WEBHOOK_SCHEMES = ("webhook+http://", "webhook+https://")
 # 4xx answers that may succeed later; any other 4xx is the request's fault: give up at once.
 _RETRYABLE_4XX = frozenset({408, 409, 425, 429})
+# A request signed ahead (`prepare`) is signed again at the send past this age: receivers
+# reject webhook-timestamps too far from their clock (Standard Webhooks suggests 5 minutes).
+RESIGN_AFTER_S = 60.0
 
 
 @dataclass(slots=True)  # not frozen: one per send, and a frozen __init__ is ~3x slower
@@ -46,6 +49,8 @@ class Outgoing:
     group_labels: dict[str, str]
     alerts: Sequence[AlertRaised]
     published: Sequence[bytes] = ()  # each alert's record as published on alerts.v1, if known
+    # What a receiver built ahead in `prepare` (the dispatcher's step), used by its `send`.
+    prepared: Any = None
 
 
 class Receiver(Protocol):
@@ -106,8 +111,16 @@ class WebhookReceiver:
         headers["idempotency-key"] = outgoing.key
         return body, headers
 
+    def prepare(self, outgoing: Outgoing, *, now: datetime) -> None:
+        """Sign ahead of the send (the dispatcher's step does this for a whole claim)."""
+        outgoing.prepared = (*self.signed_request(outgoing, now=now), now.timestamp())
+
     async def send(self, outgoing: Outgoing, *, now: datetime) -> SendResult:
-        body, headers = self.signed_request(outgoing, now=now)
+        prepared = outgoing.prepared
+        if prepared is not None and now.timestamp() - prepared[2] <= RESIGN_AFTER_S:
+            body, headers = prepared[0], prepared[1]
+        else:  # not prepared, or signed too long ago for the receiver's timestamp tolerance
+            body, headers = self.signed_request(outgoing, now=now)
         try:
             response = await self._client.post(self._url, content=body, headers=headers)
         except httpx.HTTPError as exc:
