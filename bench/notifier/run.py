@@ -9,7 +9,7 @@ receiver is down (connection refused) the whole time.
 - throughput: a backlog of `--backlog` alerts (3,000) on a fresh topic, drained by the
   notifier (group_wait 0) and by the bare loop (aiokafka consumer + httpx, the notifier's
   per-receiver concurrency of 4 POSTs in flight on 4 worker tasks, keep-alive), each in its
-  own process, to the same receiver, one after the other; `--rounds` (3) such pairs, the
+  own process, to the same receiver, one after the other; `--rounds` (5) such pairs, the
   order alternating, and the figure is the median pair's ratio; target >= 0.8x the bare loop.
 - side by side: both drain the same backlog at the same time, each to its own receiver.
 The receiver runs in this process; the notifier and the bare loop are subprocesses.
@@ -459,7 +459,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--group-wait-s", type=float, default=0.5)
     parser.add_argument("--backlog", type=int, default=3000)
-    parser.add_argument("--rounds", type=int, default=3, help="throughput: pairs of drains")
+    parser.add_argument("--rounds", type=int, default=5, help="throughput: pairs of drains")
     parser.add_argument("--bare-loop", nargs=3, metavar=("TOPIC", "URL", "COUNT"))
     parser.add_argument("--only", choices=("latency", "throughput", "side-by-side"))
     args = parser.parse_args()
