@@ -62,3 +62,56 @@ async def test_offsets_are_committed_only_after_the_outbox_is_synced(tmp_path: P
     await asyncio.wait_for(committer, 5)
     assert log[:2] == ["sync", "commit [5]"]
     outbox.close()
+
+
+async def test_bad_records_go_to_the_dlq_with_the_reason_that_fits(tmp_path: Path) -> None:
+    """Alerts are validated straight from their bytes: bytes that are not JSON are
+    `undecodable`, JSON that is not an alert is `schema_invalid`; a good alert is queued."""
+    import orjson
+    from notifier_factories import review_alert
+    from servicekit.kafka import encode_event
+
+    sent: list[tuple[str, bytes]] = []
+
+    class RecordingProducer:
+        async def send(
+            self, topic: str, value: bytes, *, key: bytes | None
+        ) -> asyncio.Future[None]:
+            sent.append((topic, value))
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+
+    class Poked:
+        def poke(self) -> None:
+            return None
+
+    class Record:
+        def __init__(self, offset: int, value: bytes) -> None:
+            self.topic, self.partition, self.offset, self.key, self.value = (
+                "alerts.v1",
+                0,
+                offset,
+                b"k",
+                value,
+            )
+
+    outbox = Outbox(tmp_path / "outbox.journal")
+    notifier = Notifier(
+        consumer=None,  # type: ignore[arg-type]  # handle_batch only
+        producer=RecordingProducer(),  # type: ignore[arg-type]
+        outbox=outbox,
+        disk=None,  # type: ignore[arg-type]
+        router=simple_router(["a"]),
+        silences=type("S", (), {"current": []})(),  # type: ignore[arg-type]
+        dispatchers={"a": Poked()},  # type: ignore[dict-item]
+        clock=FakeClock(),
+        dlq_topic="dlq",
+        poll_max_records=10,
+    )
+    good = encode_event(review_alert(1))
+    records = [Record(0, b"{not json"), Record(1, b"[1]"), Record(2, good), Record(3, b"\xff")]
+    await notifier.handle_batch(records)  # type: ignore[arg-type]
+    reasons = [orjson.loads(value)["reason"] for _, value in sent]
+    assert reasons == ["undecodable", "schema_invalid", "undecodable"]
+    assert outbox.pending_count("a") == 1

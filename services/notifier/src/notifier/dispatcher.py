@@ -179,8 +179,10 @@ class Dispatcher:
                 log.exception("receiver %s: dispatch step failed; retrying in 1 s", self.name)
                 wait_s = 1.0
             if wait_s > 0 and not self._outcomes_due():
+                # asyncio.timeout, not wait_for: no task per wait (one per step under load)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), timeout=wait_s)
+                    async with asyncio.timeout(wait_s):
+                        await self.wake.wait()
         await self.settled(5.0)
         await self.close()
         await self.step(claim=False)  # record the last outcomes
