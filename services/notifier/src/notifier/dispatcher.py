@@ -350,7 +350,7 @@ class Dispatcher:
         if result.ok:  # settled without another coroutine: the common case
             self._settle_delivered(note)
         else:
-            await self._settle(note, result)
+            await self._settle_failure(note, result)
 
     def _settle_delivered(self, note: Notification) -> None:
         if self._streak >= DOWN_AFTER_FAILURES:
@@ -361,12 +361,9 @@ class Dispatcher:
         now_s = self._clock.now().timestamp()
         self._latency.observe(max(0.0, now_s - note.first_enqueued_at))
 
-    async def _settle(self, note: Notification, result: SendResult) -> None:
-        """Queue the outcome for the next step's transaction (a crash before it re-sends under
-        the same key); a give-up is written to the DLQ first, then dropped from the outbox."""
-        if result.ok:
-            self._settle_delivered(note)
-            return
+    async def _settle_failure(self, note: Notification, result: SendResult) -> None:
+        """Queue a failed attempt's outcome for the next step's write (a crash before it
+        re-sends under the same key); a give-up is written to the DLQ first, then dropped."""
         now_s = self._clock.now().timestamp()
         attempts = note.attempts + 1
         age_s = now_s - note.first_enqueued_at

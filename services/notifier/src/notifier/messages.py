@@ -110,6 +110,33 @@ def text_body(alerts: Sequence[AlertRaised], *, dashboard_url: str | None) -> st
     return "\n\n".join(alert_text(a, dashboard_url=dashboard_url) for a in alerts)
 
 
+def _payload_head(
+    alerts: Sequence[AlertRaised],
+    summaries: Sequence[str],
+    *,
+    notification_id: str,
+    receiver: str,
+    group_labels: Mapping[str, str],
+    timestamp: datetime,
+    dashboard_url: str | None,
+) -> dict[str, Any]:
+    """The webhook body without its `data.alerts` (`summaries`: one per alert, made once)."""
+    return {
+        "type": WEBHOOK_EVENT_TYPE,
+        "timestamp": timestamp.isoformat(),
+        "data": {
+            "notification_id": notification_id,
+            "receiver": receiver,
+            "group_labels": dict(group_labels),
+            "title": title(alerts, summary=summaries[0]),
+            "text": "\n\n".join(
+                alert_text(alert, dashboard_url=dashboard_url, summary=summary)
+                for alert, summary in zip(alerts, summaries, strict=True)
+            ),
+        },
+    }
+
+
 def webhook_body(
     alerts: Sequence[AlertRaised],
     *,
@@ -127,20 +154,15 @@ def webhook_body(
     or with bytes that do not end an object, is serialized from the model."""
     summaries = [alert_summary(alert) for alert in alerts]
     head = orjson.dumps(
-        {
-            "type": WEBHOOK_EVENT_TYPE,
-            "timestamp": timestamp.isoformat(),
-            "data": {
-                "notification_id": notification_id,
-                "receiver": receiver,
-                "group_labels": group_labels,
-                "title": title(alerts, summary=summaries[0]),
-                "text": "\n\n".join(
-                    alert_text(alert, dashboard_url=dashboard_url, summary=summary)
-                    for alert, summary in zip(alerts, summaries, strict=True)
-                ),
-            },
-        }
+        _payload_head(
+            alerts,
+            summaries,
+            notification_id=notification_id,
+            receiver=receiver,
+            group_labels=group_labels,
+            timestamp=timestamp,
+            dashboard_url=dashboard_url,
+        )
     )
     entries = []
     for n, alert in enumerate(alerts):
@@ -166,22 +188,21 @@ def webhook_payload(
 ) -> dict[str, Any]:
     """The webhook's JSON body, in the Standard Webhooks shape (`type`, `timestamp`, `data`)."""
     summaries = [alert_summary(alert) for alert in alerts]  # each used three times
-    links = [dashboard_link(alert, dashboard_url=dashboard_url) for alert in alerts]
-    return {
-        "type": WEBHOOK_EVENT_TYPE,
-        "timestamp": timestamp.isoformat(),
-        "data": {
-            "notification_id": notification_id,
-            "receiver": receiver,
-            "group_labels": dict(group_labels),
-            "title": title(alerts, summary=summaries[0]),
-            "text": "\n\n".join(
-                alert_text(alert, dashboard_url=dashboard_url, summary=summary)
-                for alert, summary in zip(alerts, summaries, strict=True)
-            ),
-            "alerts": [
-                {**alert.model_dump(mode="json"), "summary": summary, "link": link}
-                for alert, summary, link in zip(alerts, summaries, links, strict=True)
-            ],
-        },
-    }
+    payload = _payload_head(
+        alerts,
+        summaries,
+        notification_id=notification_id,
+        receiver=receiver,
+        group_labels=group_labels,
+        timestamp=timestamp,
+        dashboard_url=dashboard_url,
+    )
+    payload["data"]["alerts"] = [
+        {
+            **alert.model_dump(mode="json"),
+            "summary": summary,
+            "link": dashboard_link(alert, dashboard_url=dashboard_url),
+        }
+        for alert, summary in zip(alerts, summaries, strict=True)
+    ]
+    return payload

@@ -207,7 +207,8 @@ class _Queue:
     claimed: set[str] = field(default_factory=set)  # handed out, outcome not yet recorded
     seen: dict[str, float] = field(default_factory=dict)  # alert id → dedup until
 
-    pending_alerts: int = 0  # alerts waiting in groups, kept up to date (a gauge reads it)
+    def pending_alerts(self) -> int:
+        return sum(len(g.alerts) for g in self.groups.values())
 
 
 class Outbox:
@@ -234,10 +235,8 @@ class Outbox:
     def _append(self, lines: list[bytes]) -> None:
         """One write() for an operation's lines (looped: a short write continues)."""
         data = b"".join(lines)
-        view = memoryview(data)
         try:
-            while view:
-                view = view[os.write(self._fd, view) :]
+            _write_all(self._fd, data)
         except OSError as exc:
             raise OutboxError(f"cannot append to {self.path}: {exc}") from exc
         self._size += len(data)
@@ -282,10 +281,7 @@ class Outbox:
         ops = snapshot_lines(legacy, version=JOURNAL_VERSION)
         fd = os.open(self._next_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            data = b"".join(_line(op) for op in ops)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            _write_all(fd, b"".join(_line(op) for op in ops))
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -382,9 +378,7 @@ class Outbox:
         data = b"".join(lines)
         fd = os.open(self._next_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            _write_all(fd, data)
         except OSError as exc:
             os.close(fd)
             log.warning("compaction of %s failed (%s); the journal goes on", self.path, exc)
@@ -560,9 +554,7 @@ class Outbox:
                     due = max(due, group.last_flushed_at + interval_s)
                 group.due_at = due
                 heapq.heappush(queue.group_due, (due, group_key))
-            if alert_id not in group.alerts:
-                group.alerts[alert_id] = pending  # shared by receivers: never changed once made
-                queue.pending_alerts += 1
+            group.alerts.setdefault(alert_id, pending)  # shared: never changed once made
 
     def _add_pending(
         self,
@@ -573,12 +565,10 @@ class Outbox:
         at: float,
         targets: tuple[tuple[int, str], ...],
     ) -> None:
-        queue = self._queues[receiver]
-        group = queue.groups[group_key]
+        group = self._queues[receiver].groups[group_key]
         if alert_id in group.alerts:
             return
         group.alerts[alert_id] = _Pending(alert, at, targets)
-        queue.pending_alerts += 1
 
     def _apply_inhibit(self, rule: int, key: str, until: float) -> list[str]:
         """An inhibition source: hold back its targets until `until`, drop the pending ones;
@@ -594,7 +584,6 @@ class Outbox:
                 held = [a for a, p in group.alerts.items() if target in p.targets]
                 for alert_id in held:
                     del group.alerts[alert_id]
-                    queue.pending_alerts -= 1
                     dropped.append(receiver)
         return dropped
 
@@ -671,7 +660,6 @@ class Outbox:
                 continue  # stale
             members = list(group.alerts.items())
             group.alerts = {}
-            queue.pending_alerts -= len(members)
             group.due_at = None
             if not members:
                 continue  # every alert of it was inhibited: nothing was sent
@@ -803,7 +791,7 @@ class Outbox:
 
     def pending_count(self, receiver: str) -> int:
         queue = self._queues.get(receiver)
-        return 0 if queue is None else queue.pending_alerts + len(queue.notes)
+        return 0 if queue is None else queue.pending_alerts() + len(queue.notes)
 
     def prune(self, *, now_s: float) -> None:
         """Forget expired dedup entries, idle groups, inhibitions and silences (memory only:
@@ -854,6 +842,13 @@ def _next_group_due(queue: _Queue) -> float | None:
 
 def _line(op: list[Any]) -> bytes:
     return orjson.dumps(op) + b"\n"
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """write() until every byte is written (a short write continues)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _line_ends(data: bytes) -> Iterable[int]:
